@@ -1,0 +1,165 @@
+"""Atomic writes, staged stage directories, and the manifests that tie stages together.
+
+A stage writes its whole output directory under a temporary name and swaps it in only when
+everything succeeded, so a failed or interrupted run leaves the last good output untouched.
+Every stage directory has a ``manifest.json``: format version, settings snapshot, fingerprints of
+its inputs, and counts. A later stage checks the manifest of its inputs and refuses stale or
+mismatched ones with an error naming the command to run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from gamerec.errors import ArtifactError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "fingerprint",
+    "read_manifest",
+    "staged_dir",
+    "write_manifest",
+]
+
+#: bumped when any stage's on-disk format changes incompatibly
+FORMAT_VERSION = 1
+
+_STAGE_COMMANDS = {
+    "processed": "gamerec preprocess",
+    "model": "gamerec train",
+    "index": "gamerec index",
+    "eval": "gamerec eval",
+}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def atomic_write_json(path: str | Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty directory to fill; it replaces ``final`` only if the block succeeds.
+
+    The swap is two renames (old aside, new in); a crash between them leaves the old output
+    in ``<final>.old`` which the next successful run removes.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    try:
+        yield staging
+        backup = final.with_name(final.name + ".old")
+        if backup.exists():
+            shutil.rmtree(backup)
+        if final.exists():
+            os.replace(final, backup)
+        os.replace(staging, final)
+        if backup.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def fingerprint(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits are plenty to tell versions apart)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def write_manifest(
+    directory: str | Path,
+    stage: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    counts: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``manifest.json`` with fingerprints of every file already in ``directory``."""
+    directory = Path(directory)
+    files = {
+        entry.name: fingerprint(entry)
+        for entry in sorted(directory.iterdir())
+        if entry.is_file() and entry.name != "manifest.json"
+    }
+    manifest = {
+        "stage": stage,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": dict(settings or {}),
+        "inputs": dict(inputs or {}),
+        "counts": dict(counts or {}),
+        "files": files,
+        **dict(extra or {}),
+    }
+    atomic_write_json(directory / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(directory: str | Path, stage: str, *, verify: bool = False) -> dict[str, Any]:
+    """Read and check a stage's manifest; raise ArtifactError naming the command to run."""
+    directory = Path(directory)
+    command = _STAGE_COMMANDS.get(stage, f"gamerec {stage}")
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise ArtifactError(f"no {stage} output in {directory}; run `{command}` first")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); run `{command}` again") from None
+    if not isinstance(manifest, dict) or manifest.get("stage") != stage:
+        raise ArtifactError(f"{path} is not a {stage} manifest; run `{command}` again")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{directory} was written by an incompatible gamerec (format "
+            f"{manifest.get('format_version')}, this version reads {FORMAT_VERSION}); "
+            f"run `{command}` again"
+        )
+    if verify:
+        for name, expected in manifest.get("files", {}).items():
+            file = directory / name
+            if not file.is_file() or fingerprint(file) != expected:
+                raise ArtifactError(
+                    f"{file} is missing or changed since it was written; run `{command}` again"
+                )
+    return manifest

@@ -1,0 +1,298 @@
+"""Item metadata from every source, merged into one table keyed by appid.
+
+Each loader returns a frame with :data:`METADATA_COLUMNS`; :func:`merge_metadata` combines
+them (first non-missing value wins, genre and tag lists are united).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gamerec.dataio.files import normalise_title, read_bytes, read_text
+from gamerec.errors import DataError
+
+__all__ = [
+    "METADATA_COLUMNS",
+    "load_steam_csv",
+    "load_steamspy",
+    "load_ucsd",
+    "merge_metadata",
+    "parse_owners",
+    "parse_steamspy_record",
+]
+
+METADATA_COLUMNS = [
+    "appid",
+    "name",
+    "genres",
+    "tags",
+    "developer",
+    "publisher",
+    "price_cents",
+    "owners_low",
+    "owners_high",
+    "positive",
+    "negative",
+    "release_date",
+]
+_INT_COLUMNS = ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]
+_OWNERS = re.compile(r"^\s*([\d,]+)\s*(?:\.\.|-)\s*([\d,]+)\s*$")
+
+
+def parse_owners(text: Any) -> tuple[int | None, int | None]:
+    """``"20,000,000 .. 50,000,000"`` or ``"10000000-20000000"`` -> ``(low, high)``."""
+    if not isinstance(text, str):
+        return None, None
+    match = _OWNERS.match(text)
+    if not match:
+        return None, None
+    return int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if np.isnan(value) else int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _split_list(value: Any, sep: str) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(sep) if part.strip()]
+    return []
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS)
+    for column in _INT_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
+    for column in ["genres", "tags"]:
+        frame[column] = frame[column].map(lambda v: v if isinstance(v, list) else [])
+    return frame
+
+
+def parse_steamspy_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One SteamSpy record (``all`` or ``appdetails``) as a metadata row."""
+    low, high = parse_owners(record.get("owners"))
+    tags = record.get("tags")
+    return {
+        "appid": _int_or_none(record.get("appid")),
+        "name": _text_or_none(record.get("name")),
+        # appdetails only; `all` pages carry neither (tags may be [] when a game has none)
+        "genres": _split_list(record.get("genre"), ","),
+        "tags": list(tags) if isinstance(tags, dict) else [],
+        "developer": _text_or_none(record.get("developer")),
+        "publisher": _text_or_none(record.get("publisher")),
+        "price_cents": _int_or_none(record.get("initialprice") or record.get("price")),
+        "owners_low": low,
+        "owners_high": high,
+        "positive": _int_or_none(record.get("positive")),
+        "negative": _int_or_none(record.get("negative")),
+        "release_date": None,
+    }
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"is not valid JSON ({exc.msg}); delete it and fetch again", path, exc.lineno
+        ) from None
+
+
+def _page_number(path: Path) -> int:
+    match = re.search(r"page_(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def load_steamspy(path: str | Path) -> pd.DataFrame:
+    """A ``raw/steamspy`` folder: ``all/page_N.json[.gz]`` and ``appdetails/APPID.json[.gz]``.
+
+    Pages overlap (an appid can sit on two adjacent pages), so rows are deduplicated by appid;
+    appdetails (the only source of genres and tags) override the page record.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("is not a folder; point a steamspy input at raw/steamspy", path)
+    pages = sorted((path / "all").glob("page_*.json*"), key=_page_number)
+    details = sorted((path / "appdetails").glob("*.json*"))
+    details = [d for d in details if d.name.split(".")[0].isdigit()]
+    if not pages and not details:
+        raise DataError(
+            "holds no SteamSpy pages (all/page_N.json) or appdetails; run `gamerec fetch steamspy`",
+            path,
+        )
+    records: dict[int, dict[str, Any]] = {}
+    for page in pages:
+        document = _load_json(page)
+        if not isinstance(document, dict):
+            raise DataError("is not a SteamSpy page (expected an object keyed by appid)", page)
+        for key, record in document.items():
+            if not isinstance(record, dict):
+                raise DataError(f"record {key!r} is not an object", page)
+            row = parse_steamspy_record({"appid": key, **record})
+            if row["appid"] is not None:
+                records.setdefault(row["appid"], row)
+    for detail in details:
+        document = _load_json(detail)
+        if not isinstance(document, dict):
+            raise DataError("is not a SteamSpy appdetails object", detail)
+        row = parse_steamspy_record(document)
+        if row["appid"] is None or row["name"] is None:
+            continue  # SteamSpy's answer for an unknown appid: a blank record
+        base = records.get(row["appid"], {})
+        records[row["appid"]] = {
+            **base,
+            **{k: v for k, v in row.items() if v not in (None, [])},
+        }
+    return _frame(list(records.values()))
+
+
+_STEAM_CSV_REQUIRED = ["appid", "name", "genres", "steamspy_tags", "owners", "price"]
+
+
+def load_steam_csv(path: str | Path) -> pd.DataFrame:
+    """Kaggle "Steam Store Games" ``steam.csv`` (lists ``;``-separated, price in dollars)."""
+    raw = read_bytes(path)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"cannot be parsed as CSV ({exc})", path) from None
+    missing = [c for c in _STEAM_CSV_REQUIRED if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"is not a Steam Store Games steam.csv: no column(s) {missing}; "
+            f"its header is {list(frame.columns)[:20]}",
+            path,
+            1,
+        )
+    appids = pd.to_numeric(frame["appid"], errors="coerce")
+    if appids.isna().any():
+        row = int(appids.index[appids.isna()][0])
+        raise DataError(f"appid {frame['appid'][row]!r} is not a number", path, row + 2)
+    owners = frame["owners"].map(parse_owners)
+    price = pd.to_numeric(frame["price"], errors="coerce")
+    out = pd.DataFrame(
+        {
+            "appid": appids.astype("int64"),
+            "name": frame["name"].map(_text_or_none),
+            "genres": frame["genres"].map(lambda v: _split_list(v, ";")),
+            "tags": frame["steamspy_tags"].map(lambda v: _split_list(v, ";")),
+            "developer": frame.get("developer", pd.Series(dtype=str)).map(_text_or_none),
+            "publisher": frame.get("publisher", pd.Series(dtype=str)).map(_text_or_none),
+            "price_cents": (price * 100).round(),
+            "owners_low": owners.map(lambda o: o[0]),
+            "owners_high": owners.map(lambda o: o[1]),
+            "positive": pd.to_numeric(frame.get("positive_ratings"), errors="coerce"),
+            "negative": pd.to_numeric(frame.get("negative_ratings"), errors="coerce"),
+            "release_date": frame.get("release_date", pd.Series(dtype=str)).map(_text_or_none),
+        }
+    )
+    return _frame(out.to_dict("records")).drop_duplicates("appid")
+
+
+def _ucsd_price(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(float(value) * 100)
+    if isinstance(value, str) and "free" in value.lower():
+        return 0
+    return None
+
+
+def load_ucsd(path: str | Path) -> pd.DataFrame:
+    """UCSD ``steam_games.json``: one Python dict literal per line (``ast.literal_eval``)."""
+    text = read_text(path)
+    records = []
+    seen: set[int] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+            kind = type(exc).__name__
+            raise DataError(f"is not a Python dict literal ({kind})", path, number) from None
+        if not isinstance(record, dict):
+            raise DataError("is not a dict literal", path, number)
+        appid = _int_or_none(record.get("id"))
+        if appid is not None:
+            if appid in seen:
+                continue
+            seen.add(appid)
+        records.append(
+            {
+                "appid": appid,
+                "name": _text_or_none(record.get("app_name")) or _text_or_none(record.get("title")),
+                "genres": _split_list(record.get("genres"), ","),
+                "tags": _split_list(record.get("tags"), ","),
+                "developer": _text_or_none(record.get("developer")),
+                "publisher": _text_or_none(record.get("publisher")),
+                "price_cents": _ucsd_price(record.get("price")),
+                "owners_low": None,
+                "owners_high": None,
+                "positive": None,
+                "negative": None,
+                "release_date": _text_or_none(record.get("release_date")),
+            }
+        )
+    return _frame(records)
+
+
+def _union(lists: Sequence[list[str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for values in lists:
+        for value in values:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per appid (plus rows without appid, kept for title matching).
+
+    For scalar fields the first source that has a value wins; genres and tags are united.
+    """
+    if not frames:
+        return _frame([])
+    stacked = pd.concat(
+        [f.assign(_order=i) for i, f in enumerate(frames)], ignore_index=True, sort=False
+    )
+    with_id = stacked[stacked["appid"].notna()].sort_values("_order", kind="stable")
+    without_id = stacked[stacked["appid"].isna()]
+    grouped = with_id.groupby("appid", sort=True)
+    scalars = [c for c in METADATA_COLUMNS if c not in ("appid", "genres", "tags")]
+    merged = grouped[scalars].first()
+    merged["genres"] = grouped["genres"].agg(lambda s: _union(list(s)))
+    merged["tags"] = grouped["tags"].agg(lambda s: _union(list(s)))
+    merged = merged.reset_index()
+    # rows lacking an appid can still match interactions by title, once per title
+    without_id = without_id.assign(_key=without_id["name"].map(normalise_title))
+    known = set(merged["name"].map(normalise_title))
+    without_id = without_id[~without_id["_key"].isin(known) & (without_id["_key"] != "")]
+    without_id = without_id.drop_duplicates("_key")
+    result = pd.concat([merged, without_id[METADATA_COLUMNS]], ignore_index=True, sort=False)
+    for column in _INT_COLUMNS:
+        result[column] = result[column].astype("Int64")
+    return result[METADATA_COLUMNS]

@@ -1,0 +1,116 @@
+"""Every failure a user can cause or meet, as one exception hierarchy.
+
+Each message says what went wrong *and what to do next*; the CLI prints it as
+``Error: <message>`` without a traceback and exits 1.
+
+    GamerecError
+    ├── ConfigError          invalid settings: a bad value, an unknown key, an unreadable gamerec.toml
+    ├── DataError            an input file is missing, empty or malformed (names the file and line)
+    ├── ArtifactError        a stage's inputs are missing, stale or from another catalog/version
+    ├── FetchError           an HTTP request failed for good (after retries), or cannot be made
+    │   └── RateLimitError   the remote API's quota is spent (e.g. the Steam Web API's daily limit)
+    ├── TrainingError        training cannot start or cannot continue
+    ├── NotFoundError        an unknown user, game, genre or appid
+    │   └── AmbiguousNameError   a game name matches several games (lists the candidates)
+    └── InvalidRequestError  an argument is out of range (top-k <= 0, an empty query, ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "AmbiguousNameError",
+    "ArtifactError",
+    "ConfigError",
+    "DataError",
+    "FetchError",
+    "GamerecError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "RateLimitError",
+    "TrainingError",
+]
+
+
+class GamerecError(Exception):
+    """Base class of every error gamerec raises on purpose."""
+
+    #: the HTTP status a server answers this error with
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(GamerecError):
+    """A setting is invalid or the configuration file cannot be read."""
+
+
+class DataError(GamerecError):
+    """An input file cannot be used; the message names the file (and line where it applies)."""
+
+    http_status = 422
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f", line {line}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = Path(path) if path is not None else None
+        self.line = line
+
+
+class ArtifactError(GamerecError):
+    """A stage's input artifacts are missing, stale, corrupt or mismatched."""
+
+    http_status = 503
+
+
+class FetchError(GamerecError):
+    """A remote request failed for good, or cannot be attempted."""
+
+    http_status = 502
+
+
+class RateLimitError(FetchError):
+    """The remote API said the quota is spent; retrying now will not help."""
+
+
+class TrainingError(GamerecError):
+    """Training cannot start or cannot continue."""
+
+
+class NotFoundError(GamerecError):
+    """An unknown user, game, genre or appid."""
+
+    http_status = 404
+
+
+class AmbiguousNameError(NotFoundError):
+    """A game name matches several games."""
+
+    http_status = 422
+
+    def __init__(self, query: str, candidates: Sequence[str]):
+        shown = "; ".join(candidates[:10])
+        more = f" (and {len(candidates) - 10} more)" if len(candidates) > 10 else ""
+        super().__init__(
+            f"{query!r} matches {len(candidates)} games: {shown}{more}. "
+            "Use the full name or the appid."
+        )
+        self.candidates = list(candidates)
+
+
+class InvalidRequestError(GamerecError):
+    """An argument is out of range or malformed."""
+
+    http_status = 422

@@ -1,0 +1,385 @@
+"""The one place gamerec's settings live.
+
+Precedence, lowest first: built-in defaults < ``gamerec.toml`` in the working directory (or
+``--config PATH``) < ``GAMEREC_*`` environment variables (nested with ``__``, e.g.
+``GAMEREC_TRAIN__EPOCHS=5``) < command-line flags.
+
+``Settings.load()`` builds the effective settings and remembers where every value came from
+(``Settings.sources``), which is what ``gamerec config show`` prints. Only the pipeline unpacks
+settings; core modules take plain arguments.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gamerec.errors import ConfigError
+
+__all__ = [
+    "EvalSettings",
+    "FetchSettings",
+    "IndexSettings",
+    "InputSpec",
+    "PreprocessSettings",
+    "RecommendSettings",
+    "ServeSettings",
+    "Settings",
+    "TrainSettings",
+]
+
+ENV_PREFIX = "GAMEREC_"
+DEFAULT_CONFIG_FILE = "gamerec.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+InputKind = Literal["steam-200k", "steam-csv", "ucsd", "steamspy", "owned", "csv"]
+
+
+class InputSpec(_Section):
+    """One input file (or folder) for ``gamerec preprocess``."""
+
+    kind: InputKind = Field(
+        description="steam-200k | steam-csv (Steam Store Games) | ucsd (steam_games.json) | "
+        "steamspy (raw/steamspy folder) | owned (GetOwnedGames JSON file or folder) | csv (generic)"
+    )
+    path: Path = Field(description="the file, or folder for steamspy/owned")
+    user_column: str = Field(default="user", description="csv: the column holding user ids")
+    item_column: str = Field(default="item", description="csv: the column holding appids or titles")
+    value_column: str | None = Field(
+        default=None, description="csv: optional column with playtime or a rating"
+    )
+    value_kind: Literal["playtime_min", "playtime_hours", "rating"] = Field(
+        default="playtime_min", description="csv: what value_column means"
+    )
+    item_key: Literal["auto", "appid", "title"] = Field(
+        default="auto", description="csv: whether item_column holds appids, titles, or either"
+    )
+
+
+class PreprocessSettings(_Section):
+    inputs: list[InputSpec] = Field(
+        default_factory=list,
+        description="input files; empty means the bundled steam-200k demo dataset",
+    )
+    min_user_items: int = Field(default=5, ge=1, description="drop users owning fewer games")
+    min_item_users: int = Field(default=2, ge=1, description="drop games owned by fewer users")
+    valid_fraction: float = Field(
+        default=0.1, gt=0, lt=0.5, description="share of users held out for validation"
+    )
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=0.5, description="share of users held out for testing"
+    )
+    target_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="share of an evaluated user's games used as targets"
+    )
+    seed: int = Field(default=0, description="seed of the user split and fold-in/target split")
+
+
+class FetchSettings(_Section):
+    steamspy_url: str = Field(
+        default="https://steamspy.com/api.php", description="SteamSpy API endpoint"
+    )
+    steam_api_url: str = Field(
+        default="https://api.steampowered.com", description="Steam Web API base URL"
+    )
+    steam_api_key: SecretStr | None = Field(
+        default=None,
+        description="Steam Web API key (set GAMEREC_STEAM_API_KEY); never printed or stored",
+    )
+    all_interval_s: float = Field(
+        default=60.0, ge=0, description="seconds between SteamSpy request=all pages (documented)"
+    )
+    request_interval_s: float = Field(
+        default=1.0, ge=0, description="seconds between other SteamSpy requests (documented)"
+    )
+    steam_interval_s: float = Field(
+        default=1.0, ge=0, description="seconds between Steam Web API requests"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="per-request timeout in seconds")
+    max_retries: int = Field(
+        default=5, ge=0, description="retries on timeouts, connection errors, 429 and 5xx"
+    )
+    backoff_base_s: float = Field(default=2.0, ge=0, description="first retry delay (doubles)")
+    backoff_max_s: float = Field(default=300.0, ge=0, description="longest retry delay")
+    daily_limit: int = Field(default=100_000, ge=1, description="Steam Web API calls per day")
+    pages: int | None = Field(
+        default=None, ge=1, description="SteamSpy all pages to fetch (None: until an empty page)"
+    )
+    details: int = Field(
+        default=1000, ge=0, description="appdetails for this many top games by owners"
+    )
+
+
+class TrainSettings(_Section):
+    embedding_dim: int = Field(default=128, ge=2, description="output embedding size")
+    hidden_dim: int = Field(default=512, ge=2, description="hidden width of the user tower")
+    epochs: int = Field(default=40, ge=1, description="maximum epochs")
+    patience: int = Field(default=4, ge=1, description="stop after this many epochs without gain")
+    batch_size: int = Field(default=256, ge=1, description="users per batch")
+    learning_rate: float = Field(default=2e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
+    dropout: float = Field(default=0.5, ge=0, lt=1, description="input dropout of the user tower")
+    temperature: float = Field(default=0.05, gt=0, description="softmax temperature on cosine")
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="share of a user's games held out as targets"
+    )
+    max_full_softmax_items: int = Field(
+        default=100_000,
+        ge=1,
+        description="above this catalog size use sampled softmax with logQ correction",
+    )
+    sampled_negatives: int = Field(default=4096, ge=1, description="negatives per sampled batch")
+    seed: int = Field(default=0, description="seed of initialisation and batching")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="torch device")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (None: torch's default)"
+    )
+
+
+class IndexSettings(_Section):
+    kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        default="auto", description="auto: exact up to exact_max_items, HNSW above"
+    )
+    exact_max_items: int = Field(default=100_000, ge=1, description="auto's exact-search limit")
+    hnsw_m: int = Field(default=32, ge=4, description="HNSW links per node")
+    hnsw_ef_construction: int = Field(default=200, ge=8, description="HNSW build beam width")
+    hnsw_ef_search: int = Field(default=256, ge=8, description="HNSW search beam width")
+    ivf_nlist: int | None = Field(
+        default=None, ge=1, description="IVF cells (None: about 4*sqrt(n))"
+    )
+    ivf_nprobe: int = Field(default=32, ge=1, description="IVF cells visited per query")
+
+
+class EvalSettings(_Section):
+    protocol: Literal["sg", "loo"] = Field(default="sg", description="sg (P-SG) or loo (P-LOO)")
+    k: list[int] = Field(default_factory=lambda: [10, 20, 50], description="cut-offs")
+    bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for 95% CIs")
+    seed: int = Field(default=0, description="seed of the bootstrap")
+    ease_max_items: int = Field(
+        default=20_000, ge=1, description="EASE refuses catalogs above this (dense n x n)"
+    )
+    baselines: list[Literal["popularity", "itemknn", "ease"]] = Field(
+        default_factory=lambda: ["popularity", "itemknn", "ease"],
+        description="baselines to evaluate",
+    )
+
+
+class RecommendSettings(_Section):
+    top_k: int = Field(default=10, ge=1, description="recommendations per answer")
+    max_top_k: int = Field(default=1000, ge=1, description="largest top_k accepted")
+    rerank: bool = Field(
+        default=True, description="re-rank the two-tower's candidates with the co-play model"
+    )
+    candidates: int = Field(default=200, ge=1, description="FAISS candidates to re-rank")
+
+
+class ServeSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="address to bind")
+    port: int = Field(default=8000, ge=0, le=65535, description="port (0: any free port)")
+    token: SecretStr | None = Field(
+        default=None, description="bearer token required on every request but /health"
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="largest request body")
+    timeout_s: float = Field(default=10.0, gt=0, description="header and body read timeout")
+    max_workers: int = Field(default=32, ge=1, description="requests handled at once")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="access-log level"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything gamerec can be told. Build it with :meth:`Settings.load` to get provenance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("gamerec-data"), description="workspace: raw/, processed/, model/, index/"
+    )
+    # A top-level alias so the documented GAMEREC_STEAM_API_KEY works; copied into fetch.
+    steam_api_key: SecretStr | None = Field(
+        default=None, description="Steam Web API key (GAMEREC_STEAM_API_KEY)", exclude=True
+    )
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=DEFAULT_CONFIG_FILE),
+        )
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.steam_api_key is not None and self.fetch.steam_api_key is None:
+            self.fetch.steam_api_key = self.steam_api_key
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each setting (dotted name) came from: default, a file path, env var, or flag."""
+        return dict(self._sources)
+
+    @classmethod
+    def load(
+        cls,
+        config: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Effective settings: defaults < TOML file < ``GAMEREC_*`` env < ``overrides``.
+
+        ``overrides`` maps dotted names to values (``{"train.epochs": 3}``); ``None`` values are
+        ignored, so CLI options that were not given can be passed straight through.
+        """
+        layers: list[tuple[str, dict[str, Any]]] = []
+        toml_path = Path(config) if config is not None else Path(DEFAULT_CONFIG_FILE)
+        if config is not None and not toml_path.is_file():
+            raise ConfigError(f"config file {toml_path} does not exist; check the --config path")
+        if toml_path.is_file():
+            layers.append((str(toml_path), _read_toml(toml_path)))
+        env_source = EnvSettingsSource(
+            cls, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+        )
+        try:
+            env_values = env_source()
+        except Exception as exc:  # pydantic-settings raises SettingsError on unparsable JSON
+            raise ConfigError(f"environment variable {ENV_PREFIX}*: {exc}") from exc
+        layers.append(("env", env_values))
+        flags: dict[str, Any] = {}
+        for dotted, value in (overrides or {}).items():
+            if value is not None:
+                _set_dotted(flags, dotted, value)
+        layers.append(("flag", flags))
+
+        merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for origin, values in layers:
+            _deep_merge(merged, values)
+            for dotted in _leaf_names(values):
+                sources[dotted] = origin
+        try:
+            settings = cls.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, sources)) from None
+        all_names = _leaf_names(settings.model_dump())
+        settings._sources = {name: sources.get(name, "default") for name in all_names}
+        for name, origin in sources.items():
+            settings._sources.setdefault(name, origin)
+        if "steam_api_key" in sources:
+            settings._sources["fetch.steam_api_key"] = sources["steam_api_key"]
+        return settings
+
+    def to_display(self) -> list[tuple[str, Any, str]]:
+        """``(name, value, source)`` rows, secrets masked, for ``gamerec config show``."""
+        rows = []
+        for name, value in _flatten(self.model_dump(mode="json")).items():
+            if name.endswith(("api_key", "token")) and value is not None:
+                value = "********"
+            rows.append((name, value, self._sources.get(name, "default")))
+        return rows
+
+
+def _origin_label(origin: str) -> str:
+    if origin == "env":
+        return "an environment variable"
+    if origin == "flag":
+        return "a command-line flag"
+    return origin
+
+
+def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        # Find the longest dotted prefix we know the origin of.
+        origin = "default"
+        for end in range(len(loc), 0, -1):
+            dotted = ".".join(loc[:end])
+            if dotted in sources:
+                origin = sources[dotted]
+                break
+        name = ".".join(loc)
+        if origin == "env":
+            where = f"environment variable {ENV_PREFIX}{'__'.join(loc[:2]).upper()}"
+        elif origin == "flag":
+            where = "command-line flag"
+        else:
+            where = origin
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown setting {name!r}; see `gamerec config show`")
+        else:
+            lines.append(f"{where}: invalid value for {name!r}: {error['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _leaf_names(values: Mapping[str, Any]) -> list[str]:
+    return list(_flatten(values))

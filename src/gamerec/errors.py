@@ -4,11 +4,12 @@ Each message says what went wrong *and what to do next*; the CLI prints it as
 ``Error: <message>`` without a traceback and exits 1.
 
     GamerecError
-    ├── ConfigError          invalid settings: a bad value, an unknown key, an unreadable gamerec.toml
+    ├── ConfigError          invalid settings: a bad value, an unknown key, an unreadable file
     ├── DataError            an input file is missing, empty or malformed (names the file and line)
     ├── ArtifactError        a stage's inputs are missing, stale or from another catalog/version
     ├── FetchError           an HTTP request failed for good (after retries), or cannot be made
-    │   └── RateLimitError   the remote API's quota is spent (e.g. the Steam Web API's daily limit)
+    │   ├── RateLimitError   the remote API's quota is spent (e.g. the Steam Web API's daily limit)
+    │   └── ServerUnreachableError   no connection to the server at all (refused, DNS, offline)
     ├── TrainingError        training cannot start or cannot continue
     ├── NotFoundError        an unknown user, game, genre or appid
     │   └── AmbiguousNameError   a game name matches several games (lists the candidates)
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
+    "ServerUnreachableError",
     "TrainingError",
 ]
 
@@ -83,6 +85,10 @@ class FetchError(GamerecError):
 
 class RateLimitError(FetchError):
     """The remote API said the quota is spent; retrying now will not help."""
+
+
+class ServerUnreachableError(FetchError):
+    """No connection could be made after retries: every other request would fail the same way."""
 
 
 class TrainingError(GamerecError):

@@ -1,0 +1,361 @@
+"""A polite JSON-over-HTTP client: minimum gaps between requests, retries with backoff.
+
+The SteamSpy and Steam Web API clients are thin layers over :class:`PoliteClient`. It takes
+plain arguments only (no settings), and everything that touches time or the network can be
+injected: an ``httpx`` transport or client, the ``sleep`` function, the monotonic clock and the
+jitter source. Tests run it against a local server with millisecond intervals.
+
+What counts as a transient failure (retried with exponential backoff and jitter): timeouts,
+connection errors, HTTP 429 (honouring ``Retry-After``), HTTP 5xx, and a 2xx body that is not the
+JSON expected (a truncated or garbled body). Any other status fails at once. A failure that
+survives the retries raises :class:`~gamerec.errors.FetchError` naming the request;
+429 raises :class:`~gamerec.errors.RateLimitError`, and a server that could never be connected
+to raises :class:`~gamerec.errors.ServerUnreachableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from gamerec.errors import FetchError, RateLimitError, ServerUnreachableError
+
+__all__ = [
+    "FailureBudget",
+    "Fetched",
+    "PoliteClient",
+    "ProgressFn",
+    "RetryNotice",
+    "RetryPolicy",
+    "Throttle",
+    "no_progress",
+    "retries_reported",
+]
+
+#: ``(bucket, seconds)``: at least ``seconds`` between the end of one request in ``bucket``
+#: and the start of the next one in it
+Gap = tuple[str, float]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a transient failure."""
+
+    max_retries: int = 5
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+
+    def delay(self, retry: int, jitter: float) -> float:
+        """Seconds before retry number ``retry`` (0-based): base * 2**retry, capped, then
+        scaled by ``0.5 + jitter / 2`` so that many clients do not retry in lockstep."""
+        capped = min(self.backoff_max_s, self.backoff_base_s * (2.0**retry))
+        return capped * (0.5 + 0.5 * jitter)
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """Told to the ``on_retry`` callback before the client sleeps and tries again."""
+
+    what: str
+    attempt: int
+    attempts: int
+    delay_s: float
+    problem: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A successful response: the parsed JSON and the exact bytes it was parsed from."""
+
+    data: Any
+    body: bytes
+
+
+class Throttle:
+    """Keeps a minimum gap between requests, per named bucket.
+
+    Gaps are measured from the *end* of the previous request, so the server sees requests
+    at least the gap apart however long they took to answer.
+    """
+
+    def __init__(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sleep = sleep
+        self._clock = clock
+        self._last_end: dict[str, float] = {}
+
+    def wait(self, gaps: Sequence[Gap]) -> None:
+        ready = max(
+            (self._last_end[bucket] + gap for bucket, gap in gaps if bucket in self._last_end),
+            default=float("-inf"),
+        )
+        # a loop, because a sleep may end a hair early on some platforms
+        while (now := self._clock()) < ready:
+            self._sleep(ready - now)
+
+    def done(self, gaps: Sequence[Gap]) -> None:
+        now = self._clock()
+        for bucket, _ in gaps:
+            self._last_end[bucket] = now
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None if absent or unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class PoliteClient:
+    """GET JSON documents politely; see the module docstring for what is retried.
+
+    ``secrets`` are strings (an API key) scrubbed from every message this client produces,
+    as a second line of defence: callers should send them in headers, never in URLs.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        before_request: Callable[[], None] | None = None,
+        secrets: Collection[str] = (),
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            timeout=timeout_s, transport=transport, follow_redirects=True
+        )
+        if headers:
+            self._client.headers.update(headers)
+        self._sleep = sleep
+        self._jitter = jitter
+        self.throttle = Throttle(sleep=sleep, clock=clock)
+        self.on_retry = on_retry
+        self.before_request = before_request
+        self._secrets = [s for s in secrets if s]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(timeout_s={self.timeout_s}, retry={self.retry})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> PoliteClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def get_json(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        what: str,
+        gaps: Sequence[Gap] = (),
+        expect: Callable[[Any], bool] | None = None,
+        advice: Mapping[int, str] | None = None,
+    ) -> Fetched:
+        """GET ``url`` and parse JSON, retrying transient failures.
+
+        ``what`` names the request in messages (it must not contain secrets); ``gaps`` are the
+        throttle buckets this request belongs to; ``expect`` rejects a parsed body of the wrong
+        shape (retried like a truncated one); ``advice`` adds what to do for a given HTTP status.
+        """
+        attempts = self.retry.max_retries + 1
+        problem = ""
+        ever_connected = False
+        for attempt in range(1, attempts + 1):
+            if self.before_request is not None:
+                self.before_request()
+            retry_after: float | None = None
+            rate_limited = False
+            reached_server = True
+            self.throttle.wait(gaps)
+            try:
+                response = self._client.get(url, params=params)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                problem = f"could not connect ({self.scrub(str(exc)) or type(exc).__name__})"
+                reached_server = False
+            except httpx.TimeoutException:
+                problem = f"no answer within {self.timeout_s:g} s (timeout)"
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise FetchError(
+                    f"{what}: cannot request {url} ({self.scrub(str(exc))}); check the base URL"
+                ) from None
+            except httpx.RequestError as exc:
+                # the connection broke mid-response: e.g. a body shorter than its Content-Length
+                problem = f"the connection broke ({type(exc).__name__}: {self.scrub(str(exc))})"
+            else:
+                status = response.status_code
+                if status == 429:
+                    rate_limited = True
+                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    problem = "HTTP 429 Too Many Requests"
+                    if retry_after is not None and retry_after > self.retry.backoff_max_s:
+                        self.throttle.done(gaps)
+                        raise RateLimitError(
+                            f"{what}: the server is rate limiting (HTTP 429) and asks to wait "
+                            f"{retry_after:.0f} s, longer than the longest backoff "
+                            f"({self.retry.backoff_max_s:g} s); try again later"
+                        )
+                elif status >= 500:
+                    problem = f"HTTP {status} {response.reason_phrase}".rstrip()
+                elif not 200 <= status < 300:
+                    self.throttle.done(gaps)
+                    hint = (advice or {}).get(status, "check the request's parameters and URL")
+                    raise FetchError(
+                        f"{what}: HTTP {status} {response.reason_phrase}".rstrip() + f"; {hint}"
+                    )
+                else:
+                    body = response.content
+                    try:
+                        data = json.loads(body)
+                    except (ValueError, UnicodeDecodeError):
+                        problem = (
+                            f"the body is not valid JSON ({len(body):,} bytes; "
+                            "truncated or garbled)"
+                        )
+                    else:
+                        if expect is None or expect(data):
+                            self.throttle.done(gaps)
+                            return Fetched(data, body)
+                        problem = "the JSON does not have the expected shape"
+            ever_connected = ever_connected or reached_server
+            if reached_server:  # a request that never arrived does not count against the gaps
+                self.throttle.done(gaps)
+            if attempt == attempts:
+                break
+            delay = (
+                retry_after
+                if retry_after is not None
+                else self.retry.delay(attempt - 1, self._jitter())
+            )
+            if self.on_retry is not None:
+                self.on_retry(RetryNotice(what, attempt, attempts, delay, problem))
+            self._sleep(delay)
+
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if rate_limited:
+            raise RateLimitError(
+                f"{what}: still rate limited (HTTP 429) after {tries}; wait a while and run again"
+            )
+        if not ever_connected:
+            raise ServerUnreachableError(
+                f"{what}: {problem} after {tries}; check your network connection and the "
+                f"base URL ({url})"
+            )
+        raise FetchError(f"{what}: failed after {tries}: {problem}; run again later to resume")
+
+
+#: ``(stage, message, fraction of the stage done or None when unknown)``, as in the pipeline
+ProgressFn = Callable[[str, str, float | None], None]
+
+
+def no_progress(stage: str, message: str, fraction: float | None) -> None:
+    return None
+
+
+class FailureBudget:
+    """Decides when a crawl of many items should stop instead of moving on.
+
+    One item failing after its retries is recorded and the crawl goes on, so that one broken
+    item cannot block the rest forever. ``limit`` failures in a row, or a run in which every
+    request failed, mean the server or the settings are at fault: stop with a FetchError.
+    """
+
+    def __init__(self, limit: int = 3) -> None:
+        self.limit = limit
+        self.consecutive = 0
+        self.successes = 0
+        self.failures = 0
+        self.last: FetchError | None = None
+
+    def succeeded(self) -> None:
+        self.consecutive = 0
+        self.successes += 1
+
+    def failed(self, error: FetchError) -> None:
+        if isinstance(error, RateLimitError | ServerUnreachableError):
+            raise error  # every further request would meet the same fate
+        self.consecutive += 1
+        self.failures += 1
+        self.last = error
+        if self.consecutive >= self.limit:
+            raise FetchError(
+                f"{error.message} ({self.consecutive} requests in a row failed, so the crawl "
+                "stopped; what was fetched is saved: run the command again to resume)"
+            )
+
+    def finish(self) -> None:
+        if self.last is not None and self.successes == 0:
+            raise FetchError(
+                f"{self.last.message} (every request of this run failed; what was fetched "
+                "before is saved: run the command again to resume)"
+            )
+
+
+@contextlib.contextmanager
+def retries_reported(http: PoliteClient, progress: ProgressFn, stage: str) -> Iterator[None]:
+    """While the block runs, tell ``progress`` about each retry (a bar shows why it waits)."""
+    previous = http.on_retry
+
+    def report(notice: RetryNotice) -> None:
+        if previous is not None:
+            previous(notice)
+        progress(
+            stage,
+            f"{notice.what}: {notice.problem}; retry {notice.attempt}/{notice.attempts - 1} "
+            f"in {notice.delay_s:.1f} s",
+            None,
+        )
+
+    http.on_retry = report
+    try:
+        yield
+    finally:
+        http.on_retry = previous

@@ -1,0 +1,164 @@
+"""The user tower in plain numpy, and a scorer over a trained model directory.
+
+Recommending never imports torch (2 s of import): training exports the user tower's weights as
+numpy arrays (``user_tower.npz``) and the item tower's output as ``item_embeddings.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gamerec.dataio.matrix import UserItems
+from gamerec.errors import ArtifactError
+from gamerec.towers.features import history_weights, token_preferences
+
+__all__ = [
+    "COPLAY_FILE",
+    "USER_TOWER_ARRAYS",
+    "NumpyUserTower",
+    "TwoTowerScorer",
+    "load_coplay",
+    "load_model_arrays",
+]
+
+USER_TOWER_ARRAYS = (
+    "history",  # (n_items, H)  EmbeddingBag weight
+    "preferences",  # (n_tokens, H) Linear weight, transposed
+    "input_bias",  # (H,)
+    "hidden_weight",  # (H, H) transposed
+    "hidden_bias",  # (H,)
+    "output_weight",  # (H, D) transposed
+    "output_bias",  # (D,)
+    "token_matrix",  # (n_items, n_tokens) item genre/tag profiles
+)
+
+
+class NumpyUserTower:
+    """Exactly :class:`gamerec.towers.model.UserTower` in eval mode, in numpy."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], playtime_weight: float = 0.0):
+        self.playtime_weight = playtime_weight
+        missing = [name for name in USER_TOWER_ARRAYS if name not in arrays]
+        if missing:
+            raise ArtifactError(f"user tower export lacks {missing}; run `gamerec train` again")
+        for name in USER_TOWER_ARRAYS:
+            setattr(self, name, np.ascontiguousarray(arrays[name], dtype=np.float32))
+        self.history: np.ndarray
+        self.preferences: np.ndarray
+        self.input_bias: np.ndarray
+        self.hidden_weight: np.ndarray
+        self.hidden_bias: np.ndarray
+        self.output_weight: np.ndarray
+        self.output_bias: np.ndarray
+        self.token_matrix: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return self.history.shape[0]
+
+    def embed(
+        self, histories: UserItems, extra_preferences: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n_rows, D) unit vectors. ``extra_preferences`` (n_rows, n_tokens) adds stated tastes."""
+        raw_weights = history_weights(histories.values, self.playtime_weight)
+        lengths = histories.row_lengths()
+        row_of = np.repeat(np.arange(histories.n_rows), lengths)
+        norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
+        weights = raw_weights / np.maximum(norms[row_of], 1e-12)
+        bag = np.zeros((histories.n_rows, self.history.shape[1]), dtype=np.float32)
+        np.add.at(bag, row_of, self.history[histories.indices] * weights[:, None])
+        prefs = token_preferences(histories, self.token_matrix, raw_weights)
+        if extra_preferences is not None:
+            prefs = prefs + extra_preferences.astype(np.float32)
+            totals = prefs.sum(1, keepdims=True)
+            prefs = np.divide(prefs, totals, out=prefs, where=totals > 0)
+        x = np.tanh(bag + prefs @ self.preferences + self.input_bias)
+        x = np.tanh(x @ self.hidden_weight + self.hidden_bias)
+        out = x @ self.output_weight + self.output_bias
+        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(
+            np.float32
+        )
+
+
+def load_model_arrays(model_dir: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(user tower arrays, item embeddings, manifest) of a trained model directory."""
+    from gamerec.artifacts import read_manifest
+
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir, "model")
+    try:
+        with np.load(model_dir / "user_tower.npz", allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        item_embeddings = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(
+            f"the model in {model_dir} is unreadable ({exc}); run `gamerec train` again"
+        ) from None
+    if item_embeddings.shape[0] != arrays.get("history", np.empty((0, 0))).shape[0]:
+        raise ArtifactError(f"the model in {model_dir} is inconsistent; run `gamerec train` again")
+    return arrays, item_embeddings.astype(np.float32), manifest
+
+
+class TwoTowerScorer:
+    """Scores every catalog game for a batch of histories: cosine of the two towers.
+
+    With ``rerank`` (and a co-play model in the model directory), each user's top candidates
+    are re-ranked by :mod:`gamerec.towers.rerank`; other games score ``-inf``.
+    """
+
+    def __init__(
+        self,
+        user_tower: NumpyUserTower,
+        item_embeddings: np.ndarray,
+        manifest: dict,
+        coplay: np.ndarray | None = None,
+        rerank: bool = False,
+    ):
+        self.user_tower = user_tower
+        self.item_embeddings = item_embeddings
+        self.manifest = manifest
+        settings = manifest.get("rerank") or {}
+        self.rerank = bool(rerank and coplay is not None and settings)
+        self.coplay = coplay
+        self.alpha = float(settings.get("alpha", 1.0))
+        self.n_candidates = int(settings.get("candidates", 200))
+        self.name = "two-tower + re-rank" if self.rerank else "two-tower"
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, rerank: bool = False) -> TwoTowerScorer:
+        arrays, item_embeddings, manifest = load_model_arrays(model_dir)
+        coplay = load_coplay(model_dir) if rerank else None
+        tower = NumpyUserTower(arrays, manifest_playtime_weight(manifest))
+        return cls(tower, item_embeddings, manifest, coplay, rerank)
+
+    def score(self, histories: UserItems) -> np.ndarray:
+        first_stage = self.user_tower.embed(histories) @ self.item_embeddings.T
+        if not self.rerank or self.coplay is None:
+            return first_stage
+        from gamerec.towers.rerank import rerank_scores
+
+        return rerank_scores(first_stage, histories, self.coplay, self.alpha, self.n_candidates)
+
+    def __repr__(self) -> str:
+        return f"TwoTowerScorer({self.name}, {json.dumps(self.manifest.get('counts', {}))})"
+
+
+COPLAY_FILE = "coplay.npy"
+
+
+def manifest_playtime_weight(manifest: dict) -> float:
+    return float(manifest.get("config", {}).get("playtime_weight", 0.0))
+
+
+def load_coplay(model_dir: str | Path) -> np.ndarray | None:
+    """The re-ranker's item-item weights, memory-mapped (None when the model has none)."""
+    path = Path(model_dir) / COPLAY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); run `gamerec train` again") from None

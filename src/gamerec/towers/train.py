@@ -1,0 +1,320 @@
+"""Training the two-tower model with the hold-out-target objective.
+
+Each epoch, every training user's games are split at random into an input part (what the user
+tower sees) and held-out targets; the loss is the softmax cross-entropy of the targets over the
+catalog with the input games masked out — the same task the evaluation protocol poses, and the
+target never appears in the tower's input. Full softmax while the catalog is small enough,
+sampled softmax with logQ correction beyond ``max_full_softmax_items``.
+
+Seeded per epoch (``seed``, ``epoch``), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gamerec.artifacts import atomic_path
+from gamerec.dataio.matrix import UserItems
+from gamerec.errors import TrainingError
+from gamerec.towers.features import ItemFeatures, history_weights, token_preferences
+from gamerec.towers.model import TwoTower, TwoTowerConfig
+
+__all__ = ["EpochReport", "TrainResult", "resolve_device", "train_two_tower"]
+
+
+class _Scorer(Protocol):
+    name: str
+
+    def score(self, histories: UserItems) -> np.ndarray: ...
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    examples_per_s: float
+    valid_metric: float
+    best: bool
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: TwoTower
+    best_epoch: int
+    best_metric: float
+    history: list[EpochReport] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from_epoch: int | None = None
+    sampled_softmax: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
+    return torch.device(device)
+
+
+def user_inputs(
+    histories: UserItems,
+    token_matrix: np.ndarray,
+    device: torch.device,
+    playtime_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The user tower's tensors for a batch of histories (indices, offsets, weights, prefs)."""
+    raw_weights = history_weights(histories.values, playtime_weight)
+    row_of = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+    norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
+    weights = raw_weights / np.maximum(norms[row_of], 1e-12)
+    prefs = token_preferences(histories, token_matrix, raw_weights)
+    return (
+        torch.from_numpy(histories.indices.astype(np.int64)).to(device),
+        torch.from_numpy(histories.indptr[:-1].astype(np.int64)).to(device),
+        torch.from_numpy(weights.astype(np.float32)).to(device),
+        torch.from_numpy(prefs).to(device),
+    )
+
+
+def holdout_split(
+    histories: UserItems, fraction: float, rng: np.random.Generator
+) -> tuple[UserItems, np.ndarray, np.ndarray]:
+    """Split each history into inputs and targets; returns (inputs, target_rows, target_items)."""
+    lengths = histories.row_lengths()
+    n_targets = np.clip(np.rint(fraction * lengths), 1, np.maximum(lengths - 1, 1))
+    row_of = np.repeat(np.arange(histories.n_rows), lengths)
+    order = np.lexsort((rng.random(histories.nnz), row_of))
+    position = np.empty(histories.nnz, dtype=np.int64)
+    position[order] = np.arange(histories.nnz) - np.repeat(histories.indptr[:-1], lengths)
+    is_target = position < n_targets[row_of]
+    keep = ~is_target
+    inputs = UserItems.from_pairs(
+        row_of[keep],
+        histories.indices[keep],
+        histories.values[keep],
+        histories.n_rows,
+        histories.n_items,
+    )
+    return inputs, row_of[is_target], histories.indices[is_target]
+
+
+class _TorchScorer:
+    """Scores with the model being trained (eval mode), for validation."""
+
+    name = "two-tower"
+
+    def __init__(self, model: TwoTower, features: ItemFeatures, item_inputs: tuple, device):
+        self.model, self.features, self.item_inputs, self.device = (
+            model,
+            features,
+            item_inputs,
+            device,
+        )
+        with torch.no_grad():
+            self.item_embeddings = model.item_tower(*item_inputs)
+
+    def score(self, histories: UserItems) -> np.ndarray:
+        with torch.no_grad():
+            users = self.model.user_tower(
+                *user_inputs(
+                    histories,
+                    self.features.token_matrix,
+                    self.device,
+                    self.model.config.playtime_weight,
+                )
+            )
+            return (users @ self.item_embeddings.T).cpu().numpy()
+
+
+def train_two_tower(
+    train: UserItems,
+    features: ItemFeatures,
+    config: TwoTowerConfig,
+    *,
+    validate: Callable[[_Scorer], float],
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    holdout_fraction: float,
+    max_full_softmax_items: int,
+    sampled_negatives: int,
+    seed: int,
+    device: str = "cpu",
+    threads: int | None = None,
+    resume_path: Path | None = None,
+    resume_key: str = "",
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train and return the model at its best validation epoch.
+
+    ``validate(scorer)`` returns the early-stopping metric (higher is better; NDCG@20 on the
+    validation users). ``resume_path`` holds a per-epoch training state: if it exists and was
+    written for the same ``resume_key`` (data + settings fingerprint), training resumes there.
+    """
+    started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    torch_device = resolve_device(device)
+    trainable = np.flatnonzero(train.row_lengths() >= 2)
+    if len(trainable) == 0:
+        raise TrainingError(
+            "the training split has no user with 2+ games; run `gamerec preprocess` with more "
+            "data or a smaller --min-user-items"
+        )
+    torch.manual_seed(seed)
+    model = TwoTower(config).to(torch_device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    item_inputs = (
+        torch.arange(config.n_items, device=torch_device),
+        torch.from_numpy(features.token_matrix).to(torch_device),
+        torch.from_numpy(features.numeric).to(torch_device),
+    )
+    sampled = config.n_items > max_full_softmax_items
+    popularity = np.bincount(train.indices, minlength=config.n_items).astype(np.float64) + 1.0
+    sampling_probability = popularity**0.75 / (popularity**0.75).sum()
+    log_q = torch.from_numpy(np.log(sampling_probability).astype(np.float32)).to(torch_device)
+
+    start_epoch, best_metric, best_epoch, bad_epochs = 0, -math.inf, -1, 0
+    best_state: dict[str, Any] = copy.deepcopy(model.state_dict())
+    history: list[EpochReport] = []
+    resumed_from: int | None = None
+    if resume_path is not None and resume_path.is_file():
+        state = _load_state(resume_path)
+        if state is not None and state.get("resume_key") == resume_key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            best_state = state["best_model"]
+            start_epoch = int(state["epoch"]) + 1
+            best_metric, best_epoch = float(state["best_metric"]), int(state["best_epoch"])
+            bad_epochs = int(state["bad_epochs"])
+            history = [EpochReport(**report) for report in state["history"]]
+            resumed_from = start_epoch
+
+    n_batches = math.ceil(len(trainable) / batch_size)
+    for epoch in range(start_epoch, epochs):
+        if bad_epochs >= patience:
+            break
+        epoch_started = time.perf_counter()
+        rng = np.random.default_rng([seed, epoch])
+        torch.manual_seed(seed * 100_003 + epoch)
+        model.train()
+        order = rng.permutation(trainable)
+        total_loss, examples = 0.0, 0
+        for batch_number, start in enumerate(range(0, len(order), batch_size)):
+            batch = train.take_rows(order[start : start + batch_size])
+            inputs, target_rows, target_items = holdout_split(batch, holdout_fraction, rng)
+            users = model.user_tower(
+                *user_inputs(inputs, features.token_matrix, torch_device, config.playtime_weight)
+            )
+            input_rows = torch.from_numpy(
+                np.repeat(np.arange(inputs.n_rows), inputs.row_lengths())
+            ).to(torch_device)
+            input_items = torch.from_numpy(inputs.indices.astype(np.int64)).to(torch_device)
+            rows_t = torch.from_numpy(target_rows).to(torch_device)
+            items_t = torch.from_numpy(target_items.astype(np.int64)).to(torch_device)
+            n_targets = torch.bincount(rows_t, minlength=batch.n_rows).clamp(min=1).float()
+            if not sampled:
+                item_embeddings = model.item_tower(*item_inputs)
+                logits = model.logits(users, item_embeddings)  # (B, N)
+                logits = logits.index_put((input_rows, input_items), torch.tensor(-1e9))
+                log_probs = F.log_softmax(logits, dim=1)
+                picked = log_probs[rows_t, items_t]
+            else:
+                negatives = torch.from_numpy(
+                    rng.choice(config.n_items, sampled_negatives, p=sampling_probability)
+                ).to(torch_device)
+                candidates = torch.cat([items_t, negatives])
+                candidates, position = torch.unique(candidates, return_inverse=True)
+                item_embeddings = model.item_tower(
+                    candidates, item_inputs[1][candidates], item_inputs[2][candidates]
+                )
+                logits = model.logits(users, item_embeddings) - log_q[candidates]  # logQ
+                lookup = torch.full((config.n_items,), -1, device=torch_device, dtype=torch.long)
+                lookup[candidates] = torch.arange(len(candidates), device=torch_device)
+                column = lookup[input_items]
+                seen = column >= 0
+                logits = logits.index_put((input_rows[seen], column[seen]), torch.tensor(-1e9))
+                log_probs = F.log_softmax(logits, dim=1)
+                picked = log_probs[rows_t, position[: len(items_t)]]
+            per_user = torch.zeros(batch.n_rows, device=torch_device).index_add(0, rows_t, picked)
+            loss = -(per_user / n_targets).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * batch.n_rows
+            examples += batch.n_rows
+            if on_batch is not None:
+                on_batch(batch_number + 1, n_batches)
+        model.eval()
+        metric = float(validate(_TorchScorer(model, features, item_inputs, torch_device)))
+        improved = metric > best_metric
+        if improved:
+            best_metric, best_epoch, bad_epochs = metric, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        seconds = time.perf_counter() - epoch_started
+        report = EpochReport(
+            epoch=epoch,
+            loss=total_loss / max(examples, 1),
+            examples_per_s=examples / max(seconds, 1e-9),
+            valid_metric=metric,
+            best=improved,
+            seconds=seconds,
+        )
+        history.append(report)
+        if resume_path is not None:
+            _save_state(
+                resume_path,
+                {
+                    "resume_key": resume_key,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_model": best_state,
+                    "best_metric": best_metric,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": [vars(r) for r in history],
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(report)
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        best_epoch=best_epoch,
+        best_metric=best_metric,
+        history=history,
+        seconds=time.perf_counter() - started,
+        resumed_from_epoch=resumed_from,
+        sampled_softmax=sampled,
+    )
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # a torn or foreign file: start afresh rather than fail
+        return None
+    return state if isinstance(state, dict) else None

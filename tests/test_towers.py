@@ -1,0 +1,234 @@
+"""The two-tower model: known answers on checkerboard data, numpy export, determinism, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gamerec.dataio.matrix import UserItems
+from gamerec.errors import ArtifactError, TrainingError
+from gamerec.towers.checkpoint import (
+    export_item_embeddings,
+    export_user_tower,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gamerec.towers.features import build_item_features
+from gamerec.towers.inference import NumpyUserTower
+from gamerec.towers.model import TwoTowerConfig
+from gamerec.towers.train import train_two_tower, user_inputs
+
+N_ITEMS = 20
+
+
+def checkerboard(n_users: int, offset: int = 0) -> tuple[UserItems, UserItems]:
+    """User u likes every item of its parity but one (withheld): the one answer that is certain.
+
+    Returns (histories, withheld targets).
+    """
+    rows, items, target_rows, target_items = [], [], [], []
+    for row in range(n_users):
+        user = row + offset
+        parity = user % 2
+        withheld = 2 * ((user // 2) % (N_ITEMS // 2)) + parity
+        for item in range(parity, N_ITEMS, 2):
+            if item == withheld:
+                target_rows.append(row)
+                target_items.append(item)
+            else:
+                rows.append(row)
+                items.append(item)
+    minutes = np.random.default_rng(offset).uniform(0, 600, len(items))
+    histories = UserItems.from_pairs(np.array(rows), np.array(items), minutes, n_users, N_ITEMS)
+    targets = UserItems.from_pairs(
+        np.array(target_rows), np.array(target_items), None, n_users, N_ITEMS
+    )
+    return histories, targets
+
+
+def checkerboard_items() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_idx": np.arange(N_ITEMS),
+            "name": [f"game {i}" for i in range(N_ITEMS)],
+            "genres": [["Indie"] for _ in range(N_ITEMS)],
+            "tags": [[] for _ in range(N_ITEMS)],
+            "n_users": np.full(N_ITEMS, 10),
+        }
+    )
+
+
+def rank_of_target(scores: np.ndarray, histories: UserItems, targets: UserItems) -> np.ndarray:
+    scores = scores.copy()
+    rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+    scores[rows, histories.indices] = -np.inf
+    target = targets.indices  # one per row
+    better = scores > scores[np.arange(len(target)), target][:, None]
+    return better.sum(1)  # 0 = ranked first
+
+
+def train_checkerboard(**overrides):
+    train, _ = checkerboard(200)
+    valid_histories, valid_targets = checkerboard(40, offset=1000)
+    features = build_item_features(checkerboard_items())
+    config = TwoTowerConfig(
+        n_items=N_ITEMS,
+        n_tokens=features.n_tokens,
+        n_numeric=features.numeric.shape[1],
+        embedding_dim=16,
+        hidden_dim=32,
+        dropout=0.0,
+        temperature=0.1,
+    )
+
+    def validate(scorer) -> float:
+        ranks = rank_of_target(scorer.score(valid_histories), valid_histories, valid_targets)
+        return float((ranks < 3).mean())
+
+    options = dict(
+        validate=validate,
+        epochs=30,
+        patience=30,
+        batch_size=32,
+        learning_rate=0.01,
+        weight_decay=0.0,
+        holdout_fraction=0.2,
+        max_full_softmax_items=1000,
+        sampled_negatives=8,
+        seed=0,
+        threads=1,
+    )
+    options.update(overrides)
+    return train_two_tower(train, features, config, **options), features
+
+
+@pytest.fixture(scope="module")
+def checkerboard_model():
+    return train_checkerboard()
+
+
+def test_withheld_item_ranks_top3_for_nearly_every_user(checkerboard_model):
+    result, features = checkerboard_model
+    histories, targets = checkerboard(60, offset=5000)  # users never seen in training
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    items = export_item_embeddings(result.model, features)
+    ranks = rank_of_target(tower.embed(histories) @ items.T, histories, targets)
+    assert (ranks < 3).mean() >= 0.95, np.bincount(ranks)
+
+
+def test_a_history_of_even_games_gets_even_recommendations(checkerboard_model):
+    result, features = checkerboard_model
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    items = export_item_embeddings(result.model, features)
+    history = UserItems.from_pairs(np.zeros(3), np.array([0, 4, 8]), None, 1, N_ITEMS)
+    scores = tower.embed(history)[0] @ items.T
+    scores[[0, 4, 8]] = -np.inf
+    top5 = np.argsort(-scores)[:5]
+    assert all(item % 2 == 0 for item in top5), top5
+
+
+def test_numpy_user_tower_matches_torch(checkerboard_model):
+    result, features = checkerboard_model
+    histories, _ = checkerboard(50, offset=77)
+    with torch.no_grad():
+        expected = result.model.user_tower(
+            *user_inputs(histories, features.token_matrix, torch.device("cpu"), 0.0)
+        ).numpy()
+    got = NumpyUserTower(export_user_tower(result.model, features)).embed(histories)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_same_seed_same_model_and_metrics():
+    first, _ = train_checkerboard(epochs=3)
+    second, _ = train_checkerboard(epochs=3)
+    assert [r.valid_metric for r in first.history] == [r.valid_metric for r in second.history]
+    assert [r.loss for r in first.history] == [r.loss for r in second.history]
+    for (name, a), (_, b) in zip(
+        first.model.state_dict().items(), second.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path):
+    state = tmp_path / "state.pt"
+
+    def stop_after_second_epoch(report):
+        if report.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_checkerboard(
+            epochs=4, resume_path=state, resume_key="k", on_epoch=stop_after_second_epoch
+        )
+    assert state.is_file()
+    resumed, _ = train_checkerboard(epochs=4, resume_path=state, resume_key="k")
+    straight, _ = train_checkerboard(epochs=4)
+    assert resumed.resumed_from_epoch == 2
+    assert [r.loss for r in resumed.history] == [r.loss for r in straight.history]
+    for (name, a), (_, b) in zip(
+        resumed.model.state_dict().items(), straight.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_a_state_for_other_data_is_not_resumed(tmp_path):
+    state = tmp_path / "state.pt"
+    train_checkerboard(epochs=2, resume_path=state, resume_key="old data")
+    fresh, _ = train_checkerboard(epochs=2, resume_path=state, resume_key="new data")
+    assert fresh.resumed_from_epoch is None
+
+
+def test_sampled_softmax_with_logq_also_learns_the_checkerboard():
+    result, features = train_checkerboard(max_full_softmax_items=5, sampled_negatives=8)
+    assert result.sampled_softmax
+    histories, targets = checkerboard(60, offset=5000)
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    items = export_item_embeddings(result.model, features)
+    ranks = rank_of_target(tower.embed(histories) @ items.T, histories, targets)
+    assert (ranks < 3).mean() >= 0.9, np.bincount(ranks)
+
+
+def test_training_split_without_usable_users_is_a_clear_error():
+    features = build_item_features(checkerboard_items())
+    lonely = UserItems.from_pairs(np.arange(5), np.arange(5), None, 5, N_ITEMS)  # 1 game each
+    config = TwoTowerConfig(N_ITEMS, features.n_tokens, features.numeric.shape[1])
+    with pytest.raises(TrainingError, match="no user with 2\\+ games"):
+        train_two_tower(
+            lonely,
+            features,
+            config,
+            validate=lambda scorer: 0.0,
+            epochs=1,
+            patience=1,
+            batch_size=4,
+            learning_rate=0.01,
+            weight_decay=0.0,
+            holdout_fraction=0.2,
+            max_full_softmax_items=100,
+            sampled_negatives=4,
+            seed=0,
+        )
+
+
+def test_checkpoint_rebuilds_itself_and_refuses_other_versions(checkerboard_model, tmp_path):
+    result, _ = checkerboard_model
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, result.model, {"note": "x"})
+    model, extra = load_checkpoint(path)
+    assert extra == {"note": "x"}
+    assert model.config == result.model.config
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), result.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 999
+    torch.save(payload, path)
+    with pytest.raises(ArtifactError, match="incompatible"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match="gamerec train"):
+        load_checkpoint(path)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from gamerec.dataio.files import normalise_title  # noqa: E402
+from gamerec.dataio.files import normalise_title
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "gamerec" / "dataio" / "data"
 

@@ -10,6 +10,7 @@ from gamerec.errors import (
     InvalidRequestError,
     NotFoundError,
     RateLimitError,
+    ServerUnreachableError,
     TrainingError,
 )
 from gamerec.settings import Settings
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
+    "ServerUnreachableError",
     "Settings",
     "TrainingError",
     "__version__",

@@ -7,6 +7,7 @@ them (first non-missing value wins, genre and tag lists are united).
 from __future__ import annotations
 
 import ast
+import html
 import io
 import json
 import re
@@ -77,10 +78,11 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def _split_list(value: Any, sep: str) -> list[str]:
+    # UCSD's lists carry HTML entities ("Design &amp; Illustration"): unescape to one spelling
     if isinstance(value, list):
-        return [str(v).strip() for v in value if str(v).strip()]
+        return [html.unescape(str(v)).strip() for v in value if str(v).strip()]
     if isinstance(value, str):
-        return [part.strip() for part in value.split(sep) if part.strip()]
+        return [html.unescape(part).strip() for part in value.split(sep) if part.strip()]
     return []
 
 

@@ -34,7 +34,7 @@ def read_bytes(path: str | Path) -> bytes:
             raise DataError(
                 f"is a damaged or truncated gzip file ({exc}); download it again", path
             ) from None
-    if not raw.strip():
+    if not raw or raw.isspace():  # (no raw.strip(): that would copy the whole file)
         raise DataError("is empty", path)
     return raw
 
@@ -53,7 +53,8 @@ def text_stream(path: str | Path) -> io.BytesIO:
 
 
 def normalise_title(title: object) -> str:
-    """Lower-case alphanumerics only: ``"The Elder Scrolls V: Skyrim"`` -> ``theelderscrollsvskyrim``.
+    """Lower-case ASCII letters and digits only: ``"The Elder Scrolls V: Skyrim"`` becomes
+    ``theelderscrollsvskyrim``.
 
     steam-200k strips punctuation from titles; this key makes them meet the store's names.
     """

@@ -16,8 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from gamerec.dataio.files import read_bytes, read_text
+from gamerec.dataio.owned import parse_owned_games
 from gamerec.errors import DataError
 
 __all__ = [
@@ -55,16 +59,24 @@ def load_steam_200k(path: str | Path) -> LoadedInteractions:
     """
     raw = read_bytes(path)
     try:
+        # No `names=`: with names, pandas silently turns surplus leading columns into the index.
         frame = pd.read_csv(
             io.BytesIO(raw),
             header=None,
-            names=["user_id", "title", "behavior", "value", "zero"],
-            dtype={"user_id": str, "title": str, "behavior": str},
+            dtype={0: str, 1: str, 2: str},
             keep_default_na=False,
             engine="c",
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"is not a steam-200k CSV ({exc})", path) from None
+    if frame.shape[1] != 5:
+        raise DataError(
+            f"has {frame.shape[1]} columns, expected 5 (`user_id,title,purchase|play,value,0`); "
+            'is it a steam-200k file? Use kind = "csv" for other play histories',
+            path,
+            1,
+        )
+    frame.columns = pd.Index(["user_id", "title", "behavior", "value", "zero"])
     value = pd.to_numeric(frame["value"], errors="coerce")
     bad = frame.index[
         ~frame["behavior"].isin(["purchase", "play"]) | value.isna() | (frame["title"] == "")
@@ -100,32 +112,12 @@ def load_steam_200k(path: str | Path) -> LoadedInteractions:
     return LoadedInteractions(_finish(result, "steam-200k"), stats)
 
 
-def parse_owned_games(document: Any, where: Path) -> list[dict[str, Any]] | None:
-    """Games of one GetOwnedGames response; ``None`` for a private profile (empty response)."""
-    if not isinstance(document, dict) or not isinstance(document.get("response"), dict):
-        raise DataError('is not a GetOwnedGames response (no "response" object)', where)
-    response = document["response"]
-    if "games" not in response:
-        return None
-    games = response["games"]
-    if not isinstance(games, list):
-        raise DataError('"response.games" is not a list', where)
-    rows = []
-    for position, game in enumerate(games):
-        if not isinstance(game, dict) or not isinstance(game.get("appid"), int):
-            raise DataError(f"game #{position} has no integer appid", where)
-        minutes = game.get("playtime_forever", 0)
-        if not isinstance(minutes, int | float) or minutes < 0:
-            raise DataError(f"game #{position} has an invalid playtime_forever", where)
-        rows.append({"appid": game["appid"], "title": game.get("name"), "playtime_min": minutes})
-    return rows
-
-
 def load_owned_games(path: str | Path) -> LoadedInteractions:
     """Steam Web API GetOwnedGames responses: one ``STEAMID.json`` file, or a folder of them."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.json*") if not p.name.startswith("_"))
+        # "_" marks state files (_private.json); "." an unfinished atomic write's temp file
+        files = sorted(p for p in path.glob("*.json*") if not p.name.startswith(("_", ".")))
         if not files:
             raise DataError("has no GetOwnedGames *.json files; run `gamerec fetch owned`", path)
     else:
@@ -145,7 +137,11 @@ def load_owned_games(path: str | Path) -> LoadedInteractions:
         rows.extend({"user_id": steamid, **game} for game in games)
     frame = pd.DataFrame(rows, columns=["user_id", "appid", "title", "playtime_min"])
     frame = frame.drop_duplicates(["user_id", "appid"])
-    stats = {"files": len(files), "private_profiles": len(private), "users": frame.user_id.nunique()}
+    stats = {
+        "files": len(files),
+        "private_profiles": len(private),
+        "users": frame.user_id.nunique(),
+    }
     return LoadedInteractions(_finish(frame, "owned"), stats)
 
 
@@ -160,10 +156,14 @@ def load_generic_csv(
 ) -> LoadedInteractions:
     """A CSV with a header: ``user,item[,playtime|rating]``; the item is an appid or a title.
 
-    Ratings are implicit feedback here: a rated game counts as played; ratings <= 0 are dropped.
+    An item is an appid when it is all digits (``item_key="auto"``), always (``"appid"``, other
+    values are an error) or never (``"title"``). Empty users or items are skipped. Rows of the
+    same user and game are merged, their playtimes summed. Ratings are implicit feedback here:
+    a rated game counts as owned; ratings <= 0 are dropped.
     """
     raw = read_bytes(path)
-    header = next(csv.reader(io.StringIO(raw[:65536].decode("utf-8", "replace"))), [])
+    first_line = raw[:65536].split(b"\n", 1)[0].decode("utf-8-sig", "replace").rstrip("\r")
+    header = next(csv.reader([first_line]), [])
     wanted = [user_column, item_column] + ([value_column] if value_column else [])
     missing = [name for name in wanted if name not in header]
     if missing:
@@ -174,44 +174,119 @@ def load_generic_csv(
             1,
         )
     try:
-        frame = pd.read_csv(
+        table = pacsv.read_csv(
             io.BytesIO(raw),
-            usecols=wanted,
-            dtype={user_column: str, item_column: str},
-            engine="pyarrow",
+            # blank lines stay (as empty rows, skipped below) so row r is on line r + 2
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={user_column: pa.string(), item_column: pa.string()},
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
         )
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
+    except pa.ArrowException as exc:
         raise DataError(f"cannot be parsed as CSV ({exc})", path) from None
-    frame = frame.rename(columns={user_column: "user_id", item_column: "item"})
-    frame = frame.dropna(subset=["user_id", "item"])
-    items = frame["item"].astype(str).str.strip()
-    numeric = pd.to_numeric(items, errors="coerce")
-    if item_key == "appid" and numeric.isna().any():
-        row = int(numeric.index[numeric.isna()][0])
-        raise DataError(f"item {items[row]!r} is not an appid", path, row + 2)
-    as_appid = numeric.notna() if item_key != "title" else pd.Series(False, index=items.index)
-    frame["appid"] = numeric.where(as_appid).astype("Int64")
-    frame["title"] = items.where(~as_appid, None)
+    del raw
+    present = pc.and_(pc.is_valid(table[user_column]), pc.is_valid(table[item_column]))
+    line = np.flatnonzero(present.to_numpy(zero_copy_only=False)) + 2  # file line of each row
+    table = table.filter(present)
+    rows = table.num_rows
+    items = table[item_column].combine_chunks()
+    appid, as_appid = _appids(items, item_key)
+    if item_key == "appid" and not as_appid.all():
+        row = int(np.flatnonzero(~as_appid)[0])
+        raise DataError(f"item {items[row].as_py()!r} is not an appid", path, int(line[row]))
+
     if value_column:
-        value = pd.to_numeric(frame[value_column], errors="coerce")
-        if value.isna().any():
-            row = int(value.index[value.isna()][0])
-            raise DataError(
-                f"{value_column} {frame[value_column][row]!r} is not a number", path, row + 2
-            )
+        value = _numeric_column(table[value_column], value_column, path, line)
         if value_kind == "rating":
-            frame = frame[value > 0]
-            frame["playtime_min"] = 0.0
+            rated = value > 0
+            table, items = table.filter(rated), items.filter(rated)
+            appid, as_appid, line = appid[rated], as_appid[rated], line[rated]
+            playtime = np.zeros(len(items), dtype=np.float64)
         else:
             if (value < 0).any():
-                row = int(value.index[value < 0][0])
-                raise DataError(f"{value_column} is negative", path, row + 2)
-            frame["playtime_min"] = value * (60.0 if value_kind == "playtime_hours" else 1.0)
+                row = int(np.flatnonzero(value < 0)[0])
+                raise DataError(f"{value_column} is negative", path, int(line[row]))
+            playtime = value * (60.0 if value_kind == "playtime_hours" else 1.0)
     else:
-        frame["playtime_min"] = 0.0
-    frame["key"] = frame["appid"].astype(str) + "|" + frame["title"].astype(str)
-    frame = frame.groupby(["user_id", "key"], sort=False, as_index=False).agg(
-        appid=("appid", "first"), title=("title", "first"), playtime_min=("playtime_min", "sum")
+        playtime = np.zeros(len(items), dtype=np.float64)
+
+    # One row per (user, game): a game is its appid, or else its (trimmed) title.
+    item_codes = np.empty(len(items), dtype=np.int64)
+    appid_codes, _ = pd.factorize(appid[as_appid])
+    item_codes[as_appid] = appid_codes
+    if not as_appid.all():
+        titles = pc.utf8_trim_whitespace(items.filter(pa.array(~as_appid)))
+        title_codes, _ = pd.factorize(titles.to_numpy(zero_copy_only=False))
+        item_codes[~as_appid] = title_codes + (appid_codes.max() + 1 if len(appid_codes) else 0)
+    users = table[user_column].combine_chunks().dictionary_encode()
+    user_codes = users.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pair, _ = pd.factorize(user_codes * (int(item_codes.max(initial=0)) + 1) + item_codes)
+    # factorize numbers pairs in order of appearance: a row is a pair's first if its code is new
+    is_first = np.ones(len(pair), dtype=bool)
+    is_first[1:] = pair[1:] > np.maximum.accumulate(pair)[:-1]
+    first = np.flatnonzero(is_first)
+    summed = np.bincount(pair, weights=playtime, minlength=len(first))
+    is_appid = as_appid[first]
+    title_of_row = np.full(len(first), None, dtype=object)
+    if not is_appid.all():
+        named = pa.array(first[~is_appid])
+        title_of_row[~is_appid] = pc.utf8_trim_whitespace(items.take(named)).to_numpy(
+            zero_copy_only=False
+        )
+    frame = pd.DataFrame(
+        {
+            "user_id": users.dictionary.take(users.indices.take(pa.array(first))).to_pandas(),
+            "appid": pd.arrays.IntegerArray(appid[first], ~is_appid),
+            "title": title_of_row,
+            "playtime_min": summed,
+        }
     )
-    stats = {"rows": len(raw.splitlines()) - 1, "users": int(frame["user_id"].nunique())}
+    stats = {"rows": rows, "users": int(np.count_nonzero(np.bincount(user_codes[first])))}
     return LoadedInteractions(_finish(frame, "csv"), stats)
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _appids(items: pa.Array, item_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(appid, is_appid)`` per item: an appid is written in digits only (spaces around are
+    fine) and fits in int64; with ``item_key="title"`` nothing is an appid."""
+    if item_key == "title":
+        return np.zeros(len(items), dtype=np.int64), np.zeros(len(items), dtype=bool)
+    try:  # the common case, every item an appid: one cast, no string scans
+        values = pc.cast(items, pa.uint64()).to_numpy(zero_copy_only=False)
+        if len(values) == 0 or values.max() <= _INT64_MAX:
+            return values.astype(np.int64), np.ones(len(items), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    trimmed = pc.utf8_trim_whitespace(items)
+    digits = pc.match_substring_regex(trimmed, r"^[0-9]{1,19}$").to_numpy(zero_copy_only=False)
+    values = pc.cast(pc.if_else(pa.array(digits), trimmed, "0"), pa.uint64()).to_numpy(
+        zero_copy_only=False
+    )
+    is_appid = digits & (values <= _INT64_MAX)
+    return np.where(is_appid, values, 0).astype(np.int64), is_appid
+
+
+def _numeric_column(
+    column: pa.ChunkedArray, name: str, path: str | Path, line: np.ndarray
+) -> np.ndarray:
+    """A CSV column as float64; a missing or non-numeric cell is an error naming its line."""
+    values = column.combine_chunks()
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        numbers = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        valid &= ~np.isnan(numbers)
+    else:
+        text = pd.Series(values.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+        parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        valid = ~np.isnan(parsed)
+        numbers = np.where(valid, parsed, 0.0)
+    if not valid.all():
+        row = int(np.flatnonzero(~valid)[0])
+        cell = values[row].as_py()
+        raise DataError(f"{name} {cell!r} is not a number", path, int(line[row]))
+    return numbers

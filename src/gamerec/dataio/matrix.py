@@ -66,9 +66,18 @@ class UserItems:
         gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         return UserItems(indptr, self.indices[gather], self.values[gather], self.n_items)
 
+    def row_sums(self, per_entry: np.ndarray) -> np.ndarray:
+        """Sum ``per_entry`` (nnz, ...) within each row -> (n_rows, ...); empty rows give 0."""
+        out = np.zeros((self.n_rows, *per_entry.shape[1:]), dtype=per_entry.dtype)
+        filled = np.flatnonzero(self.row_lengths() > 0)
+        if len(filled):
+            # reduceat over the starts of non-empty rows: rows are contiguous in CSR order
+            out[filled] = np.add.reduceat(per_entry, self.indptr[filled], axis=0)
+        return out
+
     def to_dense(self, dtype: type = np.float32, binary: bool = True) -> np.ndarray:
         """(n_rows, n_items); 1 for every owned game if ``binary`` else the playtime."""
-        dense = np.zeros((self.n_rows, self.n_items), dtype=dtype)
+        dense: np.ndarray = np.zeros((self.n_rows, self.n_items), dtype=dtype)
         row_of = np.repeat(np.arange(self.n_rows), self.row_lengths())
         dense[row_of, self.indices] = 1 if binary else self.values
         return dense

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gamerec.dataio.catalog import (
@@ -114,15 +115,54 @@ def _title_index(metadata: pd.DataFrame) -> pd.DataFrame:
     return keyed.drop_duplicates("title_key").drop(columns="_reviews")
 
 
-def _k_core(pairs: pd.DataFrame, min_user_items: int, min_item_users: int) -> pd.DataFrame:
+def _k_core(
+    users: np.ndarray, items: np.ndarray, min_user_items: int, min_item_users: int
+) -> np.ndarray:
+    """Positions of the rows kept once every user has and every game is owned enough times.
+
+    Each round drops every row whose user or game is short, then recounts (at most 100 rounds).
+    """
+    user_count, item_count = np.bincount(users), np.bincount(items)
+    alive = np.ones(len(users), dtype=bool)
     for _ in range(100):
-        user_counts = pairs.groupby("user_id", sort=False)["item_key"].transform("size")
-        item_counts = pairs.groupby("item_key", sort=False)["user_id"].transform("size")
-        keep = (user_counts >= min_user_items) & (item_counts >= min_item_users)
-        if keep.all():
+        short = (user_count < min_user_items)[users] | (item_count < min_item_users)[items]
+        drop = alive & short
+        if not drop.any():
             break
-        pairs = pairs[keep]
-    return pairs
+        alive &= ~drop
+        user_count -= np.bincount(users[drop], minlength=len(user_count))
+        item_count -= np.bincount(items[drop], minlength=len(item_count))
+    return np.flatnonzero(alive)
+
+
+def _descending(values: np.ndarray) -> np.ndarray:
+    """Positions by ``values`` (float32), largest first, equal values (and NaNs, last) in order.
+
+    The same order as a stable descending sort, but one sort of unique integer keys: each
+    value's order-preserving bit pattern above its position.
+    """
+    n = len(values)
+    position_bits = max(1, int(n - 1).bit_length())
+    if position_bits > 30:
+        return np.argsort(-values, kind="stable")
+    bits = (values.astype(np.float32) + np.float32(0)).view(np.uint32).astype(np.int64)
+    ordered = np.where(bits >= 1 << 31, (1 << 32) - 1 - bits, bits + (1 << 31))  # 0 .. 2**32-1
+    rank = (1 << 32) - 1 - ordered  # largest value first
+    rank[np.isnan(values)] = 1 << 32  # after everything
+    return np.argsort((rank << position_bits) | np.arange(n, dtype=np.int64))
+
+
+def _present(codes: np.ndarray, size: int) -> np.ndarray:
+    """The distinct values of ``codes`` (integers in ``0..size-1``), sorted, like np.unique."""
+    return np.flatnonzero(np.bincount(codes, minlength=size))
+
+
+def _first_rows(codes: np.ndarray, size: int) -> np.ndarray:
+    """For each code in ``0..size-1``, the position of its first occurrence (-1 if absent)."""
+    positions = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
+    first = np.full(size, -1, dtype=np.int64)
+    first[codes[positions]] = positions
+    return first
 
 
 def _histogram(values: np.ndarray, edges: Sequence[float], labels: Sequence[str]) -> list:
@@ -145,56 +185,89 @@ def build_processed(
     load_stats = [loaded.stats for loaded in interactions]
     meta = merge_metadata(metadata)
     titled = _title_index(meta)
+    # Everything per row is an integer code; strings are handled once per distinct value.
+    user_codes, user_ids_all = pd.factorize(raw["user_id"])
+    title_codes, titles = pd.factorize(raw["title"])  # -1: no title
+    titles = np.asarray(titles, dtype=object)
+    key_of_title, keys = pd.factorize(
+        np.array([*map(normalise_title, titles), ""], dtype=object)  # the last: no title
+    )
+    keys = np.asarray(keys, dtype=object)
+    row_key = key_of_title[title_codes]  # the normalised title of each row, as a code into keys
 
     # Item key: the appid when known (directly or through the title), else the normalised title.
-    has_appid = raw["appid"].notna()
-    title_keys = raw["title"].map(normalise_title)
-    matched_appid = title_keys.map(titled.set_index("title_key")["appid"])
-    distinct_titles = pd.Series(title_keys[~has_appid].unique())
-    matched_titles = distinct_titles.isin(titled["title_key"])
-    appid = raw["appid"].where(has_appid, matched_appid.astype("Int64"))
-    item_key = np.where(
-        appid.notna(), "a:" + appid.astype(str), "t:" + title_keys.astype(str)
-    ).astype(object)
-    pairs = pd.DataFrame(
-        {
-            "user_id": raw["user_id"],
-            "item_key": item_key,
-            "appid": appid,
-            "title": raw["title"],
-            "title_key": title_keys,
-            "playtime_min": raw["playtime_min"],
-            "source": raw["source"],
-        }
+    key_appid = pd.Series(keys).map(titled.set_index("title_key")["appid"]).astype("Int64")
+    key_has_appid = key_appid.notna().to_numpy()
+    key_appid_values = key_appid.to_numpy(dtype=np.int64, na_value=0)
+    has_appid = raw["appid"].notna().to_numpy()
+    row_has_appid = has_appid | key_has_appid[row_key]
+    row_appid = np.where(
+        has_appid,
+        raw["appid"].to_numpy(dtype=np.int64, na_value=0),
+        key_appid_values[row_key],
     )
-    raw_game_key = raw["appid"].astype(str).where(has_appid, raw["title"].astype(str))
+    distinct_titles = _present(row_key[~has_appid], len(keys))
+    matched_titles = pd.Series(keys[distinct_titles]).isin(titled["title_key"]).to_numpy()
+    appid_codes, appids = pd.factorize(row_appid[row_has_appid])
+    appids = np.asarray(appids, dtype=np.int64)
+    item_codes = np.empty(len(raw), dtype=np.int64)
+    item_codes[row_has_appid] = appid_codes
+    item_codes[~row_has_appid] = len(appids) + row_key[~row_has_appid]
+    n_codes = len(appids) + len(keys)
+    item_key_of_code = np.array(
+        [f"a:{appid}" for appid in appids] + [f"t:{key}" for key in keys], dtype=object
+    )
+    # games as the inputs name them: by appid where they have one, else by their exact title
+    raw_appids = appids[_present(item_codes[has_appid], len(appids))]
+    raw_titles = titles[_present(title_codes[~has_appid & (title_codes >= 0)], len(titles))]
     before = {
-        "users": int(raw["user_id"].nunique()),
-        "games": int(raw_game_key.nunique()),
-        "games_after_title_normalisation": int(pd.Series(item_key).nunique()),
+        "users": len(user_ids_all),
+        "games": len({str(appid) for appid in raw_appids}.union(raw_titles)),
+        "games_after_title_normalisation": len(_present(item_codes, n_codes)),
     }
-    pairs = pairs[(pairs["item_key"] != "t:")]
+    rows = np.flatnonzero(row_has_appid | (keys != "")[row_key])
     # The same game reached through two titles or two sources counts once, at its longest playtime.
-    pairs = pairs.sort_values("playtime_min", ascending=False, kind="stable")
-    deduped = pairs.drop_duplicates(["user_id", "item_key"])
-    merged_duplicates = len(pairs) - len(deduped)
-    before["interactions"] = len(deduped)
-    kept = _k_core(deduped, min_user_items, min_item_users)
-    if kept.empty:
+    playtime = raw["playtime_min"].to_numpy(dtype=np.float32)
+    rows = rows[_descending(playtime[rows])]
+    first = ~pd.Series(user_codes[rows] * n_codes + item_codes[rows]).duplicated().to_numpy()
+    merged_duplicates = len(rows) - int(first.sum())
+    rows = rows[first]
+    before["interactions"] = len(rows)
+    rows = rows[_k_core(user_codes[rows], item_codes[rows], min_user_items, min_item_users)]
+    if len(rows) == 0:
         raise DataError(
             f"no user has {min_user_items}+ games among games with {min_item_users}+ users; "
             "lower preprocess.min_user_items / min_item_users or add data"
         )
 
     # items: most owned first, so item_idx order is meaningful and deterministic
-    owners = kept.groupby("item_key", sort=False).agg(
-        n_users=("user_id", "size"),
-        appid=("appid", "first"),
-        title=("title", "first"),
-        title_key=("title_key", "first"),
+    kept_items = item_codes[rows]
+    n_users_of_code = np.bincount(kept_items, minlength=n_codes)
+    codes = np.flatnonzero(n_users_of_code)
+    first_row = rows[_first_rows(kept_items, n_codes)[codes]]
+    # the first non-missing title in playtime order names a game that has no metadata
+    named_rows = rows[title_codes[rows] >= 0]
+    first_named = _first_rows(item_codes[named_rows], n_codes)[codes]
+    title_of_code = np.full(len(codes), None, dtype=object)
+    found = first_named >= 0
+    title_of_code[found] = titles[title_codes[named_rows[first_named[found]]]]
+    is_appid_code = codes < len(appids)
+    appid_of_code = np.zeros(len(codes), dtype=np.int64)
+    appid_of_code[is_appid_code] = appids[codes[is_appid_code]]
+    owners = pd.DataFrame(
+        {
+            "item_key": item_key_of_code[codes],
+            "n_users": n_users_of_code[codes],
+            "appid": pd.arrays.IntegerArray(appid_of_code, ~is_appid_code),
+            "title": title_of_code,
+            "title_key": keys[row_key[first_row]],
+            "code": codes,
+        }
     )
-    owners = owners.reset_index().sort_values(["n_users", "item_key"], ascending=[False, True])
+    owners = owners.sort_values(["n_users", "item_key"], ascending=[False, True])
     by_appid = meta[meta["appid"].notna()].drop_duplicates("appid").set_index("appid")
+    item_idx_of_code = np.zeros(n_codes, dtype=np.int32)
+    item_idx_of_code[owners["code"].to_numpy()] = np.arange(len(owners), dtype=np.int32)
     items = owners[["item_key", "appid", "n_users", "title", "title_key"]].reset_index(drop=True)
     joined = items.join(by_appid, on="appid", rsuffix="_meta")
     joined["name"] = joined["name"].where(joined["name"].notna(), joined["title"])
@@ -207,26 +280,37 @@ def build_processed(
     for column in ["genres", "tags"]:
         joined[column] = joined[column].map(lambda v: list(v) if isinstance(v, list) else [])
     joined["item_idx"] = np.arange(len(joined), dtype=np.int32)
-    items = joined[
-        ["item_idx", *METADATA_COLUMNS, "n_users", "item_key", "title_key"]
-    ].reset_index(drop=True)
+    columns = ["item_idx", *METADATA_COLUMNS, "n_users", "item_key", "title_key"]
+    items = joined[columns].reset_index(drop=True)
     for column in ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]:
         items[column] = items[column].astype("Int64")
     items["n_users"] = items["n_users"].astype(np.int32)
 
-    user_ids = np.sort(kept["user_id"].unique())
-    users = pd.DataFrame({"user_idx": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids})
-    item_index = pd.Series(items["item_idx"].to_numpy(), index=items["item_key"])
-    user_index = pd.Series(users["user_idx"].to_numpy(), index=users["user_id"])
+    # users in the order of their ids (pyarrow sorts strings by code point, as Python does)
+    kept_users = user_codes[rows]
+    present = _present(kept_users, len(user_ids_all))
+    ids = np.asarray(user_ids_all, dtype=object)[present]
+    by_id = pc.sort_indices(pa.array(ids, type=pa.string())).to_numpy()
+    users = pd.DataFrame({"user_idx": np.arange(len(ids), dtype=np.int32), "user_id": ids[by_id]})
+    user_idx_of_code = np.zeros(len(user_ids_all), dtype=np.int32)
+    user_idx_of_code[present[by_id]] = np.arange(len(ids), dtype=np.int32)
+    user_idx = user_idx_of_code[kept_users]
+    item_idx = item_idx_of_code[kept_items]
+    # (user, item) pairs are unique, so one sort of a combined key orders by user, then item
+    by_user_item = np.argsort(user_idx.astype(np.int64) * len(items) + item_idx)
+    source_codes, source_names = pd.factorize(raw["source"])
+    sources = pa.DictionaryArray.from_arrays(
+        pa.array(source_codes[rows][by_user_item].astype(np.int32)),
+        pa.array(np.asarray(source_names, dtype=object), type=pa.string()),
+    ).cast(pa.string())
     table = pd.DataFrame(
         {
-            "user_idx": kept["user_id"].map(user_index).to_numpy(np.int32),
-            "item_idx": kept["item_key"].map(item_index).to_numpy(np.int32),
-            "playtime_min": kept["playtime_min"].to_numpy(np.float32),
-            "source": kept["source"].astype("category").to_numpy(),
+            "user_idx": user_idx[by_user_item],
+            "item_idx": item_idx[by_user_item],
+            "playtime_min": playtime[rows][by_user_item],
+            "source": sources.to_pandas(),
         }
     )
-    table = table.sort_values(["user_idx", "item_idx"]).reset_index(drop=True)
 
     users, split = make_split(
         users,
@@ -259,8 +343,9 @@ def build_processed(
         "targets": int((split["role"] == "target").sum()),
         "histograms": {
             "games per user": _histogram(
-                per_user, [0, 5, 10, 20, 50, 100, 200], ["<5", "5-9", "10-19", "20-49", "50-99",
-                                                         "100-199", "200+"]
+                per_user,
+                [0, 5, 10, 20, 50, 100, 200],
+                ["<5", "5-9", "10-19", "20-49", "50-99", "100-199", "200+"],
             ),
             "players per game": _histogram(
                 items["n_users"].to_numpy(),
@@ -288,24 +373,27 @@ def make_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """P-SG: users into train/valid/test; each evaluated user's games into fold-in and targets.
 
-    Interactions must be sorted by ``user_idx``. Every evaluated user keeps at least one fold-in
-    game and at least one target.
+    Only users with two or more games are evaluated (valid or test), so every evaluated user
+    keeps at least one fold-in game and at least one target.
     """
     rng = np.random.default_rng(seed)
     n_users = len(users)
+    user_idx = interactions["user_idx"].to_numpy()
+    counts = np.bincount(user_idx, minlength=n_users)
     order = rng.permutation(n_users)
     n_test = max(1, round(test_fraction * n_users)) if n_users >= 3 else 0
     n_valid = max(1, round(valid_fraction * n_users)) if n_users >= 3 else 0
+    evaluable = order[counts[order] >= 2]
+    n_test = min(n_test, len(evaluable))
+    n_valid = min(n_valid, len(evaluable) - n_test)
     group_codes = np.zeros(n_users, dtype=np.int8)  # 0 train, 1 valid, 2 test
-    group_codes[order[:n_test]] = 2
-    group_codes[order[n_test : n_test + n_valid]] = 1
+    group_codes[evaluable[:n_test]] = 2
+    group_codes[evaluable[n_test : n_test + n_valid]] = 1
     users = users.assign(group=pd.Categorical.from_codes(group_codes, categories=list(GROUPS)))
 
-    user_idx = interactions["user_idx"].to_numpy()
-    counts = np.bincount(user_idx, minlength=n_users)
     n_targets = np.clip(np.rint(target_fraction * counts), 1, np.maximum(counts - 1, 1))
     random_key = rng.random(len(user_idx))
-    by_user_then_random = np.lexsort((random_key, user_idx))
+    by_user_then_random = _lexsort_by_group(user_idx, random_key)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     position = np.empty(len(user_idx), dtype=np.int64)
     position[by_user_then_random] = np.arange(len(user_idx)) - np.repeat(starts, counts)
@@ -321,6 +409,20 @@ def make_split(
         }
     )
     return users, split
+
+
+def _lexsort_by_group(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort((keys, groups))`` (by group, then key, then position), several times faster.
+
+    The keys are replaced by their ranks, which makes (group, rank) one unique integer.
+    """
+    n = len(keys)
+    by_key = np.argsort(keys)
+    if n > 1 and bool((keys[by_key[1:]] == keys[by_key[:-1]]).any()):
+        by_key = np.argsort(keys, kind="stable")  # equal keys keep their order, as in lexsort
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_key] = np.arange(n)
+    return np.argsort(groups.astype(np.int64) * n + rank)
 
 
 _TABLES = ("items", "users", "interactions", "split")
@@ -344,7 +446,9 @@ def read_processed(directory: str | Path) -> Processed:
         try:
             frames[name] = pd.read_parquet(path)
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot be read ({exc}); run `gamerec preprocess` again", path) from None
+            raise DataError(
+                f"cannot be read ({exc}); run `gamerec preprocess` again", path
+            ) from None
     frames["items"]["genres"] = frames["items"]["genres"].map(list)
     frames["items"]["tags"] = frames["items"]["tags"].map(list)
     return Processed(**frames)

@@ -1,0 +1,213 @@
+"""Settings: defaults < gamerec.toml (or --config) < GAMEREC_* env < flags, with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gamerec.cli import app
+from gamerec.errors import ConfigError
+from gamerec.settings import PreprocessSettings, Settings, TrainSettings
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_come_from_the_code(workdir: Path) -> None:
+    settings = Settings.load()
+    assert settings.train.epochs == TrainSettings().epochs
+    assert settings.preprocess.min_user_items == PreprocessSettings().min_user_items == 5
+    assert settings.data_dir == Path("gamerec-data")
+    assert set(settings.sources.values()) == {"default"}
+    assert "train.epochs" in settings.sources
+
+
+def test_toml_in_the_working_directory_overrides_defaults(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", "data_dir = 'ws'\n[train]\nepochs = 7\n")
+    settings = Settings.load()
+    assert settings.train.epochs == 7
+    assert settings.data_dir == Path("ws")
+    assert settings.sources["train.epochs"] == "gamerec.toml"
+    assert settings.sources["data_dir"] == "gamerec.toml"
+    assert settings.sources["train.batch_size"] == "default"
+    assert settings.train.batch_size == TrainSettings().batch_size
+
+
+def test_env_overrides_toml_and_nests_with_double_underscore(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "gamerec.toml", "[train]\nepochs = 7\nbatch_size = 48\n")
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "9")
+    settings = Settings.load()
+    assert settings.train.epochs == 9
+    assert settings.sources["train.epochs"] == "env"
+    assert settings.train.batch_size == 48  # the file still counts for what env leaves alone
+    assert settings.sources["train.batch_size"] == "gamerec.toml"
+
+
+def test_flags_override_env_and_none_flags_are_ignored(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "gamerec.toml", "[preprocess]\nseed = 1\n")
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "9")
+    settings = Settings.load(overrides={"train.epochs": 11, "preprocess.seed": None})
+    assert settings.train.epochs == 11
+    assert settings.sources["train.epochs"] == "flag"
+    assert settings.preprocess.seed == 1
+    assert settings.sources["preprocess.seed"] == "gamerec.toml"
+
+
+def test_config_path_replaces_the_working_directory_file(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", "[train]\nepochs = 7\n")
+    elsewhere = workdir / "conf"
+    elsewhere.mkdir()
+    other = write(elsewhere / "other.toml", "[train]\npatience = 2\n")
+    settings = Settings.load(config=other)
+    assert settings.train.patience == 2
+    assert settings.sources["train.patience"] == str(other)
+    # ./gamerec.toml (epochs = 7) is not read when --config is given
+    assert settings.train.epochs == TrainSettings().epochs != 7
+    assert settings.sources["train.epochs"] == "default"
+
+
+def test_missing_config_path_is_an_error_naming_it(workdir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml does not exist"):
+        Settings.load(config=workdir / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("toml", "field", "words"),
+    [
+        ("[train]\nepochs = 'many'\n", "train.epochs", "valid integer"),
+        ("[preprocess]\nmin_user_items = -1\n", "preprocess.min_user_items", "greater than"),
+        ("[fetch]\ntimeout_s = 0\n", "fetch.timeout_s", "greater than"),
+        ("[preprocess]\nvalid_fraction = 0.7\n", "preprocess.valid_fraction", "less than"),
+        ("[index]\nkind = 'annoy'\n", "index.kind", "flat"),
+        ("[[preprocess.inputs]]\nkind = 'xml'\npath = 'a'\n", "preprocess.inputs.0.kind", "csv"),
+    ],
+)
+def test_invalid_toml_value_names_field_and_file(
+    workdir: Path, toml: str, field: str, words: str
+) -> None:
+    write(workdir / "gamerec.toml", toml)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert f"gamerec.toml: invalid value for {field!r}" in message
+    assert words in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ("[train]\nepochz = 3\n", "train.epochz"),
+        ("[trian]\nepochs = 3\n", "trian"),
+        ("colour = 'red'\n", "colour"),
+        ("[[preprocess.inputs]]\nkind = 'csv'\npath = 'a.csv'\nuser_col = 'u'\n", "user_col"),
+    ],
+)
+def test_unknown_toml_key_is_an_error_naming_it_and_the_file(
+    workdir: Path, toml: str, field: str
+) -> None:
+    write(workdir / "gamerec.toml", toml)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert "gamerec.toml: unknown setting" in message
+    assert field in message
+
+
+def test_malformed_toml_names_the_file(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", "[train\nepochs = 3\n")
+    with pytest.raises(ConfigError, match=r"gamerec\.toml: not valid TOML"):
+        Settings.load()
+
+
+def test_invalid_env_value_names_the_variable(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "lots")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert "environment variable GAMEREC_TRAIN__EPOCHS" in str(caught.value)
+    assert "'train.epochs'" in str(caught.value)
+
+
+def test_invalid_flag_value_says_it_came_from_a_flag(workdir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"command-line flag: invalid value for 'train.epochs'"):
+        Settings.load(overrides={"train.epochs": 0})
+
+
+def test_env_can_set_structured_values(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "GAMEREC_PREPROCESS__INPUTS", json.dumps([{"kind": "csv", "path": "plays.csv"}])
+    )
+    monkeypatch.setenv("GAMEREC_DATA_DIR", "somewhere")
+    settings = Settings.load()
+    assert [(s.kind, s.path) for s in settings.preprocess.inputs] == [("csv", Path("plays.csv"))]
+    assert settings.preprocess.inputs[0].user_column == "user"
+    assert settings.data_dir == Path("somewhere")
+    assert settings.sources["preprocess.inputs"] == "env"
+
+
+def test_api_key_from_env_is_usable_but_never_displayed(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_STEAM_API_KEY", "K3Y-s3cr3t")
+    settings = Settings.load()
+    assert settings.fetch.steam_api_key is not None
+    assert settings.fetch.steam_api_key.get_secret_value() == "K3Y-s3cr3t"
+    rows = {name: (value, source) for name, value, source in settings.to_display()}
+    assert rows["fetch.steam_api_key"] == ("********", "env")
+    assert "K3Y-s3cr3t" not in repr(settings)
+    assert "K3Y-s3cr3t" not in json.dumps(settings.to_display())
+
+
+# --- through the CLI --------------------------------------------------------------------------
+
+
+def test_config_show_json_reports_value_and_source_of_every_layer(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "gamerec.toml", "[train]\nepochs = 7\npatience = 3\n")
+    monkeypatch.setenv("GAMEREC_TRAIN__PATIENCE", "6")
+    monkeypatch.setenv("GAMEREC_STEAM_API_KEY", "K3Y-s3cr3t")
+    result = CliRunner().invoke(app, ["--data-dir", "ws", "config", "show", "--json"])
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["train.epochs"] == {"value": 7, "source": "gamerec.toml"}
+    assert shown["train.patience"] == {"value": 6, "source": "env"}
+    assert shown["data_dir"] == {"value": "ws", "source": "flag"}
+    assert shown["train.batch_size"] == {"value": TrainSettings().batch_size, "source": "default"}
+    assert shown["fetch.steam_api_key"] == {"value": "********", "source": "env"}
+    assert "K3Y-s3cr3t" not in result.stdout + result.stderr
+
+
+def test_config_show_reads_the_config_option(workdir: Path) -> None:
+    other = write(workdir / "other.toml", "[serve]\nport = 9999\n")
+    result = CliRunner().invoke(app, ["--config", str(other), "config", "show", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["serve.port"] == {"value": 9999, "source": str(other)}
+
+
+def test_config_show_table_lists_settings_and_sources(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", "[train]\nepochs = 7\n")
+    result = CliRunner().invoke(app, ["config", "show"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "train.epochs" in line)
+    assert "7" in line
+    assert "gamerec.toml" in line
+
+
+def test_config_show_with_an_invalid_file_is_a_clean_error(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", "[train]\nepochs = -3\n")
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: invalid settings")
+    assert "gamerec.toml: invalid value for 'train.epochs'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -1,0 +1,405 @@
+"""The evaluation protocols, the scorer interface, batched full ranking and bootstrap CIs.
+
+Both protocols are built from the split ``gamerec preprocess`` wrote (``split.parquet``): the
+same training users, validation users and test users, so every method is compared on the same
+footing. Models are fit on the **training users only**; validation users tune hyper-parameters
+(EASE's lambda, the two-tower's early stopping); quality is reported on the **test users**.
+
+**P-SG** (strong generalisation, Liang et al. 2018): an evaluated user's ``foldin`` rows are the
+input history, the ``target`` rows (a seeded 20% of their games) are what must be found.
+
+**P-LOO** (the original game-recommender protocol): an evaluated user's most-played game (highest
+``playtime_min``, ties to the lowest ``item_idx``) is the single target and everything else they
+own is the history. Users who never played anything (every playtime 0) have no most-played game
+and are skipped; the count is reported.
+
+Ranking is over the whole catalog with the history's games removed (their score is ``-inf``).
+Users are scored in batches, so memory stays at ``batch_size x n_items`` floats.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from gamerec.dataio.matrix import UserItems
+from gamerec.errors import ArtifactError, DataError, InvalidRequestError
+from gamerec.evaluation.metrics import (
+    DEFAULT_KS,
+    check_ks,
+    coverage,
+    hit_matrix,
+    metric_key,
+    popularity_bias,
+    popularity_percentiles,
+    ranking_metrics,
+    top_k,
+)
+
+__all__ = [
+    "PROTOCOLS",
+    "EvalUsers",
+    "ProtocolData",
+    "Scorer",
+    "UserMetrics",
+    "bootstrap_ci",
+    "build_protocol",
+    "evaluate_scorer",
+    "load_protocol",
+    "mean_ndcg",
+    "summarise",
+]
+
+#: protocol code -> display name
+PROTOCOLS = {"sg": "P-SG", "loo": "P-LOO"}
+
+SKIP_REASONS = {
+    "sg": "no fold-in game or no target game",
+    "loo": "never played any game (every playtime is 0), so no most-played game",
+}
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What every method implements: baselines, the two-tower model, anything new.
+
+    ``score`` gets a batch of histories (one row per user: games and playtime in minutes) and
+    returns ``(n_rows, n_items)`` scores, higher = better. The evaluation masks the history's
+    games itself, so a scorer need not.
+    """
+
+    name: str
+
+    def score(self, histories: UserItems) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EvalUsers:
+    """The evaluated users of one group: their input histories and their targets."""
+
+    user_idx: np.ndarray  # (n,) global user_idx, in row order
+    histories: UserItems  # input games with playtime
+    targets: UserItems  # held-out games with playtime
+    skipped: int = 0  # users of the group left out (see ``SKIP_REASONS``)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_idx)
+
+
+@dataclass(frozen=True)
+class ProtocolData:
+    """Everything a protocol needs: training matrix, validation users, test users."""
+
+    protocol: str
+    n_items: int
+    train_users: np.ndarray  # (n_train,) global user_idx of the training rows
+    train: UserItems  # the training users' whole histories with playtime
+    valid: EvalUsers
+    test: EvalUsers
+
+    @property
+    def name(self) -> str:
+        return PROTOCOLS[self.protocol]
+
+    @property
+    def skip_reason(self) -> str:
+        return SKIP_REASONS[self.protocol]
+
+    def popularity(self) -> np.ndarray:
+        """How many training users own each item."""
+        return np.bincount(self.train.indices, minlength=self.n_items)
+
+
+def _check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise InvalidRequestError(
+            f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}"
+        )
+    return protocol
+
+
+def _matrix(
+    user_idx: np.ndarray, items: np.ndarray, values: np.ndarray, users: np.ndarray, n_items: int
+) -> UserItems:
+    rows = np.searchsorted(users, user_idx)
+    return UserItems.from_pairs(rows, items, values, len(users), n_items)
+
+
+def _group_users(
+    protocol: str,
+    user_idx: np.ndarray,
+    items: np.ndarray,
+    playtime: np.ndarray,
+    role: np.ndarray,
+    n_items: int,
+) -> EvalUsers:
+    """Histories and targets of one group's rows (all arrays already restricted to the group)."""
+    users = np.unique(user_idx)
+    if len(users) == 0:
+        kept = users
+        is_target = np.zeros(0, dtype=bool)
+    elif protocol == "sg":
+        is_target = role == "target"
+        has_target = np.isin(users, user_idx[is_target])
+        has_foldin = np.isin(users, user_idx[~is_target])
+        kept = users[has_target & has_foldin]
+    else:
+        # most-played game per user: sort by user, playtime descending, item ascending
+        order = np.lexsort((items, -playtime, user_idx))
+        first = order[np.r_[True, user_idx[order][1:] != user_idx[order][:-1]]]
+        played = playtime[first] > 0
+        kept = user_idx[first][played]
+        is_target = np.zeros(len(user_idx), dtype=bool)
+        is_target[first[played]] = True
+    in_kept = np.isin(user_idx, kept)
+    history = in_kept & ~is_target
+    target = in_kept & is_target
+    return EvalUsers(
+        user_idx=kept.astype(np.int64),
+        histories=_matrix(user_idx[history], items[history], playtime[history], kept, n_items),
+        targets=_matrix(user_idx[target], items[target], playtime[target], kept, n_items),
+        skipped=len(users) - len(kept),
+    )
+
+
+def build_protocol(
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    playtime: np.ndarray,
+    group: np.ndarray,
+    role: np.ndarray,
+    n_items: int,
+    protocol: str = "sg",
+) -> ProtocolData:
+    """Build a protocol from the split's columns (one entry per interaction).
+
+    ``group`` holds ``train``/``valid``/``test`` and ``role`` ``train``/``foldin``/``target``
+    (as strings or a categorical); ``playtime`` is ``playtime_min`` of the same interaction.
+    """
+    _check_protocol(protocol)
+    user_idx = np.asarray(user_idx, dtype=np.int64)
+    item_idx = np.asarray(item_idx, dtype=np.int64)
+    playtime = np.asarray(playtime, dtype=np.float32)
+    group = np.asarray(group, dtype=object)
+    role = np.asarray(role, dtype=object)
+    in_train = group == "train"
+    train_users = np.unique(user_idx[in_train])
+    train = _matrix(
+        user_idx[in_train], item_idx[in_train], playtime[in_train], train_users, n_items
+    )
+
+    def users_of(name: str) -> EvalUsers:
+        mask = group == name
+        return _group_users(
+            protocol, user_idx[mask], item_idx[mask], playtime[mask], role[mask], n_items
+        )
+
+    return ProtocolData(
+        protocol=protocol,
+        n_items=n_items,
+        train_users=train_users,
+        train=train,
+        valid=users_of("valid"),
+        test=users_of("test"),
+    )
+
+
+def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolData:
+    """Read ``split.parquet``, ``interactions.parquet`` and ``items.parquet`` of ``processed/``.
+
+    Check the directory's manifest first (``artifacts.read_manifest``); this only reads.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    _check_protocol(protocol)
+    directory = Path(processed_dir)
+
+    def read(name: str, columns: list[str]) -> pd.DataFrame:
+        path = directory / name
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            raise DataError(
+                f"cannot be read ({exc}); run `gamerec preprocess` again", path
+            ) from None
+
+    split = read("split.parquet", ["user_idx", "item_idx", "group", "role"])
+    interactions = read("interactions.parquet", ["user_idx", "item_idx", "playtime_min"])
+    items = read("items.parquet", ["item_idx"])
+    n_items = len(items)
+    same_rows = len(split) == len(interactions) and bool(
+        np.array_equal(split["user_idx"].to_numpy(), interactions["user_idx"].to_numpy())
+        and np.array_equal(split["item_idx"].to_numpy(), interactions["item_idx"].to_numpy())
+    )
+    if not same_rows:
+        raise DataError(
+            "split.parquet and interactions.parquet do not list the same interactions in the "
+            "same order; run `gamerec preprocess` again",
+            directory,
+        )
+    item_idx = split["item_idx"].to_numpy()
+    if len(item_idx) and (item_idx.min() < 0 or item_idx.max() >= n_items):
+        raise DataError(
+            f"split.parquet refers to games outside items.parquet ({n_items} games); "
+            "run `gamerec preprocess` again",
+            directory,
+        )
+    return build_protocol(
+        split["user_idx"].to_numpy(),
+        item_idx,
+        interactions["playtime_min"].to_numpy(),
+        split["group"].astype(str).to_numpy(),
+        split["role"].astype(str).to_numpy(),
+        n_items,
+        protocol,
+    )
+
+
+@dataclass
+class UserMetrics:
+    """Per-user metrics of one scorer on one set of users.
+
+    ``per_user[key]`` is aligned with ``rows``: the input rows that had at least one target
+    (rows without targets have nothing to find and are not evaluated).
+    """
+
+    rows: np.ndarray
+    per_user: dict[str, np.ndarray]
+    aggregate: dict[str, float] = field(default_factory=dict)  # coverage@K
+    top_items: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.int64))
+    seconds: float = 0.0
+
+    @property
+    def n_users(self) -> int:
+        return len(self.rows)
+
+    def mean(self, key: str) -> float:
+        if key in self.aggregate:
+            return self.aggregate[key]
+        return float(self.per_user[key].mean()) if self.n_users else float("nan")
+
+
+def evaluate_scorer(
+    scorer: Scorer,
+    histories: UserItems,
+    targets: UserItems,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    popularity: np.ndarray | None = None,
+    batch_size: int = 1024,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> UserMetrics:
+    """Rank the whole catalog for every row with targets; return per-user metric arrays.
+
+    History items are masked to ``-inf``. ``popularity`` (training owners per item) adds
+    ``pop_pct@K``. ``on_batch(done, total)`` is called after each batch of ``batch_size`` rows.
+    """
+    if histories.n_rows != targets.n_rows or histories.n_items != targets.n_items:
+        raise ValueError(
+            f"histories ({histories.n_rows} x {histories.n_items}) and targets "
+            f"({targets.n_rows} x {targets.n_items}) do not match"
+        )
+    if batch_size < 1:
+        raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
+    n_items = histories.n_items
+    ks = check_ks(ks, n_items)
+    k_max = ks[-1]
+    percentiles = None if popularity is None else popularity_percentiles(popularity)
+    rows = np.flatnonzero(targets.row_lengths() > 0)
+    hist, targ = histories.take_rows(rows), targets.take_rows(rows)
+    started = time.perf_counter()
+    parts: dict[str, list[np.ndarray]] = {}
+    tops: list[np.ndarray] = []
+    for start in range(0, len(rows), batch_size):
+        batch = np.arange(start, min(start + batch_size, len(rows)))
+        h, t = hist.take_rows(batch), targ.take_rows(batch)
+        raw = scorer.score(h)
+        if getattr(raw, "shape", None) != (len(batch), n_items):
+            raise ArtifactError(
+                f"{getattr(scorer, 'name', 'the scorer')} returned scores of shape "
+                f"{getattr(raw, 'shape', None)} for {len(batch)} users and {n_items} games; "
+                "it was built for another catalog: run `gamerec train` again"
+            )
+        scores = np.array(raw, dtype=np.float32)
+        scores[np.repeat(np.arange(len(batch)), h.row_lengths()), h.indices] = -np.inf
+        top = top_k(scores, k_max)
+        values = ranking_metrics(hit_matrix(top, t), t.row_lengths(), ks)
+        if percentiles is not None:
+            values.update(popularity_bias(top, percentiles, ks))
+        for key, array in values.items():
+            parts.setdefault(key, []).append(array)
+        tops.append(top)
+        if on_batch is not None:
+            on_batch(int(batch[-1]) + 1, len(rows))
+    top_items = np.concatenate(tops) if tops else np.empty((0, k_max), dtype=np.int64)
+    per_user = {key: np.concatenate(arrays) for key, arrays in parts.items()}
+    return UserMetrics(
+        rows=rows,
+        per_user=per_user,
+        aggregate=coverage(top_items, ks, n_items),
+        top_items=top_items,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def mean_ndcg(
+    scorer: Scorer, histories: UserItems, targets: UserItems, k: int = 20, batch_size: int = 1024
+) -> float:
+    """Mean NDCG@k over the rows with targets (K capped at the catalog size): for early stopping."""
+    k = min(k, histories.n_items)
+    result = evaluate_scorer(scorer, histories, targets, [k], batch_size=batch_size)
+    if result.n_users == 0:
+        raise InvalidRequestError("no user with a target game to evaluate on")
+    return result.mean(metric_key("ndcg", k))
+
+
+def bootstrap_ci(
+    per_user: Mapping[str, np.ndarray],
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+    chunk: int = 200,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap CIs of the mean of each per-user metric, resampling users.
+
+    All metrics share the resamples, and the resamples depend only on ``seed`` and the number of
+    users: methods evaluated on the same users get the same resamples (a paired bootstrap).
+    """
+    keys = list(per_user)
+    if resamples < 1 or not keys:
+        return {}
+    values = np.column_stack([np.asarray(per_user[key], dtype=np.float64) for key in keys])
+    n = values.shape[0]
+    if n == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    means = np.empty((resamples, len(keys)))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        picks = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=size * n).reshape(size, n)
+        means[start : start + size] = counts @ values / n
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
+    return {key: (float(low[i]), float(high[i])) for i, key in enumerate(keys)}
+
+
+def summarise(
+    metrics: UserMetrics, resamples: int, seed: int, level: float = 0.95
+) -> dict[str, dict[str, float | list[float] | None]]:
+    """``{key: {"mean": m, "ci": [low, high] or None}}`` for every metric, coverage included."""
+    intervals = bootstrap_ci(metrics.per_user, resamples, seed, level)
+    out: dict[str, dict[str, float | list[float] | None]] = {}
+    for key in metrics.per_user:
+        ci = intervals.get(key)
+        out[key] = {"mean": metrics.mean(key), "ci": list(ci) if ci is not None else None}
+    for key, value in metrics.aggregate.items():
+        out[key] = {"mean": value, "ci": None}
+    return out

@@ -1,0 +1,260 @@
+"""Baselines: one shared suite run against every method, plus each baseline's own math.
+
+To put a new method through the shared suite (e.g. the two-tower model), add one ``Method`` to
+``METHODS``: a name, a function that fits it on the training matrix (validation users given
+for tuning or early stopping), and whether it is personalised (it should solve the checkerboard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from gamerec.dataio.matrix import UserItems
+from gamerec.errors import ConfigError
+from gamerec.evaluation.baselines import (
+    EASE,
+    ItemKNN,
+    Popularity,
+    check_ease_size,
+    item_cooccurrence,
+    tune_ease,
+)
+from gamerec.evaluation.protocol import EvalUsers, Scorer, evaluate_scorer
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    fit: Callable[[UserItems, EvalUsers], Scorer]
+    personalised: bool
+
+
+METHODS = [
+    Method("popularity", lambda train, valid: Popularity().fit(train), personalised=False),
+    Method("itemknn", lambda train, valid: ItemKNN().fit(train), personalised=True),
+    Method("itemknn-10nn", lambda train, valid: ItemKNN(neighbors=10).fit(train), True),
+    Method("ease", lambda train, valid: EASE(lam=10.0).fit(train), personalised=True),
+    Method(
+        "ease-tuned",
+        lambda train, valid: tune_ease(
+            train, valid.histories, valid.targets, [1.0, 10.0, 100.0], k=1
+        )[0],
+        personalised=True,
+    ),
+]
+
+
+def matrix(rows: list[list[int]], n_items: int, values: list[list[float]] | None = None):
+    users = [u for u, items in enumerate(rows) for _ in items]
+    items = [i for row in rows for i in row]
+    flat = None if values is None else [v for row in values for v in row]
+    return UserItems.from_pairs(np.array(users), np.array(items), flat, len(rows), n_items)
+
+
+def eval_users(histories: list[list[int]], targets: list[list[int]], n_items: int) -> EvalUsers:
+    return EvalUsers(
+        user_idx=np.arange(len(histories)),
+        histories=matrix(histories, n_items),
+        targets=matrix(targets, n_items),
+    )
+
+
+N_ITEMS = 10
+EVEN = [0, 2, 4, 6, 8]
+ODD = [1, 3, 5, 7, 9]
+
+
+def checkerboard() -> tuple[UserItems, EvalUsers, EvalUsers]:
+    """Even users own even games, odd users odd games; twice as many even users, so even games
+    are the most popular. Each evaluated user has one of their parity's games withheld."""
+    train = matrix([EVEN] * 6 + [ODD] * 3, N_ITEMS)
+    histories, targets = [], []
+    for withheld in range(N_ITEMS):
+        games = EVEN if withheld % 2 == 0 else ODD
+        histories.append([g for g in games if g != withheld])
+        targets.append([withheld])
+    test = eval_users(histories, targets, N_ITEMS)
+    valid = eval_users(histories[::-1], targets[::-1], N_ITEMS)
+    return train, valid, test
+
+
+def random_data(seed: int = 0, n_users: int = 40, n_items: int = 25):
+    rng = np.random.default_rng(seed)
+    owned = rng.random((n_users, n_items)) < 0.3
+    owned[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    rows = [list(np.flatnonzero(r)) for r in owned]
+    playtime = [list(rng.integers(0, 600, len(r)).astype(float)) for r in rows]
+    return matrix(rows, n_items, playtime), owned
+
+
+# --- the shared suite ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=METHODS, ids=[m.name for m in METHODS])
+def method(request: pytest.FixtureRequest) -> Method:
+    return request.param
+
+
+def test_implements_the_scorer_interface(method: Method) -> None:
+    train, valid, _ = checkerboard()
+    scorer = method.fit(train, valid)
+    assert isinstance(scorer, Scorer)
+    assert isinstance(scorer.name, str) and scorer.name
+
+
+def test_scores_every_game_as_finite_float32(method: Method) -> None:
+    train, _ = random_data()
+    valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
+    scores = method.fit(train, valid).score(train)
+    assert scores.shape == (train.n_rows, train.n_items)
+    assert scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+
+
+def test_a_user_is_scored_the_same_alone_or_in_a_batch(method: Method) -> None:
+    train, _ = random_data(1)
+    valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
+    scorer = method.fit(train, valid)
+    together = scorer.score(train)
+    order = np.random.default_rng(0).permutation(train.n_rows)
+    np.testing.assert_allclose(scorer.score(train.take_rows(order)), together[order], atol=1e-5)
+    for row in (0, 7, train.n_rows - 1):
+        alone = scorer.score(train.take_rows(np.array([row])))
+        np.testing.assert_allclose(alone[0], together[row], atol=1e-5)
+
+
+def test_fitting_is_deterministic(method: Method) -> None:
+    train, _ = random_data(2)
+    valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
+    first = method.fit(train, valid).score(train)
+    second = method.fit(train, valid).score(train)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_checkerboard_withheld_game_ranks_first_iff_personalised(method: Method) -> None:
+    train, valid, test = checkerboard()
+    scorer = method.fit(train, valid)
+    result = evaluate_scorer(scorer, test.histories, test.targets, [1])
+    first = result.top_items[:, 0]
+    if method.personalised:
+        assert first.tolist() == list(range(N_ITEMS))  # the withheld game, for every user
+        assert result.mean("hit_rate@1") == 1.0
+    else:
+        # Even games are the most owned: an even user's only unowned even game is the withheld
+        # one, but every odd user is offered an even game (0), which is wrong.
+        assert result.mean("hit_rate@1") < 1.0
+        assert set(first[1::2].tolist()) <= set(EVEN)
+
+
+# --- each baseline's own math ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1024])
+def test_cooccurrence_is_x_transpose_x(batch_size: int) -> None:
+    train, owned = random_data(3)
+    dense = owned.astype(np.float64)
+    np.testing.assert_array_equal(item_cooccurrence(train, batch_size), dense.T @ dense)
+
+
+def test_popularity_counts_owners_once() -> None:
+    train = matrix([[0, 1], [1, 2], [1, 1]], 4)  # the last row lists game 1 twice
+    scores = Popularity().fit(train).score(matrix([[0]], 4))
+    assert scores.tolist() == [[1.0, 3.0, 1.0, 0.0]]
+
+
+def test_popularity_ignores_playtime() -> None:
+    train = matrix([[0, 1], [1]], 2, [[10_000.0, 0.0], [0.0]])
+    assert Popularity().fit(train).counts.tolist() == [1.0, 2.0]
+
+
+def test_itemknn_cosine_by_hand() -> None:
+    # users {0, 1}, {0, 1, 2}, {2}: columns 0 = (1,1,0), 1 = (1,1,0), 2 = (0,1,1)
+    # cos(0, 1) = 2 / (sqrt2 * sqrt2) = 1; cos(0, 2) = cos(1, 2) = 1 / (sqrt2 * sqrt2) = 0.5
+    train = matrix([[0, 1], [0, 1, 2], [2]], 4)
+    knn = ItemKNN().fit(train)
+    np.testing.assert_allclose(
+        knn.similarity[:3, :3], [[0, 1, 0.5], [1, 0, 0.5], [0.5, 0.5, 0]], atol=1e-6
+    )
+    assert not knn.similarity[3].any()  # a game nobody owns is similar to nothing
+    # history {0}: scores = row 0 of the similarity; history {0, 2}: rows 0 + 2
+    np.testing.assert_allclose(
+        knn.score(matrix([[0], [0, 2]], 4))[:, :3], [[0, 1, 0.5], [0.5, 1.5, 0.5]]
+    )
+
+
+def test_itemknn_keeps_the_nearest_neighbours_per_game() -> None:
+    train, _ = random_data(4)
+    full = ItemKNN().fit(train).similarity
+    pruned = ItemKNN(neighbors=3).fit(train).similarity
+    assert ((pruned > 0).sum(axis=1) <= 3).all()
+    for row in range(len(full)):
+        kept = np.flatnonzero(pruned[row])
+        np.testing.assert_allclose(pruned[row, kept], full[row, kept])
+        if len(kept):  # nothing dropped is more similar than what was kept
+            dropped = np.setdiff1d(np.arange(len(full)), kept)
+            assert full[row, dropped].max() <= full[row, kept].min() + 1e-6
+    with pytest.raises(ConfigError):
+        ItemKNN(neighbors=0)
+
+
+def test_ease_is_the_constrained_least_squares_solution() -> None:
+    # EASE solves min ||X - XB||^2 + lam ||B||^2 subject to diag(B) = 0. Its stationarity
+    # condition: (X^T X + lam I) B - X^T X is zero off the diagonal (the diagonal holds the
+    # constraint's Lagrange multipliers).
+    train, owned = random_data(5)
+    lam = 7.0
+    weights = EASE(lam=lam).fit(train).weights.astype(np.float64)
+    gram = owned.T.astype(np.float64) @ owned
+    residual = (gram + lam * np.eye(len(gram))) @ weights - gram
+    np.fill_diagonal(residual, 0.0)
+    assert np.abs(residual).max() < 1e-3
+    assert not np.diag(weights).any()
+
+
+def test_ease_with_a_huge_lambda_ranks_like_popularity_of_cooccurrence() -> None:
+    # B -> G / lam off the diagonal as lam grows: scores ~ co-occurrence with the history
+    train, owned = random_data(6)
+    gram = owned.T.astype(np.float64) @ owned
+    np.fill_diagonal(gram, 0.0)
+    history = matrix([[0, 3]], train.n_items)
+    scores = EASE(lam=1e7).fit(train).score(history)[0] * 1e7
+    np.testing.assert_allclose(scores, gram[0] + gram[3], rtol=1e-3, atol=1e-3)
+
+
+def test_ease_refuses_catalogs_above_the_limit() -> None:
+    train, _ = random_data(7)
+    with pytest.raises(ConfigError, match=r"eval\.ease_max_items = 10") as info:
+        EASE(max_items=10).fit(train)
+    assert "25 games" in str(info.value)
+    check_ease_size(25, 25)  # at the limit is fine
+    with pytest.raises(ConfigError, match="positive"):
+        EASE(lam=0)
+
+
+def test_tune_ease_keeps_the_best_lambda_it_tried() -> None:
+    train, owned = random_data(8, n_users=80)
+    rng = np.random.default_rng(0)
+    histories, targets = [], []
+    for row in owned[:30]:
+        games = list(np.flatnonzero(row))
+        if len(games) < 2:
+            continue
+        held = int(rng.choice(games))
+        histories.append([g for g in games if g != held])
+        targets.append([held])
+    valid = eval_users(histories, targets, train.n_items)
+    grid = [0.1, 1.0, 10.0, 100.0, 1000.0]
+    model, tried = tune_ease(train, valid.histories, valid.targets, grid, k=5)
+    assert 1 <= len(tried) <= len(grid)
+    assert model.lam == max(tried, key=lambda lam: tried[lam])
+    # the walk starts in the middle of the grid
+    assert 10.0 in tried
+    # a single lambda, or no validation users: that lambda / the middle of the grid
+    assert tune_ease(train, valid.histories, valid.targets, [42.0])[0].lam == 42.0
+    empty = matrix([[] for _ in range(3)], train.n_items)
+    model, tried = tune_ease(train, empty, empty, grid)
+    assert (model.lam, tried) == (10.0, {})

@@ -1,0 +1,497 @@
+"""FAISS indexes: exactness, ANN recall, exclusions, save/load, the model tie, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gamerec.artifacts import read_manifest, write_manifest
+from gamerec.cli import app
+from gamerec.errors import ArtifactError, InvalidRequestError
+from gamerec.index import (
+    EMBEDDINGS_FILE,
+    INDEX_FILE,
+    build_index,
+    clustered_embeddings,
+    default_nlist,
+    exact_search,
+    load_index,
+    load_index_for_model,
+    measure_recall,
+    read_item_embeddings,
+    recall_at_k,
+    resolve_kind,
+    save_index,
+    search,
+    set_threads,
+)
+
+KINDS = ["flat", "hnsw", "ivf"]
+N_ITEMS, DIM, K = 4000, 128, 20
+
+
+@pytest.fixture(scope="module")
+def drawn() -> np.ndarray:
+    """4,000 catalog items and 500 held-out draws from the same clustered distribution."""
+    return clustered_embeddings(N_ITEMS + 500, DIM, seed=7)
+
+
+@pytest.fixture(scope="module")
+def items(drawn: np.ndarray) -> np.ndarray:
+    return drawn[:N_ITEMS]
+
+
+@pytest.fixture(scope="module")
+def held_out(drawn: np.ndarray) -> np.ndarray:
+    return drawn[N_ITEMS:]
+
+
+@pytest.fixture(scope="module")
+def indexes(items: np.ndarray) -> dict[str, tuple[faiss.Index, dict]]:
+    return {kind: build_index(items, kind) for kind in KINDS}
+
+
+@pytest.fixture(scope="module")
+def user_queries(items: np.ndarray) -> np.ndarray:
+    """User-like queries: the normalised mean of five random games."""
+    rng = np.random.default_rng(1)
+    queries = items[rng.integers(0, N_ITEMS, size=(500, 5))].sum(axis=1)
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def make_model(data_dir: Path, embeddings: np.ndarray) -> Path:
+    """A model directory as the trainer writes it: embeddings plus a "model" manifest."""
+    model_dir = data_dir / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    np.save(model_dir / EMBEDDINGS_FILE, embeddings)
+    write_manifest(model_dir, "model", counts={"items": len(embeddings)})
+    return model_dir
+
+
+def build_workspace(data_dir: Path, embeddings: np.ndarray, kind: str = "auto") -> None:
+    from gamerec import pipeline
+    from gamerec.settings import Settings
+
+    make_model(data_dir, embeddings)
+    settings = Settings.load(overrides={"data_dir": data_dir, "index.kind": kind})
+    pipeline.build_index(settings)
+
+
+# --- the exact reference -------------------------------------------------------------------
+
+
+def test_exact_search_matches_a_full_sort() -> None:
+    rng = np.random.default_rng(0)
+    items = rng.standard_normal((300, 16)).astype(np.float32)
+    queries = rng.standard_normal((40, 16)).astype(np.float32)
+    scores, ids = exact_search(items, queries, 25)
+    full = queries @ items.T
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :25]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
+    # k above the catalog size returns the whole catalog, ranked
+    scores, ids = exact_search(items, queries[:2], 1000)
+    assert ids.shape == (2, 300)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_recall_at_k_counts_overlap() -> None:
+    truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = np.array([[4, 3, 2, 1], [5, 6, -1, 9]])
+    assert recall_at_k(found, truth) == pytest.approx(6 / 8)
+
+
+# --- building and searching ---------------------------------------------------------------
+
+
+def test_flat_equals_the_numpy_reference(
+    items: np.ndarray, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    index, params = indexes["flat"]
+    assert params == {"kind": "flat"}
+    assert isinstance(index, faiss.IndexFlatIP)
+    ref_scores, ref_ids = exact_search(items, items, K)
+    scores, ids = search(index, items, K)
+    assert ids.shape == ref_ids.shape == (N_ITEMS, K)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    # Identical ids; where FAISS's BLAS and numpy's order two items differently, they must be a
+    # genuine tie (equal true scores), never a different item.
+    differ = ids != ref_ids
+    true_scores = np.einsum("qd,qkd->qk", items.astype(np.float64), items[ids].astype(np.float64))
+    np.testing.assert_allclose(true_scores[differ], ref_scores[differ], atol=1e-6)
+    assert differ.mean() < 1e-3
+    assert all(len(set(row)) == K for row in ids.tolist())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recall_at_20_against_exact_search(
+    kind: str,
+    items: np.ndarray,
+    user_queries: np.ndarray,
+    held_out: np.ndarray,
+    indexes: dict[str, tuple[faiss.Index, dict]],
+) -> None:
+    index, params = indexes[kind]
+    assert params["kind"] == kind
+    # held-out embeddings from the same distribution (new games / users)
+    _, truth = exact_search(items, held_out, K)
+    _, found = search(index, held_out, K)
+    assert recall_at_k(found, truth) >= 0.99
+    # items as queries ("similar games")
+    _, truth = exact_search(items, items, K)
+    _, found = search(index, items, K)
+    assert recall_at_k(found, truth) >= 0.99
+    # user-like queries (mean of a few games)
+    _, truth = exact_search(items, user_queries, K)
+    _, found = search(index, user_queries, K)
+    assert recall_at_k(found, truth) >= 0.99
+
+
+def test_recall_measurement_exposes_a_weak_index(items: np.ndarray) -> None:
+    weak_ivf, _ = build_index(items, "ivf", ivf_nlist=100, ivf_nprobe=1)
+    weak_hnsw, _ = build_index(items, "hnsw", hnsw_m=4, hnsw_ef_construction=8, hnsw_ef_search=8)
+    assert measure_recall(weak_ivf, items) < 0.99
+    assert measure_recall(weak_hnsw, items) < 0.99
+
+
+def test_index_types_and_parameters(indexes: dict[str, tuple[faiss.Index, dict]]) -> None:
+    hnsw, hnsw_params = indexes["hnsw"]
+    assert isinstance(hnsw, faiss.IndexHNSWFlat)
+    assert hnsw.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert hnsw_params == {"kind": "hnsw", "m": 32, "ef_construction": 200, "ef_search": 256}
+    assert hnsw.hnsw.efSearch == 256
+    ivf, ivf_params = indexes["ivf"]
+    assert isinstance(ivf, faiss.IndexIVFFlat)
+    assert ivf.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert ivf_params == {"kind": "ivf", "nlist": default_nlist(N_ITEMS), "nprobe": 32}
+    assert ivf.nlist == default_nlist(N_ITEMS) and ivf.nprobe == 32
+
+
+def test_default_nlist_is_about_four_sqrt_n() -> None:
+    assert default_nlist(1_000_000) == 4000
+    assert default_nlist(100_000) == 1265
+    # small catalogs keep >= 39 training points per cell
+    assert default_nlist(4000) == 102
+    assert default_nlist(10) == 1
+
+
+def test_auto_is_exact_up_to_the_limit_then_hnsw(items: np.ndarray) -> None:
+    assert resolve_kind("auto", 100, exact_max_items=100) == "flat"
+    assert resolve_kind("auto", 101, exact_max_items=100) == "hnsw"
+    assert resolve_kind("ivf", 10, exact_max_items=100) == "ivf"
+    small, params = build_index(items[:500], "auto", exact_max_items=500)
+    assert isinstance(small, faiss.IndexFlatIP) and params["kind"] == "flat"
+    big, params = build_index(
+        items[:501], "auto", exact_max_items=500, hnsw_m=8, hnsw_ef_construction=16
+    )
+    assert isinstance(big, faiss.IndexHNSWFlat) and params["kind"] == "hnsw"
+    with pytest.raises(InvalidRequestError, match="unknown index kind"):
+        build_index(items, "lsh")
+
+
+def test_bad_inputs_are_refused(indexes: dict[str, tuple[faiss.Index, dict]]) -> None:
+    index, _ = indexes["flat"]
+    with pytest.raises(InvalidRequestError, match="dimension"):
+        search(index, np.ones((1, DIM + 1), np.float32), 5)
+    with pytest.raises(InvalidRequestError, match="k must be"):
+        search(index, np.ones((1, DIM), np.float32), 0)
+    with pytest.raises(InvalidRequestError, match="one id list per query"):
+        search(index, np.ones((2, DIM), np.float32), 5, exclude=[[1]])
+    with pytest.raises(InvalidRequestError, match="NaN"):
+        build_index(np.full((3, 4), np.nan, np.float32))
+    with pytest.raises(InvalidRequestError, match="empty"):
+        build_index(np.zeros((0, 4), np.float32))
+
+
+def test_single_queries_leave_the_thread_setting_as_it_was(
+    items: np.ndarray, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    before = set_threads(None)
+    try:
+        assert set_threads(2) == 2
+        _, ids = search(indexes["flat"][0], items[:1], K)  # runs on one thread ...
+        assert ids[0, 0] == 0
+        assert set_threads(None) == 2  # ... and restores the caller's setting
+        with pytest.raises(InvalidRequestError, match="at least 1"):
+            set_threads(0)
+    finally:
+        set_threads(before)
+
+
+# --- exclusions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_excluded_ids_never_come_back(
+    kind: str, items: np.ndarray, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    index, _ = indexes[kind]
+    rng = np.random.default_rng(3)
+    queries = items[:200]
+    _, nearest = exact_search(items, queries, 30)
+    # each query excludes its own 15 nearest games plus 40 random ones (an owned library)
+    exclude = [np.concatenate([nearest[i, :15], rng.integers(0, N_ITEMS, 40)]) for i in range(200)]
+    scores, ids = search(index, queries, K, exclude=exclude)
+    assert ids.shape == (200, K)
+    assert (ids >= 0).all()
+    for row, excluded in zip(ids, exclude, strict=True):
+        assert not np.isin(row, excluded).any()
+        assert len(set(row.tolist())) == K
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    # and what is left is still the best of the rest
+    _, wide = exact_search(items, queries, K + 60)
+    truth = np.array(
+        [row[~np.isin(row, excluded)][:K] for row, excluded in zip(wide, exclude, strict=True)]
+    )
+    assert recall_at_k(ids, truth) >= 0.99
+
+
+def test_exclusions_on_a_small_catalog_shrink_k_but_never_pad() -> None:
+    items = clustered_embeddings(30, 8, seed=2)
+    index, _ = build_index(items, "flat")
+    _, ids = search(index, items[:2], 10, exclude=[np.arange(25), [0, 1, 2, 3, 4]])
+    assert ids.shape == (2, 5)
+    assert (ids >= 0).all()
+    assert set(ids[0].tolist()) == set(range(25, 30))
+    assert not np.isin(ids[1], [0, 1, 2, 3, 4]).any()
+    # k above the catalog: every item, once, no -1
+    _, ids = search(index, items[:3], 100)
+    assert ids.shape == (3, 30)
+    assert all(sorted(row) == list(range(30)) for row in ids.tolist())
+    # out-of-range and duplicate exclusions are ignored, not counted
+    _, ids = search(index, items[:1], 10, exclude=[[-5, 99, 7, 7]])
+    assert ids.shape == (1, 10) and 7 not in ids[0]
+
+
+def test_ann_shortfall_is_refilled_without_padding() -> None:
+    items = clustered_embeddings(1000, 32, seed=3)
+    index, _ = build_index(items, "ivf", ivf_nlist=100, ivf_nprobe=1)
+    # with one cell of ~10 items per query, FAISS itself pads with -1 ...
+    _, raw = index.search(items[:50], 200)
+    assert (raw < 0).any()
+    # ... search widens nprobe until every row is full
+    scores, ids = search(index, items[:50], 200)
+    assert ids.shape == (50, 200)
+    assert (ids >= 0).all()
+    assert all(len(set(row)) == 200 for row in ids.tolist())
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    # widening only adds cells: everything the narrow search found is still there
+    for row, narrow in zip(ids, raw, strict=True):
+        assert set(narrow[narrow >= 0].tolist()) <= set(row.tolist())
+
+
+def test_a_graph_that_cannot_fill_a_row_falls_back_to_exact_search(
+    monkeypatch: pytest.MonkeyPatch, items: np.ndarray
+) -> None:
+    from gamerec.index import faiss_index
+
+    index, _ = build_index(items[:500], "hnsw", hnsw_m=8, hnsw_ef_construction=32)
+    real = faiss_index._search_widening
+
+    def half_padded(*args: object) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = real(*args)  # type: ignore[arg-type]
+        ids[:, ids.shape[1] // 2 :] = -1  # as if the graph reached too few nodes
+        return scores, ids
+
+    monkeypatch.setattr(faiss_index, "_search_widening", half_padded)
+    exclude = [[int(i)] for i in range(10)]
+    scores, ids = search(index, items[:10], K, exclude=exclude)
+    ref_scores, ref_ids = exact_search(items[:500], items[:10], K + 1)
+    np.testing.assert_array_equal(ids, ref_ids[:, 1:])  # each query excludes itself
+    np.testing.assert_allclose(scores, ref_scores[:, 1:], atol=1e-5)
+
+
+# --- save / load --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip_is_identical(
+    kind: str, tmp_path: Path, items: np.ndarray, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    index, _ = indexes[kind]
+    path = tmp_path / "sub" / INDEX_FILE
+    save_index(index, path)
+    assert [p.name for p in path.parent.iterdir()] == [INDEX_FILE]  # no temp file left over
+    loaded = load_index(path, dim=DIM, n_items=N_ITEMS)
+    assert type(loaded) is type(index)
+    exclude = [np.arange(i, i + 5) for i in range(300)]
+    before = search(index, items[:300], K, exclude=exclude)
+    after = search(loaded, items[:300], K, exclude=exclude)
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[0], before[0])
+    if isinstance(index, faiss.IndexHNSWFlat):
+        assert isinstance(loaded, faiss.IndexHNSWFlat)
+        assert loaded.hnsw.efSearch == index.hnsw.efSearch == 256
+        tuned = load_index(path, params={"ef_search": 64})
+        assert isinstance(tuned, faiss.IndexHNSWFlat) and tuned.hnsw.efSearch == 64
+    if isinstance(index, faiss.IndexIVFFlat):
+        assert isinstance(loaded, faiss.IndexIVFFlat)
+        assert loaded.nprobe == index.nprobe == 32
+        tuned = load_index(path, params={"nprobe": 4})
+        assert isinstance(tuned, faiss.IndexIVFFlat) and tuned.nprobe == 4
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "header"])
+def test_a_damaged_index_file_is_an_artifact_error(
+    damage: str, tmp_path: Path, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    path = tmp_path / INDEX_FILE
+    save_index(indexes["ivf"][0], path)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        path.write_bytes(b"XXXX" + data[4:])
+    with pytest.raises(ArtifactError, match="run `gamerec index` again"):
+        load_index(path)
+
+
+def test_a_missing_index_file_is_an_artifact_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="gamerec index"):
+        load_index(tmp_path / INDEX_FILE)
+
+
+def test_dimension_or_count_mismatch_is_an_artifact_error(
+    tmp_path: Path, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    path = tmp_path / INDEX_FILE
+    save_index(indexes["flat"][0], path)
+    with pytest.raises(ArtifactError, match="128-d vectors but the model's embeddings are 64-d"):
+        load_index(path, dim=64)
+    with pytest.raises(ArtifactError, match="4000 items but the model has 3999"):
+        load_index(path, dim=DIM, n_items=3999)
+
+
+# --- the index stage and its tie to the model ---------------------------------------------
+
+
+def test_index_stage_is_tied_to_its_model(workdir: Path) -> None:
+    data_dir = workdir / "data"
+    embeddings = clustered_embeddings(600, 16, seed=4)
+    build_workspace(data_dir, embeddings, kind="hnsw")
+    manifest = read_manifest(data_dir / "index", "index")
+    model_manifest = read_manifest(data_dir / "model", "model")
+    assert manifest["model_embeddings"] == model_manifest["files"][EMBEDDINGS_FILE]
+    assert manifest["index"]["kind"] == "hnsw"
+    assert manifest["index"]["n_items"] == 600 and manifest["index"]["dim"] == 16
+    assert manifest["index"]["params"]["ef_search"] == 256
+
+    index = load_index_for_model(data_dir / "index", data_dir / "model", ef_search=300)
+    assert isinstance(index, faiss.IndexHNSWFlat) and index.hnsw.efSearch == 300
+    _, ids = search(index, embeddings[:5], 3)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+    # a retrained model with other embeddings: the old index is refused
+    make_model(data_dir, clustered_embeddings(600, 16, seed=5))
+    with pytest.raises(ArtifactError, match="built for another model; run `gamerec index`"):
+        load_index_for_model(data_dir / "index", data_dir / "model")
+
+    # rebuilding fixes it
+    build_workspace(data_dir, clustered_embeddings(600, 16, seed=5), kind="flat")
+    assert load_index_for_model(data_dir / "index", data_dir / "model").ntotal == 600
+
+
+def test_index_changed_after_writing_is_refused(workdir: Path) -> None:
+    data_dir = workdir / "data"
+    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6))
+    index_file = data_dir / "index" / INDEX_FILE
+    index_file.write_bytes(index_file.read_bytes()[:-100])
+    with pytest.raises(ArtifactError, match="changed since it was written; run `gamerec index`"):
+        load_index_for_model(data_dir / "index", data_dir / "model")
+    with pytest.raises(ArtifactError, match="run `gamerec index` again"):
+        load_index_for_model(data_dir / "index", data_dir / "model", verify=False)
+
+
+def test_index_whose_shape_disagrees_with_the_model_is_refused(workdir: Path) -> None:
+    data_dir = workdir / "data"
+    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6))
+    # an index for 8-d vectors swapped in under a manifest that still names this model
+    save_index(
+        build_index(clustered_embeddings(300, 12, seed=6))[0], data_dir / "index" / INDEX_FILE
+    )
+    with pytest.raises(ArtifactError, match="12-d vectors but the model's embeddings are 8-d"):
+        load_index_for_model(data_dir / "index", data_dir / "model", verify=False)
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("no-manifest", "no model output .* run `gamerec train` first"),
+        ("changed", "changed since the model was trained; run `gamerec train` again"),
+        ("not-normalised", "not L2-normalised"),
+        ("float64", "float64, not float32"),
+        ("1-d", r"must hold an \(n_items, d\) array"),
+        ("unlisted", "lists no item_embeddings.npy"),
+    ],
+)
+def test_bad_model_embeddings_are_refused(tmp_path: Path, problem: str, message: str) -> None:
+    model_dir = tmp_path / "model"
+    good = clustered_embeddings(50, 8, seed=1)
+    arrays = {
+        "not-normalised": good * 2,
+        "float64": good.astype(np.float64),
+        "1-d": good[0],
+    }
+    if problem == "no-manifest":
+        model_dir.mkdir()
+        np.save(model_dir / EMBEDDINGS_FILE, good)
+    elif problem == "unlisted":
+        model_dir.mkdir()
+        write_manifest(model_dir, "model")
+        np.save(model_dir / EMBEDDINGS_FILE, good)
+    else:
+        make_model(tmp_path, arrays.get(problem, good))
+        if problem == "changed":
+            np.save(model_dir / EMBEDDINGS_FILE, clustered_embeddings(50, 8, seed=2))
+    with pytest.raises(ArtifactError, match=message):
+        read_item_embeddings(model_dir)
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_index_json_writes_the_index_and_reports_recall(workdir: Path) -> None:
+    data_dir = workdir / "data"
+    make_model(data_dir, clustered_embeddings(2000, 32, seed=8))
+    runner = CliRunner()
+    result = runner.invoke(app, ["--data-dir", str(data_dir), "index", "--kind", "hnsw", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "hnsw"
+    assert summary["items"] == 2000 and summary["dim"] == 32
+    assert summary["recall_at_20"] >= 0.99
+    assert summary["recall_queries"] == 1000
+    assert summary["build_seconds"] >= 0
+    assert (data_dir / "index" / INDEX_FILE).is_file()
+    assert read_manifest(data_dir / "index", "index", verify=True)["index"]["kind"] == "hnsw"
+    assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]  # no staging left
+
+    # the table rendering, with auto (exact at this size)
+    result = runner.invoke(app, ["--data-dir", str(data_dir), "index"])
+    assert result.exit_code == 0, result.output
+    assert "recall@20" in result.stdout and "flat" in result.stdout
+    assert read_manifest(data_dir / "index", "index")["index"]["kind"] == "flat"
+
+
+def test_cli_index_without_a_model_says_to_train(workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["--data-dir", str(workdir / "empty"), "index"])
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr
+    assert "run `gamerec train`" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (workdir / "empty" / "index").exists()
+
+
+def test_cli_index_rejects_an_unknown_kind(workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["--data-dir", str(workdir), "index", "--kind", "lsh"])
+    assert result.exit_code == 2
+    assert "lsh" in result.output

@@ -16,10 +16,29 @@ from gamerec.settings import Settings
 
 if TYPE_CHECKING:
     from gamerec.dataio.preprocess import Source
+    from gamerec.runtime.recommender import Recommender
 
-__all__ = ["Progress", "preprocess", "workspace"]
+__all__ = [
+    "Progress",
+    "build_index",
+    "demo",
+    "evaluate",
+    "fetch_owned",
+    "fetch_steamspy",
+    "load_recommender",
+    "preprocess",
+    "read_library",
+    "recommend",
+    "recommend_all",
+    "serve",
+    "similar",
+    "train",
+    "workspace",
+]
 
-#: a progress callback: (stage, message, fraction done or None)
+#: a progress callback: (stage, message, fraction done or None). A stage is one phase with its
+#: own progress bar (e.g. "steamspy pages"); fraction is the share of that stage done, None when
+#: the total is unknown or the event (a retry notice) does not move the bar.
 Progress = Callable[[str, str, float | None], None]
 
 
@@ -111,3 +130,625 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
             extra={"summary": processed.summary},
         )
     return {**processed.summary, "output": str(target)}
+
+
+def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
+    """Index ``model/item_embeddings.npy`` with FAISS and write ``index/``.
+
+    The kind follows ``settings.index.kind`` (``auto``: exact up to ``exact_max_items``, HNSW
+    above). Returns the summary: kind, parameters, items, dimension, build seconds and the
+    recall@20 of the index against exact search on up to 1,000 items used as queries. On any
+    error the previous ``index/`` is left untouched.
+    """
+    import time
+
+    from gamerec.index import (
+        EMBEDDINGS_FILE,
+        INDEX_FILE,
+        index_manifest_extra,
+        measure_recall,
+        read_item_embeddings,
+        resolve_kind,
+        save_index,
+        set_threads,
+    )
+    from gamerec.index import build_index as build
+
+    paths = workspace(settings)
+    options = settings.index
+    threads = set_threads(options.threads)
+    progress("index", f"reading {paths['model']}", None)
+    embeddings, embeddings_fingerprint = read_item_embeddings(paths["model"])
+    n_items, dim = embeddings.shape
+    kind = resolve_kind(options.kind, n_items, options.exact_max_items)
+    progress("index", f"building the {kind} index of {n_items:,} x {dim} embeddings", None)
+    started = time.perf_counter()
+    index, params = build(
+        embeddings,
+        kind,
+        exact_max_items=options.exact_max_items,
+        hnsw_m=options.hnsw_m,
+        hnsw_ef_construction=options.hnsw_ef_construction,
+        hnsw_ef_search=options.hnsw_ef_search,
+        ivf_nlist=options.ivf_nlist,
+        ivf_nprobe=options.ivf_nprobe,
+    )
+    build_seconds = time.perf_counter() - started
+    recall_queries = min(1000, n_items)
+    progress("index", f"measuring recall@20 on {recall_queries:,} item queries", None)
+    recall = measure_recall(index, embeddings, k=20, n_queries=recall_queries, seed=0)
+    target = paths["index"]
+    progress("index", f"writing {target}", None)
+    with staged_dir(target) as staging:
+        save_index(index, staging / INDEX_FILE)
+        write_manifest(
+            staging,
+            "index",
+            settings=options.model_dump(mode="json"),
+            inputs={f"model/{EMBEDDINGS_FILE}": embeddings_fingerprint},
+            counts={"items": n_items, "dim": dim},
+            extra={
+                **index_manifest_extra(params, n_items, dim, embeddings_fingerprint),
+                "recall_at_20": recall,
+            },
+        )
+    return {
+        "kind": params["kind"],
+        "params": params,
+        "items": n_items,
+        "dim": dim,
+        "build_seconds": round(build_seconds, 3),
+        "recall_at_20": recall,
+        "recall_queries": recall_queries,
+        "threads": threads,
+        "output": str(target),
+    }
+
+
+def fetch_steamspy(
+    settings: Settings,
+    pages: int | None = None,
+    details: int | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Crawl SteamSpy into ``raw/steamspy``: ``all`` pages, then appdetails of the top games.
+
+    ``pages`` (default ``fetch.pages``: until the empty page) limits the pages from 0;
+    ``details`` (default ``fetch.details``) is how many of the most-owned games get appdetails,
+    the only source of genres and tags. Resumes where an earlier run stopped. Returns what was
+    fetched, skipped and failed per phase.
+    """
+    from gamerec.dataio.steamspy import (
+        SteamSpyClient,
+        crawl_all_pages,
+        crawl_appdetails,
+        page_records,
+        top_appids_by_owners,
+    )
+
+    options = settings.fetch
+    pages = options.pages if pages is None else pages
+    details = options.details if details is None else details
+    root = workspace(settings)["steamspy"]
+    with SteamSpyClient(
+        options.steamspy_url,
+        all_interval_s=options.all_interval_s,
+        request_interval_s=options.request_interval_s,
+        timeout_s=options.timeout_s,
+        max_retries=options.max_retries,
+        backoff_base_s=options.backoff_base_s,
+        backoff_max_s=options.backoff_max_s,
+    ) as client:
+        pages_summary = crawl_all_pages(client, root / "all", pages=pages, progress=progress)
+        records = page_records(root / "all")
+        appids = top_appids_by_owners(records, details)
+        details_summary = crawl_appdetails(client, root / "appdetails", appids, progress=progress)
+    return {
+        "pages": {**pages_summary, "apps": len(records)},
+        "appdetails": details_summary,
+        "output": str(root),
+    }
+
+
+def fetch_owned(
+    settings: Settings, steamids: list[str], progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Fetch the game libraries of ``steamids`` (SteamID64s) into ``raw/steam/owned``.
+
+    Every id is checked before any request; the API key comes from ``fetch.steam_api_key``
+    (``GAMEREC_STEAM_API_KEY``). Private profiles are reported and remembered; calls are counted
+    per UTC day against ``fetch.daily_limit``. Returns what was fetched, skipped and failed.
+    """
+    from gamerec.dataio.steamweb import (
+        KEY_HELP,
+        DailyQuota,
+        SteamWebClient,
+        crawl_owned,
+        validate_steamids,
+    )
+    from gamerec.errors import ConfigError
+
+    wanted = validate_steamids(steamids)
+    options = settings.fetch
+    key = options.steam_api_key.get_secret_value().strip() if options.steam_api_key else ""
+    if not key:
+        raise ConfigError(f"no Steam Web API key: {KEY_HELP}")
+    paths = workspace(settings)
+    quota = DailyQuota(paths["raw"] / "steam" / "_quota.json", options.daily_limit)
+    with SteamWebClient(
+        key,
+        options.steam_api_url,
+        interval_s=options.steam_interval_s,
+        timeout_s=options.timeout_s,
+        max_retries=options.max_retries,
+        backoff_base_s=options.backoff_base_s,
+        backoff_max_s=options.backoff_max_s,
+        before_request=quota.spend,
+    ) as client:
+        summary = crawl_owned(client, paths["owned"], wanted, progress=progress)
+    return {
+        **summary,
+        "calls_today": quota.used(),
+        "daily_limit": options.daily_limit,
+        "output": str(paths["owned"]),
+    }
+
+
+def _resume_key(processed_manifest: dict[str, Any], options: Any) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps(
+        {"files": processed_manifest.get("files"), "train": options.model_dump(mode="json")},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _fit_reranker(
+    train_matrix: Any,
+    valid: Any,
+    user_tower: dict[str, Any],
+    item_embeddings: Any,
+    playtime_weight: float,
+    options: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """The co-play weights and blend that rank the validation users best."""
+    from gamerec.evaluation.protocol import mean_ndcg
+    from gamerec.towers.inference import NumpyUserTower, TwoTowerScorer
+    from gamerec.towers.rerank import ease_weights, gram_matrix
+
+    tower = NumpyUserTower(user_tower, playtime_weight)
+    gram = gram_matrix(train_matrix)
+    best: tuple[float, Any, dict[str, Any]] | None = None
+    tried = []
+    for regularisation in options.rerank_lambdas:
+        weights = ease_weights(gram, regularisation, options.rerank_max_items)
+        for alpha in options.rerank_alphas:
+            choice = {
+                "lambda": regularisation,
+                "alpha": alpha,
+                "candidates": options.rerank_candidates,
+            }
+            scorer = TwoTowerScorer(tower, item_embeddings, {"rerank": choice}, weights, True)
+            ndcg = mean_ndcg(scorer, valid.histories, valid.targets, k=20)
+            tried.append({**choice, "valid_ndcg_at_20": ndcg})
+            if best is None or ndcg > best[0]:
+                best = (ndcg, weights, choice)
+    assert best is not None
+    return best[1], {**best[2], "valid_ndcg_at_20": best[0], "tried": tried}
+
+
+def train(
+    settings: Settings,
+    progress: Progress = _quiet,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Train the two-tower model on ``processed/`` and write ``model/``.
+
+    Early-stops on validation NDCG@20 and keeps the best epoch. An interrupted run resumes from
+    its last finished epoch (same data and settings); a failed run leaves the last good
+    ``model/`` untouched. Returns a summary: best epoch, validation NDCG@20, seconds, history.
+    """
+    import numpy as np
+
+    from gamerec.artifacts import read_manifest
+    from gamerec.dataio.preprocess import read_processed
+    from gamerec.dataio.splits import split_histories, train_histories
+    from gamerec.errors import TrainingError
+    from gamerec.evaluation.protocol import mean_ndcg
+    from gamerec.towers.checkpoint import (
+        export_item_embeddings,
+        export_user_tower,
+        save_checkpoint,
+    )
+    from gamerec.towers.features import build_item_features
+    from gamerec.towers.model import TwoTowerConfig
+    from gamerec.towers.train import train_two_tower
+
+    paths = workspace(settings)
+    options = settings.train
+    processed_manifest = read_manifest(paths["processed"], "processed", verify=True)
+    progress("train", f"reading {paths['processed']}", None)
+    processed = read_processed(paths["processed"])
+    n_items = len(processed.items)
+    train_users, train_matrix = train_histories(processed.split, processed.interactions, n_items)
+    if train_matrix.n_rows == 0:
+        raise TrainingError(
+            f"{paths['processed']} has no training users; run `gamerec preprocess` with more data"
+        )
+    valid = split_histories(processed.split, processed.interactions, n_items, "valid")
+    if valid.histories.n_rows == 0:
+        raise TrainingError(
+            "no validation users to early-stop on; run `gamerec preprocess` with more users or a "
+            "larger preprocess.valid_fraction"
+        )
+    features = build_item_features(processed.items)
+    config = TwoTowerConfig(
+        n_items=n_items,
+        n_tokens=features.n_tokens,
+        n_numeric=features.numeric.shape[1],
+        embedding_dim=options.embedding_dim,
+        hidden_dim=options.hidden_dim,
+        dropout=options.dropout,
+        temperature=options.temperature,
+        playtime_weight=options.playtime_weight,
+    )
+    state_dir = paths["root"] / ".train-state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    resume_path = state_dir / "state.pt"
+    progress("train", f"training on {train_matrix.n_rows:,} users x {n_items:,} games", None)
+    result = train_two_tower(
+        train_matrix,
+        features,
+        config,
+        validate=lambda scorer: mean_ndcg(scorer, valid.histories, valid.targets, k=20),
+        epochs=options.epochs,
+        patience=options.patience,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        holdout_fraction=options.holdout_fraction,
+        max_full_softmax_items=options.max_full_softmax_items,
+        sampled_negatives=options.sampled_negatives,
+        seed=options.seed,
+        device=options.device,
+        threads=options.threads,
+        resume_path=resume_path,
+        resume_key=_resume_key(processed_manifest, options),
+        on_epoch=on_epoch,
+    )
+    history = [vars(report) for report in result.history]
+    summary = {
+        "best_epoch": result.best_epoch,
+        "valid_ndcg_at_20": result.best_metric,
+        "epochs_run": len(history),
+        "seconds": result.seconds,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "sampled_softmax": result.sampled_softmax,
+        "users": train_matrix.n_rows,
+        "items": n_items,
+        "history": history,
+    }
+    user_tower = export_user_tower(result.model, features)
+    item_embeddings = export_item_embeddings(result.model, features)
+    coplay, rerank = None, None
+    if options.rerank and n_items <= options.rerank_max_items:
+        progress("train", "fitting the co-play re-ranker on the training users", None)
+        coplay, rerank = _fit_reranker(
+            train_matrix, valid, user_tower, item_embeddings, config.playtime_weight, options
+        )
+        summary["rerank"] = rerank
+    progress("train", f"writing {paths['model']}", None)
+    with staged_dir(paths["model"]) as staging:
+        save_checkpoint(staging / "model.pt", result.model, {"tokens": features.tokens})
+        np.save(staging / "item_embeddings.npy", item_embeddings)
+        np.savez(staging / "user_tower.npz", **user_tower)
+        if coplay is not None:
+            np.save(staging / "coplay.npy", coplay)
+        write_manifest(
+            staging,
+            "model",
+            settings=options.model_dump(mode="json"),
+            inputs={
+                f"processed/{name}": processed_manifest["files"][name]
+                for name in ("items.parquet", "split.parquet")
+            },
+            counts={"items": n_items, "train_users": train_matrix.n_rows},
+            extra={
+                "config": config.to_dict(),
+                "tokens": features.tokens,
+                "genres": features.genres,
+                "numeric_names": features.numeric_names,
+                "summary": {k: v for k, v in summary.items() if k != "history"},
+                "history": history,
+                "rerank": rerank,
+            },
+        )
+    resume_path.unlink(missing_ok=True)
+    return {**summary, "output": str(paths["model"])}
+
+
+def load_recommender(settings: Settings) -> Recommender:
+    """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace."""
+    from gamerec.runtime.recommender import Recommender
+
+    return Recommender.from_dir(settings.data_dir, max_top_k=settings.recommend.max_top_k)
+
+
+def recommend(
+    settings: Settings,
+    *,
+    user_id: str | None = None,
+    played: dict[int, float] | None = None,
+    library: Path | None = None,
+    genres: list[str] | None = None,
+    achievements: dict[int, int] | None = None,
+    k: int | None = None,
+    exclude_owned: bool = True,
+) -> list[dict[str, Any]]:
+    """Recommendations for a known user and/or a history (``played``, a GetOwnedGames ``library``)."""
+    history = dict(played or {})
+    if library is not None:
+        history.update(read_library(library))
+    answers = load_recommender(settings).recommend(
+        user_id=user_id,
+        played=history,
+        genres=genres or [],
+        achievements=achievements or {},
+        k=k or settings.recommend.top_k,
+        exclude_owned=exclude_owned,
+    )
+    return [answer.to_dict() for answer in answers]
+
+
+def read_library(path: Path) -> dict[int, float]:
+    """``{appid: minutes}`` from a Steam Web API GetOwnedGames response file."""
+    import json
+
+    from gamerec.dataio.files import read_text
+    from gamerec.dataio.owned import parse_owned_games
+    from gamerec.errors import DataError
+
+    try:
+        document = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"is not valid JSON ({exc.msg})", path, exc.lineno) from None
+    games = parse_owned_games(document, Path(path))
+    if games is None:
+        raise DataError(
+            "is a private profile's answer (no games); make the profile's game details public",
+            path,
+        )
+    return {int(game["appid"]): float(game["playtime_min"]) for game in games}
+
+
+def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
+    """Serve recommendations over HTTP until SIGTERM (``gamerec serve``); SIGHUP reloads.
+
+    Loads the workspace's artifacts once, reports the URL through ``progress`` when it is
+    listening, and returns a summary (requests answered, seconds up) after draining.
+    """
+    from gamerec.index import set_threads
+    from gamerec.runtime.server import serve as run_server
+
+    options = settings.serve
+    set_threads(options.search_threads)
+    return run_server(
+        lambda: load_recommender(settings),
+        options.host,
+        options.port,
+        token=options.token.get_secret_value() if options.token else None,
+        max_body_bytes=options.max_body_bytes,
+        timeout_s=options.timeout_s,
+        max_workers=options.max_workers,
+        max_connections=options.max_connections,
+        default_top_k=settings.recommend.top_k,
+        drain_s=options.drain_s,
+        log_level=options.log_level,
+        on_ready=lambda url: progress("serve", f"listening on {url}", None),
+    )
+
+
+def similar(settings: Settings, game: str, k: int | None = None) -> list[dict[str, Any]]:
+    """Games closest to ``game`` (appid or name) in the model's item space."""
+    answers = load_recommender(settings).similar(game, k or settings.recommend.top_k)
+    return [answer.to_dict() for answer in answers]
+
+
+def recommend_all(
+    settings: Settings, out: Path, k: int | None = None, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Top-k for every known user into ``out`` (.parquet or .jsonl), written atomically."""
+    import json
+    import time
+
+    from gamerec.artifacts import atomic_path
+    from gamerec.errors import InvalidRequestError
+
+    suffix = Path(out).suffix.lower()
+    if suffix not in (".parquet", ".jsonl"):
+        raise InvalidRequestError(f"--out must end in .parquet or .jsonl, got {out}")
+    started = time.perf_counter()
+    recommender = load_recommender(settings)
+    k = k or settings.recommend.top_k
+    catalog = recommender.catalog
+    columns: dict[str, list[Any]] = {
+        "user_id": [], "rank": [], "appid": [], "name": [], "score": []
+    }
+    total = len(recommender.known_users)
+    done = 0
+    for user_ids, items, scores in recommender.recommend_all(k=k):
+        for user_id, user_items, user_scores in zip(user_ids, items, scores, strict=True):
+            for rank, (item, score) in enumerate(zip(user_items, user_scores, strict=True), 1):
+                if item < 0:
+                    break
+                appid = int(catalog.appids[item])
+                columns["user_id"].append(user_id)
+                columns["rank"].append(rank)
+                columns["appid"].append(appid if appid >= 0 else None)
+                columns["name"].append(catalog.names[item])
+                columns["score"].append(float(score))
+        done += len(user_ids)
+        progress("recommend", f"{done:,} of {total:,} users", done / max(total, 1))
+    with atomic_path(out) as tmp:
+        if suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table(columns), tmp)
+        else:
+            with tmp.open("w") as handle:
+                names = list(columns)
+                for row in zip(*columns.values(), strict=True):
+                    handle.write(json.dumps(dict(zip(names, row, strict=True))) + "\n")
+    return {
+        "users": total,
+        "rows": len(columns["user_id"]),
+        "k": k,
+        "out": str(out),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def demo(
+    settings: Settings,
+    progress: Progress = _quiet,
+    on_epoch: Callable[[Any], None] | None = None,
+    sample_genres: tuple[str, ...] = ("RPG",),
+) -> dict[str, Any]:
+    """The whole pipeline on the bundled data, then two example answers.
+
+    preprocess -> train -> index -> eval (P-SG), then recommendations for a test user (from
+    their fold-in games only, so the held-out ones can be checked against the answer) and for a
+    new user who gave nothing but ``sample_genres``.
+    """
+    import numpy as np
+
+    from gamerec.dataio.preprocess import read_processed
+
+    settings = settings.model_copy(deep=True)
+    settings.preprocess.inputs = []  # the bundled dataset, whatever gamerec.toml says
+    report: dict[str, Any] = {"preprocess": preprocess(settings, progress)}
+    report["train"] = train(settings, progress, on_epoch=on_epoch)
+    report["index"] = build_index(settings, progress)
+    report["eval"] = evaluate(settings, progress=progress)
+
+    processed = read_processed(workspace(settings)["processed"])
+    split = processed.split
+    test_rows = split[(split["group"] == "test").to_numpy()]
+    counts = test_rows.groupby("user_idx", observed=True).size()
+    user_idx = int(counts.index[np.argmin(np.abs(counts.to_numpy() - 20))])
+    rows = test_rows[test_rows["user_idx"] == user_idx]
+    foldin = rows[(rows["role"] == "foldin").to_numpy()]
+    targets = set(rows[(rows["role"] == "target").to_numpy()]["item_idx"].tolist())
+    playtime = processed.interactions.set_index(["user_idx", "item_idx"])["playtime_min"]
+    appids = processed.items["appid"]
+    played = {}  # keyed by appid, so games known only by title are left out
+    for item in foldin["item_idx"]:
+        if not bool(appids.isna()[item]):
+            played[int(appids[item])] = float(playtime[(user_idx, item)])
+    recommender = load_recommender(settings)
+    answers = recommender.recommend(played=played, k=10)
+    user_id = str(processed.users["user_id"][user_idx])
+    report["sample_user"] = {
+        "user_id": user_id,
+        "played": len(played),
+        "held_out": len(targets),
+        "held_out_found": sum(a.item_idx in targets for a in answers),
+        "recommendations": [a.to_dict() for a in answers],
+    }
+    report["new_user"] = {
+        "genres": list(sample_genres),
+        "recommendations": [
+            a.to_dict() for a in recommender.recommend(genres=list(sample_genres), k=10)
+        ],
+    }
+    return report
+
+
+def evaluate(
+    settings: Settings,
+    protocol: str | None = None,
+    ks: list[int] | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Evaluate the baselines and, when ``model/`` exists, the two-tower model side by side.
+
+    ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG) or ``loo`` (P-LOO) on the test users
+    of ``processed/``; ``ks`` (default ``eval.k``) the cut-offs. Writes ``eval/report.json``
+    atomically and returns the report: per method, per metric and K, the mean over users and
+    its bootstrap 95% CI, plus fit times and the chosen EASE lambda.
+    """
+    import time
+
+    from gamerec.artifacts import atomic_write_json, read_manifest
+    from gamerec.errors import ArtifactError
+    from gamerec.evaluation.protocol import Scorer, load_protocol
+    from gamerec.evaluation.report import compare
+
+    paths = workspace(settings)
+    options = settings.eval
+    protocol = protocol or options.protocol
+    ks = list(ks) if ks else list(options.k)
+    processed_manifest = read_manifest(paths["processed"], "processed", verify=True)
+    progress("eval", f"reading {paths['processed']} ({protocol})", None)
+    data = load_protocol(paths["processed"], protocol)
+
+    scorers: list[Scorer] = []
+    model_status = "not trained (run `gamerec train` to compare it)"
+    if (paths["model"] / "manifest.json").is_file():
+        model_manifest = read_manifest(paths["model"], "model")
+        for key, expected in model_manifest.get("inputs", {}).items():
+            name = key.removeprefix("processed/")
+            if key.startswith("processed/") and processed_manifest["files"].get(name) != expected:
+                raise ArtifactError(
+                    f"the model in {paths['model']} was trained on another processed/{name}; "
+                    "run `gamerec train` again"
+                )
+        try:
+            from gamerec.towers.inference import TwoTowerScorer
+        except ImportError as exc:
+            model_status = f"skipped: this installation cannot load it ({exc})"
+        else:
+            progress("eval", f"loading the model from {paths['model']}", None)
+            scorers.append(TwoTowerScorer.from_dir(paths["model"]))
+            reranked = TwoTowerScorer.from_dir(paths["model"], rerank=True)
+            if reranked.rerank:  # the default second stage, when the model was trained with it
+                scorers.append(reranked)
+            model_status = "evaluated"
+
+    started = time.perf_counter()
+    report = compare(
+        data,
+        list(options.baselines),
+        ks,
+        scorers=scorers,
+        bootstrap=options.bootstrap,
+        seed=options.seed,
+        ease_lambdas=options.ease_lambdas,
+        ease_max_items=options.ease_max_items,
+        itemknn_neighbors=options.itemknn_neighbors,
+        batch_size=options.batch_size,
+        progress=lambda message: progress("eval", message, None),
+    )
+    report.update(
+        split_seed=processed_manifest.get("settings", {}).get("seed"),
+        processed=str(paths["processed"]),
+        model=model_status,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    target = paths["eval"]
+    with staged_dir(target) as staging:
+        atomic_write_json(staging / "report.json", report)
+        write_manifest(
+            staging,
+            "eval",
+            settings={**options.model_dump(mode="json"), "protocol": protocol, "k": report["ks"]},
+            inputs={
+                f"processed/{name}": digest
+                for name, digest in processed_manifest.get("files", {}).items()
+            },
+            counts={"users": report["users_evaluated"], "methods": len(report["methods"])},
+        )
+    return {**report, "output": str(target / "report.json")}

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic_settings import (
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "GAMEREC_"
+#: set while Settings.load validates its merged layers: no source may add anything then
+_ONLY_GIVEN_VALUES: ContextVar[bool] = ContextVar("_ONLY_GIVEN_VALUES", default=False)
 DEFAULT_CONFIG_FILE = "gamerec.toml"
 
 
@@ -129,12 +132,17 @@ class TrainSettings(_Section):
     embedding_dim: int = Field(default=128, ge=2, description="output embedding size")
     hidden_dim: int = Field(default=512, ge=2, description="hidden width of the user tower")
     epochs: int = Field(default=40, ge=1, description="maximum epochs")
-    patience: int = Field(default=4, ge=1, description="stop after this many epochs without gain")
-    batch_size: int = Field(default=256, ge=1, description="users per batch")
+    patience: int = Field(default=5, ge=1, description="stop after this many epochs without gain")
+    batch_size: int = Field(default=64, ge=1, description="users per batch")
     learning_rate: float = Field(default=2e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
-    dropout: float = Field(default=0.5, ge=0, lt=1, description="input dropout of the user tower")
+    dropout: float = Field(default=0.3, ge=0, lt=1, description="dropout in the user tower")
     temperature: float = Field(default=0.05, gt=0, description="softmax temperature on cosine")
+    playtime_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="history weight = 1 + playtime_weight * log1p(hours); 0 = ownership only",
+    )
     holdout_fraction: float = Field(
         default=0.2, gt=0, lt=1, description="share of a user's games held out as targets"
     )
@@ -145,6 +153,23 @@ class TrainSettings(_Section):
     )
     sampled_negatives: int = Field(default=4096, ge=1, description="negatives per sampled batch")
     seed: int = Field(default=0, description="seed of initialisation and batching")
+    rerank: bool = Field(
+        default=True, description="fit the co-play re-ranker (EASE) for the second stage"
+    )
+    rerank_lambdas: list[float] = Field(
+        default_factory=lambda: [20.0, 50.0, 100.0],
+        description="re-ranker regularisations tried on the validation users",
+    )
+    rerank_alphas: list[float] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5],
+        description="weights of the two-tower score in the blend, tried on validation users",
+    )
+    rerank_candidates: int = Field(
+        default=200, ge=1, description="two-tower candidates the re-ranker re-orders"
+    )
+    rerank_max_items: int = Field(
+        default=20_000, ge=1, description="skip the re-ranker above this catalog size (n x n)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="torch device")
     threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (None: torch's default)"
@@ -163,6 +188,12 @@ class IndexSettings(_Section):
         default=None, ge=1, description="IVF cells (None: about 4*sqrt(n))"
     )
     ivf_nprobe: int = Field(default=32, ge=1, description="IVF cells visited per query")
+    threads: int | None = Field(
+        default=None, ge=1, description="FAISS CPU threads (None: FAISS's default, all cores)"
+    )
+
+
+Baseline = Literal["popularity", "itemknn", "ease"]
 
 
 class EvalSettings(_Section):
@@ -173,9 +204,19 @@ class EvalSettings(_Section):
     ease_max_items: int = Field(
         default=20_000, ge=1, description="EASE refuses catalogs above this (dense n x n)"
     )
-    baselines: list[Literal["popularity", "itemknn", "ease"]] = Field(
-        default_factory=lambda: ["popularity", "itemknn", "ease"],
+    baselines: list[Baseline] = Field(
+        default_factory=lambda: list(get_args(Baseline)),
         description="baselines to evaluate",
+    )
+    ease_lambdas: list[float] = Field(
+        default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0],
+        description="EASE L2 grid; lambda is chosen by NDCG@20 of the validation users",
+    )
+    itemknn_neighbors: int | None = Field(
+        default=None, ge=1, description="item-kNN: keep each game's N most similar (None: all)"
+    )
+    batch_size: int = Field(
+        default=1024, ge=1, description="users scored at once (memory: batch x games floats)"
     )
 
 
@@ -183,9 +224,9 @@ class RecommendSettings(_Section):
     top_k: int = Field(default=10, ge=1, description="recommendations per answer")
     max_top_k: int = Field(default=1000, ge=1, description="largest top_k accepted")
     rerank: bool = Field(
-        default=True, description="re-rank the two-tower's candidates with the co-play model"
+        default=True,
+        description="re-rank the two-tower's candidates with the co-play model, if trained",
     )
-    candidates: int = Field(default=200, ge=1, description="FAISS candidates to re-rank")
 
 
 class ServeSettings(_Section):
@@ -197,8 +238,17 @@ class ServeSettings(_Section):
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="largest request body")
     timeout_s: float = Field(default=10.0, gt=0, description="header and body read timeout")
     max_workers: int = Field(default=32, ge=1, description="requests handled at once")
+    max_connections: int = Field(
+        default=256, ge=1, description="open connections at once; more get 503"
+    )
+    drain_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, seconds to finish requests in flight"
+    )
+    search_threads: int = Field(
+        default=1, ge=1, description="FAISS threads per query (requests already run in parallel)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        default="info", description="access-log level"
+        default="info", description="log threshold: info logs one access line per request"
     )
 
 
@@ -238,6 +288,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _ONLY_GIVEN_VALUES.get():
+            return (init_settings,)
         return (
             init_settings,
             env_settings,
@@ -290,10 +342,15 @@ class Settings(BaseSettings):
             _deep_merge(merged, values)
             for dotted in _leaf_names(values):
                 sources[dotted] = origin
+        # Validating a BaseSettings runs its sources again (env, ./gamerec.toml); the layers above
+        # are already merged, so only they may count (else --config would not replace the file).
+        only_given = _ONLY_GIVEN_VALUES.set(True)
         try:
             settings = cls.model_validate(merged)
         except ValidationError as exc:
             raise ConfigError(_explain(exc, sources)) from None
+        finally:
+            _ONLY_GIVEN_VALUES.reset(only_given)
         all_names = _leaf_names(settings.model_dump())
         settings._sources = {name: sources.get(name, "default") for name in all_names}
         for name, origin in sources.items():
@@ -325,11 +382,15 @@ def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         # Find the longest dotted prefix we know the origin of.
-        origin = "default"
+        origin = "settings"
         for end in range(len(loc), 0, -1):
             dotted = ".".join(loc[:end])
-            if dotted in sources:
-                origin = sources[dotted]
+            # the error's own name, or a table (e.g. an unknown [section]) holding given values
+            given = [
+                o for name, o in sources.items() if name == dotted or name.startswith(dotted + ".")
+            ]
+            if given:
+                origin = sources.get(dotted, given[0])
                 break
         name = ".".join(loc)
         if origin == "env":

@@ -232,7 +232,8 @@ class Recommender:
             "users": len(self.known_users),
             "model": self.model_manifest.get("created"),
             "model_fingerprint": self.model_manifest.get("files", {}).get("item_embeddings.npy"),
-            "index": self.index_manifest.get("kind", self.index_manifest.get("stage")),
+            # the kind sits under "index" in the manifest; the top-level "stage" is just "index"
+            "index": (self.index_manifest.get("index") or {}).get("kind"),
             "index_created": self.index_manifest.get("created"),
         }
 
@@ -485,12 +486,15 @@ class Recommender:
     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """For every known user, in batches: (user_ids, item_idx (b, k), scores (b, k)).
 
-        Owned games are never included; rows are padded with -1 when a user owns nearly all.
+        Users come in batches of similar history length, not in user order. Owned games are
+        never included; rows are padded with -1 when a user owns nearly all.
         """
         k = self._check_k(k)
         user_ids = list(self.known_users)
+        # batches of similar history length: each batch over-fetches by its longest history
+        by_length = np.argsort(self.histories.row_lengths(), kind="stable")
         for start in range(0, len(user_ids), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(user_ids)))
+            rows = by_length[start : start + batch_size]
             batch = self.histories.take_rows(rows)
             users = self.user_tower.embed(batch)
             widest = int(batch.row_lengths().max(initial=0))

@@ -65,6 +65,8 @@ def build_item_features(items: pd.DataFrame, min_token_items: int = 3) -> ItemFe
         for token in {f"genre:{g}" for g in genres} | {f"tag:{t}" for t in tags}:
             counts[token] = counts.get(token, 0) + 1
     tokens = sorted(t for t, c in counts.items() if c >= min_token_items)
+    if not tokens:
+        tokens = ["none"]  # a catalog without genres or tags: one silent column keeps shapes valid
     position = {t: i for i, t in enumerate(tokens)}
     token_matrix = np.zeros((len(items), len(tokens)), dtype=np.float32)
     for row, (genres, tags) in enumerate(zip(genre_lists, tag_lists, strict=True)):
@@ -116,9 +118,6 @@ def token_preferences(
     histories: UserItems, token_matrix: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
     """(n_rows, n_tokens): each user's playtime-weighted genre/tag profile, summing to 1."""
-    n_rows = histories.n_rows
-    prefs = np.zeros((n_rows, token_matrix.shape[1]), dtype=np.float32)
-    row_of = np.repeat(np.arange(n_rows), histories.row_lengths())
-    np.add.at(prefs, row_of, token_matrix[histories.indices] * weights[:, None])
+    prefs = histories.row_sums(token_matrix[histories.indices] * weights[:, None])
     totals = prefs.sum(1, keepdims=True)
     return np.divide(prefs, totals, out=prefs, where=totals > 0)

@@ -68,8 +68,7 @@ class NumpyUserTower:
         row_of = np.repeat(np.arange(histories.n_rows), lengths)
         norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
         weights = raw_weights / np.maximum(norms[row_of], 1e-12)
-        bag = np.zeros((histories.n_rows, self.history.shape[1]), dtype=np.float32)
-        np.add.at(bag, row_of, self.history[histories.indices] * weights[:, None])
+        bag = histories.row_sums(self.history[histories.indices] * weights[:, None])
         prefs = token_preferences(histories, self.token_matrix, raw_weights)
         if extra_preferences is not None:
             prefs = prefs + extra_preferences.astype(np.float32)

@@ -68,6 +68,11 @@ class ItemTower(nn.Module):
         self.tokens = nn.Linear(config.n_tokens, config.embedding_dim, bias=False)
         self.numeric = nn.Linear(config.n_numeric, config.embedding_dim)
         nn.init.normal_(self.identity.weight, std=0.1)
+        # Side features start silent: at random init they swamp the ID embedding and every
+        # popular game looks alike; from zero they grow only as far as they help.
+        nn.init.zeros_(self.tokens.weight)
+        nn.init.zeros_(self.numeric.weight)
+        nn.init.zeros_(self.numeric.bias)
 
     def forward(
         self,

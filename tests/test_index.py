@@ -168,8 +168,8 @@ def test_index_types_and_parameters(indexes: dict[str, tuple[faiss.Index, dict]]
     ivf, ivf_params = indexes["ivf"]
     assert isinstance(ivf, faiss.IndexIVFFlat)
     assert ivf.metric_type == faiss.METRIC_INNER_PRODUCT
-    assert ivf_params == {"kind": "ivf", "nlist": default_nlist(N_ITEMS), "nprobe": 32}
-    assert ivf.nlist == default_nlist(N_ITEMS) and ivf.nprobe == 32
+    assert ivf_params == {"kind": "ivf", "nlist": default_nlist(N_ITEMS), "nprobe": 64}
+    assert ivf.nlist == default_nlist(N_ITEMS) and ivf.nprobe == 64
 
 
 def test_default_nlist_is_about_four_sqrt_n() -> None:
@@ -331,7 +331,7 @@ def test_save_load_round_trip_is_identical(
         assert isinstance(tuned, faiss.IndexHNSWFlat) and tuned.hnsw.efSearch == 64
     if isinstance(index, faiss.IndexIVFFlat):
         assert isinstance(loaded, faiss.IndexIVFFlat)
-        assert loaded.nprobe == index.nprobe == 32
+        assert loaded.nprobe == index.nprobe == 64
         tuned = load_index(path, params={"nprobe": 4})
         assert isinstance(tuned, faiss.IndexIVFFlat) and tuned.nprobe == 4
 

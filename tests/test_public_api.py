@@ -116,3 +116,15 @@ def test_example_preprocess_and_inspect_runs(tmp_path: Path) -> None:
     assert len(players) == 10
     assert players == sorted(players, reverse=True)
     assert (tmp_path / "ws" / "processed" / "manifest.json").is_file()
+
+
+def test_the_library_api_is_exported_lazily() -> None:
+    from gamerec import pipeline
+    from gamerec.runtime.recommender import Recommender
+
+    assert gamerec.Recommender is Recommender
+    for name in ("preprocess", "train", "build_index", "evaluate", "demo", "recommend_all"):
+        assert name in gamerec.__all__
+        assert getattr(gamerec, name) is getattr(pipeline, name)
+    with pytest.raises(AttributeError):
+        _ = gamerec.no_such_thing  # type: ignore[attr-defined]

@@ -1,4 +1,14 @@
-"""gamerec: recommend Steam games with an inductive two-tower model and FAISS."""
+"""gamerec: recommend Steam games with an inductive two-tower model and FAISS.
+
+    settings = gamerec.Settings.load()
+    gamerec.preprocess(settings); gamerec.train(settings); gamerec.build_index(settings)
+    gamerec.Recommender.from_dir(settings.data_dir).recommend(played={620: 1200})
+
+The stage functions and the Recommender load on first use, so ``import gamerec`` (and
+``gamerec --help``) stays light.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from gamerec.errors import (
     AmbiguousNameError,
@@ -15,7 +25,43 @@ from gamerec.errors import (
 )
 from gamerec.settings import Settings
 
+if TYPE_CHECKING:
+    from gamerec.pipeline import (
+        build_index,
+        demo,
+        evaluate,
+        fetch_owned,
+        fetch_steamspy,
+        preprocess,
+        recommend_all,
+        train,
+    )
+    from gamerec.runtime.recommender import Recommendation, Recommender
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Recommendation": "gamerec.runtime.recommender",
+    "Recommender": "gamerec.runtime.recommender",
+    "build_index": "gamerec.pipeline",
+    "demo": "gamerec.pipeline",
+    "evaluate": "gamerec.pipeline",
+    "fetch_owned": "gamerec.pipeline",
+    "fetch_steamspy": "gamerec.pipeline",
+    "preprocess": "gamerec.pipeline",
+    "recommend_all": "gamerec.pipeline",
+    "train": "gamerec.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gamerec' has no attribute {name!r}")
 
 __all__ = [
     "AmbiguousNameError",
@@ -27,8 +73,18 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
+    "Recommendation",
+    "Recommender",
     "ServerUnreachableError",
     "Settings",
     "TrainingError",
     "__version__",
+    "build_index",
+    "demo",
+    "evaluate",
+    "fetch_owned",
+    "fetch_steamspy",
+    "preprocess",
+    "recommend_all",
+    "train",
 ]

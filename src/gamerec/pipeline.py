@@ -339,6 +339,48 @@ def _fit_reranker(
     return best[1], {**best[2], "valid_ndcg_at_20": best[0], "tried": tried}
 
 
+def _ndcg_part(valid: Any, k: int = 20) -> Callable[[Any, int, int], tuple[float, int]]:
+    """``part(scorer, index, parts)``: NDCG@k summed over every ``parts``-th validation user."""
+    import numpy as np
+
+    from gamerec.evaluation.metrics import metric_key
+    from gamerec.evaluation.protocol import evaluate_scorer
+
+    rows = np.flatnonzero(valid.targets.row_lengths() > 0)
+    k = min(k, valid.histories.n_items)
+
+    def part(scorer: Any, index: int, parts: int) -> tuple[float, int]:
+        mine = rows[index::parts]
+        if len(mine) == 0:
+            return 0.0, 0
+        result = evaluate_scorer(
+            scorer, valid.histories.take_rows(mine), valid.targets.take_rows(mine), [k]
+        )
+        return float(result.per_user[metric_key("ndcg", k)].sum()), result.n_users
+
+    return part
+
+
+def _start_workers(settings: Settings) -> Any:
+    """Join the other training workers when launched by torchrun (world_size > 1), else None."""
+    options = settings.distributed
+    if options.world_size < 2:
+        return None
+    from gamerec.towers.distributed import start_workers
+    from gamerec.towers.train import resolve_device
+
+    return start_workers(
+        rank=options.rank,
+        world_size=options.world_size,
+        local_rank=options.local_rank,
+        master_addr=options.master_addr,
+        master_port=options.master_port,
+        backend=options.backend,
+        device=resolve_device(settings.train.device),
+        timeout_s=options.timeout_s,
+    )
+
+
 def train(
     settings: Settings,
     progress: Progress = _quiet,
@@ -349,7 +391,47 @@ def train(
     Early-stops on validation NDCG@20 and keeps the best epoch. An interrupted run resumes from
     its last finished epoch (same data and settings); a failed run leaves the last good
     ``model/`` untouched. Returns a summary: best epoch, validation NDCG@20, seconds, history.
+
+    Under ``torchrun`` (``settings.distributed.world_size`` > 1) this process is one of the
+    training workers: they train together (DDP) and rank 0 alone reports progress, fits the
+    re-ranker and writes ``model/`` and the resume state; the others return the same summary
+    with ``"written": False``.
     """
+    import signal
+    import threading
+
+    from gamerec.towers.distributed import RESUME_HINT, stop_workers
+
+    workers = _start_workers(settings)
+    if workers is None:
+        return _train(settings, progress, on_epoch, None)
+    if workers.rank != 0:
+        progress, on_epoch = _quiet, None
+
+    def stop(signum: int, frame: Any) -> None:
+        from gamerec.errors import TrainingError
+
+        raise TrainingError(
+            f"training worker {workers.rank} was told to stop (signal {signum}): another worker "
+            f"failed or the run was cancelled; {RESUME_HINT}"
+        )
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
+    try:
+        return _train(settings, progress, on_epoch, workers)
+    finally:
+        stop_workers()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train(
+    settings: Settings,
+    progress: Progress,
+    on_epoch: Callable[[Any], None] | None,
+    workers: Any,
+) -> dict[str, Any]:
     import numpy as np
 
     from gamerec.artifacts import read_manifest
@@ -417,7 +499,13 @@ def train(
         resume_path=resume_path,
         resume_key=_resume_key(processed_manifest, options),
         on_epoch=on_epoch,
+        workers=workers,
+        validate_part=_ndcg_part(valid, k=20) if workers is not None else None,
     )
+    if workers is not None:
+        from gamerec.towers.distributed import stop_workers
+
+        stop_workers()  # training is over: rank 0 writes alone, the others are done
     history = [vars(report) for report in result.history]
     summary = {
         "best_epoch": result.best_epoch,
@@ -428,8 +516,11 @@ def train(
         "sampled_softmax": result.sampled_softmax,
         "users": train_matrix.n_rows,
         "items": n_items,
+        "workers": 1 if workers is None else workers.world_size,
         "history": history,
     }
+    if workers is not None and workers.rank != 0:
+        return {**summary, "rank": workers.rank, "written": False, "output": str(paths["model"])}
     user_tower = export_user_tower(result.model, features)
     item_embeddings = export_item_embeddings(result.model, features)
     coplay, rerank = None, None
@@ -496,7 +587,7 @@ def recommend(
         played=history,
         genres=genres or [],
         achievements=achievements or {},
-        k=k or settings.recommend.top_k,
+        k=settings.recommend.top_k if k is None else k,
         exclude_owned=exclude_owned,
     )
     return [answer.to_dict() for answer in answers]
@@ -552,7 +643,7 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
 
 def similar(settings: Settings, game: str, k: int | None = None) -> list[dict[str, Any]]:
     """Games closest to ``game`` (appid or name) in the model's item space."""
-    answers = load_recommender(settings).similar(game, k or settings.recommend.top_k)
+    answers = load_recommender(settings).similar(game, settings.recommend.top_k if k is None else k)
     return [answer.to_dict() for answer in answers]
 
 
@@ -571,7 +662,7 @@ def recommend_all(
         raise InvalidRequestError(f"--out must end in .parquet or .jsonl, got {out}")
     started = time.perf_counter()
     recommender = load_recommender(settings)
-    k = k or settings.recommend.top_k
+    k = settings.recommend.top_k if k is None else k
     catalog = recommender.catalog
     columns: dict[str, list[Any]] = {
         "user_id": [], "rank": [], "appid": [], "name": [], "score": []

@@ -11,13 +11,22 @@ settings; core modules take plain arguments.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,6 +38,7 @@ from pydantic_settings import (
 from gamerec.errors import ConfigError
 
 __all__ = [
+    "DistributedSettings",
     "EvalSettings",
     "FetchSettings",
     "IndexSettings",
@@ -136,7 +146,7 @@ class TrainSettings(_Section):
     batch_size: int = Field(default=64, ge=1, description="users per batch")
     learning_rate: float = Field(default=2e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
-    dropout: float = Field(default=0.3, ge=0, lt=1, description="dropout in the user tower")
+    dropout: float = Field(default=0.5, ge=0, lt=1, description="dropout in the user tower")
     temperature: float = Field(default=0.05, gt=0, description="softmax temperature on cosine")
     playtime_weight: float = Field(
         default=0.0,
@@ -176,6 +186,73 @@ class TrainSettings(_Section):
     )
 
 
+#: torchrun's variables (and any launcher that follows its convention) -> distributed.* fields
+LAUNCHER_VARIABLES = {
+    "RANK": "rank",
+    "WORLD_SIZE": "world_size",
+    "LOCAL_RANK": "local_rank",
+    "MASTER_ADDR": "master_addr",
+    "MASTER_PORT": "master_port",
+}
+
+
+class DistributedSettings(_Section):
+    """Training across processes (``torchrun --nproc-per-node N -m gamerec train``).
+
+    torchrun sets ``rank``, ``world_size``, ``local_rank``, ``master_addr`` and ``master_port``
+    through ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+    ``world_size`` 1 (the default) trains in this process alone.
+    """
+
+    rank: int = Field(default=0, ge=0, description="this worker's rank (torchrun sets RANK)")
+    world_size: int = Field(
+        default=1, ge=1, description="number of training workers (torchrun sets WORLD_SIZE)"
+    )
+    local_rank: int = Field(
+        default=0, ge=0, description="rank on this machine, its GPU (torchrun sets LOCAL_RANK)"
+    )
+    master_addr: str = Field(
+        default="127.0.0.1", description="host of rank 0's rendezvous (torchrun sets MASTER_ADDR)"
+    )
+    master_port: int = Field(
+        default=29500, ge=1, le=65535, description="its port (torchrun sets MASTER_PORT)"
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        default="auto", description="auto: nccl on CUDA GPUs, gloo on CPUs"
+    )
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds to wait for the other workers to join, and for any step together",
+    )
+
+    @model_validator(mode="after")
+    def _rank_in_world(self) -> DistributedSettings:
+        if self.rank >= self.world_size:
+            raise ValueError(f"rank {self.rank} must be below world_size {self.world_size}")
+        return self
+
+
+def launcher_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``{"distributed": {...}}`` from torchrun's variables in ``environ`` (empty when unset)."""
+    values: dict[str, Any] = {}
+    for variable, name in LAUNCHER_VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is None or raw.strip() == "":
+            continue
+        if name == "master_addr":
+            values[name] = raw.strip()
+            continue
+        try:
+            values[name] = int(raw.strip())
+        except ValueError:
+            raise ConfigError(
+                f"environment variable {variable}={raw!r} is not an integer; it is set by "
+                "torchrun: launch with `torchrun --nproc-per-node N -m gamerec train`"
+            ) from None
+    return {"distributed": values} if values else {}
+
+
 class IndexSettings(_Section):
     kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto", description="auto: exact up to exact_max_items, HNSW above"
@@ -187,7 +264,9 @@ class IndexSettings(_Section):
     ivf_nlist: int | None = Field(
         default=None, ge=1, description="IVF cells (None: about 4*sqrt(n))"
     )
-    ivf_nprobe: int = Field(default=32, ge=1, description="IVF cells visited per query")
+    ivf_nprobe: int = Field(
+        default=64, ge=1, description="IVF cells visited per query (64: recall@20 >= 0.99)"
+    )
     threads: int | None = Field(
         default=None, ge=1, description="FAISS CPU threads (None: FAISS's default, all cores)"
     )
@@ -276,6 +355,7 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -330,6 +410,7 @@ class Settings(BaseSettings):
         except Exception as exc:  # pydantic-settings raises SettingsError on unparsable JSON
             raise ConfigError(f"environment variable {ENV_PREFIX}*: {exc}") from exc
         layers.append(("env", env_values))
+        layers.append(("torchrun", launcher_values(os.environ)))
         flags: dict[str, Any] = {}
         for dotted, value in (overrides or {}).items():
             if value is not None:
@@ -393,7 +474,14 @@ def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
                 origin = sources.get(dotted, given[0])
                 break
         name = ".".join(loc)
-        if origin == "env":
+        if origin == "torchrun":
+            variable = {v: k for k, v in LAUNCHER_VARIABLES.items()}.get(loc[-1])
+            where = (
+                f"environment variable {variable} (set by torchrun)"
+                if variable
+                else "environment variables RANK / WORLD_SIZE (set by torchrun)"
+            )
+        elif origin == "env":
             where = f"environment variable {ENV_PREFIX}{'__'.join(loc[:2]).upper()}"
         elif origin == "flag":
             where = "command-line flag"

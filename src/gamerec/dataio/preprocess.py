@@ -269,7 +269,9 @@ def build_processed(
     item_idx_of_code = np.zeros(n_codes, dtype=np.int32)
     item_idx_of_code[owners["code"].to_numpy()] = np.arange(len(owners), dtype=np.int32)
     items = owners[["item_key", "appid", "n_users", "title", "title_key"]].reset_index(drop=True)
-    joined = items.join(by_appid, on="appid", rsuffix="_meta")
+    joined = items.merge(
+        by_appid, left_on="appid", right_index=True, how="left", suffixes=("", "_meta")
+    )
     joined["name"] = joined["name"].where(joined["name"].notna(), joined["title"])
     # games keyed by title whose metadata has no appid (rare) still get their metadata
     no_id_meta = titled[titled["appid"].isna()].set_index("title_key")

@@ -96,7 +96,7 @@ def build_index(
     hnsw_ef_construction: int = 200,
     hnsw_ef_search: int = 256,
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 32,
+    ivf_nprobe: int = 64,
     seed: int = 1234,
 ) -> tuple[faiss.Index, dict[str, Any]]:
     """Index ``embeddings`` (``(n_items, d)``, L2-normalised); return ``(index, params)``.

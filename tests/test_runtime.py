@@ -1,0 +1,247 @@
+"""The Recommender and the `recommend` / `similar` commands on a real (small) trained model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from gamerec import pipeline
+from gamerec.cli import app
+from gamerec.errors import AmbiguousNameError, ArtifactError, InvalidRequestError, NotFoundError
+from gamerec.runtime.recommender import Recommender, parse_played
+from gamerec.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LIBRARY = FIXTURES / "steam-webapi" / "GetOwnedGames_include_appinfo.json"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def recommender(trained_workspace: Path) -> Recommender:
+    return Recommender.from_dir(trained_workspace)
+
+
+def known_user(recommender: Recommender, min_games: int = 10) -> tuple[str, set[int]]:
+    for user_id, row in recommender.known_users.items():
+        owned = recommender.histories.row(row)
+        if len(owned) >= min_games:
+            return user_id, set(owned.tolist())
+    raise AssertionError("no user with enough games")
+
+
+def test_owned_games_never_come_back_for_a_known_user(recommender: Recommender) -> None:
+    user_id, owned = known_user(recommender)
+    answers = recommender.recommend(user_id=user_id, k=50)
+    assert len(answers) == 50
+    assert not owned & {a.item_idx for a in answers}
+    assert [a.score for a in answers] == sorted((a.score for a in answers), reverse=True)
+
+
+def test_owned_games_never_come_back_for_a_played_list(recommender: Recommender) -> None:
+    played = {620: 1200.0, 400: 300.0, 570: 5000.0}
+    answers = recommender.recommend(played=played, k=30)
+    assert not {a.appid for a in answers} & set(played)
+    played_names = {recommender.catalog.names[recommender.catalog.by_appid[a]] for a in played}
+    for answer in answers:
+        assert answer.reason.removeprefix("because you played ") in played_names
+
+
+def test_include_owned_allows_owned_games(recommender: Recommender) -> None:
+    user_id, owned = known_user(recommender)
+    answers = recommender.recommend(user_id=user_id, k=len(owned) + 20, exclude_owned=False)
+    assert owned & {a.item_idx for a in answers}
+
+
+def test_genre_filter_keeps_only_that_genre(recommender: Recommender) -> None:
+    answers = recommender.recommend(played={620: 600}, genres=["rpg"], k=10)
+    assert len(answers) == 10
+    assert all("RPG" in a.genres for a in answers)
+
+
+def test_genres_only_gets_genre_aware_popularity_and_says_so(recommender: Recommender) -> None:
+    answers = recommender.recommend(genres=["Strategy"], k=5)
+    assert all("Strategy" in a.genres for a in answers)
+    assert all("no play history" in a.reason for a in answers)
+    players = [recommender.catalog.players[a.item_idx] for a in answers]
+    assert players == sorted(players, reverse=True)
+    nothing = recommender.recommend(k=3)
+    top3 = np.argsort(-recommender.catalog.players, kind="stable")[:3]
+    assert [a.item_idx for a in nothing] == top3.tolist()
+
+
+def test_similar_never_returns_the_game_itself(recommender: Recommender) -> None:
+    portal2 = recommender.resolve_game("portal 2")
+    for game in ("Portal 2", 620, "620"):
+        answers = recommender.similar(game, k=20)
+        assert len(answers) == 20
+        assert portal2 not in {a.item_idx for a in answers}
+
+
+def test_names_resolve_case_insensitively_and_ambiguity_lists_candidates(
+    recommender: Recommender,
+) -> None:
+    assert recommender.resolve_game("PORTAL 2") == recommender.catalog.by_appid[620]
+    with pytest.raises(AmbiguousNameError) as caught:
+        recommender.resolve_game("half-life 2: ep")
+    assert len(caught.value.candidates) >= 2
+    assert any("Episode One" in c for c in caught.value.candidates)
+    with pytest.raises(NotFoundError, match="no game named"):
+        recommender.resolve_game("zzzz not a game zzzz")
+    with pytest.raises(NotFoundError, match="appid 999999999"):
+        recommender.similar(999999999)
+
+
+@pytest.mark.parametrize("k", [0, -3, 10**9])
+def test_bad_top_k_is_refused(recommender: Recommender, k: int) -> None:
+    with pytest.raises(InvalidRequestError, match="top-k"):
+        recommender.recommend(played={620: 10}, k=k)
+
+
+def test_unknown_user_and_genre_are_clear_errors(recommender: Recommender) -> None:
+    with pytest.raises(NotFoundError, match="unknown user 'nobody'"):
+        recommender.recommend(user_id="nobody")
+    with pytest.raises(NotFoundError, match="valid genres: .*RPG"):
+        recommender.recommend(genres=["not-a-genre"])
+
+
+def test_parse_played() -> None:
+    assert parse_played("620:1200, 400:300,570") == {620: 1200.0, 400: 300.0, 570: 0.0}
+    with pytest.raises(InvalidRequestError, match="appid:minutes"):
+        parse_played("portal:12")
+
+
+def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_path: Path) -> None:
+    settings = Settings.load(overrides={"data_dir": trained_workspace})
+    out = tmp_path / "recs.parquet"
+    summary = pipeline.recommend_all(settings, out, k=5)
+    table = pq.read_table(out).to_pandas()
+    recommender = Recommender.from_dir(trained_workspace)
+    assert summary["users"] == len(recommender.known_users) == table["user_id"].nunique()
+    assert len(table) == 5 * summary["users"]
+    owned_appids = {
+        user_id: {
+            int(recommender.catalog.appids[i]) for i in recommender.histories.row(row)
+        }
+        for user_id, row in recommender.known_users.items()
+    }
+    clashes = [
+        (user, appid)
+        for user, appid in zip(table["user_id"], table["appid"], strict=True)
+        if appid == appid and int(appid) in owned_appids[user]  # appid == appid: not NaN
+    ]
+    assert clashes == []
+    jsonl = tmp_path / "recs.jsonl"
+    pipeline.recommend_all(settings, jsonl, k=2)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(rows) == 2 * summary["users"]
+    assert set(rows[0]) == {"user_id", "rank", "appid", "name", "score"}
+
+
+def test_library_file_gives_recommendations_without_owned_games(trained_workspace: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["--data-dir", str(trained_workspace), "recommend", "--library", str(LIBRARY), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.stdout)
+    owned = {game["appid"] for game in json.loads(LIBRARY.read_text())["response"]["games"]}
+    assert len(answers) == 10
+    assert not owned & {a["appid"] for a in answers}
+
+
+def test_cli_json_equals_the_library_call(trained_workspace: Path, recommender: Recommender) -> None:
+    user_id, _ = known_user(recommender)
+    result = runner.invoke(
+        app,
+        ["--data-dir", str(trained_workspace), "recommend", "--user", user_id, "-k", "7",
+         "--genres", "action", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    expected = [a.to_dict() for a in recommender.recommend(user_id=user_id, genres=["action"], k=7)]
+    assert json.loads(result.stdout) == expected
+    similar = runner.invoke(
+        app, ["--data-dir", str(trained_workspace), "similar", "portal 2", "--json"]
+    )
+    assert json.loads(similar.stdout) == [a.to_dict() for a in recommender.similar("portal 2")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recommend", "--user", "nobody"], "unknown user 'nobody'"),
+        (["recommend", "--genres", "nope"], "valid genres"),
+        (["recommend", "--played", "620:1", "-k", "0"], "top-k must be a positive integer"),
+        (["recommend", "--played", "6x0"], "appid:minutes"),
+        (["similar", "half-life 2: ep"], "matches"),
+        (["similar", "zzzz not a game"], "no game named"),
+        (["recommend", "--all"], "--out"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(trained_workspace: Path, args, message) -> None:
+    result = runner.invoke(app, ["--data-dir", str(trained_workspace), *args])
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def _copy(workspace: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "gamerec-data"
+    shutil.copytree(workspace, target)
+    return target
+
+
+def test_corrupt_index_file_is_refused(trained_workspace: Path, tmp_path: Path) -> None:
+    workspace = _copy(trained_workspace, tmp_path)
+    index_file = workspace / "index" / "items.faiss"
+    index_file.write_bytes(index_file.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="gamerec index"):
+        Recommender.from_dir(workspace)
+
+
+def test_index_of_another_model_is_refused(trained_workspace: Path, tmp_path: Path) -> None:
+    workspace = _copy(trained_workspace, tmp_path)
+    embeddings = np.load(workspace / "model" / "item_embeddings.npy")
+    rolled = np.roll(embeddings, 1, axis=0)
+    np.save(workspace / "model" / "item_embeddings.npy", rolled)
+    manifest = json.loads((workspace / "model" / "manifest.json").read_text())
+    from gamerec.artifacts import fingerprint
+
+    manifest["files"]["item_embeddings.npy"] = fingerprint(workspace / "model/item_embeddings.npy")
+    (workspace / "model" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="another model"):
+        Recommender.from_dir(workspace)
+
+
+def test_model_of_another_catalog_is_refused(trained_workspace: Path, tmp_path: Path) -> None:
+    workspace = _copy(trained_workspace, tmp_path)
+    settings = Settings.load(overrides={"data_dir": workspace, "preprocess.min_item_users": 3})
+    pipeline.preprocess(settings)
+    with pytest.raises(ArtifactError, match="another catalog"):
+        Recommender.from_dir(workspace)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_ann_recall_on_the_model_embeddings(trained_workspace: Path, kind: str) -> None:
+    from gamerec.index import build_index, measure_recall
+
+    from gamerec.settings import IndexSettings
+
+    defaults = IndexSettings()
+    embeddings = np.load(trained_workspace / "model" / "item_embeddings.npy")
+    index, _ = build_index(
+        embeddings,
+        kind,
+        exact_max_items=defaults.exact_max_items,
+        hnsw_m=defaults.hnsw_m,
+        hnsw_ef_construction=defaults.hnsw_ef_construction,
+        hnsw_ef_search=defaults.hnsw_ef_search,
+        ivf_nlist=defaults.ivf_nlist,
+        ivf_nprobe=defaults.ivf_nprobe,
+    )
+    assert measure_recall(index, embeddings, k=20, n_queries=1000, seed=0) >= 0.99

@@ -17,7 +17,12 @@ from gamerec.errors import ArtifactError, TrainingError
 from gamerec.settings import Settings
 
 runner = CliRunner()
-QUICK = {"train.epochs": 1, "train.hidden_dim": 32, "train.embedding_dim": 16, "train.rerank": False}
+QUICK = {
+    "train.epochs": 1,
+    "train.hidden_dim": 32,
+    "train.embedding_dim": 16,
+    "train.rerank": False,
+}
 
 
 def snapshot(directory: Path) -> dict[str, str]:

@@ -106,7 +106,7 @@ def test_bad_top_k_is_refused(recommender: Recommender, k: int) -> None:
 def test_unknown_user_and_genre_are_clear_errors(recommender: Recommender) -> None:
     with pytest.raises(NotFoundError, match="unknown user 'nobody'"):
         recommender.recommend(user_id="nobody")
-    with pytest.raises(NotFoundError, match="valid genres: .*RPG"):
+    with pytest.raises(NotFoundError, match=r"valid genres: .*RPG"):
         recommender.recommend(genres=["not-a-genre"])
 
 
@@ -125,9 +125,7 @@ def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_p
     assert summary["users"] == len(recommender.known_users) == table["user_id"].nunique()
     assert len(table) == 5 * summary["users"]
     owned_appids = {
-        user_id: {
-            int(recommender.catalog.appids[i]) for i in recommender.histories.row(row)
-        }
+        user_id: {int(recommender.catalog.appids[i]) for i in recommender.histories.row(row)}
         for user_id, row in recommender.known_users.items()
     }
     clashes = [
@@ -155,12 +153,24 @@ def test_library_file_gives_recommendations_without_owned_games(trained_workspac
     assert not owned & {a["appid"] for a in answers}
 
 
-def test_cli_json_equals_the_library_call(trained_workspace: Path, recommender: Recommender) -> None:
+def test_cli_json_equals_the_library_call(
+    trained_workspace: Path, recommender: Recommender
+) -> None:
     user_id, _ = known_user(recommender)
     result = runner.invoke(
         app,
-        ["--data-dir", str(trained_workspace), "recommend", "--user", user_id, "-k", "7",
-         "--genres", "action", "--json"],
+        [
+            "--data-dir",
+            str(trained_workspace),
+            "recommend",
+            "--user",
+            user_id,
+            "-k",
+            "7",
+            "--genres",
+            "action",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     expected = [a.to_dict() for a in recommender.recommend(user_id=user_id, genres=["action"], k=7)]
@@ -229,7 +239,6 @@ def test_model_of_another_catalog_is_refused(trained_workspace: Path, tmp_path: 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_ann_recall_on_the_model_embeddings(trained_workspace: Path, kind: str) -> None:
     from gamerec.index import build_index, measure_recall
-
     from gamerec.settings import IndexSettings
 
     defaults = IndexSettings()

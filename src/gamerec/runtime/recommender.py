@@ -238,14 +238,16 @@ class Recommender:
         }
 
     def resolve_game(self, game: int | str) -> int:
-        """item_idx of an appid, or of a name (case-insensitive; ambiguous names list candidates)."""
+        """item_idx of an appid or a name (case-insensitive; an ambiguous name lists candidates)."""
         if isinstance(game, int) or (isinstance(game, str) and game.strip().isdigit()):
             appid = int(game)
             if appid in self.catalog.by_appid:
                 return self.catalog.by_appid[appid]
             if isinstance(game, int):
-                raise NotFoundError(f"appid {appid} is not in the catalog; try `gamerec similar`"
-                                    " with a name, or search with /items?q=")
+                raise NotFoundError(
+                    f"appid {appid} is not in the catalog; try `gamerec similar`"
+                    " with a name, or search with /items?q="
+                )
         query = str(game).strip()
         if not query:
             raise InvalidRequestError("an empty game name; give a name or an appid")
@@ -261,8 +263,10 @@ class Recommender:
         if len(partial) > 1:
             partial.sort(key=lambda i: -self.catalog.players[i])
             raise AmbiguousNameError(query, [self._label(i) for i in partial])
-        raise NotFoundError(f"no game named {query!r}; search with `gamerec items`-style queries "
-                            "such as part of the name, or give the appid")
+        raise NotFoundError(
+            f"no game named {query!r}; search with `gamerec items`-style queries "
+            "such as part of the name, or give the appid"
+        )
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Games whose name contains ``query`` (case-insensitive), most played first."""
@@ -275,7 +279,11 @@ class Recommender:
 
     def _label(self, item: int) -> str:
         appid = self.catalog.appids[item]
-        return f"{self.catalog.names[item]} (appid {appid})" if appid >= 0 else self.catalog.names[item]
+        return (
+            f"{self.catalog.names[item]} (appid {appid})"
+            if appid >= 0
+            else self.catalog.names[item]
+        )
 
     def _item(self, item: int) -> dict[str, Any]:
         appid = int(self.catalog.appids[item])
@@ -307,8 +315,8 @@ class Recommender:
     # ------------------------------------------------------------------ recommending
     def _history_from(
         self,
-        played: Mapping[int | str, float] | None,
-        achievements: Mapping[int | str, int] | None,
+        played: Mapping[Any, float] | None,
+        achievements: Mapping[Any, int] | None,
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         minutes: dict[int, float] = {}
         unknown: list[str] = []
@@ -335,9 +343,9 @@ class Recommender:
     def recommend(
         self,
         user_id: str | None = None,
-        played: Mapping[int | str, float] | None = None,
+        played: Mapping[Any, float] | None = None,
         genres: Sequence[str] | None = None,
-        achievements: Mapping[int | str, int] | None = None,
+        achievements: Mapping[Any, int] | None = None,
         k: int = 10,
         exclude_owned: bool = True,
     ) -> list[Recommendation]:
@@ -441,9 +449,9 @@ class Recommender:
         )
 
     def _popular(self, wanted: set[str], k: int) -> list[Recommendation]:
-        chosen = [
-            int(i) for i in self._popularity_order if self._allowed(int(i), set(), wanted)
-        ][:k]
+        chosen = [int(i) for i in self._popularity_order if self._allowed(int(i), set(), wanted)][
+            :k
+        ]
         if wanted:
             label = ", ".join(self._genre_lookup[g] for g in sorted(wanted))
             reason = f"popular with players of {label} (no play history given)"

@@ -53,7 +53,9 @@ def load_checkpoint(path: str | Path) -> tuple[TwoTower, dict[str, Any]]:
         model = TwoTower(TwoTowerConfig(**payload["config"]))
         model.load_state_dict(payload["state_dict"])
     except (TypeError, KeyError, RuntimeError) as exc:
-        raise ArtifactError(f"{path} does not match this gamerec's model ({exc}); retrain") from None
+        raise ArtifactError(
+            f"{path} does not match this gamerec's model ({exc}); retrain"
+        ) from None
     model.eval()
     return model, payload.get("extra", {})
 

@@ -7,6 +7,18 @@ target never appears in the tower's input. Full softmax while the catalog is sma
 sampled softmax with logQ correction beyond ``max_full_softmax_items``.
 
 Seeded per epoch (``seed``, ``epoch``), so a resumed run continues exactly where it stopped.
+
+Across processes (``workers``, see :mod:`gamerec.towers.distributed`) the model is wrapped in
+DDP, which averages the gradients. ``batch_size`` stays the number of users per optimiser step:
+every worker draws the same epoch permutation and the same hold-out split (same seeds) and
+takes its contiguous share of each batch's users, so N workers take the same steps on the same
+data as one process, each doing 1/N of the user-side work. With full softmax every worker
+scores its users against the whole catalog, so nothing needs gathering; with sampled softmax
+each worker embeds its own targets and its share of the sampled negatives, and the item
+embeddings are all-gathered (with gradients) so every worker's users see the same candidates as
+one process would: all the batch's targets (in-batch negatives) plus the sampled ones. The
+validation users are split among the workers and their NDCG sums all-reduced, so every worker
+takes the same early-stopping decision; only rank 0 writes the per-epoch resume state.
 """
 
 from __future__ import annotations
@@ -22,10 +34,19 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gamerec.artifacts import atomic_path
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import TrainingError
+from gamerec.towers.distributed import (
+    Workers,
+    all_reduce_sum,
+    broadcast_from_rank0,
+    collective_errors,
+    gather_candidates,
+    rank_slice,
+)
 from gamerec.towers.features import ItemFeatures, history_weights, token_preferences
 from gamerec.towers.model import TwoTower, TwoTowerConfig
 
@@ -109,6 +130,33 @@ def holdout_split(
     return inputs, row_of[is_target], histories.indices[is_target]
 
 
+class _Towers(nn.Module):
+    """Both towers in one forward call: what DDP wraps (it syncs gradients of what forward used)."""
+
+    def __init__(self, model: TwoTower):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, user_args: tuple[torch.Tensor, ...], item_args: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.user_tower(*user_args), self.model.item_tower(*item_args)
+
+
+def _wrap_ddp(model: TwoTower, workers: Workers) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [workers.device.index] if workers.device.type == "cuda" else None
+    return DistributedDataParallel(_Towers(model), device_ids=device_ids)
+
+
+def _epoch_seed(seed: int, epoch: int, workers: Workers | None) -> int:
+    """torch's seed (dropout) for an epoch; each worker gets its own stream."""
+    if workers is None:
+        return seed * 100_003 + epoch
+    return int(np.random.SeedSequence([seed, epoch, workers.rank]).generate_state(1)[0])
+
+
 class _TorchScorer:
     """Scores with the model being trained (eval mode), for validation."""
 
@@ -158,17 +206,26 @@ def train_two_tower(
     resume_key: str = "",
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    workers: Workers | None = None,
+    validate_part: Callable[[_Scorer, int, int], tuple[float, int]] | None = None,
 ) -> TrainResult:
     """Train and return the model at its best validation epoch.
 
     ``validate(scorer)`` returns the early-stopping metric (higher is better; NDCG@20 on the
     validation users). ``resume_path`` holds a per-epoch training state: if it exists and was
     written for the same ``resume_key`` (data + settings fingerprint), training resumes there.
+
+    ``workers`` (from :func:`gamerec.towers.distributed.start_workers`) trains as one of
+    several processes; ``device`` is then the workers' device. ``validate_part(scorer, part,
+    parts)`` returns the metric's sum and the number of users over part ``part`` of ``parts``
+    of the validation users; without it rank 0 validates alone and broadcasts the result.
     """
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    torch_device = resolve_device(device)
+    if workers is not None and workers.world_size < 2:
+        workers = None  # one worker is just the single-process path
+    torch_device = workers.device if workers is not None else resolve_device(device)
     trainable = np.flatnonzero(train.row_lengths() >= 2)
     if len(trainable) == 0:
         raise TrainingError(
@@ -203,97 +260,144 @@ def train_two_tower(
             bad_epochs = int(state["bad_epochs"])
             history = [EpochReport(**report) for report in state["history"]]
             resumed_from = start_epoch
+    step: nn.Module | None = None
+    if workers is not None:
+        with collective_errors(workers):
+            _check_same_start(start_epoch, workers)
+            step = _wrap_ddp(model, workers)
 
     n_batches = math.ceil(len(trainable) / batch_size)
-    for epoch in range(start_epoch, epochs):
-        if bad_epochs >= patience:
-            break
-        epoch_started = time.perf_counter()
-        rng = np.random.default_rng([seed, epoch])
-        torch.manual_seed(seed * 100_003 + epoch)
-        model.train()
-        order = rng.permutation(trainable)
-        total_loss, examples = 0.0, 0
-        for batch_number, start in enumerate(range(0, len(order), batch_size)):
-            batch = train.take_rows(order[start : start + batch_size])
-            inputs, target_rows, target_items = holdout_split(batch, holdout_fraction, rng)
-            users = model.user_tower(
-                *user_inputs(inputs, features.token_matrix, torch_device, config.playtime_weight)
-            )
-            input_rows = torch.from_numpy(
-                np.repeat(np.arange(inputs.n_rows), inputs.row_lengths())
-            ).to(torch_device)
-            input_items = torch.from_numpy(inputs.indices.astype(np.int64)).to(torch_device)
-            rows_t = torch.from_numpy(target_rows).to(torch_device)
-            items_t = torch.from_numpy(target_items.astype(np.int64)).to(torch_device)
-            n_targets = torch.bincount(rows_t, minlength=batch.n_rows).clamp(min=1).float()
-            if not sampled:
-                item_embeddings = model.item_tower(*item_inputs)
-                logits = model.logits(users, item_embeddings)  # (B, N)
-                logits = logits.index_put((input_rows, input_items), torch.tensor(-1e9))
-                log_probs = F.log_softmax(logits, dim=1)
-                picked = log_probs[rows_t, items_t]
-            else:
-                negatives = torch.from_numpy(
-                    rng.choice(config.n_items, sampled_negatives, p=sampling_probability)
-                ).to(torch_device)
-                candidates = torch.cat([items_t, negatives])
-                candidates, position = torch.unique(candidates, return_inverse=True)
-                item_embeddings = model.item_tower(
-                    candidates, item_inputs[1][candidates], item_inputs[2][candidates]
+    with collective_errors(workers):
+        for epoch in range(start_epoch, epochs):
+            if bad_epochs >= patience:
+                break
+            epoch_started = time.perf_counter()
+            rng = np.random.default_rng([seed, epoch])
+            torch.manual_seed(_epoch_seed(seed, epoch, workers))
+            model.train()
+            order = rng.permutation(trainable)
+            total_loss, examples = 0.0, 0
+            for batch_number, start in enumerate(range(0, len(order), batch_size)):
+                batch = train.take_rows(order[start : start + batch_size])
+                inputs, target_rows, target_items = holdout_split(batch, holdout_fraction, rng)
+                if workers is not None:  # this worker's share of the batch's users
+                    first, end = rank_slice(batch.n_rows, workers)
+                    inputs = inputs.take_rows(np.arange(first, end))
+                    mine = (target_rows >= first) & (target_rows < end)
+                    target_rows, target_items = target_rows[mine] - first, target_items[mine]
+                user_args = user_inputs(
+                    inputs, features.token_matrix, torch_device, config.playtime_weight
                 )
-                logits = model.logits(users, item_embeddings) - log_q[candidates]  # logQ
-                lookup = torch.full((config.n_items,), -1, device=torch_device, dtype=torch.long)
-                lookup[candidates] = torch.arange(len(candidates), device=torch_device)
-                column = lookup[input_items]
-                seen = column >= 0
-                logits = logits.index_put((input_rows[seen], column[seen]), torch.tensor(-1e9))
-                log_probs = F.log_softmax(logits, dim=1)
-                picked = log_probs[rows_t, position[: len(items_t)]]
-            per_user = torch.zeros(batch.n_rows, device=torch_device).index_add(0, rows_t, picked)
-            loss = -(per_user / n_targets).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * batch.n_rows
-            examples += batch.n_rows
-            if on_batch is not None:
-                on_batch(batch_number + 1, n_batches)
-        model.eval()
-        metric = float(validate(_TorchScorer(model, features, item_inputs, torch_device)))
-        improved = metric > best_metric
-        if improved:
-            best_metric, best_epoch, bad_epochs = metric, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        seconds = time.perf_counter() - epoch_started
-        report = EpochReport(
-            epoch=epoch,
-            loss=total_loss / max(examples, 1),
-            examples_per_s=examples / max(seconds, 1e-9),
-            valid_metric=metric,
-            best=improved,
-            seconds=seconds,
-        )
-        history.append(report)
-        if resume_path is not None:
-            _save_state(
-                resume_path,
-                {
-                    "resume_key": resume_key,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "best_model": best_state,
-                    "best_metric": best_metric,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": [vars(r) for r in history],
-                },
+                if step is None:
+                    users = model.user_tower(*user_args)
+                input_rows = torch.from_numpy(
+                    np.repeat(np.arange(inputs.n_rows), inputs.row_lengths())
+                ).to(torch_device)
+                input_items = torch.from_numpy(inputs.indices.astype(np.int64)).to(torch_device)
+                rows_t = torch.from_numpy(target_rows).to(torch_device)
+                items_t = torch.from_numpy(target_items.astype(np.int64)).to(torch_device)
+                n_targets = torch.bincount(rows_t, minlength=inputs.n_rows).clamp(min=1).float()
+                if not sampled:
+                    if step is None:
+                        item_embeddings = model.item_tower(*item_inputs)
+                    else:  # every worker scores the whole catalog: nothing to gather
+                        users, item_embeddings = step(user_args, item_inputs)
+                    logits = model.logits(users, item_embeddings)  # (B, N)
+                    logits = logits.index_put((input_rows, input_items), torch.tensor(-1e9))
+                    log_probs = F.log_softmax(logits, dim=1)
+                    picked = log_probs[rows_t, items_t]
+                else:
+                    drawn = rng.choice(config.n_items, sampled_negatives, p=sampling_probability)
+                    if step is None or workers is None:
+                        negatives = torch.from_numpy(drawn).to(torch_device)
+                        candidates = torch.cat([items_t, negatives])
+                        candidates, position = torch.unique(candidates, return_inverse=True)
+                        item_embeddings = model.item_tower(
+                            candidates, item_inputs[1][candidates], item_inputs[2][candidates]
+                        )
+                        target_columns = position[: len(items_t)]
+                    else:
+                        # embed this worker's targets and share of the negatives, then gather
+                        share = torch.from_numpy(drawn[workers.rank :: workers.world_size])
+                        local = torch.unique(torch.cat([items_t, share.to(torch_device)]))
+                        users, local_embeddings = step(
+                            user_args, (local, item_inputs[1][local], item_inputs[2][local])
+                        )
+                        candidates, item_embeddings = gather_candidates(
+                            local, local_embeddings, workers
+                        )
+                        target_columns = torch.searchsorted(candidates, items_t)
+                    logits = model.logits(users, item_embeddings) - log_q[candidates]  # logQ
+                    lookup = torch.full(
+                        (config.n_items,), -1, device=torch_device, dtype=torch.long
+                    )
+                    lookup[candidates] = torch.arange(len(candidates), device=torch_device)
+                    column = lookup[input_items]
+                    seen = column >= 0
+                    logits = logits.index_put((input_rows[seen], column[seen]), torch.tensor(-1e9))
+                    log_probs = F.log_softmax(logits, dim=1)
+                    picked = log_probs[rows_t, target_columns]
+                per_user = torch.zeros(inputs.n_rows, device=torch_device).index_add(
+                    0, rows_t, picked
+                )
+                if workers is None:
+                    loss = -(per_user / n_targets).mean()
+                    batch_loss = float(loss.detach()) * batch.n_rows
+                else:
+                    # DDP averages gradients over workers: scale so the average is the gradient
+                    # of the whole batch's mean loss, whatever each worker's share of users
+                    user_losses = -(per_user / n_targets)
+                    loss = user_losses.sum() * (workers.world_size / batch.n_rows)
+                    batch_loss = float(user_losses.detach().sum())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += batch_loss
+                examples += batch.n_rows
+                if on_batch is not None:
+                    on_batch(batch_number + 1, n_batches)
+            if workers is not None:
+                total_loss = all_reduce_sum([total_loss], workers)[0]
+            model.eval()
+            metric = _validate(
+                _TorchScorer(model, features, item_inputs, torch_device),
+                validate,
+                validate_part,
+                workers,
             )
-        if on_epoch is not None:
-            on_epoch(report)
+            improved = metric > best_metric
+            if improved:
+                best_metric, best_epoch, bad_epochs = metric, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+            seconds = time.perf_counter() - epoch_started
+            report = EpochReport(
+                epoch=epoch,
+                loss=total_loss / max(examples, 1),
+                examples_per_s=examples / max(seconds, 1e-9),
+                valid_metric=metric,
+                best=improved,
+                seconds=seconds,
+            )
+            history.append(report)
+            if resume_path is not None and (workers is None or workers.is_writer):
+                _save_state(
+                    resume_path,
+                    {
+                        "resume_key": resume_key,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "best_model": best_state,
+                        "best_metric": best_metric,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "history": [vars(r) for r in history],
+                    },
+                )
+            if on_epoch is not None:
+                on_epoch(report)
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
@@ -305,6 +409,37 @@ def train_two_tower(
         resumed_from_epoch=resumed_from,
         sampled_softmax=sampled,
     )
+
+
+def _validate(
+    scorer: _TorchScorer,
+    validate: Callable[[_Scorer], float],
+    validate_part: Callable[[_Scorer, int, int], tuple[float, int]] | None,
+    workers: Workers | None,
+) -> float:
+    """The early-stopping metric; the same number on every worker."""
+    if workers is None:
+        return float(validate(scorer))
+    if validate_part is None:
+        value = float(validate(scorer)) if workers.is_writer else 0.0
+        return broadcast_from_rank0([value], workers)[0]
+    part_sum, part_users = validate_part(scorer, workers.rank, workers.world_size)
+    total, users = all_reduce_sum([part_sum, part_users], workers)
+    if users == 0:
+        raise TrainingError("no validation user has a target game to early-stop on")
+    return total / users
+
+
+def _check_same_start(start_epoch: int, workers: Workers) -> None:
+    """Every worker must resume from the same epoch (they read the same training state)."""
+    leader = int(broadcast_from_rank0([start_epoch], workers)[0])
+    disagree = all_reduce_sum([float(leader != start_epoch)], workers)[0]
+    if disagree:
+        raise TrainingError(
+            f"the training workers found different resume states (worker 0 starts at epoch "
+            f"{leader + 1}, worker {workers.rank} at {start_epoch + 1}); every worker must read "
+            "the same data_dir (a shared folder when training across machines)"
+        )
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:

@@ -1,0 +1,199 @@
+"""Training across processes with PyTorch's own engine (``torchrun``, DDP).
+
+Plain arguments in, no environment reading: :mod:`gamerec.settings` turns torchrun's ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` into settings, and the
+pipeline passes them here. :func:`start_workers` joins the process group (gloo on CPU, NCCL on
+GPU) and fails with a :class:`~gamerec.errors.TrainingError` naming what to check when the
+other workers do not turn up in time. The collectives the training loop needs are small
+helpers here; every failure of a collective (a worker died, the network broke) becomes a
+``TrainingError`` too, so the command exits with a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from gamerec.errors import TrainingError
+
+__all__ = [
+    "Workers",
+    "all_reduce_sum",
+    "broadcast_from_rank0",
+    "collective_errors",
+    "gather_candidates",
+    "rank_slice",
+    "start_workers",
+    "stop_workers",
+]
+
+RESUME_HINT = (
+    "the last good model/ is untouched; run the same command again to resume from the last "
+    "finished epoch"
+)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """This process's place among the training workers, once the process group is up."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+    #: a second group for the item-embedding gathers, so that they can never interleave with
+    #: DDP's own gradient all-reduces on the default group
+    gather_group: Any = None
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise TrainingError(
+            "distributed.backend nccl needs CUDA GPUs; use gloo (or auto) to train on CPUs"
+        )
+    return backend
+
+
+def start_workers(
+    *,
+    rank: int,
+    world_size: int,
+    local_rank: int,
+    master_addr: str,
+    master_port: int,
+    backend: str,
+    device: torch.device,
+    timeout_s: float,
+) -> Workers:
+    """Join the ``world_size`` training workers as ``rank``; rank 0 hosts the rendezvous.
+
+    ``device`` is the resolved torch device; on CUDA each worker takes GPU ``local_rank``.
+    Waits at most ``timeout_s`` for the others (the same limit then applies to every
+    collective step).
+    """
+    if not 0 <= rank < world_size:
+        raise TrainingError(f"worker rank {rank} is outside 0..{world_size - 1}")
+    if dist.is_initialized():
+        raise TrainingError("a process group is already running in this process")
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise TrainingError(
+                f"worker {rank} wants GPU {local_rank} but only {torch.cuda.device_count()} "
+                "are visible; start at most one worker per GPU on each machine"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    chosen = resolve_backend(backend, device)
+    endpoint = f"{master_addr}:{master_port}"
+    timeout = datetime.timedelta(seconds=timeout_s)
+    try:
+        dist.init_process_group(
+            chosen,
+            init_method=f"tcp://{endpoint}",
+            rank=rank,
+            world_size=world_size,
+            timeout=timeout,
+        )
+        gather_group = dist.new_group(backend=chosen, timeout=timeout)
+        # a first collective proves every worker is reachable before any data is read
+        probe = torch.ones(1, device=device)
+        dist.all_reduce(probe)
+    except (dist.DistError, RuntimeError, ValueError) as exc:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(
+            f"training worker {rank} of {world_size} could not meet the others at {endpoint} "
+            f"within {timeout_s:g} s ({first_line}). Start every worker the same way "
+            "(`torchrun --nproc-per-node N -m gamerec train`; across machines also --nnodes, "
+            "--rdzv-backend c10d --rdzv-endpoint HOST:PORT), check that MASTER_ADDR:MASTER_PORT "
+            "is reachable from every machine, or raise distributed.timeout_s"
+        ) from None
+    return Workers(rank, world_size, device, chosen, gather_group)
+
+
+def stop_workers() -> None:
+    """Leave the process group (a no-op when none is running)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def collective_errors(workers: Workers | None) -> Iterator[None]:
+    """Turn a failed collective (a worker died, the network broke) into a TrainingError."""
+    if workers is None:
+        yield
+        return
+    try:
+        yield
+    except dist.DistError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(
+            f"training worker {workers.rank} of {workers.world_size} lost the other workers "
+            f"({detail}); one of them stopped or the network failed. {RESUME_HINT}"
+        ) from None
+
+
+def rank_slice(n: int, workers: Workers) -> tuple[int, int]:
+    """This worker's contiguous share ``[start, end)`` of ``n`` rows (sizes differ by <= 1)."""
+    return n * workers.rank // workers.world_size, n * (workers.rank + 1) // workers.world_size
+
+
+def all_reduce_sum(values: Sequence[float], workers: Workers) -> list[float]:
+    """Element-wise sums over all workers, in float64; every worker gets the same numbers."""
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=workers.device)
+    dist.all_reduce(tensor)
+    return [float(v) for v in tensor.cpu()]
+
+
+def broadcast_from_rank0(values: Sequence[float], workers: Workers) -> list[float]:
+    """Rank 0's ``values`` on every worker (float64)."""
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=workers.device)
+    dist.broadcast(tensor, src=0)
+    return [float(v) for v in tensor.cpu()]
+
+
+def gather_candidates(
+    ids: torch.Tensor, embeddings: torch.Tensor, workers: Workers
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every worker's candidate items and their embeddings, deduplicated and sorted by id.
+
+    ``ids`` (n,) are distinct item ids this worker embedded, ``embeddings`` (n, D) their item
+    tower outputs. Returns the sorted union of all workers' ids and one embedding per id (the
+    first worker's copy). Gradients flow back to the worker that computed each embedding, so
+    a worker's users train the item tower through the other workers' items too.
+    """
+    from torch.distributed.nn.functional import all_gather as all_gather_with_grad
+
+    group = workers.gather_group
+    count = torch.tensor([len(ids)], dtype=torch.long, device=ids.device)
+    counts = [torch.zeros_like(count) for _ in range(workers.world_size)]
+    dist.all_gather(counts, count, group=group)
+    sizes = [int(c.item()) for c in counts]
+    width = max(sizes)
+    padded_ids = torch.full((width,), -1, dtype=torch.long, device=ids.device)
+    padded_ids[: len(ids)] = ids
+    padded = embeddings.new_zeros((width, embeddings.shape[1]))
+    padded = torch.cat([embeddings, padded[len(ids) :]]) if len(ids) < width else embeddings
+    all_ids = [torch.empty_like(padded_ids) for _ in range(workers.world_size)]
+    dist.all_gather(all_ids, padded_ids, group=group)
+    gathered = all_gather_with_grad(padded, group=group)
+    flat_ids = torch.cat([part[:size] for part, size in zip(all_ids, sizes, strict=True)])
+    flat = torch.cat([part[:size] for part, size in zip(gathered, sizes, strict=True)])
+    union, inverse = torch.unique(flat_ids, return_inverse=True)
+    positions = torch.arange(len(flat_ids), device=flat_ids.device)
+    first = torch.full((len(union),), len(flat_ids), dtype=torch.long, device=flat_ids.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return union, flat[first]

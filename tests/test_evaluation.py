@@ -223,9 +223,10 @@ def fake_model(workspace: Path, monkeypatch: pytest.MonkeyPatch, items_fingerpri
 
     class StandIn:
         name = "two-tower"
+        rerank = False  # a model trained without the co-play second stage
 
         @classmethod
-        def from_dir(cls, path: Path) -> StandIn:
+        def from_dir(cls, path: Path, rerank: bool = False) -> StandIn:
             assert Path(path) == model_dir
             return cls()
 

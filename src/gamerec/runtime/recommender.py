@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ class Recommendation:
     item_idx: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # what dataclasses.asdict gives, without its recursive deep copy (a third of the time
+        # of an HTTP answer): the fields are scalars and strings but for the genres list
+        return {**self.__dict__, "genres": list(self.genres)}
 
 
 @dataclass
@@ -145,6 +147,10 @@ class Recommender:
         self._token_position = {t: i for i, t in enumerate(tokens)}
         self._n_tokens = len(tokens)
         self._item_genres_lower = [{g.lower() for g in gs} for gs in catalog.genres]
+        self._genre_items = {
+            key: np.array([key in genres for genres in self._item_genres_lower], dtype=bool)
+            for key in self._genre_lookup
+        }
         self._popularity_order = np.argsort(-catalog.players, kind="stable")
         self._lock = threading.Lock()  # FAISS search objects are not re-entrant for HNSW params
 
@@ -383,7 +389,7 @@ class Recommender:
         candidates = self._search(user, max(k, self.rerank_candidates), excluded, wanted)
         ids = np.array([item for item, _ in candidates], dtype=np.int64)
         first_stage = np.array([score for _, score in candidates], dtype=np.float32)
-        contributions = np.asarray(self.coplay[items][:, ids])  # (history, candidates)
+        contributions = np.asarray(self.coplay[np.ix_(items, ids)])  # (history, candidates)
         final = blend(first_stage[None], contributions.sum(0)[None], self.rerank_alpha)[0]
         order = np.argsort(-final, kind="stable")[:k]
         return [
@@ -418,17 +424,27 @@ class Recommender:
     ) -> list[tuple[int, float]]:
         """FAISS candidates, widened until ``k`` survive the exclusions and genre filter."""
         fetch = min(self.n_items, k + len(excluded) + (10 * k if wanted else 0))
+        blocked = np.zeros(self.n_items + 1, dtype=bool)  # the spare slot catches FAISS's -1
+        blocked[-1] = True
+        if excluded:
+            blocked[np.fromiter(excluded, dtype=np.int64, count=len(excluded))] = True
+        if wanted:
+            blocked[:-1] |= ~self._genre_mask(wanted)
         while True:
             with self._lock:
                 scores, ids = self.index.search(user.astype(np.float32), fetch)
-            ranked = [
-                (int(i), float(s))
-                for i, s in zip(ids[0], scores[0], strict=True)
-                if i >= 0 and self._allowed(int(i), excluded, wanted)
-            ]
-            if len(ranked) >= k or fetch >= self.n_items:
-                return ranked[:k]
+            keep = ~blocked[ids[0]]
+            kept_ids, kept_scores = ids[0][keep][:k], scores[0][keep][:k]
+            if len(kept_ids) >= k or fetch >= self.n_items:
+                return list(zip(kept_ids.tolist(), kept_scores.tolist(), strict=True))
             fetch = min(self.n_items, fetch * 4)
+
+    def _genre_mask(self, wanted: set[str]) -> np.ndarray:
+        """(n_items,) bool: games having at least one of the ``wanted`` genres."""
+        mask = np.zeros(self.n_items, dtype=bool)
+        for genre in wanted:
+            mask |= self._genre_items[genre]
+        return mask
 
     def _explain(
         self, item: int, score: float, history: np.ndarray, because: int | None = None
@@ -490,19 +506,27 @@ class Recommender:
         ]
 
     def recommend_all(
-        self, k: int = 10, batch_size: int = 1024
+        self, k: int = 10, batch_size: int = 1024, max_entries: int = 65_536
     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """For every known user, in batches: (user_ids, item_idx (b, k), scores (b, k)).
 
         Users come in batches of similar history length, not in user order. Owned games are
-        never included; rows are padded with -1 when a user owns nearly all.
+        never included; rows are padded with -1 when a user owns nearly all. A batch holds at
+        most ``batch_size`` users and ``max_entries`` history entries (one user at least), so
+        the memory of embedding a batch stays flat however long the longest histories are.
         """
         k = self._check_k(k)
         user_ids = list(self.known_users)
         # batches of similar history length: each batch over-fetches by its longest history
-        by_length = np.argsort(self.histories.row_lengths(), kind="stable")
-        for start in range(0, len(user_ids), batch_size):
-            rows = by_length[start : start + batch_size]
+        lengths = self.histories.row_lengths()
+        by_length = np.argsort(lengths, kind="stable")
+        ends = np.cumsum(lengths[by_length])
+        start = 0
+        while start < len(user_ids):
+            budget = (ends[start - 1] if start else 0) + max_entries
+            stop = min(start + batch_size, int(np.searchsorted(ends, budget, side="right")))
+            rows = by_length[start : max(stop, start + 1)]
+            start += len(rows)
             batch = self.histories.take_rows(rows)
             users = self.user_tower.embed(batch)
             widest = int(batch.row_lengths().max(initial=0))
@@ -510,11 +534,14 @@ class Recommender:
             fetch = min(self.n_items, wanted_k + widest)
             with self._lock:
                 scores, ids = self.index.search(users, fetch)
-            owned = np.zeros((batch.n_rows, self.n_items + 1), dtype=bool)
-            owned[np.repeat(np.arange(batch.n_rows), batch.row_lengths()), batch.indices] = True
-            # FAISS pads with -1: map it to the spare column so it is dropped too
-            drop = owned[np.arange(batch.n_rows)[:, None], np.where(ids < 0, self.n_items, ids)]
-            drop |= ids < 0
+            # owned games, as sorted (row, item) keys: no (batch x catalog) matrix
+            span = self.n_items + 1
+            row_of = np.repeat(np.arange(batch.n_rows, dtype=np.int64), batch.row_lengths())
+            owned = np.sort(row_of * span + batch.indices)
+            keys = np.arange(batch.n_rows, dtype=np.int64)[:, None] * span + ids
+            found = np.minimum(np.searchsorted(owned, keys), max(len(owned) - 1, 0))
+            drop = owned[found] == keys if len(owned) else np.zeros(ids.shape, dtype=bool)
+            drop |= ids < 0  # FAISS pads with -1
             order = np.argsort(drop, axis=1, kind="stable")[:, :wanted_k]
             top_ids = np.take_along_axis(ids, order, 1)
             top_scores = np.take_along_axis(scores, order, 1)
@@ -533,8 +560,8 @@ class Recommender:
         second = np.zeros(ids.shape, dtype=np.float32)
         for row in range(batch.n_rows):
             owned = batch.row(row)
-            if len(owned):
-                second[row] = np.asarray(self.coplay[owned][:, safe[row]]).sum(0)
+            if len(owned):  # only the (owned x candidates) block, not whole rows of the matrix
+                second[row] = np.asarray(self.coplay[owned[:, None], safe[row][None, :]]).sum(0)
         final = blend(np.where(valid, scores, 0.0), second, self.rerank_alpha)
         final = np.where(valid, final, -np.inf)
         order = np.argsort(-final, axis=1, kind="stable")[:, :k]

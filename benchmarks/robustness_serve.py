@@ -1,0 +1,457 @@
+"""Hostile requests against ``gamerec serve``: every one must get a 4xx or be cut off in time.
+
+Run: python benchmarks/robustness_serve.py                  (10,000 requests, about a minute)
+     python benchmarks/robustness_serve.py --requests 2000 --data-dir gamerec-data
+
+Starts ``gamerec serve`` as a subprocess on a free loopback port (with a token, a 1 s request
+timeout and the default 1 MB body cap), warms it up, records its RSS, then sends seeded hostile
+requests from a few threads, each on its own connection: invalid JSON and UTF-8, wrong types,
+huge, negative and fractional ``top_k``, 10 MB bodies (with and without ``Expect:
+100-continue``), unicode in paths, queries and payloads, unknown paths and methods, broken
+request lines and headers, wrong and missing tokens, deep nesting, and slow partial headers.
+
+A request passes when its answer is a 4xx JSON error ``{"error": {"code", "message"}}`` with no
+traceback, or, for the slow ones, when the server closes the connection (with or without a 408)
+within its timeout. Afterwards the server must still answer ``/health`` and a valid
+``/recommend``, and its RSS must be within a few MB of the warmed-up value.
+
+The generator and the checker (``hostile_requests``, ``send``, ``judge``) are importable: the
+test suite runs a few hundred of them against a server in a thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+TOKEN = "robustness-token"
+BIG_BODY_BYTES = 10_000_000
+_BIG_BODY = b'{"time_played": {"620": ' + b"1" * (BIG_BODY_BYTES - 30) + b"}}"
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One request: the bytes to send, and whether the server should time it out."""
+
+    kind: str
+    head: bytes  # request line + headers (+ a small body), sent at once
+    body: bytes = b""  # a large body sent after the head, while the answer is read
+    slow: bool = False  # a partial request the server must cut off by its timeout
+    dribble: bool = False  # send ``head`` a byte at a time, slowly (never finishes in time)
+
+
+@dataclass
+class Outcome:
+    status: int | None  # None: no answer (closed, or our read timed out)
+    body: bytes
+    closed: bool  # the server closed the connection
+    seconds: float
+    error: str = ""
+
+
+def _request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    content_type: str | None = "application/json",
+    token: str | None = TOKEN,
+    extra: str = "",
+    length: str | None = None,
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    if method in ("POST", "PUT", "PATCH") or body:
+        lines.append(f"Content-Length: {len(body) if length is None else length}")
+    if extra:
+        lines.append(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+
+
+def _post(payload: object) -> bytes:
+    return _request("POST", "/recommend", json.dumps(payload, ensure_ascii=False).encode())
+
+
+#: (field, value) pairs /recommend must refuse: wrong types (422), unknown user or genre (404)
+_INVALID_FIELDS: list[tuple[str, object]] = [
+    ("user_id", 42),
+    ("user_id", ""),
+    ("user_id", ["u"]),
+    ("user_id", "u" * 300),
+    ("user_id", "no-such-user"),
+    ("time_played", 7),
+    ("time_played", "none"),
+    ("time_played", [620]),
+    ("time_played", {"abc": 10}),
+    ("time_played", {"-5": 10}),
+    ("time_played", {"6.2": 1}),
+    ("time_played", {"1" * 30: 1}),
+    ("time_played", {"620": "10"}),
+    ("time_played", {"620": None}),
+    ("time_played", {"620": -5}),
+    ("time_played", {"620": True}),
+    ("time_played", {"620": [1]}),
+    ("time_played", {"620": 1e30}),
+    ("achievements", [1]),
+    ("achievements", {"620": 1.5}),
+    ("achievements", {"620": -1}),
+    ("achievements", {"620": "3"}),
+    ("genres", "Action"),
+    ("genres", [3]),
+    ("genres", ["NotAGenre"]),
+    ("genres", {"a": 1}),
+    ("genres", ["x"] * 100),
+    ("exclude_owned", "yes"),
+    ("exclude_owned", 1),
+    ("exclude_owned", None),
+    ("extra", 1),
+    ("TOP_K", 5),
+    ("top_k", None),
+]
+_TOP_K: list[object] = [0, -1, -(10**9), 1001, 10**30, 2.0, 2.5, "5", None, True, [5], {"k": 5}]
+
+
+def _invalid_json(rng: random.Random) -> bytes:
+    valid = json.dumps({"time_played": {"620": 600}, "top_k": 5})
+    return rng.choice(
+        [
+            valid[: rng.randrange(1, len(valid) - 1)].encode(),
+            bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))),
+            b'{"top_k": NaN}',
+            b'{"time_played": {"620": Infinity}}',
+            b"\xff\xfe" + valid.encode("utf-16-le"),
+            b"{'top_k': 5}",
+            b'{"top_k": 5,}',
+            b"",
+        ]
+    )
+
+
+def _unicode(rng: random.Random) -> bytes:
+    text = rng.choice(["ポータル", "💥🎮", "Ünïcödé", "\u202egnp.exe", "null\u0000byte", "ß" * 50])
+    return rng.choice(
+        [
+            _post({"user_id": text}),
+            _post({"genres": [text]}),
+            _post({"time_played": {text: 60}}),
+            _request("GET", "/similar/" + quote(text)),
+            _request("GET", "/similar/%FF%FE%FD"),
+            _request("GET", "/items?q=%C3%28&limit=5"),
+            _request("GET", "/" + quote(text)),
+            _request("POST", "/recommend", b'{"user_id": "\\ud800", "genres": ["\\udfff"]}'),
+        ]
+    )
+
+
+def _chunked() -> bytes:
+    body = b'{"top_k": 3}'
+    head = _request("POST", "/recommend", extra="Transfer-Encoding: chunked", length=None)
+    head = head.replace(b"Content-Length: 0\r\n", b"")
+    return head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+
+
+def _protocol(rng: random.Random) -> bytes:
+    body = b'{"top_k": 3}'
+    many_headers = b"".join(b"X-%d: y\r\n" % i for i in range(120))
+    return rng.choice(
+        [
+            b"GARBAGE\r\n\r\n",
+            b"GET /health HTTP/9.x\r\n\r\n",
+            b"GET /health HTTP/1.1 extra\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS hello
+            b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /health HTTP/1.1\r\n" + many_headers + b"\r\n",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nY: " + b"z" * 70_000 + b"\r\n\r\n",
+            _request("POST", "/recommend", body, length="12abc"),
+            _request("POST", "/recommend", body, length="-5"),
+            _request("POST", "/recommend", body, length="\u00b2"),
+            _request("POST", "/recommend", body, extra="Content-Length: 99"),
+            _request("POST", "/recommend", body, length=str(len(body) + 40)),  # never completes
+            _chunked(),
+            _request("POST", "/recommend", body, content_type=None),
+            _request("POST", "/recommend", body, content_type="text/plain"),
+            _request("POST", "/recommend", body, content_type="application/x-www-form-urlencoded"),
+            _request("POST", "/recommend", body, content_type="application/json; charset=latin-1"),
+            _request("GET", "/items?" + "&".join(f"f{i}=1" for i in range(40))),
+        ]
+    )
+
+
+def _params(rng: random.Random) -> bytes:
+    return _request(
+        "GET",
+        rng.choice(
+            [
+                "/similar/620?k=-1",
+                "/similar/620?k=0",
+                "/similar/620?k=99999999999",
+                "/similar/620?k=2.5",
+                "/similar/620?k=1&k=2",
+                "/similar/620?bogus=1",
+                "/similar/999999999",
+                "/similar/" + "x" * 300,
+                "/items",
+                "/items?q=",
+                "/items?q=" + "a" * 300,
+                "/items?q=portal&appids=620",
+                "/items?appids=abc,-1",
+                "/items?q=portal&limit=0",
+                "/items?q=portal&limit=1000",
+                "/health?x=1",
+            ]
+        ),
+    )
+
+
+def _paths(rng: random.Random) -> bytes:
+    method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
+    path = rng.choice(
+        [
+            "/nope",
+            "/recommend/",
+            "/admin",
+            "/../../etc/passwd",
+            "/%2e%2e/",
+            "/similar/",
+            "/health/",
+            "/index.html",
+            "/static/index.html",
+            "/" + "x" * 2000,
+            "/items/620",
+        ]
+    )
+    if method != "GET" and rng.random() < 0.5:  # a known path, the wrong method: 405
+        path = rng.choice(
+            ["/health", "/items", "/similar/620", "/"] + ["/recommend"] * (method != "POST")
+        )
+    return _request(method, path, b"" if method == "GET" else b"{}")
+
+
+def hostile_requests(n: int, seed: int = 0, max_top_k: int = 1000) -> Iterator[Hostile]:
+    """``n`` seeded hostile requests of every kind (about 1% slow, 2% with a 10 MB body)."""
+    rng = random.Random(seed)
+    kinds = [
+        ("invalid_json", 14),
+        ("wrong_types", 20),
+        ("top_k", 10),
+        ("unicode", 9),
+        ("unknown_path", 10),
+        ("protocol", 12),
+        ("params", 9),
+        ("token", 9),
+        ("deep", 4),
+        ("big_body", 2),
+        ("slow", 1),
+    ]
+    names = [name for name, _ in kinds]
+    weights = [weight for _, weight in kinds]
+    for _ in range(n):
+        kind = rng.choices(names, weights)[0]
+        if kind == "invalid_json":
+            yield Hostile(kind, _request("POST", "/recommend", _invalid_json(rng)))
+        elif kind == "wrong_types":
+            field, value = rng.choice(_INVALID_FIELDS)
+            yield Hostile(kind, _post({"time_played": {"620": 600}, field: value}))
+        elif kind == "top_k":
+            top_k = rng.choice([*_TOP_K, max_top_k + 1])
+            yield Hostile(kind, _post({"time_played": {"620": 60}, "top_k": top_k}))
+        elif kind == "unicode":
+            yield Hostile(kind, _unicode(rng))
+        elif kind == "unknown_path":
+            yield Hostile(kind, _paths(rng))
+        elif kind == "protocol":
+            yield Hostile(kind, _protocol(rng))
+        elif kind == "params":
+            yield Hostile(kind, _params(rng))
+        elif kind == "token":
+            token = rng.choice([None, "", "wrong", TOKEN + "x", TOKEN[:-1], "ü" * 10])
+            path = rng.choice(["/recommend", "/items?q=portal", "/similar/620", "/admin/reload"])
+            method = "POST" if path in ("/recommend", "/admin/reload") else "GET"
+            yield Hostile(
+                kind, _request(method, path, b"{}" if method == "POST" else b"", token=token)
+            )
+        elif kind == "deep":
+            depth = rng.choice([10_000, 100_000])
+            body = rng.choice([b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth])
+            if rng.random() < 0.3:
+                body = b'{"top_k": ' + b"9" * 5000 + b"}"
+            yield Hostile(kind, _request("POST", "/recommend", body[:900_000]))
+        elif kind == "big_body":
+            expect = "Expect: 100-continue" if rng.random() < 0.5 else ""
+            head = _request("POST", "/recommend", extra=expect, length=str(len(_BIG_BODY)))
+            yield Hostile(kind, head, body=_BIG_BODY)
+        else:  # slow: a partial request, stalled or dribbled
+            head = b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
+            yield Hostile(kind, head, slow=True, dribble=rng.random() < 0.5)
+
+
+def _read_answer(sock: socket.socket) -> tuple[int | None, bytes, bool]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return (_status(data), data, True)
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    closed = False
+    try:
+        sock.settimeout(2.0)
+        closed = sock.recv(1) == b""
+    except OSError:
+        closed = True
+    return (_status(head), body, closed)
+
+
+def _status(head: bytes) -> int | None:
+    parts = head.split(b" ", 2)
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def send(host: str, port: int, request: Hostile, timeout_s: float) -> Outcome:
+    """Send one hostile request on a fresh connection; read the answer (or the close)."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s + 5) as sock:
+            if request.dribble:
+                for byte in request.head:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(timeout_s / 4)
+                    if time.monotonic() - started > timeout_s + 3:
+                        break
+            else:
+                sock.sendall(request.head)
+            if request.body:
+                with suppress(OSError):  # refused before it was read: read the answer
+                    sock.sendall(request.body)
+            status, body, closed = _read_answer(sock)
+    except OSError as exc:
+        return Outcome(None, b"", True, time.monotonic() - started, f"{type(exc).__name__}")
+    return Outcome(status, body, closed, time.monotonic() - started)
+
+
+def judge(request: Hostile, outcome: Outcome, timeout_s: float) -> str:
+    """'' when the server behaved, else what was wrong."""
+    if request.slow:
+        if outcome.status not in (None, 408):
+            return f"a partial request got {outcome.status}"
+        if not outcome.closed:
+            return "a partial request was left open"
+        if outcome.seconds > timeout_s + 3:
+            return f"a partial request was cut off only after {outcome.seconds:.1f} s"
+        return ""
+    if outcome.status is None:
+        return f"no answer ({outcome.error or 'closed'})"
+    if not 400 <= outcome.status < 500:
+        return f"status {outcome.status}"
+    if b"Traceback" in outcome.body or b'File "' in outcome.body:
+        return "a traceback in the answer"
+    try:
+        error = json.loads(outcome.body)["error"]
+        if not (isinstance(error["code"], str) and isinstance(error["message"], str)):
+            return "a malformed error body"
+    except (ValueError, KeyError, TypeError):
+        return f"not a JSON error body: {outcome.body[:80]!r}"
+    return ""
+
+
+def run(
+    host: str, port: int, requests: list[Hostile], timeout_s: float, workers: int = 8
+) -> tuple[Counter[str], list[tuple[str, str]]]:
+    """Send ``requests`` (slow ones on their own threads); return status counts and failures."""
+    counts: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = []
+
+    def one(request: Hostile) -> tuple[Hostile, Outcome]:
+        return request, send(host, port, request, timeout_s)
+
+    slow = [r for r in requests if r.slow]
+    with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(2 * workers) as waiting:
+        stalled = [waiting.submit(one, r) for r in slow]  # beside the others: each waits
+        answered = list(pool.map(one, [r for r in requests if not r.slow]))
+        answered += [future.result() for future in stalled]
+    for request, outcome in answered:
+        counts[str(outcome.status or "closed")] += 1
+        problem = judge(request, outcome, timeout_s)
+        if problem:
+            failures.append((request.kind, problem))
+    return counts, failures
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _serve_common import ensure_workspace, get_json, post_json, rss_mb, start_server
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, help="a workspace with processed/, model/, index/")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+
+    data_dir = ensure_workspace(args.data_dir)
+    timeout_s = 1.0
+    server = start_server(
+        data_dir,
+        env={"GAMEREC_SERVE__TOKEN": TOKEN, "GAMEREC_SERVE__TIMEOUT_S": str(timeout_s)},
+        log_level="warning",
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        good = {"time_played": {"620": 600, "400": 120}, "top_k": 10}
+        expected = post_json(server.url + "/recommend", good, auth)
+        # the same mix first, so that the allocator and the thread-stack cache reach their
+        # working size before the measured run (they grow with the peak concurrency, then stay)
+        warm = list(hostile_requests(2000, seed=args.seed + 1))
+        run(server.host, server.port, warm, timeout_s, args.workers)
+        before = rss_mb(server.process.pid)
+        started = time.perf_counter()
+        requests = list(hostile_requests(args.requests, seed=args.seed))
+        counts, failures = run(server.host, server.port, requests, timeout_s, args.workers)
+        seconds = time.perf_counter() - started
+        after = rss_mb(server.process.pid)
+        health = get_json(server.url + "/health")
+        again = post_json(server.url + "/recommend", good, auth)
+    finally:
+        code = server.stop()
+    kinds = Counter(r.kind for r in requests)
+    print(f"{len(requests):,} hostile requests in {seconds:.1f} s: {dict(sorted(kinds.items()))}")
+    print(f"answers: {dict(sorted(counts.items()))}")
+    print(f"RSS before {before:.1f} MB, after {after:.1f} MB ({after - before:+.1f} MB)")
+    print(f"healthy afterwards: {health['status']}; same answer as before: {again == expected}")
+    print(f"server exit code after SIGTERM: {code}")
+    for kind, problem in failures[:20]:
+        print(f"  FAIL {kind}: {problem}")
+    ok = not failures and health["status"] == "ok" and again == expected and code == 0
+    ok = ok and abs(after - before) < 5.0
+    print(f"{'PASS' if ok else 'FAIL'}: {len(failures)} misbehaved answers")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

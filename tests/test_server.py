@@ -1,0 +1,1092 @@
+"""``gamerec serve`` over real sockets: endpoints, errors, limits, token, signals, the page.
+
+Most tests run a :class:`GamerecServer` in a thread on a free loopback port around one shared
+Recommender; the signal tests run ``python -m gamerec serve`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import http.client
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gamerec.errors import ArtifactError, InvalidRequestError
+from gamerec.runtime.recommender import Recommender
+from gamerec.runtime.server import GamerecServer, is_loopback, parse_recommend_request
+
+TOKEN = "test-token-123"
+PLAYED = {"620": 600, "400": 120}
+
+
+@pytest.fixture(scope="module")
+def recommender(trained_workspace: Path) -> Recommender:
+    return Recommender.from_dir(trained_workspace)
+
+
+@contextmanager
+def running(loader: Callable[[], Any], **options: Any) -> Iterator[GamerecServer]:
+    server = GamerecServer(loader, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def server(recommender: Recommender) -> Iterator[GamerecServer]:
+    with running(lambda: recommender, timeout_s=5.0) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def guarded(recommender: Recommender) -> Iterator[GamerecServer]:
+    """With a token and a 2 KB body cap."""
+    with running(lambda: recommender, token=TOKEN, max_body_bytes=2048, timeout_s=5.0) as srv:
+        yield srv
+
+
+def call(
+    server: GamerecServer,
+    method: str,
+    path: str,
+    payload: Any = None,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One request on a fresh connection: (status, headers, decoded JSON or text)."""
+    sent = dict(headers or {})
+    if payload is not None:
+        body = json.dumps(payload).encode()
+        sent.setdefault("Content-Type", "application/json")
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        data = response.read()
+        answer_headers = {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        connection.close()
+    content_type = answer_headers.get("content-type", "")
+    decoded = json.loads(data) if content_type.startswith("application/json") else data.decode()
+    return response.status, answer_headers, decoded
+
+
+def raw(server: GamerecServer, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send bytes, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def assert_error(status: int, body: Any, expected: int, code: str | None = None) -> None:
+    assert status == expected, body
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    assert "Traceback" not in json.dumps(body)
+
+
+# ------------------------------------------------------------------------------ endpoints
+def test_health_reports_versions_and_size(server: GamerecServer, recommender: Recommender) -> None:
+    status, headers, body = call(server, "GET", "/health")
+    assert status == 200
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert body["status"] == "ok"
+    assert body["items"] == recommender.n_items > 0
+    assert body["model"] == recommender.model_manifest["created"]
+    assert body["model_fingerprint"] == recommender.model_manifest["files"]["item_embeddings.npy"]
+    assert body["index"] == "flat"
+    assert body["genres"] == recommender.genres and "Action" in body["genres"]
+    assert body["reloads"] == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "arguments"),
+    [
+        ({"time_played": PLAYED, "top_k": 7}, {"played": PLAYED, "k": 7}),
+        (
+            {"time_played": {"620": 600.5}, "genres": ["RPG"], "achievements": {"400": 3}},
+            {"played": {"620": 600.5}, "genres": ["RPG"], "achievements": {"400": 3}},
+        ),
+        ({"genres": ["Strategy"], "top_k": 4}, {"genres": ["Strategy"], "k": 4}),
+        ({}, {}),
+        (
+            {"time_played": PLAYED, "exclude_owned": False, "top_k": 3},
+            {"played": PLAYED, "exclude_owned": False, "k": 3},
+        ),
+    ],
+)
+def test_recommend_answers_exactly_what_the_library_answers(
+    server: GamerecServer,
+    recommender: Recommender,
+    payload: dict[str, Any],
+    arguments: dict[str, Any],
+) -> None:
+    status, _, body = call(server, "POST", "/recommend", payload)
+    assert status == 200, body
+    expected = [r.to_dict() for r in recommender.recommend(**{"k": 10, **arguments})]
+    assert body["recommendations"] == expected
+    assert len(expected) == arguments.get("k", 10)
+
+
+def test_recommend_for_a_known_user_and_reports_unknown_appids(
+    server: GamerecServer, recommender: Recommender
+) -> None:
+    user = next(iter(recommender.known_users))
+    status, _, body = call(
+        server, "POST", "/recommend", {"user_id": user, "time_played": {"999999999": 5}}
+    )
+    assert status == 200
+    assert body["recommendations"] == [r.to_dict() for r in recommender.recommend(user_id=user)]
+    assert body["unknown_appids"] == [999999999]
+
+
+def test_http_library_and_cli_give_the_same_answer(
+    server: GamerecServer, recommender: Recommender, trained_workspace: Path, workdir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from gamerec.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "--data-dir",
+            str(trained_workspace),
+            "recommend",
+            "--played",
+            "620:600,400:120",
+            "--genres",
+            "Action",
+            "--top-k",
+            "6",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.stdout)
+    status, _, body = call(
+        server,
+        "POST",
+        "/recommend",
+        {"time_played": PLAYED, "genres": ["Action"], "top_k": 6},
+    )
+    assert status == 200
+    from_library = [
+        r.to_dict() for r in recommender.recommend(played=PLAYED, genres=["Action"], k=6)
+    ]
+    assert body["recommendations"] == from_library == from_cli
+    assert len(from_cli) == 6
+
+
+def test_similar_by_appid_and_by_name(server: GamerecServer, recommender: Recommender) -> None:
+    status, _, body = call(server, "GET", "/similar/620?k=4")
+    assert status == 200
+    assert body["similar"] == [r.to_dict() for r in recommender.similar(620, 4)]
+    status, _, by_name = call(server, "GET", "/similar/Portal%202?k=4")
+    assert status == 200 and by_name == body
+    status, _, default_k = call(server, "GET", "/similar/620")
+    assert status == 200 and len(default_k["similar"]) == 10
+
+
+def test_items_search_by_name_and_by_appid(server: GamerecServer, recommender: Recommender) -> None:
+    status, _, body = call(server, "GET", "/items?q=portal&limit=3")
+    assert status == 200
+    assert body["items"] == recommender.search_items("portal", 3)
+    assert all("portal" in item["name"].lower() for item in body["items"])
+    status, _, body = call(server, "GET", "/items?appids=620,400,999999999")
+    assert status == 200
+    assert [(i["appid"], i["name"]) for i in body["items"]] == [(620, "Portal 2"), (400, "Portal")]
+
+
+def test_the_page_is_self_contained(server: GamerecServer) -> None:
+    status, headers, page = call(server, "GET", "/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert "<script>" in page and "<style>" in page
+    # no external scripts, styles, fonts or images: the only URLs are links built for games
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=\"?(https?:)?//", page)
+    assert "@import" not in page and "url(" not in page
+    assert re.findall(r"https?://[^\"' ]+", page) == ["https://store.steampowered.com/app/"]
+
+
+def test_head_answers_headers_only(server: GamerecServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    connection.request("HEAD", "/health")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert int(response.headers["Content-Length"]) > 0
+    assert response.read() == b""
+    connection.close()
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: GamerecServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    connection.connect()
+    sock = connection.sock
+    body = json.dumps({"time_played": PLAYED, "top_k": 3})
+    for _ in range(20):
+        connection.request(
+            "POST", "/recommend", body=body, headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Connection") is None  # not closing
+        response.read()
+        connection.request(
+            "POST", "/recommend", body="{", headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        assert response.status == 400  # a bad request does not cost the connection
+        response.read()
+    assert connection.sock is sock  # never reconnected
+    connection.close()
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ([1, 2], "JSON object"),
+        ("text", "JSON object"),
+        ({"bogus": 1}, "unknown field"),
+        ({"top_k": 0}, "between 1 and"),
+        ({"top_k": -5}, "between 1 and"),
+        ({"top_k": 10**30}, "between 1 and"),
+        ({"top_k": 1001}, "between 1 and 1000"),
+        ({"top_k": 2.0}, "whole number"),
+        ({"top_k": "5"}, "whole number"),
+        ({"top_k": True}, "whole number"),
+        ({"top_k": None}, "whole number"),
+        ({"user_id": 123}, "user_id"),
+        ({"user_id": ""}, "user_id"),
+        ({"time_played": [620]}, "time_played must be an object"),
+        ({"time_played": {"portal": 5}}, "appids"),
+        ({"time_played": {"620": "600"}}, "number of minutes"),
+        ({"time_played": {"620": -1}}, "between 0"),
+        ({"time_played": {"620": 1e300}}, "between 0"),
+        ({"time_played": {"620": True}}, "number of minutes"),
+        ({"achievements": {"620": 2.5}}, "whole number"),
+        ({"genres": "RPG"}, "list of strings"),
+        ({"genres": [1]}, "list of strings"),
+        ({"exclude_owned": "no"}, "true or false"),
+        ({"time_played": 0}, "time_played must be an object"),
+        ({"genres": ""}, "list of strings"),
+        ({"achievements": False}, "achievements must be an object"),
+    ],
+)
+def test_bad_values_are_422(server: GamerecServer, payload: Any, fragment: str) -> None:
+    status, _, body = call(server, "POST", "/recommend", payload)
+    assert_error(status, body, 422, "invalid_request")
+    assert fragment in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"{'top_k': 5}",
+        b'{"top_k": NaN}',
+        b'{"a": Infinity}',
+        b"\xff\xfe{}",
+        b"",
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"top_k": ' + b"9" * 5000 + b"}",
+    ],
+)
+def test_malformed_json_is_400(server: GamerecServer, body: bytes) -> None:
+    status, _, answer = call(
+        server, "POST", "/recommend", body=body, headers={"Content-Type": "application/json"}
+    )
+    assert_error(status, answer, 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+def test_wrong_content_type_is_415(server: GamerecServer, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, _, body = call(server, "POST", "/recommend", body=b"{}", headers=headers)
+    assert_error(status, body, 415, "unsupported_media_type")
+    status, _, _ = call(
+        server,
+        "POST",
+        "/recommend",
+        body=b"{}",
+        headers={"Content-Type": "Application/JSON; charset=UTF-8"},
+    )
+    assert status == 200
+
+
+def test_unknown_user_game_and_genre_are_404(server: GamerecServer) -> None:
+    status, _, body = call(server, "POST", "/recommend", {"user_id": "nobody-at-all"})
+    assert_error(status, body, 404, "not_found")
+    assert "unknown user" in body["error"]["message"]
+    status, _, body = call(server, "POST", "/recommend", {"genres": ["Pinball Wizardry"]})
+    assert_error(status, body, 404, "not_found")
+    for odd in ("\ud800", "ポータル\u0000", "\u202e💥"):  # lone surrogates, NUL, emoji
+        status, _, body = call(server, "POST", "/recommend", {"user_id": odd})
+        assert_error(status, body, 404, "not_found")
+        status, _, body = call(server, "POST", "/recommend", {"genres": [odd]})
+        assert_error(status, body, 404, "not_found")
+    status, _, body = call(server, "GET", "/similar/999999999")
+    assert_error(status, body, 404, "not_found")
+    status, _, body = call(server, "GET", "/similar/no%20such%20game%20xyz")
+    assert_error(status, body, 404, "not_found")
+
+
+def test_an_ambiguous_name_is_422_with_candidates(server: GamerecServer) -> None:
+    status, _, body = call(server, "GET", "/similar/counter")
+    assert_error(status, body, 422, "ambiguous_name")
+    assert any("Counter-Strike" in c for c in body["error"]["candidates"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/similar/620?k=0",
+        "/similar/620?k=-1",
+        "/similar/620?k=1001",
+        "/similar/620?k=x",
+        "/similar/620?k=1&k=2",
+        "/similar/620?kk=1",
+        "/items",
+        "/items?q=",
+        "/items?q=a&appids=1",
+        "/items?q=portal&limit=0",
+        "/items?q=portal&limit=101",
+        "/items?appids=abc",
+        "/health?x=1",
+        "/similar/" + "x" * 300,
+    ],
+)
+def test_bad_query_parameters_are_422(server: GamerecServer, path: str) -> None:
+    status, _, body = call(server, "GET", path)
+    assert_error(status, body, 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/recommend", "POST"),
+        ("PUT", "/health", "GET, HEAD"),
+        ("DELETE", "/items", "GET, HEAD"),
+        ("POST", "/", "GET, HEAD"),
+        ("PATCH", "/similar/620", "GET, HEAD"),
+        ("GET", "/admin/reload", "POST"),
+        ("FOO", "/recommend", "POST"),
+    ],
+)
+def test_wrong_methods_are_405_with_allow(
+    server: GamerecServer, method: str, path: str, allowed: str
+) -> None:
+    status, headers, body = call(server, method, path)
+    assert_error(status, body, 405, "method_not_allowed")
+    assert headers["allow"] == allowed
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/recommend/x", "/similar/", "/../etc/passwd", "/%F0%9F%8E%AE"]
+)
+def test_unknown_paths_are_404(server: GamerecServer, path: str) -> None:
+    status, _, body = call(server, "GET", path)
+    assert_error(status, body, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1 extra\r\n\r\n", 400),
+        (b"GET /health\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", 400),
+        (b"GET /health HTTP/2.0\r\n\r\n", 505),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (
+            b"GET /health HTTP/1.1\r\n"
+            + b"".join(b"X-%d: y\r\n" % i for i in range(120))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET /similar/%FF%FE HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (b"GET /items?q=%C3%28 HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2x\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            b"Content-Length: 3\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            411,
+        ),
+    ],
+)
+def test_broken_requests_get_json_errors_not_tracebacks(
+    server: GamerecServer, request_bytes: bytes, expected: int
+) -> None:
+    answer = raw(server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % expected), answer[:200]
+    assert b"Connection: close" in head
+    error = json.loads(body)["error"]
+    assert error["message"] and b"Traceback" not in answer
+
+
+def test_a_bug_is_a_generic_500_and_logged(
+    recommender: Recommender, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        """A recommender whose recommend() has a bug."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **_: Any) -> Any:
+            raise KeyError("secret internal detail")
+
+    with running(Broken) as srv, caplog.at_level("ERROR", logger="gamerec.serve"):
+        status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED})
+        assert_error(status, body, 500, "internal_error")
+        assert "secret" not in json.dumps(body)
+        assert any("secret internal detail" in r.exc_text for r in caplog.records if r.exc_text)
+        assert call(srv, "GET", "/health")[0] == 200
+
+
+# ------------------------------------------------------------------------------ limits and token
+def test_bodies_above_the_cap_are_413(guarded: GamerecServer) -> None:
+    small = {"time_played": {str(620 + i): 1 for i in range(50)}}
+    assert len(json.dumps(small)) <= 2048
+    status, _, _ = call(guarded, "POST", "/recommend", small, token=TOKEN)
+    assert status == 200
+    large = {"time_played": {str(100000 + i): 1 for i in range(300)}}
+    status, headers, body = call(guarded, "POST", "/recommend", large, token=TOKEN)
+    assert_error(status, body, 413, "payload_too_large")
+    assert headers["connection"] == "close"
+    assert "2,048" in body["error"]["message"]
+
+
+def test_a_large_body_announced_with_expect_is_refused_before_it_is_sent(
+    guarded: GamerecServer,
+) -> None:
+    head = (
+        "POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: 10000000\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+    answer = raw(guarded, head)  # the 10 MB never leave this process
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"HTTP/1.1 100" not in answer
+
+
+def test_expect_100_continue_with_a_small_body(server: GamerecServer) -> None:
+    body = json.dumps({"time_played": PLAYED, "top_k": 2}).encode()
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as s:
+        s.sendall(
+            b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # at once, not after a wait
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert len(json.loads(answer.partition(b"\r\n\r\n")[2])["recommendations"]) == 2
+
+
+def test_a_10_mb_body_sent_blindly_still_gets_its_413(guarded: GamerecServer) -> None:
+    body = b"x" * 10_000_000
+    head = (
+        "POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", guarded.server_address[1]), timeout=10) as s:
+        s.sendall(head)
+        with contextlib.suppress(OSError):  # refused before it was all read
+            s.sendall(body)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_token_guards_everything_but_health(guarded: GamerecServer) -> None:
+    for method, path, payload in [
+        ("POST", "/recommend", {"time_played": PLAYED}),
+        ("GET", "/items?q=portal", None),
+        ("GET", "/similar/620", None),
+    ]:
+        for token in (None, "wrong", TOKEN + "x", ""):
+            status, headers, body = call(guarded, method, path, payload, token=token)
+            assert_error(status, body, 401, "unauthorized")
+            assert headers["www-authenticate"].startswith("Bearer")
+        status, _, _ = call(guarded, method, path, payload, token=TOKEN)
+        assert status == 200
+    status, _, body = call(guarded, "GET", "/health")
+    assert status == 200 and body["status"] == "ok"
+    status, _, _ = call(guarded, "GET", "/")
+    assert status == 200  # the page holds no data; what it fetches needs the token
+
+
+def test_reload_over_http_needs_a_configured_token(
+    server: GamerecServer, guarded: GamerecServer
+) -> None:
+    status, _, body = call(server, "POST", "/admin/reload", token=TOKEN)
+    assert_error(status, body, 403, "forbidden")
+    status, _, body = call(guarded, "POST", "/admin/reload")
+    assert_error(status, body, 401, "unauthorized")
+    before = call(guarded, "GET", "/health")[2]["reloads"]
+    status, _, body = call(guarded, "POST", "/admin/reload", token=TOKEN)
+    assert status == 200 and body["reloaded"] is True and body["items"] > 0
+    assert call(guarded, "GET", "/health")[2]["reloads"] == before + 1
+
+
+def test_a_failed_reload_keeps_the_old_model(recommender: Recommender) -> None:
+    attempts: list[int] = []
+
+    def loader() -> Recommender:
+        attempts.append(1)
+        if len(attempts) > 1:
+            raise ArtifactError("index/items.faiss is unreadable; run `gamerec index`")
+        return recommender
+
+    with running(loader, token=TOKEN) as srv:
+        expected = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)[2]
+        status, _, body = call(srv, "POST", "/admin/reload", token=TOKEN)
+        assert_error(status, body, 503, "unavailable")
+        assert "still serving the previous model" in body["error"]["message"]
+        assert "items.faiss" in body["error"]["message"]
+        assert srv.recommender is recommender
+        health = call(srv, "GET", "/health")[2]
+        assert health["status"] == "ok" and health["reloads"] == 0
+        assert health["last_reload"]["ok"] is False
+        again = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)[2]
+        assert again == expected
+
+
+def test_a_second_reload_while_one_runs_is_409(recommender: Recommender) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_loader() -> Recommender:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(10)
+        return recommender
+
+    with running(slow_loader, token=TOKEN) as srv:
+        first = threading.Thread(
+            target=call, args=(srv, "POST", "/admin/reload"), kwargs={"token": TOKEN}
+        )
+        first.start()
+        while len(calls) < 2:
+            time.sleep(0.01)
+        status, _, body = call(srv, "POST", "/admin/reload", token=TOKEN)
+        assert_error(status, body, 409, "conflict")
+        assert call(srv, "GET", "/similar/620?k=2", token=TOKEN)[0] == 200  # still answering
+        release.set()
+        first.join(10)
+        assert srv.reloads == 1
+
+
+def test_at_most_max_workers_compute_at_once(recommender: Recommender) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Gated:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **arguments: Any) -> Any:
+            entered.set()
+            release.wait(10)
+            return recommender.recommend(**arguments)
+
+    with running(Gated, max_workers=1, timeout_s=0.5) as srv:
+        results: list[int] = []
+        first = threading.Thread(
+            target=lambda: results.append(call(srv, "POST", "/recommend", {"top_k": 2})[0])
+        )
+        first.start()
+        assert entered.wait(5)
+        status, headers, body = call(srv, "POST", "/recommend", {"top_k": 2})
+        assert_error(status, body, 503, "unavailable")
+        assert headers["retry-after"] == "1"
+        assert call(srv, "GET", "/health")[0] == 200  # health needs no slot
+        release.set()
+        first.join(10)
+        assert results == [200]
+        assert call(srv, "POST", "/recommend", {"top_k": 2})[0] == 200
+
+
+def test_connections_above_the_limit_get_503(recommender: Recommender) -> None:
+    with running(lambda: recommender, max_connections=2, timeout_s=5.0) as srv:
+        port = srv.server_address[1]
+        held = []
+        for _ in range(2):  # two open keep-alive connections
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            assert connection.getresponse().read()
+            held.append(connection)
+        answer = raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "unavailable"
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while b"200 OK" not in raw(srv, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"):
+            assert time.monotonic() < deadline, "a freed connection slot was never reused"
+            time.sleep(0.05)
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.slow
+def test_a_slow_client_is_cut_off_and_others_are_served(recommender: Recommender) -> None:
+    with running(lambda: recommender, timeout_s=1.0) as srv:
+        port = srv.server_address[1]
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
+        stalled.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        dribbling = socket.create_connection(("127.0.0.1", port), timeout=5)
+        started = time.monotonic()
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n":  # a byte every 0.2 s: never done
+            try:
+                dribbling.sendall(bytes([byte]))
+            except OSError:
+                break
+            assert call(srv, "GET", "/health")[0] == 200  # others are served meanwhile
+            time.sleep(0.2)
+            if time.monotonic() - started > 3:
+                break
+        dribbled_for = time.monotonic() - started
+        answer = stalled.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert stalled.recv(65536) == b""  # and closed
+        assert time.monotonic() - started < 3
+        assert dribbled_for < 2.5, "the dribbling client was not cut off by the 1 s deadline"
+        stalled.close()
+        dribbling.close()
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert idle.recv(1) == b""  # an idle connection is closed after the timeout, silently
+        idle.close()
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gamerec.serve.access"]
+
+
+def test_access_log_has_one_line_per_request(
+    server: GamerecServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="gamerec.serve.access"):
+        call(server, "POST", "/recommend", {"time_played": PLAYED})
+        call(server, "GET", "/nope?secret=1")
+        deadline = time.monotonic() + 5  # the line is written just after the answer is sent
+        while len(lines := access_lines(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r'method="POST" path="/recommend" status=200 ms=\d+\.\d\d bytes=\d+ client=127\.0\.0\.1',
+        lines[0],
+    )
+    assert 'path="/nope" status=404' in lines[1] and "secret" not in lines[1]
+
+
+# ------------------------------------------------------------------------------ units
+def test_parse_recommend_request_types() -> None:
+    request = parse_recommend_request(
+        {"user_id": "u1", "time_played": {"620": 60}, "achievements": {"400": 2}, "top_k": 3},
+        max_top_k=50,
+    )
+    assert request.played == {620: 60.0} and request.achievements == {400: 2}
+    assert request.top_k == 3 and request.user_id == "u1" and request.exclude_owned
+    with pytest.raises(InvalidRequestError, match="between 1 and 50"):
+        parse_recommend_request({"top_k": 51}, max_top_k=50)
+
+
+def test_parse_recommend_request_never_fails_otherwise() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    values = st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+    fields = st.sampled_from(
+        ["user_id", "time_played", "genres", "achievements", "top_k", "exclude_owned", "x"]
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(fields, values, max_size=4) | values)
+    def check(payload: Any) -> None:
+        try:
+            request = parse_recommend_request(payload, max_top_k=100)
+        except InvalidRequestError as exc:
+            assert exc.http_status == 422 and exc.message
+        else:
+            assert 1 <= request.top_k <= 100
+            assert all(isinstance(k, int) and 0 <= v <= 1e9 for k, v in request.played.items())
+
+    check()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("192.168.1.4", False),
+        ("example.org", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+# ------------------------------------------------------------------------------ hostile requests
+def _robustness_module() -> Any:
+    path = Path(__file__).parents[1] / "benchmarks" / "robustness_serve.py"
+    spec = importlib.util.spec_from_file_location("robustness_serve", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["robustness_serve"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_300_hostile_requests_get_4xx_and_the_server_stays_healthy(
+    recommender: Recommender,
+) -> None:
+    hostile = _robustness_module()
+    with running(lambda: recommender, token=hostile.TOKEN, timeout_s=0.5) as srv:
+        requests = list(hostile.hostile_requests(300, seed=7))
+        assert {r.kind for r in requests} >= {"invalid_json", "big_body", "slow", "protocol"}
+        counts, failures = hostile.run("127.0.0.1", srv.server_address[1], requests, 0.5)
+        assert failures == []
+        assert sum(counts.values()) == 300
+        assert all(code == "closed" or 400 <= int(code) < 500 for code in counts)
+        health = call(srv, "GET", "/health")
+        assert health[0] == 200
+        answer = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=hostile.TOKEN)
+        assert answer[0] == 200
+        deadline = time.monotonic() + 5  # the count drops just after an answer is sent
+        while srv.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.in_flight == 0, "a request was never finished"
+
+
+# ------------------------------------------------------------------------------ subprocesses
+class Served:
+    """``python -m gamerec serve`` in a subprocess, its stderr collected by a thread."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, processes: int = 1):
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gamerec",
+                "--data-dir",
+                str(data_dir),
+                "serve",
+                "--port",
+                "0",
+                "--processes",
+                str(processes),
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=environment,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {pattern!r} in the server's stderr:\n{''.join(self.lines)}")
+
+    def request(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        body = json.dumps(payload) if payload is not None else None
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = (response.status, json.loads(response.read()))
+        connection.close()
+        return answer
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(trained_workspace: Path) -> None:
+    served = Served(trained_workspace)
+    try:
+        body = json.dumps({"time_played": PLAYED, "top_k": 5}).encode()
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:10]
+        )
+        time.sleep(0.3)  # the server is now reading this request's body
+        served.process.send_signal(signal.SIGTERM)
+        served.wait_for("finishing the requests in flight")
+        time.sleep(0.5)
+        assert served.process.poll() is None, "exited with a request in flight"
+        with pytest.raises(OSError):  # no longer accepting
+            socket.create_connection(("127.0.0.1", served.port), timeout=2).close()
+        sock.sendall(body[10:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+        assert len(json.loads(payload)["recommendations"]) == 5
+        assert served.process.wait(15) == 0
+        assert any("Stopped after 1 requests" in line for line in served.lines)
+    finally:
+        served.stop()
+
+
+@pytest.mark.slow
+def test_sighup_reloads_while_answering_and_keeps_the_old_model_on_failure(
+    trained_workspace: Path, tmp_path: Path
+) -> None:
+    from gamerec import pipeline
+    from gamerec.settings import Settings
+
+    workspace = tmp_path / "gamerec-data"
+    for part in ("processed", "model", "index"):
+        shutil.copytree(trained_workspace / part, workspace / part)
+    served = Served(workspace)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        body = json.dumps({"time_played": PLAYED, "top_k": 5})
+        while not stop.is_set():
+            try:
+                connection.request(
+                    "POST", "/recommend", body=body, headers={"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+            except (OSError, http.client.HTTPException):
+                statuses.append(-1)  # a dropped connection: a failure below
+                return
+        connection.close()
+
+    clients = [threading.Thread(target=hammer) for _ in range(3)]
+    try:
+        for client in clients:
+            client.start()
+        assert served.request("GET", "/health")[1]["index"] == "flat"
+        # a different index, built beside the running server, comes in with a SIGHUP
+        settings = Settings.load(overrides={"data_dir": workspace, "index.kind": "hnsw"})
+        pipeline.build_index(settings)
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for("reloaded the artifacts")
+        health = served.request("GET", "/health")[1]
+        assert health["index"] == "hnsw" and health["reloads"] == 1
+        assert health["last_reload"]["ok"] is True
+        # a broken index: the reload fails, the old model keeps answering
+        (workspace / "index" / "items.faiss").write_bytes(b"not an index")
+        served.process.send_signal(signal.SIGHUP)
+        served.wait_for("reload failed, still serving the previous model")
+        health = served.request("GET", "/health")[1]
+        assert health["index"] == "hnsw" and health["reloads"] == 1
+        assert (
+            health["last_reload"]["ok"] is False and "items.faiss" in health["last_reload"]["error"]
+        )
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+        served.stop()
+    assert len(statuses) > 30
+    assert set(statuses) == {200}, "a request failed during a reload"
+
+
+@pytest.mark.slow
+def test_worker_processes_share_the_port_reload_and_drain(trained_workspace: Path) -> None:
+    served = Served(trained_workspace, env={"GAMEREC_SERVE__TOKEN": TOKEN}, processes=2)
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        pids, answers = set(), []
+        for _ in range(60):  # fresh connections: each worker accepts some
+            status, health = served.request("GET", "/health")
+            assert status == 200
+            pids.add(health["pid"])
+        assert len(pids) == 2 and served.process.pid not in pids
+        body = json.dumps({"time_played": PLAYED, "top_k": 4})
+        for _ in range(10):
+            connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+            connection.request("POST", "/recommend", body=body, headers=auth)
+            answers.append(json.loads(connection.getresponse().read()))
+            connection.close()
+        assert all(a == answers[0] for a in answers)  # every worker answers alike
+        # a reload asked of one worker over HTTP reaches every worker
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        connection.request("POST", "/admin/reload", headers=auth)
+        response = connection.getresponse()
+        assert response.status == 202, response.read()
+        connection.close()
+        deadline = time.monotonic() + 30
+        while sum("reloaded the artifacts" in line for line in served.lines) < 2:
+            assert time.monotonic() < deadline, "".join(served.lines)
+            time.sleep(0.05)
+        # SIGTERM with a request half sent: it is answered, then every process exits 0
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+            % (TOKEN.encode(), len(body))
+            + body[:5].encode()
+        )
+        time.sleep(0.3)
+        served.process.send_signal(signal.SIGTERM)
+        served.wait_for("the workers finish what is in flight")
+        time.sleep(0.5)
+        sock.sendall(body[5:].encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert served.process.wait(20) == 0
+        stopped = served.wait_for(r"Stopped after (\d+) requests")
+        assert int(stopped.group(1)) == 60 + 10 + 1 + 1
+    finally:
+        served.stop()
+
+
+@pytest.mark.slow
+def test_the_server_process_never_imports_torch_or_pandas(trained_workspace: Path) -> None:
+    script = (
+        "import sys, threading\n"
+        "from gamerec.runtime.recommender import Recommender\n"
+        "from gamerec.runtime.server import GamerecServer\n"
+        f"workspace = {str(trained_workspace)!r}\n"
+        "server = GamerecServer(lambda: Recommender.from_dir(workspace), port=0)\n"
+        "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
+        "import http.client, json\n"
+        "c = http.client.HTTPConnection('127.0.0.1', server.server_address[1])\n"
+        "c.request('POST', '/recommend', body=json.dumps({'time_played': {'620': 60}}),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "assert c.getresponse().status == 200\n"
+        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------ the page
+@pytest.mark.slow
+def test_the_page_searches_and_shows_recommendations_in_chromium(
+    server: GamerecServer, recommender: Recommender, tmp_path: Path
+) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
+    url = f"http://127.0.0.1:{server.server_address[1]}/?q=portal&played=620:600,400:120&k=8"
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    dom = result.stdout
+    assert 'data-ready="1"' in dom, result.stderr[-2000:]
+    # the search ran: its hits are listed
+    for item in recommender.search_items("portal", 12):
+        assert html.escape(item["name"], quote=False) in dom
+    # the library was filled from the URL, with names looked up by appid
+    assert re.search(r'id="library".*Portal 2.*appid 620', dom, re.S)
+    # the recommendations are the library's, in its order, with their reasons
+    expected = recommender.recommend(played=PLAYED, k=8)
+    answers = re.findall(r'<li class="answer" data-appid="(\d+|null)">', dom)
+    assert answers == [str(r.appid) for r in expected]
+    for answer in expected:
+        assert html.escape(answer.name, quote=False) in dom
+        assert html.escape(answer.reason, quote=False) in dom
+    assert re.search(r'<div id="error" role="alert" hidden="">', dom), "the page showed an error"

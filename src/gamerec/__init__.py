@@ -63,6 +63,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'gamerec' has no attribute {name!r}")
 
+
 __all__ = [
     "AmbiguousNameError",
     "ArtifactError",

@@ -459,7 +459,9 @@ def render_train_summary(summary: dict[str, Any]) -> None:
 
 @app.command()
 def train(
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs (early stopping may end sooner).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and batching.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
@@ -470,13 +472,22 @@ def train(
     Early-stops on validation NDCG@20, keeps the best epoch, resumes after an interruption.
 
     Example: gamerec train --epochs 20 --threads 2
+
+    Across processes: torchrun --nproc-per-node 2 -m gamerec train (rank 0 reports and writes).
     """
     from gamerec import pipeline
 
     settings = _settings(
-        **{"train.epochs": epochs, "train.seed": seed, "train.device": device,
-           "train.threads": threads}
+        **{
+            "train.epochs": epochs,
+            "train.seed": seed,
+            "train.device": device,
+            "train.threads": threads,
+        }
     )
+    if settings.distributed.rank != 0:  # torchrun's other workers: rank 0 speaks for all
+        pipeline.train(settings)
+        return
     display, on_epoch = _epoch_display(settings.train.epochs)
     with display:
         summary = pipeline.train(settings, progress=_progress_printer, on_epoch=on_epoch)
@@ -512,7 +523,9 @@ def render_recommendations(title: str, answers: list[dict[str, Any]]) -> None:
 
 @app.command()
 def recommend(
-    user: Annotated[str | None, typer.Option("--user", "-u", help="A user id from the data.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="A user id from the data.")
+    ] = None,
     played: Annotated[
         str | None, typer.Option(help="Games played, as appid:minutes pairs: 620:1200,400:300.")
     ] = None,
@@ -529,7 +542,9 @@ def recommend(
     all_users: Annotated[
         bool, typer.Option("--all", help="Recommend for every known user into --out.")
     ] = False,
-    out: Annotated[Path | None, typer.Option(help="With --all: recs.parquet or recs.jsonl.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="With --all: recs.parquet or recs.jsonl.")
+    ] = None,
     include_owned: Annotated[
         bool, typer.Option(help="Allow games the player already owns.")
     ] = False,
@@ -598,21 +613,30 @@ def similar(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0: any free).")] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes sharing the port (default 1).")
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info (one line per request), warning or error.")
     ] = None,
 ) -> None:
     """Serve recommendations over HTTP: a page at /, /recommend, /similar, /items, /health.
 
-    Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the model and index. The token is read
-    from settings (GAMEREC_SERVE__TOKEN), never from the command line.
+    Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the model and index.
+
+    The token comes from settings (GAMEREC_SERVE__TOKEN), never from the command line.
 
     Example: gamerec serve --host 127.0.0.1 --port 8000
     """
     from gamerec import pipeline
 
     settings = _settings(
-        **{"serve.host": host, "serve.port": port, "serve.log_level": log_level}
+        **{
+            "serve.host": host,
+            "serve.port": port,
+            "serve.processes": processes,
+            "serve.log_level": log_level,
+        }
     )
     summary = pipeline.serve(settings, progress=_progress_printer)
     err_console.print(

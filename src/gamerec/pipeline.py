@@ -413,7 +413,7 @@ def train(
 
         raise TrainingError(
             f"training worker {workers.rank} was told to stop (signal {signum}): another worker "
-            f"failed or the run was cancelled; {RESUME_HINT}"
+            f"failed or the run was cancelled. {RESUME_HINT}"
         )
 
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -454,7 +454,7 @@ def _train(
     progress("train", f"reading {paths['processed']}", None)
     processed = read_processed(paths["processed"])
     n_items = len(processed.items)
-    train_users, train_matrix = train_histories(processed.split, processed.interactions, n_items)
+    _, train_matrix = train_histories(processed.split, processed.interactions, n_items)
     if train_matrix.n_rows == 0:
         raise TrainingError(
             f"{paths['processed']} has no training users; run `gamerec preprocess` with more data"
@@ -534,7 +534,7 @@ def _train(
     with staged_dir(paths["model"]) as staging:
         save_checkpoint(staging / "model.pt", result.model, {"tokens": features.tokens})
         np.save(staging / "item_embeddings.npy", item_embeddings)
-        np.savez(staging / "user_tower.npz", **user_tower)
+        np.savez(staging / "user_tower.npz", **user_tower)  # type: ignore[arg-type]
         if coplay is not None:
             np.save(staging / "coplay.npy", coplay)
         write_manifest(
@@ -564,7 +564,11 @@ def load_recommender(settings: Settings) -> Recommender:
     """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace."""
     from gamerec.runtime.recommender import Recommender
 
-    return Recommender.from_dir(settings.data_dir, max_top_k=settings.recommend.max_top_k)
+    return Recommender.from_dir(
+        settings.data_dir,
+        max_top_k=settings.recommend.max_top_k,
+        rerank=settings.recommend.rerank,
+    )
 
 
 def recommend(
@@ -578,7 +582,7 @@ def recommend(
     k: int | None = None,
     exclude_owned: bool = True,
 ) -> list[dict[str, Any]]:
-    """Recommendations for a known user and/or a history (``played``, a GetOwnedGames ``library``)."""
+    """Recommendations for a known user and/or a history (``played``, a ``library`` file)."""
     history = dict(played or {})
     if library is not None:
         history.update(read_library(library))
@@ -636,6 +640,7 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
         max_connections=options.max_connections,
         default_top_k=settings.recommend.top_k,
         drain_s=options.drain_s,
+        processes=options.processes,
         log_level=options.log_level,
         on_ready=lambda url: progress("serve", f"listening on {url}", None),
     )
@@ -650,9 +655,18 @@ def similar(settings: Settings, game: str, k: int | None = None) -> list[dict[st
 def recommend_all(
     settings: Settings, out: Path, k: int | None = None, progress: Progress = _quiet
 ) -> dict[str, Any]:
-    """Top-k for every known user into ``out`` (.parquet or .jsonl), written atomically."""
+    """Top-k for every known user into ``out`` (.parquet or .jsonl), written atomically.
+
+    Streams: each batch of users is written (a parquet row group, or its JSON lines) as soon as
+    it is ranked, with columnar arrays rather than Python rows, so memory stays flat however
+    many users there are.
+    """
     import json
     import time
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from gamerec.artifacts import atomic_path
     from gamerec.errors import InvalidRequestError
@@ -664,38 +678,54 @@ def recommend_all(
     recommender = load_recommender(settings)
     k = settings.recommend.top_k if k is None else k
     catalog = recommender.catalog
-    columns: dict[str, list[Any]] = {
-        "user_id": [], "rank": [], "appid": [], "name": [], "score": []
-    }
+    names = pa.array(catalog.names, type=pa.string())
+    schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("rank", pa.int64()),
+            ("appid", pa.int64()),
+            ("name", pa.string()),
+            ("score", pa.float64()),
+        ]
+    )
     total = len(recommender.known_users)
-    done = 0
-    for user_ids, items, scores in recommender.recommend_all(k=k):
-        for user_id, user_items, user_scores in zip(user_ids, items, scores, strict=True):
-            for rank, (item, score) in enumerate(zip(user_items, user_scores, strict=True), 1):
-                if item < 0:
-                    break
-                appid = int(catalog.appids[item])
-                columns["user_id"].append(user_id)
-                columns["rank"].append(rank)
-                columns["appid"].append(appid if appid >= 0 else None)
-                columns["name"].append(catalog.names[item])
-                columns["score"].append(float(score))
-        done += len(user_ids)
-        progress("recommend", f"{done:,} of {total:,} users", done / max(total, 1))
+    done = rows = 0
     with atomic_path(out) as tmp:
-        if suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.table(columns), tmp)
-        else:
-            with tmp.open("w") as handle:
-                names = list(columns)
-                for row in zip(*columns.values(), strict=True):
-                    handle.write(json.dumps(dict(zip(names, row, strict=True))) + "\n")
+        writer = pq.ParquetWriter(tmp, schema) if suffix == ".parquet" else None
+        handle = None if writer is not None else tmp.open("w")
+        try:
+            for user_ids, items, scores in recommender.recommend_all(k=k):
+                keep = np.logical_and.accumulate(items >= 0, axis=1)  # a user's list ends at -1
+                user_of = np.repeat(np.arange(len(user_ids)), keep.sum(1))
+                chosen = items[keep]
+                appids = catalog.appids[chosen]
+                table = pa.table(
+                    {
+                        "user_id": pa.array(user_ids, type=pa.string()).take(pa.array(user_of)),
+                        "rank": pa.array(np.nonzero(keep)[1].astype(np.int64) + 1),
+                        "appid": pa.array(appids, type=pa.int64(), mask=appids < 0),
+                        "name": names.take(pa.array(chosen)),
+                        "score": pa.array(scores[keep].astype(np.float64)),
+                    },
+                    schema=schema,
+                )
+                if writer is not None:
+                    writer.write_table(table)
+                elif handle is not None:
+                    columns = table.to_pydict()
+                    for row in zip(*columns.values(), strict=True):
+                        handle.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
+                rows += table.num_rows
+                done += len(user_ids)
+                progress("recommend", f"{done:,} of {total:,} users", done / max(total, 1))
+        finally:
+            if writer is not None:
+                writer.close()
+            if handle is not None:
+                handle.close()
     return {
         "users": total,
-        "rows": len(columns["user_id"]),
+        "rows": rows,
         "k": k,
         "out": str(out),
         "seconds": time.perf_counter() - started,

@@ -316,7 +316,12 @@ class ServeSettings(_Section):
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="largest request body")
     timeout_s: float = Field(default=10.0, gt=0, description="header and body read timeout")
-    max_workers: int = Field(default=32, ge=1, description="requests handled at once")
+    max_workers: int = Field(
+        default=2,
+        ge=1,
+        description="requests computed at once per process, others wait (one lock for Python "
+        "code: two is as fast as one and not stuck behind a slow request; processes add cores)",
+    )
     max_connections: int = Field(
         default=256, ge=1, description="open connections at once; more get 503"
     )
@@ -325,6 +330,9 @@ class ServeSettings(_Section):
     )
     search_threads: int = Field(
         default=1, ge=1, description="FAISS threads per query (requests already run in parallel)"
+    )
+    processes: int = Field(
+        default=1, ge=1, le=256, description="worker processes sharing the port (fork; e.g. cores)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log threshold: info logs one access line per request"

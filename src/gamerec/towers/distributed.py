@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 RESUME_HINT = (
-    "the last good model/ is untouched; run the same command again to resume from the last "
+    "The last good model/ is untouched; run the same command again to resume from the last "
     "finished epoch"
 )
 
@@ -138,12 +138,34 @@ def collective_errors(workers: Workers | None) -> Iterator[None]:
         return
     try:
         yield
-    except dist.DistError as exc:
+    except RuntimeError as exc:  # DistError, or a RuntimeError from DDP's gradient hooks
+        if not isinstance(exc, dist.DistError) and not _lost_peer(str(exc)):
+            raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingError(
             f"training worker {workers.rank} of {workers.world_size} lost the other workers "
             f"({detail}); one of them stopped or the network failed. {RESUME_HINT}"
         ) from None
+
+
+#: what gloo, NCCL and the c10d store say when a peer is gone (DDP's backward hooks raise a
+#: plain RuntimeError with these, not a DistError)
+_PEER_FAILURES = (
+    "gloo",
+    "nccl",
+    "connection reset",
+    "connection closed",
+    "connection refused",
+    "broken pipe",
+    "timed out",
+    "processgroup",
+    "c10d",
+)
+
+
+def _lost_peer(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _PEER_FAILURES)
 
 
 def rank_slice(n: int, workers: Workers) -> tuple[int, int]:
@@ -165,6 +187,26 @@ def broadcast_from_rank0(values: Sequence[float], workers: Workers) -> list[floa
     return [float(v) for v in tensor.cpu()]
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather of equal-shaped blocks whose backward sends each worker the summed gradient
+    of its own block (every worker's loss used every block)."""
+
+    @staticmethod
+    def forward(ctx: Any, block: torch.Tensor, workers: Workers) -> torch.Tensor:
+        ctx.workers = workers
+        parts = [torch.empty_like(block) for _ in range(workers.world_size)]
+        dist.all_gather(parts, block.contiguous(), group=workers.gather_group)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        workers: Workers = ctx.workers
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, group=workers.gather_group)
+        width = total.shape[0] // workers.world_size
+        return total[workers.rank * width : (workers.rank + 1) * width], None
+
+
 def gather_candidates(
     ids: torch.Tensor, embeddings: torch.Tensor, workers: Workers
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,8 +217,6 @@ def gather_candidates(
     first worker's copy). Gradients flow back to the worker that computed each embedding, so
     a worker's users train the item tower through the other workers' items too.
     """
-    from torch.distributed.nn.functional import all_gather as all_gather_with_grad
-
     group = workers.gather_group
     count = torch.tensor([len(ids)], dtype=torch.long, device=ids.device)
     counts = [torch.zeros_like(count) for _ in range(workers.world_size)]
@@ -189,9 +229,11 @@ def gather_candidates(
     padded = torch.cat([embeddings, padded[len(ids) :]]) if len(ids) < width else embeddings
     all_ids = [torch.empty_like(padded_ids) for _ in range(workers.world_size)]
     dist.all_gather(all_ids, padded_ids, group=group)
-    gathered = all_gather_with_grad(padded, group=group)
+    gathered = _GatherWithGrad.apply(padded, workers)  # (world_size * width, D)
     flat_ids = torch.cat([part[:size] for part, size in zip(all_ids, sizes, strict=True)])
-    flat = torch.cat([part[:size] for part, size in zip(gathered, sizes, strict=True)])
+    flat = torch.cat(
+        [gathered[rank * width : rank * width + size] for rank, size in enumerate(sizes)]
+    )
     union, inverse = torch.unique(flat_ids, return_inverse=True)
     positions = torch.arange(len(flat_ids), device=flat_ids.device)
     first = torch.full((len(union),), len(flat_ids), dtype=torch.long, device=flat_ids.device)

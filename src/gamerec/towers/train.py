@@ -234,7 +234,9 @@ def train_two_tower(
         )
     torch.manual_seed(seed)
     model = TwoTower(config).to(torch_device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, weight_decay=weight_decay, foreach=True
+    )
     item_inputs = (
         torch.arange(config.n_items, device=torch_device),
         torch.from_numpy(features.token_matrix).to(torch_device),

@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests never touch the network and never read ../shared at run time."""
+"""Shared fixtures. Tests never touch the network and read only fixtures inside this repo."""
 
 from __future__ import annotations
 

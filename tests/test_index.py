@@ -350,7 +350,7 @@ def test_a_damaged_index_file_is_an_artifact_error(
     elif damage == "garbage":
         path.write_bytes(np.random.default_rng(0).bytes(4096))
     else:
-        path.write_bytes(b"XXXX" + data[4:])
+        path.write_bytes(b"JUNK" + data[4:])
     with pytest.raises(ArtifactError, match="run `gamerec index` again"):
         load_index(path)
 

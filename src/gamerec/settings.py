@@ -157,7 +157,8 @@ class TrainSettings(_Section):
         default=0.2, gt=0, lt=1, description="share of a user's games held out as targets"
     )
     max_full_softmax_items: int = Field(
-        default=100_000,
+        # a full softmax embeds the whole catalog every batch: an epoch costs users x games
+        default=10_000,
         ge=1,
         description="above this catalog size use sampled softmax with logQ correction",
     )

@@ -16,6 +16,7 @@ from gamerec.errors import ArtifactError, InvalidRequestError
 from gamerec.index import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
+    ExactIndex,
     build_index,
     clustered_embeddings,
     default_nlist,
@@ -126,6 +127,21 @@ def test_flat_equals_the_numpy_reference(
     np.testing.assert_allclose(true_scores[differ], ref_scores[differ], atol=1e-6)
     assert differ.mean() < 1e-3
     assert all(len(set(row)) == K for row in ids.tolist())
+
+
+def test_exact_index_answers_like_a_flat_faiss_index(
+    items: np.ndarray, indexes: dict[str, tuple[faiss.Index, dict]]
+) -> None:
+    """The runtime serves flat indexes with ExactIndex: same interface, same answers."""
+    flat, _ = indexes["flat"]
+    exact = ExactIndex(items)
+    assert (exact.ntotal, exact.d) == (flat.ntotal, flat.d)
+    queries = items[:50] + 0.01
+    scores, ids = exact.search(queries, K)
+    faiss_scores, faiss_ids = flat.search(queries.astype(np.float32), K)
+    np.testing.assert_allclose(scores, faiss_scores, atol=1e-5)
+    assert (ids == faiss_ids).mean() > 0.999
+    assert exact.search(queries[:1], 10 * N_ITEMS)[1].shape == (1, N_ITEMS)
 
 
 @pytest.mark.parametrize("kind", KINDS)

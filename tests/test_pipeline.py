@@ -98,6 +98,28 @@ def test_model_files_rebuild_the_recommender_without_torch(trained_workspace: Pa
     assert out.stdout.split() == ["3", "False", "False"]
 
 
+def test_cli_recommend_process_imports_nothing_it_does_not_need(
+    trained_workspace: Path,
+) -> None:
+    """The 0.6 s budget of a `gamerec recommend` process is mostly imports: keep them out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('torch', 'faiss', 'pandas', 'pydantic_settings', 'httpx')\n"
+        "atexit.register(lambda: print('loaded:', [m for m in heavy if m in sys.modules]))\n"
+        "from gamerec.cli import main\n"
+        f"sys.argv = ['gamerec', '--data-dir', {str(trained_workspace)!r},"
+        " 'recommend', '--played', '620:60', '-k', '3', '--json']\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout[: out.stdout.rindex("loaded:")])) == 3
+    assert out.stdout.strip().endswith("loaded: []")
+
+
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(workdir: Path) -> None:
     result = runner.invoke(app, ["demo", "--epochs", "2", "--json"])

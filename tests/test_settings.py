@@ -155,6 +155,31 @@ def test_env_can_set_structured_values(workdir: Path, monkeypatch: pytest.Monkey
     assert settings.sources["preprocess.inputs"] == "env"
 
 
+def test_env_can_set_a_whole_section_as_json(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_TRAIN", '{"epochs": 3, "rerank_alphas": [0.5]}')
+    settings = Settings.load()
+    assert (settings.train.epochs, settings.train.rerank_alphas) == (3, [0.5])
+    assert settings.sources["train.epochs"] == "env"
+
+
+def test_an_env_name_that_is_no_setting_is_an_error_not_ignored(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCH", "3")  # the setting is `epochs`
+    with pytest.raises(ConfigError, match=r"GAMEREC_TRAIN__EPOCH: 'train.epoch' is no setting"):
+        Settings.load()
+
+
+def test_a_structured_env_value_must_be_json(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_TRAIN__RERANK_ALPHAS", "0.5, 1")
+    with pytest.raises(ConfigError, match=r"GAMEREC_TRAIN__RERANK_ALPHAS: .* takes JSON"):
+        Settings.load()
+
+
 def test_api_key_from_env_is_usable_but_never_displayed(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from gamerec.errors import InvalidRequestError
 
-__all__ = ["clustered_embeddings", "exact_search", "recall_at_k"]
+__all__ = ["ExactIndex", "clustered_embeddings", "exact_search", "recall_at_k"]
 
 #: bound on the (queries x items) score block computed at once, in float32 cells
 _BLOCK_CELLS = 1 << 25
@@ -55,6 +55,25 @@ def exact_search(
         ids_out[start : start + block] = np.take_along_axis(top, order, axis=1)
         scores_out[start : start + block] = np.take_along_axis(top_scores, order, axis=1)
     return scores_out, ids_out
+
+
+class ExactIndex:
+    """A flat inner-product index in numpy, with the FAISS ``search(queries, k)`` interface.
+
+    What a flat FAISS index answers, the same exhaustive inner products, so the runtime can
+    serve a ``flat`` index from the model's item embeddings without importing FAISS (about
+    0.1 s of every process that recommends).
+    """
+
+    def __init__(self, item_embeddings: npt.ArrayLike):
+        self.vectors = np.ascontiguousarray(item_embeddings, dtype=np.float32)
+        self.ntotal, self.d = self.vectors.shape
+
+    def search(
+        self, queries: npt.ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, ids)`` of shape ``(n_queries, min(k, ntotal))``, best first."""
+        return exact_search(self.vectors, queries, k)
 
 
 def recall_at_k(found: npt.ArrayLike, truth: npt.ArrayLike) -> float:

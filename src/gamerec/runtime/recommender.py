@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from gamerec.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from gamerec.index.reference import ExactIndex
 from gamerec.towers.inference import (
     NumpyUserTower,
     load_coplay,
@@ -121,19 +122,31 @@ class Recommender:
         user_tower: NumpyUserTower,
         item_embeddings: np.ndarray,
         index: Any,
-        known_users: dict[str, int],
-        histories: UserItems,
+        known_users: dict[str, int] | Callable[[], tuple[dict[str, int], UserItems]],
+        histories: UserItems | None,
         model_manifest: dict[str, Any],
         index_manifest: dict[str, Any],
         max_top_k: int = 1000,
         coplay: np.ndarray | None = None,
     ):
+        """``known_users`` maps user ids to rows of ``histories``; it may instead be a function
+        returning both, called on first use (a process answering one ``--played`` request
+        never reads the users)."""
         self.catalog = catalog
         self.user_tower = user_tower
         self.item_embeddings = item_embeddings
         self.index = index
-        self.known_users = known_users
-        self.histories = histories
+        self._users_lock = threading.Lock()
+        if callable(known_users):
+            self._load_users: Callable[[], tuple[dict[str, int], UserItems]] | None = known_users
+            self._known_users: dict[str, int] = {}
+            self._histories = UserItems.from_pairs(
+                np.empty(0), np.empty(0), None, 0, len(catalog.names)
+            )
+        else:
+            assert histories is not None
+            self._load_users = None
+            self._known_users, self._histories = known_users, histories
         self.model_manifest = model_manifest
         self.index_manifest = index_manifest
         self.max_top_k = max_top_k
@@ -164,8 +177,7 @@ class Recommender:
         With ``rerank`` (and a model trained with its co-play re-ranker) the two-tower's FAISS
         candidates are re-ordered by the second stage.
         """
-        from gamerec.artifacts import read_manifest
-        from gamerec.index import load_index_for_model
+        from gamerec.artifacts import fingerprint, read_manifest
 
         root = Path(data_dir)
         processed_dir, model_dir = root / "processed", root / "model"
@@ -177,8 +189,23 @@ class Recommender:
                 f"the model in {model_dir} was trained on another catalog than "
                 f"{processed_dir}; run `gamerec train` (then `gamerec index`) again"
             )
-        index = load_index_for_model(root / "index", model_dir)
-        index_manifest = read_manifest(root / "index", "index")
+        index_manifest = read_manifest(root / "index", "index", verify=True)
+        index_info = index_manifest.get("index")
+        kind = index_info.get("kind") if isinstance(index_info, dict) else None
+        built_from = index_manifest.get("model_embeddings")
+        listed = model_manifest.get("files", {}).get("item_embeddings.npy")
+        if (
+            kind == "flat"
+            and built_from == listed
+            and fingerprint(model_dir / "item_embeddings.npy") == listed
+        ):
+            # a flat index is exhaustive inner products over these very embeddings: numpy
+            # answers the same without importing FAISS (about 0.1 s of every process)
+            index: Any = ExactIndex(item_embeddings)
+        else:
+            from gamerec.index import load_index_for_model
+
+            index = load_index_for_model(root / "index", model_dir, verify=False)
 
         items = _read_table(
             processed_dir / "items.parquet", ["item_idx", "appid", "name", "genres", "n_users"]
@@ -196,18 +223,21 @@ class Recommender:
         for position, name in enumerate(names):
             catalog.by_title.setdefault(normalise_title(name), []).append(position)
 
-        users = _read_table(processed_dir / "users.parquet", ["user_idx", "user_id"])
-        user_ids = [str(u) for u in users["user_id"].to_pylist()]
-        rows = _read_table(
-            processed_dir / "interactions.parquet", ["user_idx", "item_idx", "playtime_min"]
-        )
-        histories = UserItems.from_pairs(
-            _to_numpy(rows["user_idx"]),
-            _to_numpy(rows["item_idx"]),
-            _to_numpy(rows["playtime_min"]),
-            len(user_ids),
-            len(names),
-        )
+        def load_users() -> tuple[dict[str, int], UserItems]:
+            users = _read_table(processed_dir / "users.parquet", ["user_idx", "user_id"])
+            user_ids = [str(u) for u in users["user_id"].to_pylist()]
+            rows = _read_table(
+                processed_dir / "interactions.parquet", ["user_idx", "item_idx", "playtime_min"]
+            )
+            histories = UserItems.from_pairs(
+                _to_numpy(rows["user_idx"]),
+                _to_numpy(rows["item_idx"]),
+                _to_numpy(rows["playtime_min"]),
+                len(user_ids),
+                len(names),
+            )
+            return {user_id: i for i, user_id in enumerate(user_ids)}, histories
+
         if item_embeddings.shape[0] != len(names):
             raise ArtifactError(
                 f"the model has {item_embeddings.shape[0]} games, the catalog {len(names)}; "
@@ -218,13 +248,32 @@ class Recommender:
             NumpyUserTower(arrays, manifest_playtime_weight(model_manifest)),
             item_embeddings,
             index,
-            {user_id: i for i, user_id in enumerate(user_ids)},
-            histories,
+            load_users,
+            None,
             model_manifest,
             index_manifest,
             max_top_k=max_top_k,
             coplay=load_coplay(model_dir) if rerank else None,
         )
+
+    @property
+    def known_users(self) -> dict[str, int]:
+        """User id -> row of :attr:`histories`, for the users of ``processed/``."""
+        self._ensure_users()
+        return self._known_users
+
+    @property
+    def histories(self) -> UserItems:
+        """The known users' games and playtimes."""
+        self._ensure_users()
+        return self._histories
+
+    def _ensure_users(self) -> None:
+        if self._load_users is not None:
+            with self._users_lock:
+                if self._load_users is not None:
+                    self._known_users, self._histories = self._load_users()
+                    self._load_users = None
 
     # ------------------------------------------------------------------ lookups
     @property

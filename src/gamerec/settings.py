@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
 from gamerec.errors import ConfigError
 
 __all__ = [

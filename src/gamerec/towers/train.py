@@ -234,15 +234,21 @@ def train_two_tower(
         )
     torch.manual_seed(seed)
     model = TwoTower(config).to(torch_device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=learning_rate, weight_decay=weight_decay, foreach=True
+    sampled = config.n_items > max_full_softmax_items
+    optimizer = _Optimizer(
+        model,
+        learning_rate,
+        weight_decay,
+        # a sampled batch touches a few thousand rows of the two catalog-sized tables; dense
+        # gradients and a dense Adam step would cost the whole catalog every batch, which made
+        # an epoch grow with users x games. NCCL cannot all-reduce sparse gradients; gloo can.
+        sparse_tables=sampled and not (workers is not None and torch_device.type == "cuda"),
     )
     item_inputs = (
         torch.arange(config.n_items, device=torch_device),
         torch.from_numpy(features.token_matrix).to(torch_device),
         torch.from_numpy(features.numeric).to(torch_device),
     )
-    sampled = config.n_items > max_full_softmax_items
     popularity = np.bincount(train.indices, minlength=config.n_items).astype(np.float64) + 1.0
     sampling_probability = popularity**0.75 / (popularity**0.75).sum()
     log_q = torch.from_numpy(np.log(sampling_probability).astype(np.float32)).to(torch_device)
@@ -351,7 +357,7 @@ def train_two_tower(
                     user_losses = -(per_user / n_targets)
                     loss = user_losses.sum() * (workers.world_size / batch.n_rows)
                     batch_loss = float(user_losses.detach().sum())
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total_loss += batch_loss
@@ -411,6 +417,53 @@ def train_two_tower(
         resumed_from_epoch=resumed_from,
         sampled_softmax=sampled,
     )
+
+
+class _Optimizer:
+    """AdamW over the model, or, with ``sparse_tables``, SparseAdam over its two catalog-sized
+    embedding tables (history bag and item IDs, given sparse gradients) and AdamW over the rest.
+
+    SparseAdam updates only the rows a batch touched (lazy Adam) and has no weight decay; the
+    sparse mode is used only for sampled softmax, the large-catalog path.
+    """
+
+    def __init__(
+        self, model: TwoTower, learning_rate: float, weight_decay: float, sparse_tables: bool
+    ):
+        history, identity = model.user_tower.history, model.item_tower.identity
+        table_weights = [history.weight, identity.weight]
+        dense = [
+            p
+            for p in model.parameters()
+            if not sparse_tables or all(p is not weight for weight in table_weights)
+        ]
+        self.parts: list[torch.optim.Optimizer] = [
+            torch.optim.AdamW(dense, lr=learning_rate, weight_decay=weight_decay, foreach=True)
+        ]
+        if sparse_tables:
+            history.sparse = identity.sparse = True
+            self.parts.append(torch.optim.SparseAdam(table_weights, lr=learning_rate))
+
+    def zero_grad(self) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [part.state_dict() for part in self.parts]
+
+    def load_state_dict(self, state: Any) -> None:
+        states = state if isinstance(state, list) else [state]
+        if len(states) != len(self.parts):
+            raise TrainingError(
+                "the saved training state was written for another optimizer; delete "
+                "<data_dir>/.train-state to start training afresh"
+            )
+        for part, part_state in zip(self.parts, states, strict=True):
+            part.load_state_dict(part_state)
 
 
 def _validate(

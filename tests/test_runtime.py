@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -254,3 +255,18 @@ def test_ann_recall_on_the_model_embeddings(trained_workspace: Path, kind: str) 
         ivf_nprobe=defaults.ivf_nprobe,
     )
     assert measure_recall(index, embeddings, k=20, n_queries=1000, seed=0) >= 0.99
+
+
+def test_blas_thread_count_can_be_set_and_read_back() -> None:
+    from gamerec.runtime.blas import set_blas_threads
+
+    before = set_blas_threads(1)
+    if before is None:
+        pytest.skip("numpy here does not use OpenBLAS")
+    try:
+        assert before == 1
+        assert set_blas_threads(2) == 2
+    finally:
+        set_blas_threads(os.cpu_count() or 1)  # OpenBLAS's default: one thread per core
+    with pytest.raises(ValueError, match="at least 1"):
+        set_blas_threads(0)

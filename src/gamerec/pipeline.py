@@ -625,10 +625,13 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
     listening, and returns a summary (requests answered, seconds up) after draining.
     """
     from gamerec.index import set_threads
+    from gamerec.runtime.blas import set_blas_threads
     from gamerec.runtime.server import serve as run_server
 
     options = settings.serve
+    # requests already run in parallel: one thread per product, not threads fighting for cores
     set_threads(options.search_threads)
+    set_blas_threads(options.search_threads)
     return run_server(
         lambda: load_recommender(settings),
         options.host,

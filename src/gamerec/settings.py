@@ -321,7 +321,9 @@ class ServeSettings(_Section):
         default=30.0, ge=0, description="on SIGTERM, seconds to finish requests in flight"
     )
     search_threads: int = Field(
-        default=1, ge=1, description="FAISS threads per query (requests already run in parallel)"
+        default=1,
+        ge=1,
+        description="FAISS and BLAS threads per query (requests already run in parallel)",
     )
     processes: int = Field(
         default=1, ge=1, le=256, description="worker processes sharing the port (fork; e.g. cores)"

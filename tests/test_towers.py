@@ -232,3 +232,13 @@ def test_checkpoint_rebuilds_itself_and_refuses_other_versions(checkerboard_mode
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ArtifactError, match="gamerec train"):
         load_checkpoint(path)
+
+
+def test_learning_rate_halves_after_each_epoch_without_gain() -> None:
+    metrics = iter([0.5, 0.4, 0.6, 0.3])
+    result, _ = train_checkerboard(
+        validate=lambda scorer: next(metrics), epochs=4, patience=4, lr_decay=0.5
+    )
+    assert [report.best for report in result.history] == [True, False, True, False]
+    assert [report.learning_rate for report in result.history] == [0.01, 0.005, 0.005, 0.0025]
+    assert result.best_epoch == 2

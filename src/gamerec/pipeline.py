@@ -489,6 +489,7 @@ def _train(
         patience=options.patience,
         batch_size=options.batch_size,
         learning_rate=options.learning_rate,
+        lr_decay=options.lr_decay,
         weight_decay=options.weight_decay,
         holdout_fraction=options.holdout_fraction,
         max_full_softmax_items=options.max_full_softmax_items,

@@ -67,6 +67,7 @@ class EpochReport:
     valid_metric: float
     best: bool
     seconds: float
+    learning_rate: float = 0.0  # after this epoch (lowered on a setback with lr_decay < 1)
 
 
 @dataclass
@@ -197,6 +198,7 @@ def train_two_tower(
     learning_rate: float,
     weight_decay: float,
     holdout_fraction: float,
+    lr_decay: float = 1.0,
     max_full_softmax_items: int,
     sampled_negatives: int,
     seed: int,
@@ -379,6 +381,7 @@ def train_two_tower(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad_epochs += 1
+                optimizer.decay(lr_decay)
             seconds = time.perf_counter() - epoch_started
             report = EpochReport(
                 epoch=epoch,
@@ -387,6 +390,7 @@ def train_two_tower(
                 valid_metric=metric,
                 best=improved,
                 seconds=seconds,
+                learning_rate=optimizer.learning_rate,
             )
             history.append(report)
             if resume_path is not None and (workers is None or workers.is_writer):
@@ -443,6 +447,16 @@ class _Optimizer:
         if sparse_tables:
             history.sparse = identity.sparse = True
             self.parts.append(torch.optim.SparseAdam(table_weights, lr=learning_rate))
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.parts[0].param_groups[0]["lr"])
+
+    def decay(self, factor: float) -> None:
+        """Multiply every learning rate by ``factor`` (kept in the state: resumes alike)."""
+        for part in self.parts:
+            for group in part.param_groups:
+                group["lr"] *= factor
 
     def zero_grad(self) -> None:
         for part in self.parts:

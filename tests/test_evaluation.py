@@ -379,3 +379,19 @@ def test_cli_eval_rejects_an_unknown_protocol(workspace: Path) -> None:
     result = CliRunner().invoke(app, ["--data-dir", str(workspace), "eval", "-p", "kfold"])
     assert result.exit_code == 2
     assert "kfold" in result.output
+
+
+def test_paired_differences_see_a_small_steady_lead_that_overlapping_intervals_hide() -> None:
+    from gamerec.evaluation.protocol import bootstrap_ci
+    from gamerec.evaluation.report import paired_differences
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(0, 1, 500)  # users differ a lot ...
+    method = reference + 0.03 + rng.normal(0, 0.02, 500)  # ... the method is a bit better on each
+    own = bootstrap_ci({"a": method, "b": reference}, 1000, 0)
+    assert own["a"][0] < own["b"][1]  # the two methods' own intervals overlap
+    paired = paired_differences({"ndcg@20": method}, {"ndcg@20": reference}, 1000, 0)
+    assert paired["ndcg@20"]["mean"] == pytest.approx(0.03, abs=0.005)
+    assert paired["ndcg@20"]["ci"][0] > 0  # but user by user it is clearly ahead
+    same = paired_differences({"ndcg@20": reference}, {"ndcg@20": reference}, 200, 0)
+    assert same["ndcg@20"] == {"mean": 0.0, "ci": [0.0, 0.0]}

@@ -685,6 +685,20 @@ def render_eval_report(report: dict[str, Any]) -> None:
     # off a terminal rich assumes 80 columns: print wide enough for three cut-offs instead
     out = console if console.is_terminal else Console(file=sys.stdout, width=160)
     out.print(table)
+    for name, method in report["methods"].items():
+        for reference, metrics in (method.get("versus") or {}).items():
+            difference = metrics.get(f"ndcg@{main_k}")
+            if not difference or not difference.get("ci"):
+                continue
+            low, high = difference["ci"]
+            verdict = "ahead" if low > 0 else "behind" if high < 0 else "no clear difference"
+            out.print(
+                escape(
+                    f"{name} - {reference}: NDCG@{main_k} {difference['mean']:+.3f} "
+                    f"[{low:+.3f}, {high:+.3f}], paired over the same users: {verdict}"
+                ),
+                highlight=False,
+            )
     boot = report["bootstrap"]
     notes = []
     if boot["resamples"]:

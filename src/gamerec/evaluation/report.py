@@ -8,7 +8,7 @@ report: per method, per metric and cut-off, the mean over users and its bootstra
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,13 @@ from gamerec.evaluation.baselines import (
     tune_ease,
 )
 from gamerec.evaluation.metrics import check_ks, metric_key
-from gamerec.evaluation.protocol import ProtocolData, Scorer, evaluate_scorer, summarise
+from gamerec.evaluation.protocol import (
+    ProtocolData,
+    Scorer,
+    bootstrap_ci,
+    evaluate_scorer,
+    summarise,
+)
 
 __all__ = ["CONFIDENCE", "TUNING_K", "compare"]
 
@@ -99,11 +105,14 @@ def compare(
             gram_seconds = time.perf_counter() - started
         return gram
 
+    per_user: dict[str, Mapping[str, np.ndarray]] = {}
+
     def record(scorer: Scorer, kind: str, fit_seconds: float | None, params: dict) -> None:
         result = evaluate_scorer(
             scorer, test.histories, test.targets, ks, popularity=popularity, batch_size=batch_size
         )
         metrics = summarise(result, bootstrap, seed, CONFIDENCE)
+        per_user[scorer.name] = result.per_user
         methods[scorer.name] = {
             "kind": kind,
             "params": params,
@@ -174,6 +183,10 @@ def compare(
     for scorer in scorers:
         progress(f"{scorer.name}: ranking {data.n_items:,} games for {test.n_users:,} test users")
         record(scorer, "model", None, {})
+        methods[scorer.name]["versus"] = {
+            name: paired_differences(per_user[scorer.name], per_user[name], bootstrap, seed)
+            for name in baselines
+        }
 
     return {
         "protocol": data.protocol,
@@ -188,4 +201,31 @@ def compare(
         "bootstrap": {"resamples": bootstrap, "seed": seed, "confidence": CONFIDENCE},
         "ease_lambda": ease_lambda,
         "methods": methods,
+    }
+
+
+def paired_differences(
+    method: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """``method - reference`` per metric over the same test users: mean and bootstrap CI.
+
+    Both were measured on the same users, so the difference is judged user by user (a paired
+    bootstrap): a CI above zero says the method is ahead even where the two methods' own
+    intervals overlap, because most of their spread is the users, shared by both.
+    """
+    keys = [key for key in method if key in reference]
+    differences = {
+        key: np.asarray(method[key], np.float64) - np.asarray(reference[key], np.float64)
+        for key in keys
+    }
+    intervals = bootstrap_ci(differences, resamples, seed, CONFIDENCE)
+    return {
+        key: {
+            "mean": float(differences[key].mean()) if len(differences[key]) else 0.0,
+            "ci": list(intervals[key]) if key in intervals else None,
+        }
+        for key in keys
     }

@@ -419,9 +419,12 @@ def train(
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
     try:
-        return _train(settings, progress, on_epoch, workers)
-    finally:
+        summary = _train(settings, progress, on_epoch, workers)
         stop_workers()
+        return summary
+    finally:
+        # not on failure: tearing the group down waits on the lost peer, and torchrun would
+        # kill this worker before it could say what happened
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 

@@ -136,8 +136,14 @@ def test_numpy_user_tower_matches_torch(checkerboard_model):
         expected = result.model.user_tower(
             *user_inputs(histories, features.token_matrix, torch.device("cpu"), 0.0)
         ).numpy()
-    got = NumpyUserTower(export_user_tower(result.model, features)).embed(histories)
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    got = tower.embed(histories)
     assert np.abs(got - expected).max() < 1e-5
+    # one history at a time (the request path) gives the same vectors
+    one_by_one = np.concatenate(
+        [tower.embed(histories.take_rows(np.array([r]))) for r in range(50)]
+    )
+    assert np.abs(one_by_one - expected).max() < 1e-5
 
 
 def test_same_seed_same_model_and_metrics():

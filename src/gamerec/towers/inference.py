@@ -64,12 +64,20 @@ class NumpyUserTower:
     ) -> np.ndarray:
         """(n_rows, D) unit vectors. ``extra_preferences`` (n_rows, n_tokens) adds stated tastes."""
         raw_weights = history_weights(histories.values, self.playtime_weight)
-        lengths = histories.row_lengths()
-        row_of = np.repeat(np.arange(histories.n_rows), lengths)
-        norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
-        weights = raw_weights / np.maximum(norms[row_of], 1e-12)
-        bag = histories.row_sums(self.history[histories.indices] * weights[:, None])
-        prefs = token_preferences(histories, self.token_matrix, raw_weights)
+        if histories.n_rows == 1:  # one request: two vector-matrix products, no segment sums
+            weights = raw_weights / max(float(np.sqrt(raw_weights @ raw_weights)), 1e-12)
+            bag = (weights @ self.history[histories.indices])[None]
+            prefs = (raw_weights @ self.token_matrix[histories.indices])[None]
+            total = float(prefs.sum())
+            if total > 0:
+                prefs /= total
+        else:
+            lengths = histories.row_lengths()
+            row_of = np.repeat(np.arange(histories.n_rows), lengths)
+            norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
+            weights = raw_weights / np.maximum(norms[row_of], 1e-12)
+            bag = histories.row_sums(self.history[histories.indices] * weights[:, None])
+            prefs = token_preferences(histories, self.token_matrix, raw_weights)
         if extra_preferences is not None:
             prefs = prefs + extra_preferences.astype(np.float32)
             totals = prefs.sum(1, keepdims=True)

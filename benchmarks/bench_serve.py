@@ -64,9 +64,12 @@ import faiss
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from gamerec.runtime.blas import set_blas_threads
 from gamerec.runtime.recommender import Recommender
 
-faiss.omp_set_num_threads(1)  # as gamerec serve: requests run in parallel already
+# as gamerec serve: requests run in parallel already, one thread per product
+faiss.omp_set_num_threads(1)
+set_blas_threads(1)
 recommender = Recommender.from_dir(%r)
 
 

@@ -258,14 +258,18 @@ def test_ann_recall_on_the_model_embeddings(trained_workspace: Path, kind: str) 
 
 
 def test_blas_thread_count_can_be_set_and_read_back() -> None:
-    from gamerec.runtime.blas import set_blas_threads
+    import faiss  # noqa: F401  (its wheel loads a second OpenBLAS, found first by path order)
+
+    from gamerec.runtime.blas import numpy_blas_threads, set_blas_threads
 
     before = set_blas_threads(1)
     if before is None:
         pytest.skip("numpy here does not use OpenBLAS")
     try:
         assert before == 1
+        assert numpy_blas_threads() in (1, None)  # numpy's own, not only FAISS's
         assert set_blas_threads(2) == 2
+        assert numpy_blas_threads() in (2, None)
     finally:
         set_blas_threads(os.cpu_count() or 1)  # OpenBLAS's default: one thread per core
     with pytest.raises(ValueError, match="at least 1"):

@@ -14,7 +14,7 @@ import ctypes
 import re
 from pathlib import Path
 
-__all__ = ["set_blas_threads"]
+__all__ = ["numpy_blas_threads", "set_blas_threads"]
 
 _SETTERS = (
     "scipy_openblas_set_num_threads64_",
@@ -37,10 +37,12 @@ def _openblas_libraries() -> list[str]:
 
 
 def set_blas_threads(threads: int) -> int | None:
-    """Set numpy's OpenBLAS thread count; return the count now in use, or None if no OpenBLAS
-    was found (another BLAS, or not Linux): then nothing changed."""
+    """Set the thread count of every OpenBLAS in this process (numpy's, and FAISS's own when
+    FAISS is loaded: each wheel bundles one); return the smallest count now in use, or None if
+    no OpenBLAS was found (another BLAS, or not Linux): then nothing changed."""
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
+    in_use: list[int] = []
     for path in _openblas_libraries():
         try:
             library = ctypes.CDLL(path)
@@ -49,5 +51,20 @@ def set_blas_threads(threads: int) -> int | None:
         for setter, getter in zip(_SETTERS, _GETTERS, strict=True):
             if hasattr(library, setter):
                 getattr(library, setter)(threads)
-                return int(getattr(library, getter)()) if hasattr(library, getter) else threads
+                in_use.append(
+                    int(getattr(library, getter)()) if hasattr(library, getter) else threads
+                )
+                break
+    return min(in_use) if in_use else None
+
+
+def numpy_blas_threads() -> int | None:
+    """The thread count of the OpenBLAS numpy's wheel bundles (``numpy.libs``), or None."""
+    for path in _openblas_libraries():
+        if "numpy" not in path:
+            continue
+        library = ctypes.CDLL(path)
+        for getter in _GETTERS:
+            if hasattr(library, getter):
+                return int(getattr(library, getter)())
     return None

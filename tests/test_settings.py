@@ -236,3 +236,13 @@ def test_config_show_with_an_invalid_file_is_a_clean_error(workdir: Path) -> Non
     assert result.stderr.startswith("Error: invalid settings")
     assert "gamerec.toml: invalid value for 'train.epochs'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_constructing_settings_directly_reports_bad_values_as_config_errors() -> None:
+    from gamerec.errors import ConfigError, GamerecError
+
+    assert Settings(data_dir=Path("elsewhere")).data_dir == Path("elsewhere")
+    with pytest.raises(ConfigError, match=r"invalid value for 'train\.epochs'"):
+        Settings(train={"epochs": 0})
+    with pytest.raises(GamerecError, match="unknown setting 'trian'"):
+        Settings(trian={})

@@ -15,6 +15,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -341,6 +342,10 @@ class ServeSettings(_Section):
     )
 
 
+#: where each value being validated came from (dotted name -> origin), for error messages
+_VALUE_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("_VALUE_SOURCES", default=None)
+
+
 class Settings(BaseModel):
     """Everything gamerec can be told. Build it with :meth:`Settings.load` to get provenance.
 
@@ -369,6 +374,14 @@ class Settings(BaseModel):
     distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        """``Settings(data_dir=..., train=TrainSettings(epochs=5))``; a bad value is a
+        :class:`ConfigError` naming it, as from :meth:`load` (not pydantic's ValidationError)."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, _VALUE_SOURCES.get() or {})) from None
 
     def model_post_init(self, context: Any, /) -> None:
         if self.steam_api_key is not None and self.fetch.steam_api_key is None:
@@ -410,10 +423,12 @@ class Settings(BaseModel):
             _deep_merge(merged, values)
             for dotted in _leaf_names(values):
                 sources[dotted] = origin
+        # validation runs __init__, whose ConfigError then names the file or variable at fault
+        token = _VALUE_SOURCES.set(sources)
         try:
             settings = cls.model_validate(merged)
-        except ValidationError as exc:
-            raise ConfigError(_explain(exc, sources)) from None
+        finally:
+            _VALUE_SOURCES.reset(token)
         all_names = _leaf_names(settings.model_dump())
         settings._sources = {name: sources.get(name, "default") for name in all_names}
         for name, origin in sources.items():

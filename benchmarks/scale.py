@@ -296,8 +296,8 @@ before preprocessing: {generated}. Default settings, except training epochs capp
 
 - Machine: {info["cpu"]}, {info["cpus"]} CPUs, {info["memory_gib"]} GiB RAM, {info["system"]};
   Python {info["python"]}, torch {info["torch"]}, numpy {info["numpy"]}
-- Load average (1 min) at start {info["load_start"]:.1f}, at end {info["load_end"]:.1f}: the
-  machine is shared with other jobs, so wall times are pessimistic
+- Load average (1 min) at start {info["load_start"]:.1f}, at end {info["load_end"]:.1f} (on
+  {info["cpus"]} CPUs; above that, other jobs shared the cores and wall times are pessimistic)
 - Whole run: {total_s / 60:.1f} min (data generated once and kept in `--work`)
 
 {table(results)}

@@ -35,10 +35,11 @@ class _GamerecGroup(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except GamerecError as exc:
-            # messages quote user data (paths, CSV headers): never parse them as rich markup
-            err_console.print(
-                f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
-            )
+            if not exc.already_reported:
+                # messages quote user data (paths, CSV headers): never parse them as markup
+                err_console.print(
+                    f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
+                )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("Interrupted; completed work is kept, run the command again.")

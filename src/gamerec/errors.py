@@ -41,6 +41,8 @@ class GamerecError(Exception):
 
     #: the HTTP status a server answers this error with
     http_status = 400
+    #: True when the message was already shown (a training worker told to stop says so at once)
+    already_reported = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -246,3 +246,27 @@ def test_constructing_settings_directly_reports_bad_values_as_config_errors() ->
         Settings(train={"epochs": 0})
     with pytest.raises(GamerecError, match="unknown setting 'trian'"):
         Settings(trian={})
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    write(
+        project / "gamerec.toml",
+        'data_dir = "work"\n[[preprocess.inputs]]\nkind = "csv"\npath = "data/plays.csv"\n'
+        '[[preprocess.inputs]]\nkind = "csv"\npath = "/abs/other.csv"\n',
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = Settings.load(config=project / "gamerec.toml")
+    assert settings.data_dir == project / "work"
+    assert [spec.path for spec in settings.preprocess.inputs] == [
+        project / "data" / "plays.csv",
+        Path("/abs/other.csv"),
+    ]
+    # the working directory's own gamerec.toml keeps its paths as written
+    write(elsewhere / "gamerec.toml", 'data_dir = "here"\n')
+    assert Settings.load().data_dir == Path("here")

@@ -408,7 +408,7 @@ class Settings(BaseModel):
         if config is not None and not toml_path.is_file():
             raise ConfigError(f"config file {toml_path} does not exist; check the --config path")
         if toml_path.is_file():
-            layers.append((str(toml_path), _read_toml(toml_path)))
+            layers.append((str(toml_path), _paths_from(toml_path.parent, _read_toml(toml_path))))
         layers.append(("env", _environment_values(os.environ)))
         layers.append(("torchrun", launcher_values(os.environ)))
         flags: dict[str, Any] = {}
@@ -548,6 +548,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _paths_from(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """A config file's relative paths made relative to the file's folder, as in pyproject.toml
+    or ruff.toml, so ``--config elsewhere/gamerec.toml`` means what that file says."""
+    if isinstance(values.get("data_dir"), str) and not Path(values["data_dir"]).is_absolute():
+        values["data_dir"] = str(folder / values["data_dir"])
+    preprocess = values.get("preprocess")
+    inputs = preprocess.get("inputs") if isinstance(preprocess, dict) else None
+    for spec in inputs if isinstance(inputs, list) else []:
+        path = spec.get("path") if isinstance(spec, dict) else None
+        if isinstance(path, str) and not Path(path).is_absolute():
+            spec["path"] = str(folder / path)
+    return values
 
 
 def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:

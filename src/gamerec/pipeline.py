@@ -397,114 +397,19 @@ def train(
     re-ranker and writes ``model/`` and the resume state; the others return the same summary
     with ``"written": False``.
     """
-    import signal
-    import threading
-
-    from gamerec.towers.distributed import RESUME_HINT, stop_workers
+    from gamerec.towers.distributed import stop_on_sigterm, stop_workers
 
     workers = _start_workers(settings)
     if workers is None:
         return _train(settings, progress, on_epoch, None)
     if workers.rank != 0:
         progress, on_epoch = _quiet, None
-
-    from gamerec.errors import TrainingError
-
-    def stop_error(signum: int) -> TrainingError:
-        return TrainingError(
-            f"training worker {workers.rank} was told to stop (signal {signum}): another worker "
-            f"failed or the run was cancelled. {RESUME_HINT}"
-        )
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if not in_main_thread:  # signals reach the main thread only; nothing to install
+    with stop_on_sigterm(workers):
         summary = _train(settings, progress, on_epoch, workers)
-        stop_workers()
-        return summary
-    announcement = _StopAnnouncement(stop_error)
-
-    def stop(signum: int, frame: Any) -> None:
-        announcement.announce(signum)
-        error = stop_error(signum)
-        error.already_reported = True
-        raise error
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    announcement.start()
-    try:
-        summary = _train(settings, progress, on_epoch, workers)
-        stop_workers()
-        return summary
-    finally:
-        # not stop_workers() on failure: tearing the group down waits on the lost peer, and
-        # torchrun would kill this worker before it could say what happened
-        signal.signal(signal.SIGTERM, previous)
-        announcement.close()
-
-
-class _StopAnnouncement:
-    """Says at once on stderr that a training worker was told to stop (SIGTERM from torchrun).
-
-    The Python-level handler runs only when the main thread next runs Python code; a worker
-    blocked in a collective on a dead peer may not get there before torchrun's 30 s grace
-    ends in SIGKILL, and the user would never learn why. The C-level handler writes the signal
-    number to a wake-up socket at once; a thread waiting on it writes the message if the
-    Python handler has not done so within a second. Exactly one of the two writes it.
-    """
-
-    def __init__(self, error_for: Callable[[int], Exception]) -> None:
-        import socket
-        import threading
-
-        self._error_for = error_for
-        self._claim = threading.Lock()
-        self._handled = threading.Event()
-        self._reader, self._writer = socket.socketpair()
-        self._writer.setblocking(False)
-        self._thread = threading.Thread(target=self._wait, name="gamerec-stop", daemon=True)
-        self._previous_fd: int | None = None
-
-    def start(self) -> None:
-        import signal
-
-        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._thread.start()
-
-    def announce(self, signum: int) -> None:
-        """Write the message unless the other side has; safe in a signal handler."""
-        self._handled.set()
-        if self._claim.acquire(blocking=False):
-            import os
-
-            os.write(2, f"Error: {self._error_for(signum)}\n".encode())
-
-    def _wait(self) -> None:
-        import signal
-
-        while True:
-            try:
-                received = self._reader.recv(1)
-            except OSError:
-                return
-            if not received:
-                return
-            if received[0] == signal.SIGTERM:
-                if not self._handled.wait(1.0):
-                    self.announce(signal.SIGTERM)
-                return
-            if received[0] == 0:  # close()
-                return
-
-    def close(self) -> None:
-        import contextlib
-        import signal
-
-        signal.set_wakeup_fd(-1 if self._previous_fd is None else self._previous_fd)
-        with contextlib.suppress(OSError):  # not a signal number: the waiting thread ends
-            self._writer.send(b"\0")
-        self._thread.join(2.0)
-        self._writer.close()
-        self._reader.close()
+    # only after success: on failure, tearing the group down waits on the lost peer, and
+    # torchrun would kill this worker before it could say what happened
+    stop_workers()
+    return summary
 
 
 def _train(

@@ -6,13 +6,19 @@ pipeline passes them here. :func:`start_workers` joins the process group (gloo o
 GPU) and fails with a :class:`~gamerec.errors.TrainingError` naming what to check when the
 other workers do not turn up in time. The collectives the training loop needs are small
 helpers here; every failure of a collective (a worker died, the network broke) becomes a
-``TrainingError`` too, so the command exits with a clear message instead of a traceback.
+``TrainingError`` too, so the command exits with a clear message instead of a traceback, and
+so does torchrun's SIGTERM to the survivors (:func:`stop_on_sigterm`), said on stderr at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Iterator, Sequence
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +36,7 @@ __all__ = [
     "gather_candidates",
     "rank_slice",
     "start_workers",
+    "stop_on_sigterm",
     "stop_workers",
 ]
 
@@ -128,6 +135,90 @@ def stop_workers() -> None:
     """Leave the process group (a no-op when none is running)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def stop_on_sigterm(workers: Workers) -> Iterator[None]:
+    """SIGTERM (torchrun stopping the workers after one failed, or a cancelled run) becomes a
+    TrainingError, announced on stderr at once; outside the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop_error(signum: int) -> TrainingError:
+        return TrainingError(
+            f"training worker {workers.rank} was told to stop (signal {signum}): another worker "
+            f"failed or the run was cancelled. {RESUME_HINT}"
+        )
+
+    announcement = _StopAnnouncement(stop_error)
+
+    def stop(signum: int, frame: Any) -> None:
+        announcement.announce(signum)
+        error = stop_error(signum)
+        error.already_reported = True
+        raise error
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    announcement.start()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        announcement.close()
+
+
+class _StopAnnouncement:
+    """Says at once on stderr that a training worker was told to stop (SIGTERM from torchrun).
+
+    The Python-level handler runs only when the main thread next runs Python code; a worker
+    blocked in a collective on a dead peer may not get there before torchrun's 30 s grace
+    ends in SIGKILL, and the user would never learn why. The C-level handler writes the signal
+    number to a wake-up socket at once; a thread waiting on it writes the message if the
+    Python handler has not done so within a second. Exactly one of the two writes it.
+    """
+
+    def __init__(self, error_for: Callable[[int], Exception]) -> None:
+        self._error_for = error_for
+        self._claim = threading.Lock()
+        self._handled = threading.Event()
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._thread = threading.Thread(target=self._wait, name="gamerec-stop", daemon=True)
+        self._previous_fd: int | None = None
+
+    def start(self) -> None:
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._thread.start()
+
+    def announce(self, signum: int) -> None:
+        """Write the message unless the other side has; safe in a signal handler."""
+        self._handled.set()
+        if self._claim.acquire(blocking=False):
+            os.write(2, f"Error: {self._error_for(signum)}\n".encode())
+
+    def _wait(self) -> None:
+        while True:
+            try:
+                received = self._reader.recv(1)
+            except OSError:
+                return
+            if not received:
+                return
+            if received[0] == signal.SIGTERM:
+                if not self._handled.wait(1.0):
+                    self.announce(signal.SIGTERM)
+                return
+            if received[0] == 0:  # close()
+                return
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1 if self._previous_fd is None else self._previous_fd)
+        with contextlib.suppress(OSError):  # not a signal number: the waiting thread ends
+            self._writer.send(b"\0")
+        self._thread.join(2.0)
+        self._writer.close()
+        self._reader.close()
 
 
 @contextmanager

@@ -436,7 +436,9 @@ def test_a_worker_killed_mid_run_fails_clearly_keeps_the_model_and_the_run_resum
     assert "exitcode  : -9" in output and "rank      : 1" in output, output[-3000:]
     said = one_line(rank_output(tmp_path / "killed", 0, "stderr"))
     # it either notices the lost peer itself or is stopped by torchrun first (SIGTERM): a race
-    assert re.search(r"Error: training worker 0 (of 2|was told to stop)", said), said[-2000:]
+    assert re.search(r"Error: training worker 0 (of 2|was told to stop)", said), (
+        said[-2000:] + "\n--- torchrun said:\n" + output[-3000:]
+    )
     assert "run the same command again to resume" in said
     assert "Traceback" not in said
     assert snapshot(data / "model") == before

@@ -7,6 +7,7 @@ Heavy libraries (torch, faiss, pandas) are imported inside commands, never here,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,6 +41,10 @@ class _GamerecGroup(typer.core.TyperGroup):
                 err_console.print(
                     f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
                 )
+            if exc.exit_at_once:  # what was written is written; teardown could hang
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("Interrupted; completed work is kept, run the command again.")

@@ -43,6 +43,9 @@ class GamerecError(Exception):
     http_status = 400
     #: True when the message was already shown (a training worker told to stop says so at once)
     already_reported = False
+    #: True when this process holds something whose teardown would hang (a training worker whose
+    #: peers are gone: process-group finalizers wait on them): the CLI exits without teardown
+    exit_at_once = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import signal
 import socket
@@ -155,7 +156,7 @@ def stop_on_sigterm(workers: Workers) -> Iterator[None]:
 
     def stop(signum: int, frame: Any) -> None:
         announcement.announce(signum)
-        error = stop_error(signum)
+        error = _group_lost(stop_error(signum))
         error.already_reported = True
         raise error
 
@@ -233,10 +234,25 @@ def collective_errors(workers: Workers | None) -> Iterator[None]:
         if not isinstance(exc, dist.DistError) and not _lost_peer(str(exc)):
             raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainingError(
-            f"training worker {workers.rank} of {workers.world_size} lost the other workers "
-            f"({detail}); one of them stopped or the network failed. {RESUME_HINT}"
+        raise _group_lost(
+            TrainingError(
+                f"training worker {workers.rank} of {workers.world_size} lost the other workers "
+                f"({detail}); one of them stopped or the network failed. {RESUME_HINT}"
+            )
         ) from None
+
+
+def _group_lost(error: TrainingError) -> TrainingError:
+    """``error``, for a worker whose process group is broken.
+
+    Finalizers of the group's objects (pending work, the DDP reducer) can block on the lost
+    peer while holding the GIL; a garbage collection on the way out would then hang this
+    worker, silent, until torchrun kills it. So collection stops here (the process is about to
+    exit) and the CLI exits without the interpreter's teardown once the message is out.
+    """
+    gc.disable()
+    error.exit_at_once = True
+    return error
 
 
 #: what gloo, NCCL and the c10d store say when a peer is gone (DDP's backward hooks raise a

@@ -48,23 +48,21 @@ def set_blas_threads(threads: int) -> int | None:
             library = ctypes.CDLL(path)
         except OSError:
             continue
-        for setter, getter in zip(_SETTERS, _GETTERS, strict=True):
-            if hasattr(library, setter):
-                getattr(library, setter)(threads)
-                in_use.append(
-                    int(getattr(library, getter)()) if hasattr(library, getter) else threads
-                )
-                break
+        setter = next((name for name in _SETTERS if hasattr(library, name)), None)
+        if setter is not None:
+            getattr(library, setter)(threads)
+            in_use.append(_thread_count(library) or threads)
     return min(in_use) if in_use else None
 
 
 def numpy_blas_threads() -> int | None:
     """The thread count of the OpenBLAS numpy's wheel bundles (``numpy.libs``), or None."""
     for path in _openblas_libraries():
-        if "numpy" not in path:
-            continue
-        library = ctypes.CDLL(path)
-        for getter in _GETTERS:
-            if hasattr(library, getter):
-                return int(getattr(library, getter)())
+        if "numpy" in path:
+            return _thread_count(ctypes.CDLL(path))
     return None
+
+
+def _thread_count(library: ctypes.CDLL) -> int | None:
+    getter = next((name for name in _GETTERS if hasattr(library, name)), None)
+    return int(getattr(library, getter)()) if getter is not None else None

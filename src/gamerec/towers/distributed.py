@@ -12,7 +12,6 @@ so does torchrun's SIGTERM to the survivors (:func:`stop_on_sigterm`), said on s
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gc
 import os
@@ -20,7 +19,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,7 +214,7 @@ class _StopAnnouncement:
 
     def close(self) -> None:
         signal.set_wakeup_fd(-1 if self._previous_fd is None else self._previous_fd)
-        with contextlib.suppress(OSError):  # not a signal number: the waiting thread ends
+        with suppress(OSError):  # not a signal number: the waiting thread ends
             self._writer.send(b"\0")
         self._thread.join(2.0)
         self._writer.close()

@@ -11,20 +11,19 @@ import pytest
 from typer.testing import CliRunner
 
 from gamerec.artifacts import read_manifest, write_manifest
+from gamerec.artifacts.index import INDEX_FILE, open_index
+from gamerec.artifacts.model import EMBEDDINGS_FILE, read_item_embeddings
 from gamerec.cli import app
 from gamerec.errors import ArtifactError, InvalidRequestError
 from gamerec.index import (
-    EMBEDDINGS_FILE,
-    INDEX_FILE,
     ExactIndex,
+    FaissIndex,
     build_index,
     clustered_embeddings,
     default_nlist,
     exact_search,
     load_index,
-    load_index_for_model,
     measure_recall,
-    read_item_embeddings,
     recall_at_k,
     resolve_kind,
     save_index,
@@ -72,6 +71,15 @@ def make_model(data_dir: Path, embeddings: np.ndarray) -> Path:
     np.save(model_dir / EMBEDDINGS_FILE, embeddings)
     write_manifest(model_dir, "model", counts={"items": len(embeddings)})
     return model_dir
+
+
+def load_index_for_model(
+    index_dir: Path, model_dir: Path, *, ef_search: int | None = None, verify: bool = True
+) -> object:
+    """The index as the runtime opens it: FAISS's own object, or the exact numpy index."""
+    embeddings, digest = read_item_embeddings(model_dir)
+    index, _ = open_index(index_dir, embeddings, digest, ef_search=ef_search, verify=verify)
+    return index.index if isinstance(index, FaissIndex) else index
 
 
 def build_workspace(data_dir: Path, embeddings: np.ndarray, kind: str = "auto") -> None:
@@ -418,7 +426,8 @@ def test_index_stage_is_tied_to_its_model(workdir: Path) -> None:
 
 def test_index_changed_after_writing_is_refused(workdir: Path) -> None:
     data_dir = workdir / "data"
-    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6))
+    # hnsw: a flat index is answered from the model's embeddings, its file never read
+    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6), kind="hnsw")
     index_file = data_dir / "index" / INDEX_FILE
     index_file.write_bytes(index_file.read_bytes()[:-100])
     with pytest.raises(ArtifactError, match="changed since it was written; run `gamerec index`"):
@@ -429,7 +438,7 @@ def test_index_changed_after_writing_is_refused(workdir: Path) -> None:
 
 def test_index_whose_shape_disagrees_with_the_model_is_refused(workdir: Path) -> None:
     data_dir = workdir / "data"
-    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6))
+    build_workspace(data_dir, clustered_embeddings(300, 8, seed=6), kind="hnsw")
     # an index for 8-d vectors swapped in under a manifest that still names this model
     save_index(
         build_index(clustered_embeddings(300, 12, seed=6))[0], data_dir / "index" / INDEX_FILE
@@ -489,7 +498,7 @@ def test_cli_index_json_writes_the_index_and_reports_recall(workdir: Path) -> No
     assert summary["build_seconds"] >= 0
     assert (data_dir / "index" / INDEX_FILE).is_file()
     assert read_manifest(data_dir / "index", "index", verify=True)["index"]["kind"] == "hnsw"
-    assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]  # no staging left
+    assert not list(data_dir.glob(".*.staging"))  # no staging left
 
     # the table rendering, with auto (exact at this size)
     result = runner.invoke(app, ["--data-dir", str(data_dir), "index"])

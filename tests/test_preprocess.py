@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 
 from gamerec import pipeline
 from gamerec.artifacts import read_manifest
+from gamerec.artifacts.processed import Processed, read_processed
 from gamerec.cli import app, render_preprocess_summary
 from gamerec.dataio.catalog import METADATA_COLUMNS
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.interactions import RAW_COLUMNS, LoadedInteractions
-from gamerec.dataio.preprocess import Processed, build_processed, make_split, read_processed
+from gamerec.dataio.preprocess import build_processed, make_split
 from gamerec.errors import DataError
 from gamerec.settings import Settings
 

@@ -7,11 +7,33 @@ writes its own output directory atomically.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gamerec.artifacts import fingerprint, staged_dir, write_manifest
+from gamerec.artifacts import (
+    Workspace,
+    atomic_path,
+    atomic_write_json,
+    fingerprint,
+    stage_lock,
+    staged_dir,
+    write_manifest,
+)
+from gamerec.artifacts.index import write_index
+from gamerec.artifacts.model import (
+    check_model_matches_processed,
+    read_item_embeddings,
+    read_model_manifest,
+    write_model,
+)
+from gamerec.artifacts.processed import read_processed, read_processed_manifest, write_processed
+from gamerec.dataio.files import read_text
+from gamerec.dataio.owned import parse_owned_games
+from gamerec.errors import ConfigError, DataError, InvalidRequestError, TrainingError
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,19 +68,9 @@ def _quiet(stage: str, message: str, fraction: float | None) -> None:
     return None
 
 
-def workspace(settings: Settings) -> dict[str, Path]:
-    """The paths of every stage's output under ``settings.data_dir``."""
-    root = Path(settings.data_dir)
-    return {
-        "root": root,
-        "raw": root / "raw",
-        "steamspy": root / "raw" / "steamspy",
-        "owned": root / "raw" / "steam" / "owned",
-        "processed": root / "processed",
-        "model": root / "model",
-        "index": root / "index",
-        "eval": root / "eval",
-    }
+def workspace(settings: Settings) -> Workspace:
+    """The folders of the workspace under ``settings.data_dir``."""
+    return Workspace.at(settings.data_dir)
 
 
 def _sources(settings: Settings) -> list[Source]:
@@ -96,7 +108,7 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
     Returns the summary (counts, density, title match rate, histograms). On any error the
     previous ``processed/`` is left untouched.
     """
-    from gamerec.dataio.preprocess import build_processed, load_sources, write_processed
+    from gamerec.dataio.preprocess import build_processed, load_sources
 
     sources = _sources(settings)
     progress("preprocess", f"reading {len(sources)} input(s)", None)
@@ -113,21 +125,14 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
         target_fraction=options.target_fraction,
         seed=options.seed,
     )
-    target = workspace(settings)["processed"]
+    target = workspace(settings).processed
     progress("preprocess", f"writing {target}", None)
     with staged_dir(target) as staging:
-        write_processed(staging, processed)
-        write_manifest(
+        write_processed(
             staging,
-            "processed",
+            processed,
             settings=options.model_dump(mode="json"),
             inputs={f"{s.kind}:{s.path}": _input_fingerprint(s.path) for s in sources},
-            counts={
-                "users": processed.summary["users"],
-                "items": processed.summary["items"],
-                "interactions": processed.summary["interactions"],
-            },
-            extra={"summary": processed.summary},
         )
     return {**processed.summary, "output": str(target)}
 
@@ -140,25 +145,14 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     recall@20 of the index against exact search on up to 1,000 items used as queries. On any
     error the previous ``index/`` is left untouched.
     """
-    import time
-
-    from gamerec.index import (
-        EMBEDDINGS_FILE,
-        INDEX_FILE,
-        index_manifest_extra,
-        measure_recall,
-        read_item_embeddings,
-        resolve_kind,
-        save_index,
-        set_threads,
-    )
     from gamerec.index import build_index as build
+    from gamerec.index import measure_recall, resolve_kind, set_threads
 
     paths = workspace(settings)
     options = settings.index
     threads = set_threads(options.threads)
-    progress("index", f"reading {paths['model']}", None)
-    embeddings, embeddings_fingerprint = read_item_embeddings(paths["model"])
+    progress("index", f"reading {paths.model}", None)
+    embeddings, embeddings_fingerprint = read_item_embeddings(paths.model)
     n_items, dim = embeddings.shape
     kind = resolve_kind(options.kind, n_items, options.exact_max_items)
     progress("index", f"building the {kind} index of {n_items:,} x {dim} embeddings", None)
@@ -177,20 +171,16 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     recall_queries = min(1000, n_items)
     progress("index", f"measuring recall@20 on {recall_queries:,} item queries", None)
     recall = measure_recall(index, embeddings, k=20, n_queries=recall_queries, seed=0)
-    target = paths["index"]
+    target = paths.index
     progress("index", f"writing {target}", None)
     with staged_dir(target) as staging:
-        save_index(index, staging / INDEX_FILE)
-        write_manifest(
+        write_index(
             staging,
-            "index",
+            index,
+            params=params,
+            embeddings_fingerprint=embeddings_fingerprint,
             settings=options.model_dump(mode="json"),
-            inputs={f"model/{EMBEDDINGS_FILE}": embeddings_fingerprint},
-            counts={"items": n_items, "dim": dim},
-            extra={
-                **index_manifest_extra(params, n_items, dim, embeddings_fingerprint),
-                "recall_at_20": recall,
-            },
+            recall_at_20=recall,
         )
     return {
         "kind": params["kind"],
@@ -229,7 +219,7 @@ def fetch_steamspy(
     options = settings.fetch
     pages = options.pages if pages is None else pages
     details = options.details if details is None else details
-    root = workspace(settings)["steamspy"]
+    root = workspace(settings).steamspy
     with SteamSpyClient(
         options.steamspy_url,
         all_interval_s=options.all_interval_s,
@@ -266,7 +256,6 @@ def fetch_owned(
         crawl_owned,
         validate_steamids,
     )
-    from gamerec.errors import ConfigError
 
     wanted = validate_steamids(steamids)
     options = settings.fetch
@@ -274,7 +263,7 @@ def fetch_owned(
     if not key:
         raise ConfigError(f"no Steam Web API key: {KEY_HELP}")
     paths = workspace(settings)
-    quota = DailyQuota(paths["raw"] / "steam" / "_quota.json", options.daily_limit)
+    quota = DailyQuota(paths.quota_file, options.daily_limit)
     with SteamWebClient(
         key,
         options.steam_api_url,
@@ -285,19 +274,16 @@ def fetch_owned(
         backoff_max_s=options.backoff_max_s,
         before_request=quota.spend,
     ) as client:
-        summary = crawl_owned(client, paths["owned"], wanted, progress=progress)
+        summary = crawl_owned(client, paths.owned, wanted, progress=progress)
     return {
         **summary,
         "calls_today": quota.used(),
         "daily_limit": options.daily_limit,
-        "output": str(paths["owned"]),
+        "output": str(paths.owned),
     }
 
 
 def _resume_key(processed_manifest: dict[str, Any], options: Any) -> str:
-    import hashlib
-    import json
-
     blob = json.dumps(
         {"files": processed_manifest.get("files"), "train": options.model_dump(mode="json")},
         sort_keys=True,
@@ -401,11 +387,16 @@ def train(
 
     workers = _start_workers(settings)
     if workers is None:
-        return _train(settings, progress, on_epoch, None)
+        # the whole run, not only the swap: two runs would share the resume state
+        with stage_lock(workspace(settings).model):
+            return _train(settings, progress, on_epoch, None)
     if workers.rank != 0:
         progress, on_epoch = _quiet, None
-    with stop_on_sigterm(workers):
-        summary = _train(settings, progress, on_epoch, workers)
+        with stop_on_sigterm(workers):
+            summary = _train(settings, progress, on_epoch, workers)
+    else:
+        with stop_on_sigterm(workers), stage_lock(workspace(settings).model):
+            summary = _train(settings, progress, on_epoch, workers)
     # only after success: on failure, tearing the group down waits on the lost peer, and
     # torchrun would kill this worker before it could say what happened
     stop_workers()
@@ -418,12 +409,7 @@ def _train(
     on_epoch: Callable[[Any], None] | None,
     workers: Any,
 ) -> dict[str, Any]:
-    import numpy as np
-
-    from gamerec.artifacts import read_manifest
-    from gamerec.dataio.preprocess import read_processed
     from gamerec.dataio.splits import split_histories, train_histories
-    from gamerec.errors import TrainingError
     from gamerec.evaluation.protocol import mean_ndcg
     from gamerec.towers.checkpoint import (
         export_item_embeddings,
@@ -436,14 +422,14 @@ def _train(
 
     paths = workspace(settings)
     options = settings.train
-    processed_manifest = read_manifest(paths["processed"], "processed", verify=True)
-    progress("train", f"reading {paths['processed']}", None)
-    processed = read_processed(paths["processed"])
+    processed_manifest = read_processed_manifest(paths.processed, verify=True)
+    progress("train", f"reading {paths.processed}", None)
+    processed = read_processed(paths.processed)
     n_items = len(processed.items)
     _, train_matrix = train_histories(processed.split, processed.interactions, n_items)
     if train_matrix.n_rows == 0:
         raise TrainingError(
-            f"{paths['processed']} has no training users; run `gamerec preprocess` with more data"
+            f"{paths.processed} has no training users; run `gamerec preprocess` with more data"
         )
     valid = split_histories(processed.split, processed.interactions, n_items, "valid")
     if valid.histories.n_rows == 0:
@@ -462,7 +448,7 @@ def _train(
         temperature=options.temperature,
         playtime_weight=options.playtime_weight,
     )
-    state_dir = paths["root"] / ".train-state"
+    state_dir = paths.train_state
     state_dir.mkdir(parents=True, exist_ok=True)
     resume_path = state_dir / "state.pt"
     progress("train", f"training on {train_matrix.n_rows:,} users x {n_items:,} games", None)
@@ -507,7 +493,7 @@ def _train(
         "history": history,
     }
     if workers is not None and workers.rank != 0:
-        return {**summary, "rank": workers.rank, "written": False, "output": str(paths["model"])}
+        return {**summary, "rank": workers.rank, "written": False, "output": str(paths.model)}
     user_tower = export_user_tower(result.model, features)
     item_embeddings = export_item_embeddings(result.model, features)
     coplay, rerank = None, None
@@ -517,21 +503,18 @@ def _train(
             train_matrix, valid, user_tower, item_embeddings, config.playtime_weight, options
         )
         summary["rerank"] = rerank
-    progress("train", f"writing {paths['model']}", None)
-    with staged_dir(paths["model"]) as staging:
-        save_checkpoint(staging / "model.pt", result.model, {"tokens": features.tokens})
-        np.save(staging / "item_embeddings.npy", item_embeddings)
-        np.savez(staging / "user_tower.npz", **user_tower)  # type: ignore[arg-type]
-        if coplay is not None:
-            np.save(staging / "coplay.npy", coplay)
-        write_manifest(
+    progress("train", f"writing {paths.model}", None)
+    with staged_dir(paths.model) as staging:
+        write_model(
             staging,
-            "model",
+            write_checkpoint=lambda path: save_checkpoint(
+                path, result.model, {"tokens": features.tokens}
+            ),
+            item_embeddings=item_embeddings,
+            user_tower=user_tower,
+            coplay=coplay,
+            processed_manifest=processed_manifest,
             settings=options.model_dump(mode="json"),
-            inputs={
-                f"processed/{name}": processed_manifest["files"][name]
-                for name in ("items.parquet", "split.parquet")
-            },
             counts={"items": n_items, "train_users": train_matrix.n_rows},
             extra={
                 "config": config.to_dict(),
@@ -544,17 +527,21 @@ def _train(
             },
         )
     resume_path.unlink(missing_ok=True)
-    return {**summary, "output": str(paths["model"])}
+    return {**summary, "output": str(paths.model)}
 
 
-def load_recommender(settings: Settings) -> Recommender:
-    """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace."""
+def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
+    """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace.
+
+    ``in_memory`` (a server) copies every array into memory rather than mapping it.
+    """
     from gamerec.runtime.recommender import Recommender
 
     return Recommender.from_dir(
         settings.data_dir,
         max_top_k=settings.recommend.max_top_k,
         rerank=settings.recommend.rerank,
+        in_memory=in_memory,
     )
 
 
@@ -586,12 +573,6 @@ def recommend(
 
 def read_library(path: Path) -> dict[int, float]:
     """``{appid: minutes}`` from a Steam Web API GetOwnedGames response file."""
-    import json
-
-    from gamerec.dataio.files import read_text
-    from gamerec.dataio.owned import parse_owned_games
-    from gamerec.errors import DataError
-
     try:
         document = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
@@ -611,16 +592,15 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
     Loads the workspace's artifacts once, reports the URL through ``progress`` when it is
     listening, and returns a summary (requests answered, seconds up) after draining.
     """
-    from gamerec.index import set_threads
     from gamerec.runtime.blas import set_blas_threads
     from gamerec.runtime.server import serve as run_server
 
     options = settings.serve
     # requests already run in parallel: one thread per product, not threads fighting for cores
-    set_threads(options.search_threads)
+    # (a FAISS index searches a request's one query on its calling thread alone)
     set_blas_threads(options.search_threads)
     return run_server(
-        lambda: load_recommender(settings),
+        lambda: load_recommender(settings, in_memory=True),
         options.host,
         options.port,
         token=options.token.get_secret_value() if options.token else None,
@@ -651,15 +631,9 @@ def recommend_all(
     it is ranked, with columnar arrays rather than Python rows, so memory stays flat however
     many users there are.
     """
-    import json
-    import time
-
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from gamerec.artifacts import atomic_path
-    from gamerec.errors import InvalidRequestError
 
     suffix = Path(out).suffix.lower()
     if suffix not in (".parquet", ".jsonl"):
@@ -736,8 +710,6 @@ def demo(
     """
     import numpy as np
 
-    from gamerec.dataio.preprocess import read_processed
-
     settings = settings.model_copy(deep=True)
     settings.preprocess.inputs = []  # the bundled dataset, whatever gamerec.toml says
     report: dict[str, Any] = {"preprocess": preprocess(settings, progress)}
@@ -745,7 +717,7 @@ def demo(
     report["index"] = build_index(settings, progress)
     report["eval"] = evaluate(settings, progress=progress)
 
-    processed = read_processed(workspace(settings)["processed"])
+    processed = read_processed(workspace(settings).processed)
     split = processed.split
     test_rows = split[(split["group"] == "test").to_numpy()]
     counts = test_rows.groupby("user_idx", observed=True).size()
@@ -791,10 +763,6 @@ def evaluate(
     atomically and returns the report: per method, per metric and K, the mean over users and
     its bootstrap 95% CI, plus fit times and the chosen EASE lambda.
     """
-    import time
-
-    from gamerec.artifacts import atomic_write_json, read_manifest
-    from gamerec.errors import ArtifactError
     from gamerec.evaluation.protocol import Scorer, load_protocol
     from gamerec.evaluation.report import compare
 
@@ -802,29 +770,24 @@ def evaluate(
     options = settings.eval
     protocol = protocol or options.protocol
     ks = list(ks) if ks else list(options.k)
-    processed_manifest = read_manifest(paths["processed"], "processed", verify=True)
-    progress("eval", f"reading {paths['processed']} ({protocol})", None)
-    data = load_protocol(paths["processed"], protocol)
+    processed_manifest = read_processed_manifest(paths.processed, verify=True)
+    progress("eval", f"reading {paths.processed} ({protocol})", None)
+    data = load_protocol(paths.processed, protocol)
 
     scorers: list[Scorer] = []
     model_status = "not trained (run `gamerec train` to compare it)"
-    if (paths["model"] / "manifest.json").is_file():
-        model_manifest = read_manifest(paths["model"], "model")
-        for key, expected in model_manifest.get("inputs", {}).items():
-            name = key.removeprefix("processed/")
-            if key.startswith("processed/") and processed_manifest["files"].get(name) != expected:
-                raise ArtifactError(
-                    f"the model in {paths['model']} was trained on another processed/{name}; "
-                    "run `gamerec train` again"
-                )
+    if (paths.model / "manifest.json").is_file():
+        check_model_matches_processed(
+            read_model_manifest(paths.model), processed_manifest, paths.model
+        )
         try:
             from gamerec.towers.inference import TwoTowerScorer
         except ImportError as exc:
             model_status = f"skipped: this installation cannot load it ({exc})"
         else:
-            progress("eval", f"loading the model from {paths['model']}", None)
-            scorers.append(TwoTowerScorer.from_dir(paths["model"]))
-            reranked = TwoTowerScorer.from_dir(paths["model"], rerank=True)
+            progress("eval", f"loading the model from {paths.model}", None)
+            scorers.append(TwoTowerScorer.from_dir(paths.model))
+            reranked = TwoTowerScorer.from_dir(paths.model, rerank=True)
             if reranked.rerank:  # the default second stage, when the model was trained with it
                 scorers.append(reranked)
             model_status = "evaluated"
@@ -845,13 +808,13 @@ def evaluate(
     )
     report.update(
         split_seed=processed_manifest.get("settings", {}).get("seed"),
-        processed=str(paths["processed"]),
+        processed=str(paths.processed),
         model=model_status,
         seconds=round(time.perf_counter() - started, 3),
     )
-    target = paths["eval"]
+    target = paths.eval
     with staged_dir(target) as staging:
-        atomic_write_json(staging / "report.json", report)
+        atomic_write_json(staging / paths.eval_report.name, report)
         write_manifest(
             staging,
             "eval",
@@ -862,4 +825,4 @@ def evaluate(
             },
             counts={"users": report["users_evaluated"], "methods": len(report["methods"])},
         )
-    return {**report, "output": str(target / "report.json")}
+    return {**report, "output": str(paths.eval_report)}

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from gamerec.artifacts.processed import Processed
 from gamerec.dataio.catalog import (
     METADATA_COLUMNS,
     load_steam_csv,
@@ -44,13 +44,10 @@ from gamerec.errors import DataError
 __all__ = [
     "GROUPS",
     "ROLES",
-    "Processed",
     "Source",
     "build_processed",
     "load_sources",
     "make_split",
-    "read_processed",
-    "write_processed",
 ]
 
 GROUPS = ("train", "valid", "test")
@@ -66,15 +63,6 @@ class Source:
     kind: str
     path: Path
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Processed:
-    items: pd.DataFrame
-    users: pd.DataFrame
-    interactions: pd.DataFrame
-    split: pd.DataFrame
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def load_sources(
@@ -425,32 +413,3 @@ def _lexsort_by_group(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
     rank = np.empty(n, dtype=np.int64)
     rank[by_key] = np.arange(n)
     return np.argsort(groups.astype(np.int64) * n + rank)
-
-
-_TABLES = ("items", "users", "interactions", "split")
-
-
-def write_processed(directory: str | Path, processed: Processed) -> None:
-    """Write the four tables as parquet into ``directory`` (a staging directory)."""
-    directory = Path(directory)
-    for name in _TABLES:
-        frame: pd.DataFrame = getattr(processed, name)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(table, directory / f"{name}.parquet")
-
-
-def read_processed(directory: str | Path) -> Processed:
-    """Read ``processed/`` (check its manifest first with ``artifacts.read_manifest``)."""
-    directory = Path(directory)
-    frames = {}
-    for name in _TABLES:
-        path = directory / f"{name}.parquet"
-        try:
-            frames[name] = pd.read_parquet(path)
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(
-                f"cannot be read ({exc}); run `gamerec preprocess` again", path
-            ) from None
-    frames["items"]["genres"] = frames["items"]["genres"].map(list)
-    frames["items"]["tags"] = frames["items"]["tags"].map(list)
-    return Processed(**frames)

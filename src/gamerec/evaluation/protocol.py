@@ -27,8 +27,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from gamerec.artifacts.processed import read_processed
 from gamerec.dataio.matrix import UserItems
-from gamerec.errors import ArtifactError, DataError, InvalidRequestError
+from gamerec.errors import ArtifactError, InvalidRequestError
 from gamerec.evaluation.metrics import (
     DEFAULT_KS,
     check_ks,
@@ -215,41 +216,25 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
 
     Check the directory's manifest first (``artifacts.read_manifest``); this only reads.
     """
-    import pandas as pd
-    import pyarrow as pa
-
     _check_protocol(protocol)
     directory = Path(processed_dir)
-
-    def read(name: str, columns: list[str]) -> pd.DataFrame:
-        path = directory / name
-        try:
-            return pd.read_parquet(path, columns=columns)
-        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-            raise DataError(
-                f"cannot be read ({exc}); run `gamerec preprocess` again", path
-            ) from None
-
-    split = read("split.parquet", ["user_idx", "item_idx", "group", "role"])
-    interactions = read("interactions.parquet", ["user_idx", "item_idx", "playtime_min"])
-    items = read("items.parquet", ["item_idx"])
+    processed = read_processed(directory, tables=("items", "interactions", "split"))
+    split, interactions, items = processed.split, processed.interactions, processed.items
     n_items = len(items)
     same_rows = len(split) == len(interactions) and bool(
         np.array_equal(split["user_idx"].to_numpy(), interactions["user_idx"].to_numpy())
         and np.array_equal(split["item_idx"].to_numpy(), interactions["item_idx"].to_numpy())
     )
     if not same_rows:
-        raise DataError(
-            "split.parquet and interactions.parquet do not list the same interactions in the "
-            "same order; run `gamerec preprocess` again",
-            directory,
+        raise ArtifactError(
+            f"{directory}: the split and the interactions do not list the same interactions "
+            "in the same order; run `gamerec preprocess` again"
         )
     item_idx = split["item_idx"].to_numpy()
     if len(item_idx) and (item_idx.min() < 0 or item_idx.max() >= n_items):
-        raise DataError(
-            f"split.parquet refers to games outside items.parquet ({n_items} games); "
-            "run `gamerec preprocess` again",
-            directory,
+        raise ArtifactError(
+            f"{directory}: the split refers to games outside the catalog ({n_items} games); "
+            "run `gamerec preprocess` again"
         )
     return build_protocol(
         split["user_idx"].to_numpy(),

@@ -1,7 +1,9 @@
-"""FAISS indexes of the item embeddings (exact, HNSW, IVF) and an exact numpy reference.
+"""Search indexes of the item embeddings: one :class:`VectorIndex` protocol, two kinds.
 
-The FAISS parts load on first use: the exact numpy reference (``ExactIndex``) serves a flat
-index without importing FAISS.
+:class:`ExactIndex` (numpy, exact; serves a ``flat`` index without importing FAISS) and
+:class:`~gamerec.index.faiss_index.FaissIndex` (FAISS flat, HNSW or IVF) answer the same
+``search(queries, k, exclude, allowed)``; exclusion, filtering and widening live there and
+nowhere else. The FAISS parts load on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gamerec.index.reference import (
     ExactIndex,
+    VectorIndex,
     clustered_embeddings,
     exact_search,
     recall_at_k,
@@ -17,6 +20,7 @@ from gamerec.index.reference import (
 
 if TYPE_CHECKING:
     from gamerec.index.faiss_index import (
+        FaissIndex,
         IndexKind,
         build_index,
         configure_index,
@@ -29,68 +33,44 @@ if TYPE_CHECKING:
         search,
         set_threads,
     )
-    from gamerec.index.stage import (
-        EMBEDDINGS_FILE,
-        INDEX_FILE,
-        index_manifest_extra,
-        load_index_for_model,
-        read_item_embeddings,
-    )
 
-_LAZY = {
-    **dict.fromkeys(
-        [
-            "IndexKind",
-            "build_index",
-            "configure_index",
-            "default_nlist",
-            "index_kind",
-            "load_index",
-            "measure_recall",
-            "resolve_kind",
-            "save_index",
-            "search",
-            "set_threads",
-        ],
-        "gamerec.index.faiss_index",
-    ),
-    **dict.fromkeys(
-        [
-            "EMBEDDINGS_FILE",
-            "INDEX_FILE",
-            "index_manifest_extra",
-            "load_index_for_model",
-            "read_item_embeddings",
-        ],
-        "gamerec.index.stage",
-    ),
-}
+_FAISS_NAMES = (
+    "FaissIndex",
+    "IndexKind",
+    "build_index",
+    "configure_index",
+    "default_nlist",
+    "index_kind",
+    "load_index",
+    "measure_recall",
+    "resolve_kind",
+    "save_index",
+    "search",
+    "set_threads",
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _FAISS_NAMES:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(importlib.import_module("gamerec.index.faiss_index"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "EMBEDDINGS_FILE",
-    "INDEX_FILE",
     "ExactIndex",
+    "FaissIndex",
     "IndexKind",
+    "VectorIndex",
     "build_index",
     "clustered_embeddings",
     "configure_index",
     "default_nlist",
     "exact_search",
     "index_kind",
-    "index_manifest_extra",
     "load_index",
-    "load_index_for_model",
     "measure_recall",
-    "read_item_embeddings",
     "recall_at_k",
     "resolve_kind",
     "save_index",

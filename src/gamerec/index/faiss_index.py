@@ -23,8 +23,10 @@ import numpy.typing as npt
 
 from gamerec.artifacts import atomic_path
 from gamerec.errors import ArtifactError, InvalidRequestError
+from gamerec.index.reference import check_allowed, excluded_ids, result_width
 
 __all__ = [
+    "FaissIndex",
     "IndexKind",
     "build_index",
     "configure_index",
@@ -161,28 +163,24 @@ def configure_index(
         index.nprobe = min(nprobe, index.nlist)
 
 
-def _excluded_ids(exclude: Sequence[npt.ArrayLike], n_items: int) -> list[npt.NDArray[np.int64]]:
-    """Each query's excluded ids that are in the catalog (duplicates kept)."""
-    out = []
-    for ids in exclude:
-        row = np.asarray(ids, dtype=np.int64).ravel()
-        out.append(row[(row >= 0) & (row < n_items)] if row.size else row)
-    return out
-
-
 def _drop_mask(
-    ids: npt.NDArray[np.int64], excluded: list[npt.NDArray[np.int64]] | None, n_items: int
+    ids: npt.NDArray[np.int64],
+    excluded: list[npt.NDArray[np.int64]] | None,
+    allowed: npt.NDArray[np.bool_] | None,
+    n_items: int,
 ) -> npt.NDArray[np.bool_]:
-    """Cells of ``ids`` to drop: FAISS padding (-1) and each row's excluded ids."""
+    """Cells of ``ids`` to drop: FAISS padding (-1), ids not allowed, each row's excluded ids."""
     drop = ids < 0
+    if allowed is not None:
+        drop |= ~allowed[np.where(drop, 0, ids)]
     if excluded is None:
         return drop
     marked = np.zeros(n_items, dtype=bool)  # scratch: the current row's excluded ids
-    for row, excluded_ids in enumerate(excluded):
-        if excluded_ids.size:
-            marked[excluded_ids] = True
+    for row, row_excluded in enumerate(excluded):
+        if row_excluded.size:
+            marked[row_excluded] = True
             drop[row] |= marked[ids[row]]  # a -1 cell reads marked[-1] but is dropped anyway
-            marked[excluded_ids] = False
+            marked[row_excluded] = False
     return drop
 
 
@@ -192,14 +190,32 @@ def _keep_first(
     drop: npt.NDArray[np.bool_],
     k: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """The first ``k`` cells of each row that are not dropped, in rank order."""
+    """The first ``k`` cells of each row that are not dropped, in rank order, then padding."""
     if not drop[:, :k].any():
         return scores[:, :k], ids[:, :k]
-    if ids.shape[0] == 1:
-        keep = ~drop[0]
-        return scores[:, keep][:, :k], ids[:, keep][:, :k]
     order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # kept cells first, order kept
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    padding = np.take_along_axis(drop, order, axis=1)
+    return (
+        np.where(padding, -np.inf, np.take_along_axis(scores, order, axis=1)).astype(np.float32),
+        np.where(padding, -1, np.take_along_axis(ids, order, axis=1)),
+    )
+
+
+def _eligible(
+    excluded: list[npt.NDArray[np.int64]] | None,
+    allowed: npt.NDArray[np.bool_] | None,
+    n_queries: int,
+    n_items: int,
+) -> npt.NDArray[np.int64]:
+    """How many ids each query may get back at most."""
+    if allowed is None:
+        if excluded is None:
+            return np.full(n_queries, n_items, dtype=np.int64)
+        return np.array([n_items - np.unique(e).size for e in excluded], dtype=np.int64)
+    total = int(allowed.sum())
+    if excluded is None:
+        return np.full(n_queries, total, dtype=np.int64)
+    return np.array([total - int(allowed[np.unique(e)].sum()) for e in excluded], np.int64)
 
 
 def _can_widen(index: faiss.Index, fetch: int, widen: int, n_items: int) -> bool:
@@ -259,52 +275,66 @@ def search(
     queries: npt.ArrayLike,
     k: int,
     exclude: Sequence[npt.ArrayLike] | None = None,
+    allowed: npt.ArrayLike | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Top-``k`` items per query, best first: ``(scores, ids)`` of shape ``(n_queries, k')``.
 
     ``exclude`` gives, per query, item ids that must not be returned (e.g. games the user
-    owns). They are removed by fetching ``k`` plus the number excluded and filtering. FAISS's
-    ``-1`` padding never comes back: every row is full, with ``k' = min(k, n_items - e)`` where
-    ``e`` is the largest number of distinct catalog ids any one query excludes (ids outside
-    the catalog are ignored). If an
+    owns); ``allowed`` (one flag per item) keeps only some items for every query. Candidates
+    are fetched and filtered: FAISS's ``-1`` padding never comes back, and without ``allowed``
+    every row is full, with ``k' = min(k, n_items - e)`` where ``e`` is the largest number of
+    distinct catalog ids any one query excludes (ids outside the catalog are ignored). If an
     approximate index finds too few candidates, the search is repeated with a wider beam (HNSW
-    ``efSearch``) or more cells (IVF ``nprobe``) and, as a last resort, exhaustively.
+    ``efSearch``) or more cells (IVF ``nprobe``) and, as a last resort, exhaustively; a row
+    with fewer eligible items than ``k'`` ends in id ``-1`` and score ``-inf``.
     """
     q = _as_matrix(queries, "queries")
     if q.shape[1] != index.d:
         raise InvalidRequestError(
             f"queries have dimension {q.shape[1]} but the index holds {index.d}-d vectors"
         )
-    if k < 1:
-        raise InvalidRequestError(f"k must be at least 1, got {k}")
     n_items = int(index.ntotal)
-    if exclude is not None and len(exclude) != q.shape[0]:
-        raise InvalidRequestError(
-            f"exclude needs one id list per query: {len(exclude)} lists for {q.shape[0]} queries"
-        )
-    excluded = _excluded_ids(exclude, n_items) if exclude is not None else None
-    most_excluded = max((e.size for e in excluded), default=0) if excluded else 0
-    if n_items - most_excluded < k and excluded:
-        # the catalog may not allow k for every query: count distinct exclusions exactly
-        most_excluded = max(np.unique(e).size for e in excluded)
-    k_out = max(0, min(k, n_items - most_excluded))
+    mask = check_allowed(allowed, n_items)
+    excluded = excluded_ids(exclude, q.shape[0], n_items) if exclude is not None else None
+    k_out = result_width(k, n_items, excluded)
     if k_out == 0 or q.shape[0] == 0:
         return np.empty((q.shape[0], k_out), np.float32), np.empty((q.shape[0], k_out), np.int64)
-
+    wanted = np.minimum(k_out, _eligible(excluded, mask, q.shape[0], n_items))
+    most_excluded = max((e.size for e in excluded), default=0) if excluded else 0
     fetch = min(n_items, k_out + most_excluded)
+    if mask is not None:  # over-fetch as far as the filter is selective
+        fetch = min(n_items, fetch * max(1, round(n_items / max(int(mask.sum()), 1))))
     widen = 1
     while True:
         scores, ids = _search_widening(index, q, fetch, widen)
-        drop = _drop_mask(ids, excluded, n_items)
-        if ((~drop).sum(axis=1) >= k_out).all():
+        drop = _drop_mask(ids, excluded, mask, n_items)
+        if ((~drop).sum(axis=1) >= wanted).all():
             break
         if not _can_widen(index, fetch, widen, n_items):
             scores, ids = _exact_fallback(index, q, n_items)
-            drop = _drop_mask(ids, excluded, n_items)
+            drop = _drop_mask(ids, excluded, mask, n_items)
             break
         fetch = min(n_items, fetch * 2)
         widen *= 2
     return _keep_first(scores, ids, drop, k_out)
+
+
+class FaissIndex:
+    """A FAISS index as a :class:`~gamerec.index.reference.VectorIndex`."""
+
+    def __init__(self, index: faiss.Index):
+        self.index = index
+        self.ntotal = int(index.ntotal)
+        self.d = int(index.d)
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        allowed: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        return search(self.index, queries, k, exclude, allowed)
 
 
 def measure_recall(

@@ -7,13 +7,22 @@ This is the ground truth the FAISS indexes are measured against (tests, the reca
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from gamerec.errors import InvalidRequestError
 
-__all__ = ["ExactIndex", "clustered_embeddings", "exact_search", "recall_at_k"]
+__all__ = [
+    "ExactIndex",
+    "VectorIndex",
+    "clustered_embeddings",
+    "exact_search",
+    "recall_at_k",
+    "result_width",
+]
 
 #: bound on the (queries x items) score block computed at once, in float32 cells
 _BLOCK_CELLS = 1 << 25
@@ -57,12 +66,72 @@ def exact_search(
     return scores_out, ids_out
 
 
+class VectorIndex(Protocol):
+    """What recommending asks of an index: the exact numpy one and the FAISS ones alike.
+
+    ``search`` returns ``(scores, ids)`` of shape ``(n_queries, width)``, best first, with
+    ``width = result_width(k, ntotal, exclude)``. ``exclude`` lists, per query, ids that must
+    not come back (owned games); ``allowed`` (``(ntotal,)`` bool) keeps only some ids for every
+    query (a genre filter, recommendable games). A row with fewer than ``width`` eligible ids
+    ends in id ``-1`` with score ``-inf``; without ``allowed`` every row is full.
+    """
+
+    ntotal: int
+    d: int
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        allowed: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+
+
+def excluded_ids(
+    exclude: Sequence[npt.ArrayLike], n_queries: int, n_items: int
+) -> list[npt.NDArray[np.int64]]:
+    """Each query's excluded ids that are in the catalog (duplicates kept)."""
+    if len(exclude) != n_queries:
+        raise InvalidRequestError(
+            f"exclude needs one id list per query: {len(exclude)} lists for {n_queries} queries"
+        )
+    out = []
+    for ids in exclude:
+        row = np.asarray(ids, dtype=np.int64).ravel()
+        out.append(row[(row >= 0) & (row < n_items)] if row.size else row)
+    return out
+
+
+def result_width(k: int, n_items: int, excluded: Sequence[npt.NDArray[np.int64]] | None) -> int:
+    """``min(k, n_items - e)``, ``e`` the most distinct catalog ids any one query excludes."""
+    if k < 1:
+        raise InvalidRequestError(f"k must be at least 1, got {k}")
+    most_excluded = max((e.size for e in excluded), default=0) if excluded else 0
+    if n_items - most_excluded < k and excluded:
+        # the catalog may not allow k for every query: count distinct exclusions exactly
+        most_excluded = max(np.unique(e).size for e in excluded)
+    return max(0, min(k, n_items - most_excluded))
+
+
+def check_allowed(allowed: npt.ArrayLike | None, n_items: int) -> npt.NDArray[np.bool_] | None:
+    if allowed is None:
+        return None
+    mask = np.asarray(allowed, dtype=bool)
+    if mask.shape != (n_items,):
+        raise InvalidRequestError(
+            f"allowed must be one flag per indexed item ({n_items}), got shape {mask.shape}"
+        )
+    return mask
+
+
 class ExactIndex:
-    """A flat inner-product index in numpy, with the FAISS ``search(queries, k)`` interface.
+    """A flat inner-product index in numpy: the :class:`VectorIndex` of a ``flat`` index.
 
     What a flat FAISS index answers, the same exhaustive inner products, so the runtime can
     serve a ``flat`` index from the model's item embeddings without importing FAISS (about
-    0.1 s of every process that recommends).
+    0.1 s of every process that recommends). Exclusions and filters are applied to the scores
+    before the top-k, so no widening is ever needed.
     """
 
     def __init__(self, item_embeddings: npt.ArrayLike):
@@ -70,10 +139,45 @@ class ExactIndex:
         self.ntotal, self.d = self.vectors.shape
 
     def search(
-        self, queries: npt.ArrayLike, k: int
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        allowed: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """``(scores, ids)`` of shape ``(n_queries, min(k, ntotal))``, best first."""
-        return exact_search(self.vectors, queries, k)
+        """See :class:`VectorIndex`."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.d:
+            raise InvalidRequestError(f"queries must be (m, {self.d}) vectors, got shape {q.shape}")
+        mask = check_allowed(allowed, self.ntotal)
+        excluded = excluded_ids(exclude, q.shape[0], self.ntotal) if exclude is not None else None
+        width = result_width(k, self.ntotal, excluded)
+        if mask is None and excluded is None:
+            return exact_search(self.vectors, q, width) if width else _empty(q.shape[0])
+        scores_out = np.full((q.shape[0], width), -np.inf, dtype=np.float32)
+        ids_out = np.full((q.shape[0], width), -1, dtype=np.int64)
+        if width == 0:
+            return scores_out, ids_out
+        block = max(1, _BLOCK_CELLS // max(self.ntotal, 1))
+        for start in range(0, q.shape[0], block):
+            scores = q[start : start + block] @ self.vectors.T
+            if mask is not None:
+                scores[:, ~mask] = -np.inf
+            if excluded is not None:
+                for offset, ids in enumerate(excluded[start : start + block]):
+                    scores[offset, ids] = -np.inf
+            top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.lexsort((top, -top_scores), axis=1)
+            top = np.take_along_axis(top, order, axis=1)
+            top_scores = np.take_along_axis(top_scores, order, axis=1)
+            ids_out[start : start + block] = np.where(np.isneginf(top_scores), -1, top)
+            scores_out[start : start + block] = top_scores
+        return scores_out, ids_out
+
+
+def _empty(n_queries: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    return np.empty((n_queries, 0), np.float32), np.empty((n_queries, 0), np.int64)
 
 
 def recall_at_k(found: npt.ArrayLike, truth: npt.ArrayLike) -> float:

@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from gamerec.artifacts.index import open_index
+from gamerec.artifacts.model import EMBEDDINGS_FILE, read_model, read_processed_for_model
+from gamerec.artifacts.processed import column_to_numpy, read_columns
+from gamerec.artifacts.workspace import Workspace
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import (
@@ -25,13 +29,8 @@ from gamerec.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from gamerec.index.reference import ExactIndex
-from gamerec.towers.inference import (
-    NumpyUserTower,
-    load_coplay,
-    load_model_arrays,
-    manifest_playtime_weight,
-)
+from gamerec.index.reference import VectorIndex
+from gamerec.towers.inference import NumpyUserTower, manifest_playtime_weight
 from gamerec.towers.rerank import blend
 
 __all__ = ["Recommendation", "Recommender"]
@@ -66,53 +65,6 @@ class _Catalog:
     lower_names: list[str] = field(default_factory=list)
 
 
-def _read_table(path: Path, columns: Sequence[str]) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        # not pq.read_table: it goes through pyarrow.dataset, which imports pandas (about 1 s)
-        with pq.ParquetFile(path) as handle:
-            table = handle.read(columns=list(columns))
-    except (OSError, pa.ArrowException) as exc:
-        raise ArtifactError(f"{path} is unreadable ({exc}); run `gamerec preprocess`") from None
-    missing = [name for name in columns if name not in table.column_names]
-    if missing:
-        raise ArtifactError(f"{path} lacks columns {missing}; run `gamerec preprocess` again")
-    return {name: table.column(name) for name in columns}
-
-
-_NUMPY_TYPES: dict[str, Any] = {
-    "int32": np.int32,
-    "int64": np.int64,
-    "float": np.float32,
-    "double": np.float64,
-}
-
-
-def _to_numpy(column: Any, fill: int | float | None = None) -> np.ndarray:
-    """A primitive column as numpy, nulls set to ``fill``, read from its buffers.
-
-    Not ``column.to_numpy()``: pyarrow's conversion imports pandas (about 1 s and 50 MB).
-    """
-    array = column.combine_chunks()
-    dtype = np.dtype(_NUMPY_TYPES.get(str(array.type), np.void))
-    if dtype == np.void:
-        raise ArtifactError(f"unexpected column type {array.type}; run `gamerec preprocess` again")
-    if len(array) == 0:
-        return np.empty(0, dtype=dtype)
-    validity, data = array.buffers()
-    values = np.frombuffer(
-        data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
-    ).copy()
-    if array.null_count:
-        if fill is None:
-            raise ArtifactError("a required column has nulls; run `gamerec preprocess` again")
-        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        values[~bits[array.offset : array.offset + len(array)].astype(bool)] = fill
-    return values
-
-
 class Recommender:
     """Recommendations from a workspace (``gamerec-data``) with processed/, model/ and index/."""
 
@@ -121,7 +73,7 @@ class Recommender:
         catalog: _Catalog,
         user_tower: NumpyUserTower,
         item_embeddings: np.ndarray,
-        index: Any,
+        index: VectorIndex,
         known_users: dict[str, int] | Callable[[], tuple[dict[str, int], UserItems]],
         histories: UserItems | None,
         model_manifest: dict[str, Any],
@@ -165,58 +117,41 @@ class Recommender:
             for key in self._genre_lookup
         }
         self._popularity_order = np.argsort(-catalog.players, kind="stable")
-        self._lock = threading.Lock()  # FAISS search objects are not re-entrant for HNSW params
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_dir(
-        cls, data_dir: str | Path = "gamerec-data", max_top_k: int = 1000, rerank: bool = True
+        cls,
+        data_dir: str | Path = "gamerec-data",
+        max_top_k: int = 1000,
+        rerank: bool = True,
+        in_memory: bool = False,
     ) -> Recommender:
         """Load ``processed/``, ``model/`` and ``index/`` of a workspace once.
 
-        With ``rerank`` (and a model trained with its co-play re-ranker) the two-tower's FAISS
-        candidates are re-ordered by the second stage.
+        With ``rerank`` (and a model trained with its co-play re-ranker) the two-tower's
+        candidates are re-ordered by the second stage. ``in_memory`` reads the co-play weights
+        into memory instead of mapping them (a long-running server: a file truncated under a
+        mapping would kill the process).
         """
-        from gamerec.artifacts import fingerprint, read_manifest
-
-        root = Path(data_dir)
-        processed_dir, model_dir = root / "processed", root / "model"
-        processed_manifest = read_manifest(processed_dir, "processed")
-        arrays, item_embeddings, model_manifest = load_model_arrays(model_dir)
-        trained_on = model_manifest.get("inputs", {}).get("processed/items.parquet")
-        if trained_on != processed_manifest.get("files", {}).get("items.parquet"):
-            raise ArtifactError(
-                f"the model in {model_dir} was trained on another catalog than "
-                f"{processed_dir}; run `gamerec train` (then `gamerec index`) again"
-            )
-        index_manifest = read_manifest(root / "index", "index", verify=True)
-        index_info = index_manifest.get("index")
-        kind = index_info.get("kind") if isinstance(index_info, dict) else None
-        built_from = index_manifest.get("model_embeddings")
-        listed = model_manifest.get("files", {}).get("item_embeddings.npy")
-        if (
-            kind == "flat"
-            and built_from == listed
-            and fingerprint(model_dir / "item_embeddings.npy") == listed
-        ):
-            # a flat index is exhaustive inner products over these very embeddings: numpy
-            # answers the same without importing FAISS (about 0.1 s of every process)
-            index: Any = ExactIndex(item_embeddings)
-        else:
-            from gamerec.index import load_index_for_model
-
-            index = load_index_for_model(root / "index", model_dir, verify=False)
-
-        items = _read_table(
-            processed_dir / "items.parquet", ["item_idx", "appid", "name", "genres", "n_users"]
+        workspace = Workspace.at(data_dir)
+        model = read_model(
+            workspace.model, coplay=("copy" if in_memory else "map") if rerank else "skip"
         )
-        appids = _to_numpy(items["appid"], fill=-1).astype(np.int64)
+        read_processed_for_model(workspace.processed, model)
+        index, index_manifest = open_index(
+            workspace.index, model.item_embeddings, model.embeddings_fingerprint
+        )
+        items = read_columns(
+            workspace.processed, "items", ["item_idx", "appid", "name", "genres", "n_users"]
+        )
+        appids = column_to_numpy(items["appid"], fill=-1).astype(np.int64)
         names = [str(n) for n in items["name"].to_pylist()]
         catalog = _Catalog(
             appids=appids,
             names=names,
             genres=[list(g or []) for g in items["genres"].to_pylist()],
-            players=_to_numpy(items["n_users"]).astype(np.float64),
+            players=column_to_numpy(items["n_users"]).astype(np.float64),
         )
         catalog.by_appid = {int(a): i for i, a in enumerate(appids) if a >= 0}
         catalog.lower_names = [n.lower() for n in names]
@@ -224,36 +159,36 @@ class Recommender:
             catalog.by_title.setdefault(normalise_title(name), []).append(position)
 
         def load_users() -> tuple[dict[str, int], UserItems]:
-            users = _read_table(processed_dir / "users.parquet", ["user_idx", "user_id"])
+            users = read_columns(workspace.processed, "users", ["user_idx", "user_id"])
             user_ids = [str(u) for u in users["user_id"].to_pylist()]
-            rows = _read_table(
-                processed_dir / "interactions.parquet", ["user_idx", "item_idx", "playtime_min"]
+            rows = read_columns(
+                workspace.processed, "interactions", ["user_idx", "item_idx", "playtime_min"]
             )
             histories = UserItems.from_pairs(
-                _to_numpy(rows["user_idx"]),
-                _to_numpy(rows["item_idx"]),
-                _to_numpy(rows["playtime_min"]),
+                column_to_numpy(rows["user_idx"]),
+                column_to_numpy(rows["item_idx"]),
+                column_to_numpy(rows["playtime_min"]),
                 len(user_ids),
                 len(names),
             )
             return {user_id: i for i, user_id in enumerate(user_ids)}, histories
 
-        if item_embeddings.shape[0] != len(names):
+        if model.item_embeddings.shape[0] != len(names):
             raise ArtifactError(
-                f"the model has {item_embeddings.shape[0]} games, the catalog {len(names)}; "
+                f"the model has {model.item_embeddings.shape[0]} games, the catalog {len(names)}; "
                 "run `gamerec train` and `gamerec index` again"
             )
         return cls(
             catalog,
-            NumpyUserTower(arrays, manifest_playtime_weight(model_manifest)),
-            item_embeddings,
+            NumpyUserTower(model.user_tower, manifest_playtime_weight(model.manifest)),
+            model.item_embeddings,
             index,
             load_users,
             None,
-            model_manifest,
+            model.manifest,
             index_manifest,
             max_top_k=max_top_k,
-            coplay=load_coplay(model_dir) if rerank else None,
+            coplay=model.coplay,
         )
 
     @property
@@ -286,7 +221,7 @@ class Recommender:
             "items": self.n_items,
             "users": len(self.known_users),
             "model": self.model_manifest.get("created"),
-            "model_fingerprint": self.model_manifest.get("files", {}).get("item_embeddings.npy"),
+            "model_fingerprint": self.model_manifest.get("files", {}).get(EMBEDDINGS_FILE),
             # the kind sits under "index" in the manifest; the top-level "stage" is just "index"
             "index": (self.index_manifest.get("index") or {}).get("kind"),
             "index_created": self.index_manifest.get("created"),
@@ -471,22 +406,12 @@ class Recommender:
     def _search(
         self, user: np.ndarray, k: int, excluded: set[int], wanted: set[str]
     ) -> list[tuple[int, float]]:
-        """FAISS candidates, widened until ``k`` survive the exclusions and genre filter."""
-        fetch = min(self.n_items, k + len(excluded) + (10 * k if wanted else 0))
-        blocked = np.zeros(self.n_items + 1, dtype=bool)  # the spare slot catches FAISS's -1
-        blocked[-1] = True
-        if excluded:
-            blocked[np.fromiter(excluded, dtype=np.int64, count=len(excluded))] = True
-        if wanted:
-            blocked[:-1] |= ~self._genre_mask(wanted)
-        while True:
-            with self._lock:
-                scores, ids = self.index.search(user.astype(np.float32), fetch)
-            keep = ~blocked[ids[0]]
-            kept_ids, kept_scores = ids[0][keep][:k], scores[0][keep][:k]
-            if len(kept_ids) >= k or fetch >= self.n_items:
-                return list(zip(kept_ids.tolist(), kept_scores.tolist(), strict=True))
-            fetch = min(self.n_items, fetch * 4)
+        """The index's top ``k`` for one query, without ``excluded`` and outside ``wanted``."""
+        exclude = [np.fromiter(excluded, dtype=np.int64, count=len(excluded))]
+        allowed = self._genre_mask(wanted) if wanted else None
+        scores, ids = self.index.search(user.astype(np.float32), k, exclude, allowed)
+        keep = ids[0] >= 0
+        return list(zip(ids[0][keep].tolist(), scores[0][keep].tolist(), strict=True))
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:
         """(n_items,) bool: games having at least one of the ``wanted`` genres."""
@@ -578,23 +503,9 @@ class Recommender:
             start += len(rows)
             batch = self.histories.take_rows(rows)
             users = self.user_tower.embed(batch)
-            widest = int(batch.row_lengths().max(initial=0))
             wanted_k = max(k, self.rerank_candidates) if self.coplay is not None else k
-            fetch = min(self.n_items, wanted_k + widest)
-            with self._lock:
-                scores, ids = self.index.search(users, fetch)
-            # owned games, as sorted (row, item) keys: no (batch x catalog) matrix
-            span = self.n_items + 1
-            row_of = np.repeat(np.arange(batch.n_rows, dtype=np.int64), batch.row_lengths())
-            owned = np.sort(row_of * span + batch.indices)
-            keys = np.arange(batch.n_rows, dtype=np.int64)[:, None] * span + ids
-            found = np.minimum(np.searchsorted(owned, keys), max(len(owned) - 1, 0))
-            drop = owned[found] == keys if len(owned) else np.zeros(ids.shape, dtype=bool)
-            drop |= ids < 0  # FAISS pads with -1
-            order = np.argsort(drop, axis=1, kind="stable")[:, :wanted_k]
-            top_ids = np.take_along_axis(ids, order, 1)
-            top_scores = np.take_along_axis(scores, order, 1)
-            top_ids = np.where(np.take_along_axis(drop, order, 1), -1, top_ids)
+            owned = [batch.row(row) for row in range(batch.n_rows)]
+            top_scores, top_ids = self.index.search(users, wanted_k, owned)
             if self.coplay is not None:
                 top_ids, top_scores = self._rerank_batch(batch, top_ids, top_scores, k)
             yield [user_ids[r] for r in rows], top_ids[:, :k], top_scores[:, :k]

@@ -1,7 +1,7 @@
 """The user tower in plain numpy, and a scorer over a trained model directory.
 
 Recommending never imports torch (2 s of import): training exports the user tower's weights as
-numpy arrays (``user_tower.npz``) and the item tower's output as ``item_embeddings.npy``.
+numpy arrays and the item tower's output as item embeddings (:mod:`gamerec.artifacts.model`).
 """
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from gamerec.artifacts.model import ModelArtifacts, read_model
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
 from gamerec.towers.features import history_weights, token_preferences
 
 __all__ = [
-    "COPLAY_FILE",
     "USER_TOWER_ARRAYS",
     "NumpyUserTower",
     "TwoTowerScorer",
-    "load_coplay",
-    "load_model_arrays",
+    "manifest_playtime_weight",
 ]
 
 USER_TOWER_ARRAYS = (
@@ -90,25 +89,6 @@ class NumpyUserTower:
         )
 
 
-def load_model_arrays(model_dir: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """(user tower arrays, item embeddings, manifest) of a trained model directory."""
-    from gamerec.artifacts import read_manifest
-
-    model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir, "model")
-    try:
-        with np.load(model_dir / "user_tower.npz", allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        item_embeddings = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ArtifactError(
-            f"the model in {model_dir} is unreadable ({exc}); run `gamerec train` again"
-        ) from None
-    if item_embeddings.shape[0] != arrays.get("history", np.empty((0, 0))).shape[0]:
-        raise ArtifactError(f"the model in {model_dir} is inconsistent; run `gamerec train` again")
-    return arrays, item_embeddings.astype(np.float32), manifest
-
-
 class TwoTowerScorer:
     """Scores every catalog game for a batch of histories: cosine of the two towers.
 
@@ -135,11 +115,13 @@ class TwoTowerScorer:
         self.name = "two-tower + re-rank" if self.rerank else "two-tower"
 
     @classmethod
+    def from_model(cls, model: ModelArtifacts, rerank: bool = False) -> TwoTowerScorer:
+        tower = NumpyUserTower(model.user_tower, manifest_playtime_weight(model.manifest))
+        return cls(tower, model.item_embeddings, model.manifest, model.coplay, rerank)
+
+    @classmethod
     def from_dir(cls, model_dir: str | Path, rerank: bool = False) -> TwoTowerScorer:
-        arrays, item_embeddings, manifest = load_model_arrays(model_dir)
-        coplay = load_coplay(model_dir) if rerank else None
-        tower = NumpyUserTower(arrays, manifest_playtime_weight(manifest))
-        return cls(tower, item_embeddings, manifest, coplay, rerank)
+        return cls.from_model(read_model(model_dir, coplay="map" if rerank else "skip"), rerank)
 
     def score(self, histories: UserItems) -> np.ndarray:
         first_stage = self.user_tower.embed(histories) @ self.item_embeddings.T
@@ -153,20 +135,5 @@ class TwoTowerScorer:
         return f"TwoTowerScorer({self.name}, {json.dumps(self.manifest.get('counts', {}))})"
 
 
-COPLAY_FILE = "coplay.npy"
-
-
 def manifest_playtime_weight(manifest: dict) -> float:
     return float(manifest.get("config", {}).get("playtime_weight", 0.0))
-
-
-def load_coplay(model_dir: str | Path) -> np.ndarray | None:
-    """The re-ranker's item-item weights, memory-mapped (None when the model has none)."""
-    path = Path(model_dir) / COPLAY_FILE
-    if not path.is_file():
-        return None
-    try:
-        # a plain ndarray over the mapping: np.memmap's own indexing costs ~0.2 ms a request
-        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} is unreadable ({exc}); run `gamerec train` again") from None

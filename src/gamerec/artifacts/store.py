@@ -10,11 +10,13 @@ mismatched ones with an error naming the command to run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_write_json",
     "fingerprint",
     "read_manifest",
+    "stage_lock",
     "staged_dir",
     "write_manifest",
 ]
@@ -54,6 +57,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes 0600 files; a file written in place by open() would follow the umask
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -71,29 +77,90 @@ def atomic_write_json(path: str | Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _umask() -> int:
+    # os.umask is the only portable way to read it; set it straight back
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_held_locks: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth)
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def stage_lock(final: str | Path) -> Iterator[None]:
+    """Hold the workspace lock of the stage directory ``final`` (re-entrant in one process).
+
+    Two processes writing one stage (two ``gamerec train`` runs sharing ``.train-state/``,
+    racing swaps) get an :class:`ArtifactError` at once instead of corrupting each other.
+    """
+    final = Path(final).absolute()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = final.with_name(f".{final.name}.lock")
+    with _held_guard:
+        held = _held_locks.get(lock_path)
+        if held is not None:
+            _held_locks[lock_path] = (held[0], held[1] + 1)
+        else:
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                raise ArtifactError(
+                    f"another gamerec is writing {final} (it holds {lock_path}); wait for it "
+                    "to finish, or stop it, then run this again"
+                ) from None
+            _held_locks[lock_path] = (descriptor, 1)
+    try:
+        yield
+    finally:
+        with _held_guard:
+            descriptor, depth = _held_locks[lock_path]
+            if depth > 1:
+                _held_locks[lock_path] = (descriptor, depth - 1)
+            else:
+                del _held_locks[lock_path]
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+                os.close(descriptor)
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Staging folders of a run killed before it could clean up (the stage lock is held)."""
+    for stale in final.parent.glob(f".{final.name}.*.staging"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | Path) -> Iterator[Path]:
     """Yield an empty directory to fill; it replaces ``final`` only if the block succeeds.
 
     The swap is two renames (old aside, new in); a crash between them leaves the old output
-    in ``<final>.old`` which the next successful run removes.
+    in ``<final>.old`` which the next successful run removes. The stage's lock is held
+    throughout, and staging folders left by a killed run are removed first.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
-    try:
-        yield staging
-        backup = final.with_name(final.name + ".old")
-        if backup.exists():
-            shutil.rmtree(backup)
-        if final.exists():
-            os.replace(final, backup)
-        os.replace(staging, final)
-        if backup.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with stage_lock(final):
+        _remove_stale_staging(final)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent)
+        )
+        try:
+            yield staging
+            # mkdtemp makes 0700 folders: a server running as another user could not read them
+            os.chmod(staging, 0o777 & ~_umask())
+            backup = final.with_name(final.name + ".old")
+            if backup.exists():
+                shutil.rmtree(backup)
+            if final.exists():
+                os.replace(final, backup)
+            os.replace(staging, final)
+            if backup.exists():
+                shutil.rmtree(backup, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 def fingerprint(path: str | Path) -> str:

@@ -1,0 +1,38 @@
+"""The workspace on disk: one owner per folder.
+
+- :mod:`gamerec.artifacts.store`: atomic writes, staged stage folders, manifests, stage locks.
+- :mod:`gamerec.artifacts.workspace`: where every folder of a workspace is.
+- :mod:`gamerec.artifacts.processed`: ``processed/`` (the catalog, users, interactions, split).
+- :mod:`gamerec.artifacts.model`: ``model/`` (checkpoint, item embeddings, user tower, co-play).
+- :mod:`gamerec.artifacts.index`: ``index/`` (the search index of the item embeddings).
+
+Each file name is spelled in one of these modules and nowhere else; each folder has one
+writer, one reader and one compatibility check, and every failure is an ``ArtifactError``
+that names the command to run.
+"""
+
+from gamerec.artifacts.store import (
+    FORMAT_VERSION,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    fingerprint,
+    read_manifest,
+    stage_lock,
+    staged_dir,
+    write_manifest,
+)
+from gamerec.artifacts.workspace import Workspace
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Workspace",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "fingerprint",
+    "read_manifest",
+    "stage_lock",
+    "staged_dir",
+    "write_manifest",
+]

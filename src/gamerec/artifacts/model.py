@@ -1,0 +1,230 @@
+"""``model/``: the checkpoint, the item embeddings, the numpy user tower and the co-play weights.
+
+The manifest records the shape and type of every array written, and :func:`read_model` checks
+each array against it, so a truncated or swapped file is an :class:`ArtifactError` that says to
+retrain, never a traceback or a model that fails on every request. Nothing here imports torch:
+the checkpoint is written by a function the caller passes in.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from gamerec.artifacts.processed import ITEMS_FILE, read_processed_manifest
+from gamerec.artifacts.store import fingerprint, read_manifest, write_manifest
+from gamerec.errors import ArtifactError
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "COPLAY_FILE",
+    "EMBEDDINGS_FILE",
+    "ModelArtifacts",
+    "check_model_matches_processed",
+    "read_item_embeddings",
+    "read_model",
+    "read_model_manifest",
+    "write_model",
+]
+
+CHECKPOINT_FILE = "model.pt"
+EMBEDDINGS_FILE = "item_embeddings.npy"
+USER_TOWER_FILE = "user_tower.npz"
+COPLAY_FILE = "coplay.npy"
+#: the processed/ files a model depends on (their fingerprints go into the model's manifest)
+TRAINED_ON = (ITEMS_FILE, "split.parquet")
+#: how far from 1 an embedding's norm may be before it is not "L2-normalised"
+_NORM_TOLERANCE = 1e-3
+_RETRAIN = "run `gamerec train` again"
+
+
+@dataclass
+class ModelArtifacts:
+    """A trained model as the runtime and evaluation use it (no torch)."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    user_tower: dict[str, np.ndarray]
+    item_embeddings: np.ndarray  # (n_items, D) float32, unit rows
+    coplay: np.ndarray | None  # (n_items, n_items) float32, or None
+
+    @property
+    def embeddings_fingerprint(self) -> str:
+        return str(self.manifest["files"][EMBEDDINGS_FILE])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.manifest.get("config") or {})
+
+
+def _describe(array: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(array.shape), "dtype": str(array.dtype)}
+
+
+def write_model(
+    directory: str | Path,
+    *,
+    write_checkpoint: Callable[[Path], None],
+    item_embeddings: np.ndarray,
+    user_tower: Mapping[str, np.ndarray],
+    coplay: np.ndarray | None,
+    processed_manifest: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write every file of ``model/`` and its manifest into ``directory`` (a staging folder)."""
+    directory = Path(directory)
+    write_checkpoint(directory / CHECKPOINT_FILE)
+    np.save(directory / EMBEDDINGS_FILE, item_embeddings)
+    np.savez(directory / USER_TOWER_FILE, **user_tower)  # type: ignore[arg-type]
+    arrays: dict[str, Any] = {
+        EMBEDDINGS_FILE: _describe(item_embeddings),
+        USER_TOWER_FILE: {name: _describe(value) for name, value in user_tower.items()},
+    }
+    if coplay is not None:
+        np.save(directory / COPLAY_FILE, coplay)
+        arrays[COPLAY_FILE] = _describe(coplay)
+    files = processed_manifest.get("files", {})
+    return write_manifest(
+        directory,
+        "model",
+        settings=settings,
+        inputs={f"processed/{name}": files[name] for name in TRAINED_ON},
+        counts=counts,
+        extra={**extra, "arrays": arrays},
+    )
+
+
+def read_model_manifest(model_dir: str | Path) -> dict[str, Any]:
+    return read_manifest(model_dir, "model")
+
+
+def check_model_matches_processed(
+    model_manifest: Mapping[str, Any], processed_manifest: Mapping[str, Any], model_dir: Path
+) -> None:
+    """The one check that a model was trained on this ``processed/`` catalog and split."""
+    listed = processed_manifest.get("files", {})
+    for key, expected in (model_manifest.get("inputs") or {}).items():
+        name = key.removeprefix("processed/")
+        if key.startswith("processed/") and listed.get(name) != expected:
+            raise ArtifactError(
+                f"the model in {model_dir} was trained on another catalog or split "
+                f"(processed/{name} changed since); "
+                "run `gamerec train` again, then `gamerec index`"
+            )
+
+
+def _check_shape(path: Path, array: np.ndarray, expected: Any) -> None:
+    if not isinstance(expected, dict):
+        raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
+    if list(array.shape) != list(expected.get("shape", [])) or str(array.dtype) != expected.get(
+        "dtype"
+    ):
+        raise ArtifactError(
+            f"{path} holds a {array.dtype} array of shape {tuple(array.shape)}, not what the "
+            f"model's manifest lists ({expected.get('dtype')} {tuple(expected.get('shape', []))}); "
+            f"{_RETRAIN}"
+        )
+
+
+def _load_npy(path: Path, expected: Any, mmap: bool = False) -> np.ndarray:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; {_RETRAIN}")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ArtifactError(f"{path} is not a readable .npy array ({exc}); {_RETRAIN}") from None
+    _check_shape(path, array, expected)
+    # a plain ndarray over a mapping: np.memmap's own indexing costs ~0.2 ms a request
+    return array.view(np.ndarray) if mmap else array
+
+
+def _load_user_tower(path: Path, expected: Any) -> dict[str, np.ndarray]:
+    if not isinstance(expected, dict):
+        raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); {_RETRAIN}") from None
+    if sorted(arrays) != sorted(expected):
+        raise ArtifactError(f"{path} does not hold the arrays its manifest lists; {_RETRAIN}")
+    for name, array in arrays.items():
+        _check_shape(path, array, expected[name])
+    return arrays
+
+
+def read_model(
+    model_dir: str | Path, *, coplay: Literal["skip", "map", "copy"] = "map"
+) -> ModelArtifacts:
+    """Read and check ``model/``.
+
+    ``coplay``: ``map`` memory-maps the co-play weights (a one-shot command reads only the
+    rows it needs), ``copy`` reads them into memory (a long-running server: a file changed
+    under a mapping would kill the process), ``skip`` leaves them out.
+    """
+    model_dir = Path(model_dir)
+    manifest = read_model_manifest(model_dir)
+    arrays = manifest.get("arrays")
+    if not isinstance(arrays, dict):
+        raise ArtifactError(f"{model_dir}/manifest.json lists no arrays; {_RETRAIN}")
+    item_embeddings = _load_npy(model_dir / EMBEDDINGS_FILE, arrays.get(EMBEDDINGS_FILE))
+    user_tower = _load_user_tower(model_dir / USER_TOWER_FILE, arrays.get(USER_TOWER_FILE))
+    coplay_weights = None
+    if coplay != "skip" and COPLAY_FILE in arrays:
+        coplay_weights = _load_npy(
+            model_dir / COPLAY_FILE, arrays[COPLAY_FILE], mmap=coplay == "map"
+        )
+    return ModelArtifacts(model_dir, manifest, user_tower, item_embeddings, coplay_weights)
+
+
+def read_item_embeddings(model_dir: str | Path) -> tuple[np.ndarray, str]:
+    """The model's item embeddings, checked for indexing, and the fingerprint of their file.
+
+    Refuses an embeddings file that changed since training, that is not an ``(n_items, d)``
+    float32 array, or whose rows are not finite unit vectors.
+    """
+    model_dir = Path(model_dir)
+    manifest = read_model_manifest(model_dir)
+    path = model_dir / EMBEDDINGS_FILE
+    expected = (manifest.get("files") or {}).get(EMBEDDINGS_FILE)
+    if not isinstance(expected, str):
+        raise ArtifactError(f"{model_dir}/manifest.json lists no {EMBEDDINGS_FILE}; {_RETRAIN}")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; {_RETRAIN}")
+    actual = fingerprint(path)
+    if actual != expected:
+        raise ArtifactError(f"{path} changed since the model was trained; {_RETRAIN}")
+    try:
+        embeddings = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ArtifactError(f"{path} is not a readable .npy array ({exc}); {_RETRAIN}") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] < 1 or embeddings.shape[1] < 1:
+        raise ArtifactError(
+            f"{path} must hold an (n_items, d) array, not shape {embeddings.shape}; {_RETRAIN}"
+        )
+    if embeddings.dtype != np.float32:
+        raise ArtifactError(f"{path} holds {embeddings.dtype}, not float32; {_RETRAIN}")
+    if not np.isfinite(embeddings).all():
+        raise ArtifactError(f"{path} contains NaN or infinite values; {_RETRAIN}")
+    norms = np.linalg.norm(embeddings, axis=1)
+    off = int(np.sum(np.abs(norms - 1.0) > _NORM_TOLERANCE))
+    if off:
+        raise ArtifactError(
+            f"{path}: {off} of {len(norms)} item embeddings are not L2-normalised, so inner "
+            f"product would not be cosine; {_RETRAIN}"
+        )
+    return np.ascontiguousarray(embeddings), actual
+
+
+def read_processed_for_model(processed_dir: Path, model: ModelArtifacts) -> dict[str, Any]:
+    """``processed/``'s manifest, checked to be the one ``model`` was trained on."""
+    processed_manifest = read_processed_manifest(processed_dir)
+    check_model_matches_processed(model.manifest, processed_manifest, model.directory)
+    return processed_manifest

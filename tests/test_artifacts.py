@@ -65,7 +65,7 @@ def test_a_truncated_user_tower_is_an_artifact_error(tmp_path: Path) -> None:
     directory = small_model(tmp_path / "model")
     path = directory / USER_TOWER_FILE
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ArtifactError, match="user_tower.npz is unreadable.*run `gamerec train`"):
+    with pytest.raises(ArtifactError, match=r"user_tower.npz is unreadable.*run `gamerec train`"):
         read_model(directory)
 
 
@@ -77,7 +77,7 @@ def test_a_wrong_shape_coplay_is_refused_at_load(tmp_path: Path) -> None:
     # the same for the embeddings, in another type
     np.save(directory / COPLAY_FILE, np.zeros((12, 12), np.float32))
     np.save(directory / EMBEDDINGS_FILE, np.zeros((12, 4), np.float64))
-    with pytest.raises(ArtifactError, match="item_embeddings.npy holds a float64"):
+    with pytest.raises(ArtifactError, match=r"item_embeddings.npy holds a float64"):
         read_model(directory)
 
 
@@ -117,7 +117,7 @@ def test_a_second_writer_of_a_stage_is_refused(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with (
-            pytest.raises(ArtifactError, match="another gamerec is writing .*model"),
+            pytest.raises(ArtifactError, match=r"another gamerec is writing .*model"),
             staged_dir(final),
         ):
             pass

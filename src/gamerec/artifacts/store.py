@@ -24,18 +24,6 @@ from typing import Any
 
 from gamerec.errors import ArtifactError
 
-__all__ = [
-    "FORMAT_VERSION",
-    "atomic_path",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "fingerprint",
-    "read_manifest",
-    "stage_lock",
-    "staged_dir",
-    "write_manifest",
-]
-
 #: bumped when any stage's on-disk format changes incompatibly
 FORMAT_VERSION = 1
 

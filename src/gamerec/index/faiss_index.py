@@ -23,22 +23,14 @@ import numpy.typing as npt
 
 from gamerec.artifacts import atomic_path
 from gamerec.errors import ArtifactError, InvalidRequestError
-from gamerec.index.reference import check_allowed, excluded_ids, result_width
-
-__all__ = [
-    "FaissIndex",
-    "IndexKind",
-    "build_index",
-    "configure_index",
-    "default_nlist",
-    "index_kind",
-    "load_index",
-    "measure_recall",
-    "resolve_kind",
-    "save_index",
-    "search",
-    "set_threads",
-]
+from gamerec.index.reference import (
+    Exclusions,
+    Mask,
+    SearchResult,
+    check_allowed,
+    excluded_ids,
+    result_width,
+)
 
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
@@ -328,12 +320,8 @@ class FaissIndex:
         self.d = int(index.d)
 
     def search(
-        self,
-        queries: npt.ArrayLike,
-        k: int,
-        exclude: Sequence[npt.ArrayLike] | None = None,
-        allowed: npt.NDArray[np.bool_] | None = None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
+    ) -> SearchResult:
         return search(self.index, queries, k, exclude, allowed)
 
 

@@ -17,6 +17,9 @@ from gamerec.errors import InvalidRequestError
 
 __all__ = [
     "ExactIndex",
+    "Exclusions",
+    "Mask",
+    "SearchResult",
     "VectorIndex",
     "clustered_embeddings",
     "exact_search",
@@ -66,6 +69,14 @@ def exact_search(
     return scores_out, ids_out
 
 
+#: ``(scores, ids)``, each ``(n_queries, width)``
+SearchResult = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
+#: per query, the ids that must not come back
+Exclusions = Sequence[npt.ArrayLike] | None
+#: one flag per indexed item: may it come back at all
+Mask = npt.NDArray[np.bool_] | None
+
+
 class VectorIndex(Protocol):
     """What recommending asks of an index: the exact numpy one and the FAISS ones alike.
 
@@ -80,12 +91,8 @@ class VectorIndex(Protocol):
     d: int
 
     def search(
-        self,
-        queries: npt.ArrayLike,
-        k: int,
-        exclude: Sequence[npt.ArrayLike] | None = None,
-        allowed: npt.NDArray[np.bool_] | None = None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+        self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
+    ) -> SearchResult: ...
 
 
 def excluded_ids(
@@ -139,12 +146,8 @@ class ExactIndex:
         self.ntotal, self.d = self.vectors.shape
 
     def search(
-        self,
-        queries: npt.ArrayLike,
-        k: int,
-        exclude: Sequence[npt.ArrayLike] | None = None,
-        allowed: npt.NDArray[np.bool_] | None = None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
+    ) -> SearchResult:
         """See :class:`VectorIndex`."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.d:

@@ -195,6 +195,17 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     }
 
 
+def _retry_options(settings: Settings) -> dict[str, Any]:
+    """How both Steam clients time out and retry."""
+    options = settings.fetch
+    return {
+        "timeout_s": options.timeout_s,
+        "max_retries": options.max_retries,
+        "backoff_base_s": options.backoff_base_s,
+        "backoff_max_s": options.backoff_max_s,
+    }
+
+
 def fetch_steamspy(
     settings: Settings,
     pages: int | None = None,
@@ -224,10 +235,7 @@ def fetch_steamspy(
         options.steamspy_url,
         all_interval_s=options.all_interval_s,
         request_interval_s=options.request_interval_s,
-        timeout_s=options.timeout_s,
-        max_retries=options.max_retries,
-        backoff_base_s=options.backoff_base_s,
-        backoff_max_s=options.backoff_max_s,
+        **_retry_options(settings),
     ) as client:
         pages_summary = crawl_all_pages(client, root / "all", pages=pages, progress=progress)
         records = page_records(root / "all")
@@ -268,11 +276,8 @@ def fetch_owned(
         key,
         options.steam_api_url,
         interval_s=options.steam_interval_s,
-        timeout_s=options.timeout_s,
-        max_retries=options.max_retries,
-        backoff_base_s=options.backoff_base_s,
-        backoff_max_s=options.backoff_max_s,
         before_request=quota.spend,
+        **_retry_options(settings),
     ) as client:
         summary = crawl_owned(client, paths.owned, wanted, progress=progress)
     return {

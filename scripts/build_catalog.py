@@ -161,6 +161,9 @@ def main(shared: Path, min_owners: int) -> None:
         drop=True
     )
     merged = merged[merged["appid"].notna()].sort_values("appid").reset_index(drop=True)
+    unnamed = merged["name"].isna()
+    print(f"dropped {unnamed.sum()} app(s) no source names: {list(merged['appid'][unnamed])}")
+    merged = merged[~unnamed].reset_index(drop=True)
     merged["tags"] = merged["tags"].map(lambda tags: tags[:MAX_TAGS])
 
     # names other than the catalog name that a steam-200k title was linked through

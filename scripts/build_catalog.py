@@ -202,15 +202,15 @@ def base_index(
     reviews: dict[int, int],
 ) -> dict[tuple[str, ...], int]:
     """Word keys of every game's name (any source, not typed DLC) -> appid, most reviewed first."""
-    games: dict[int, str] = {}
-    for frame in (ucsd, store, spy):
+    games: list[tuple[int, str]] = []  # every source's name: renamed games keep old keys
+    for frame in (spy, store, ucsd):
         for appid, name in zip(frame["appid"].astype(int), frame["name"], strict=True):
             typed_dlc = "Downloadable Content" in specs.get(appid, [])
             if isinstance(name, str) and not typed_dlc and kind_from_name(name) is None:
-                games[appid] = name
+                games.append((appid, name))
     index: dict[tuple[str, ...], int] = {}
-    for appid in sorted(games, key=lambda a: (-reviews.get(a, 0), a)):
-        index.setdefault(base_key(games[appid]), appid)
+    for appid, name in sorted(games, key=lambda game: (-reviews.get(game[0], 0), game[0])):
+        index.setdefault(base_key(name), appid)
     return index
 
 

@@ -205,6 +205,7 @@ BASES = {
     base_key("Agarest Generations of War"): 263020,
     base_key("Defense Grid: The Awakening"): 18500,
     base_key("Defense Grid 2"): 221540,
+    base_key("Call of Duty: Modern Warfare"): 2000950,
 }
 
 
@@ -212,12 +213,17 @@ def test_find_base_appid_takes_the_longest_game_name_that_begins_the_dlc() -> No
     assert find_base_appid("Fallout 3 - Point Lookout", BASES) == 22300
     assert find_base_appid("Fallout - Some Pack", BASES) == 38400
     assert find_base_appid("Defense Grid 2: A Matter of Endurance", BASES) == 221540
+    # a sequel number after the words: not that game's DLC
+    assert find_base_appid("Call of Duty®: Modern Warfare® 2 Stimulus Package", BASES) is None
+    assert find_base_appid("Call of Duty: Modern Warfare - Season Pass", BASES) == 2000950
     # no game's words begin it: no base rather than a guess
     assert find_base_appid("Defense Grid: Resurgence Map Pack 1", BASES) is None
     assert find_base_appid("Agarest - Additional-PP Pack 1 DLC", BASES) is None
-    # a name is never its own base, and a whole-name match is not a prefix
-    assert find_base_appid("Fallout 3", BASES) == 38400
-    assert find_base_appid("Fallout 3", BASES, appid=38400) is None
+    # a whole-name match is not a prefix, a sequel is not its forerunner's DLC,
+    # and an app is never its own base
+    assert find_base_appid("Fallout 3", BASES) is None
+    assert find_base_appid("Fallout 3 - The Pitt", BASES, appid=22300) is None
+    assert find_base_appid("Fallout - Some Pack", BASES, appid=38400) is None
     assert find_base_appid(None, BASES) is None
 
 

@@ -337,6 +337,7 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     first bad one is reported with its row and appid.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from gamerec.dataio.kinds import KINDS
@@ -362,6 +363,13 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
             raise DataError(f"column {column} holds {kind}, not lists of strings", path)
         lists[column] = [v or [] for v in table.column(column).to_pylist()]
     frame = table.select([c for c in CATALOG_COLUMNS if c not in lists]).to_pandas()
+    for column in ["appid", *_CATALOG_COUNTS, "release_year", "base_appid"]:
+        values = table.column(column)
+        if pa.types.is_floating(values.type):  # NaN must not pass for a missing value
+            finite = np.asarray(pc.fill_null(pc.is_finite(values), True), dtype=bool)
+            if not finite.all():
+                bad = pd.Series(~finite)
+                raise _catalog_rows_error(path, frame, bad, f"{column} is not a finite number")
     out = pd.DataFrame(index=frame.index)
     appid = _catalog_int(path, frame, "appid")
     bad = appid.isna() | (appid.fillna(0) <= 0)

@@ -231,6 +231,7 @@ def classify(
 
 
 _WORDS = re.compile(r"[0-9a-z]+")
+_SEQUEL = re.compile(r"^(?:\d+|ii|iii|iv|v|vi|vii|viii|ix|x)$")
 
 
 def base_key(name: str | None) -> tuple[str, ...]:
@@ -244,9 +245,12 @@ def find_base_appid(
     name: str | None, bases: Mapping[tuple[str, ...], int], *, appid: int | None = None
 ) -> int | None:
     """The base game of a DLC: the longest key of ``bases`` (:func:`base_key` of each catalog
-    game's name -> its appid) that is a proper word prefix of ``name``, other than ``appid``."""
+    game's name -> its appid) that is a proper word prefix of ``name``, other than ``appid``,
+    and not followed by a sequel number ("2", "III")."""
     words = base_key(name)
     for length in range(len(words) - 1, 0, -1):
+        if _SEQUEL.match(words[length]):
+            continue  # "Modern Warfare" does not begin "Modern Warfare 2 Stimulus Package"
         base = bases.get(words[:length])
         if base is not None and base != appid:
             return base

@@ -2,8 +2,9 @@
 
 :func:`classify` decides one :class:`Kind` per catalog row, in this order (the first rule that
 fires wins). Counts are measured on the bundled catalog (``catalog-2025-01-01.parquet``: the
-24,007 SteamSpy apps with 20,000+ owners plus the apps steam-200k's titles link to, 26,095
-rows) by ``scripts/build_catalog.py``, which prints them.
+24,012 SteamSpy apps with 20,000+ owners plus 774 apps steam-200k's titles link to, less one
+app no source names: 24,785 rows, 24,283 of them games) by ``scripts/build_catalog.py``, which
+prints them.
 
 1. **No appid** -> ``title-only``: a player cannot find or buy it (steam-200k titles that link
    to no store app, e.g. "Arma 2 Operation Arrowhead Beta (Obsolete)"). Never in the catalog
@@ -14,51 +15,56 @@ rows) by ``scripts/build_catalog.py``, which prints them.
    says most precisely what is in the box, so it beats the source types (UCSD types
    "Nusakana OST" as DLC, the name makes it a soundtrack).
 
-   - ``beta`` (10 rows; "Secret Neighbor Beta", "Tribes of Midgard - Open Beta", "Just Survive
+   - ``beta`` (33 rows; "Secret Neighbor Beta", "Tribes of Midgard - Open Beta", "Just Survive
      Test Server", "Serious Sam Fusion 2017 (beta)", "Everland (Stress Test)"): ``(Obsolete)``
      anywhere; "Public Test", "Test Server", "Test Realm", "Open/Closed/Public Beta" anywhere;
      "Beta", "PTS" or "Playtest" as the last word; ``" - Test"`` as the last part ("PlanetSide 2
      - Test"); "(…Beta)", "(…Test)" in brackets. "Beta Runner", "The Test", "The Turing Test",
      "Test Drive Unlimited 2" stay games: "Beta" or "Test" must end the name or be bracketed.
-   - ``server`` (5 rows; "Left 4 Dead 2 Dedicated Server", "Unturned - Dedicated Server",
+     "Bigscreen Beta" (an app that kept the word) is counted a beta too.
+   - ``server`` (4 rows; "Left 4 Dead 2 Dedicated Server", "Unturned - Dedicated Server",
      "ASTA : ASTA Server"): "Dedicated Server" anywhere, or "Server" as the last word ("Test
      Server" is caught above). ">observer_" and "Observers" stay games (whole words only).
-   - ``benchmark`` (5 rows; "3DMark", "3DMark 11", "Resident Evil 6 Benchmark Tool", "Bright
+   - ``benchmark`` (11 rows; "3DMark", "3DMark 11", "Resident Evil 6 Benchmark Tool", "Bright
      Memory: Infinite Ray Tracing Benchmark"): the word "Benchmark(s)", a name starting with
      "3DMark", "Performance Test", "Stress Test" not in brackets ("Star Swarm Stress Test").
-   - ``soundtrack`` (82 rows; "Always Sometimes Monsters - Soundtrack", "Dreaming Sarah OST",
+   - ``soundtrack`` (44 rows; "Always Sometimes Monsters - Soundtrack", "Dreaming Sarah OST",
      "Cognition - Original Soundtrack Vol 1"): "Soundtrack"/"Sound Track"/"OST" as the last
      word, optionally followed by a volume number, "DLC" or a bracketed note; or "Soundtrack
      by …" / "Soundtrack and|& …" (soundtrack bundles: "Soundtrack and Artbook"). SteamSpy's
      ``all`` list holds no soundtrack at all; every one comes from the steam-200k links.
-   - ``demo`` (27 rows; "Resident Evil 3: Raccoon City Demo", "HOMEFRONT Demo", "Alice |
+   - ``demo`` (18 rows; "Resident Evil 3: Raccoon City Demo", "HOMEFRONT Demo", "Alice |
      愛莉澄【Demo】", "Seance: The Unquiet (Demo 1)"): "Demo" as the last word (with an optional
      number) or inside brackets. "Demon", "Democracy 3", "Demolition Inc." stay games.
-   - ``tool`` by name (13 rows; "Arma 3 Tools", "DayZ Tools", "Skyrim Script Extender (SKSE)",
-     "tModLoader", "VTuber Editor"): "SDK", "Mod Tools", "Modding Tool(s)", "Workshop
-     Tool(s)", "Authoring Tool(s)", "Script Extender", "ModLoader"/"Mod Loader", "Character
-     Creator", "Editor" or "Launcher" as the last word, "Tools" right after the product's name
-     as the last word. "Hidden Object - Tools" (a subtitle after a dash), "Tools Up!", "Unreal
-     Tournament 2004: Editor's Choice Edition" stay games.
-   - ``video`` (6 rows; "DeoVR Video Player", "Whirligig VR Media Player"): "Video Player",
+   - ``tool`` by name (9 rows; "Arma 3 Tools", "DayZ Tools", "Skyrim Script Extender (SKSE)",
+     "Leadwerks Game Launcher", "VTuber Editor"; "tModLoader" in a 2025 library): "SDK", "Mod
+     Tools", "Modding Tool(s)", "Workshop Tool(s)", "Authoring Tool(s)", "Script Extender",
+     "ModLoader"/"Mod Loader", "Character Creator", "Editor" or "Launcher" as the last word,
+     "Tools" right after the product's name as the last word. "Hidden Object - Tools" (a
+     subtitle after a dash), "Tools Up!", "Unreal Tournament 2004: Editor's Choice Edition"
+     stay games.
+   - ``video`` (8 rows; "DeoVR Video Player", "Whirligig VR Media Player"): "Video Player",
      "Media Player", "Movie Player".
-   - ``dlc`` by name (3 rows; "Hamilton's Great Adventure - Retro Fever DLC"): "DLC" as the last
+   - ``dlc`` by name (29 rows; "Hamilton's Great Adventure - Retro Fever DLC", "BioShock
+     Infinite - Season Pass", "Outlast: Whistleblower DLC"): "DLC" as the last
      word or "(DLC)", "Season Pass", "Expansion Pass". "DLC Quest" stays a game.
 
 3. **Source types** (:func:`kind_from_types`), what a store listing says:
 
-   - UCSD ``specs`` "Game demo" -> ``demo``; "Downloadable Content" -> ``soundtrack`` when the
-     tags hold "Soundtrack", else ``dlc``. UCSD types 12,691 apps as DLC and none of them is in
-     SteamSpy's 2025 ``all`` list (SteamSpy lists no DLC), nor in steam.csv.
+   - UCSD ``specs`` "Game demo" -> ``demo`` (4 rows: "Saints Row: The Third Initiation
+     Station"); "Downloadable Content" -> ``soundtrack`` when the tags hold "Soundtrack", else
+     ``dlc`` (214 rows: "Fallout 3 - Point Lookout", "DOOM 3 Resurrection of Evil"). UCSD types
+     12,691 apps as DLC and none of them is in SteamSpy's 2025 ``all`` list (SteamSpy lists no
+     DLC), nor in steam.csv.
    - genres (SteamSpy appdetails ``genre``, steam.csv ``genres``, UCSD ``genres``) holding a
      software genre (Utilities, Design & Illustration, Animation & Modeling, Video Production,
      Audio Production, Photo Editing, Web Publishing, Game Development, Software Training,
-     Accounting), or "Education" without a game genre -> ``tool`` (146 rows: "Wallpaper
+     Accounting), or "Education" without a game genre -> ``tool`` (118 rows: "Wallpaper
      Engine", "Blender", "RPG Maker MV"). Software genres on games are rare: 23 of the 214
      steam.csv apps with one also have a game genre, nearly all VR or music apps.
-   - tags "Movie", "Documentary", "Feature Film", "360 Video" or "Short" with no game genre ->
-     ``video`` (UCSD lists films: "Naruto Shippuden the Movie: Blood Prison"). "Showing Tonight:
-     Mindhunters Incident" (Adventure, tag Movie) stays a game.
+   - tags "Movie", "Documentary", "Feature Film" or "360 Video" with no game genre -> ``video``
+     (10 rows: "Indie Game: The Movie", "Free to Play"). "Showing Tonight: Mindhunters
+     Incident" (Adventure, tag Movie) stays a game; "Short" is a game tag ("Pony Island").
    - steam.csv ``categories`` carry no type (Nik Davis's table holds no DLC and no demos), and
      SteamSpy's ``all`` pages carry neither genres nor tags.
 
@@ -66,7 +72,9 @@ rows) by ``scripts/build_catalog.py``, which prints them.
 
 A DLC may be recommended only to a player who owns its base game: :func:`find_base_appid`
 finds it as the longest catalog game whose name's words begin the DLC's name ("Fallout 3 -
-Point Lookout" -> "Fallout 3").
+Point Lookout" -> "Fallout 3"), not followed by a sequel number: 211 of the 243 DLC rows get
+one ("Defense Grid: Resurgence Map Pack 1" does not: its base is "Defense Grid: The
+Awakening").
 """
 
 from __future__ import annotations

@@ -162,7 +162,8 @@ def main(shared: Path, min_owners: int) -> None:
     )
     merged = merged[merged["appid"].notna()].sort_values("appid").reset_index(drop=True)
     unnamed = merged["name"].isna()
-    print(f"dropped {unnamed.sum()} app(s) no source names: {list(merged['appid'][unnamed])}")
+    dropped = [int(a) for a in merged["appid"][unnamed]]
+    print(f"dropped {len(dropped)} app(s) that no source names: {dropped}")
     merged = merged[~unnamed].reset_index(drop=True)
     merged["tags"] = merged["tags"].map(lambda tags: tags[:MAX_TAGS])
 

@@ -52,7 +52,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-InputKind = Literal["steam-200k", "steam-csv", "ucsd", "steamspy", "owned", "csv"]
+InputKind = Literal["steam-200k", "steam-csv", "ucsd", "steamspy", "catalog", "owned", "csv"]
 
 
 class InputSpec(_Section):
@@ -60,7 +60,8 @@ class InputSpec(_Section):
 
     kind: InputKind = Field(
         description="steam-200k | steam-csv (Steam Store Games) | ucsd (steam_games.json) | "
-        "steamspy (raw/steamspy folder) | owned (GetOwnedGames JSON file or folder) | csv (generic)"
+        "steamspy (raw/steamspy folder) | catalog (a catalog .parquet table) | "
+        "owned (GetOwnedGames JSON file or folder) | csv (generic)"
     )
     path: Path = Field(description="the file, or folder for steamspy/owned")
     user_column: str = Field(default="user", description="csv: the column holding user ids")

@@ -22,7 +22,9 @@ from gamerec.dataio.files import normalise_title, read_bytes, read_text
 from gamerec.errors import DataError
 
 __all__ = [
+    "CATALOG_COLUMNS",
     "METADATA_COLUMNS",
+    "load_catalog_table",
     "load_steam_csv",
     "load_steamspy",
     "load_ucsd",
@@ -298,3 +300,124 @@ def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     for column in _INT_COLUMNS:
         result[column] = result[column].astype("Int64")
     return result[METADATA_COLUMNS]
+
+
+CATALOG_COLUMNS = [*METADATA_COLUMNS, "release_year", "kind", "base_appid", "aliases"]
+_CATALOG_COUNTS = ["price_cents", "owners_low", "owners_high", "positive", "negative"]
+
+
+def _catalog_rows_error(path: Path, frame: pd.DataFrame, bad: pd.Series, problem: str) -> DataError:
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    appid = frame["appid"].iloc[row]
+    return DataError(
+        f"row {row} (appid {appid}): {problem}; rebuild it with scripts/build_catalog.py", path
+    )
+
+
+def _catalog_int(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    values = frame[column]
+    if not (pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values)):
+        raise DataError(f"column {column} holds {values.dtype}, not numbers", path)
+    as_float = values.astype("Float64")
+    finite = as_float.isna() | np.isfinite(as_float.fillna(0).to_numpy(dtype="float64"))
+    if not finite.all():
+        raise _catalog_rows_error(path, frame, ~finite, f"{column} is not a finite number")
+    whole = as_float.isna() | (as_float == as_float.round()).fillna(True)
+    if not whole.all():
+        raise _catalog_rows_error(path, frame, ~whole, f"{column} is not a whole number")
+    return as_float.astype("Int64")
+
+
+def load_catalog_table(path: str | Path) -> pd.DataFrame:
+    """A bundled or rebuilt catalog table (``scripts/build_catalog.py``): one app per row.
+
+    Returns :data:`METADATA_COLUMNS` plus ``release_year`` (Int16), ``kind`` (a
+    :class:`gamerec.dataio.kinds.Kind` value), ``base_appid`` (Int64, the base game of a DLC)
+    and ``aliases`` (other names of the app, for title matching). Every value is checked; the
+    first bad one is reported with its row and appid.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from gamerec.dataio.kinds import KINDS
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found; check the path of the catalog input", path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"is not a readable Parquet file ({exc})", path) from None
+    missing = [c for c in CATALOG_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"is not a gamerec catalog: no column(s) {missing}; rebuild it with "
+            "scripts/build_catalog.py",
+            path,
+        )
+    lists = {}
+    for column in ["genres", "tags", "aliases"]:
+        kind = table.schema.field(column).type
+        if not (pa.types.is_list(kind) and pa.types.is_string(kind.value_type)):
+            raise DataError(f"column {column} holds {kind}, not lists of strings", path)
+        lists[column] = [v or [] for v in table.column(column).to_pylist()]
+    frame = table.select([c for c in CATALOG_COLUMNS if c not in lists]).to_pandas()
+    for column in ["appid", *_CATALOG_COUNTS, "release_year", "base_appid"]:
+        values = table.column(column)
+        if pa.types.is_floating(values.type):  # NaN must not pass for a missing value
+            finite = np.asarray(pc.fill_null(pc.is_finite(values), True), dtype=bool)
+            if not finite.all():
+                bad = pd.Series(~finite)
+                raise _catalog_rows_error(path, frame, bad, f"{column} is not a finite number")
+    out = pd.DataFrame(index=frame.index)
+    appid = _catalog_int(path, frame, "appid")
+    bad = appid.isna() | (appid.fillna(0) <= 0)
+    if bad.any():
+        raise _catalog_rows_error(path, frame, bad, "appid is not a positive integer")
+    repeated = appid.duplicated()
+    if repeated.any():
+        raise _catalog_rows_error(path, frame, repeated, "appid appears twice")
+    out["appid"] = appid
+    names = frame["name"].map(_text_or_none)
+    if names.isna().any():
+        raise _catalog_rows_error(path, frame, names.isna(), "name is missing")
+    out["name"] = names
+    out["genres"] = lists["genres"]
+    out["tags"] = lists["tags"]
+    for column in ["developer", "publisher", "release_date"]:
+        out[column] = frame[column].map(_text_or_none)
+    for column in _CATALOG_COUNTS:
+        values = _catalog_int(path, frame, column)
+        negative = values.fillna(0) < 0
+        if negative.any():
+            raise _catalog_rows_error(path, frame, negative, f"{column} is negative")
+        out[column] = values
+    low, high = out["owners_low"], out["owners_high"]
+    bogus = (low.isna() != high.isna()) | (low > high).fillna(False)
+    if bogus.any():
+        row = int(np.flatnonzero(bogus.to_numpy())[0])
+        raise _catalog_rows_error(
+            path, frame, bogus, f"owners range {low.iloc[row]} .. {high.iloc[row]} is bogus"
+        )
+    year = _catalog_int(path, frame, "release_year")
+    odd_year = ((year < 1970) | (year > 2100)).fillna(False)
+    if odd_year.any():
+        raise _catalog_rows_error(path, frame, odd_year, "release_year is not a year")
+    out["release_year"] = year.astype("Int16")
+    kinds = frame["kind"].astype("object")
+    unknown = ~kinds.isin(KINDS)
+    if unknown.any():
+        raise _catalog_rows_error(
+            path, frame, unknown, f"kind {kinds[unknown].iloc[0]!r} is not one of {list(KINDS)}"
+        )
+    out["kind"] = kinds.astype(str)
+    base = _catalog_int(path, frame, "base_appid")
+    bad_base = (base <= 0).fillna(False) | (base.notna() & (out["kind"] != "dlc"))
+    if bad_base.any():
+        raise _catalog_rows_error(
+            path, frame, bad_base, "base_appid must be a positive appid, and only on a dlc row"
+        )
+    out["base_appid"] = base
+    out["aliases"] = lists["aliases"]
+    return out[CATALOG_COLUMNS]

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from gamerec.artifacts.processed import Processed
 from gamerec.dataio.catalog import (
     METADATA_COLUMNS,
+    load_catalog_table,
     load_steam_csv,
     load_steamspy,
     load_ucsd,
@@ -53,7 +54,7 @@ __all__ = [
 GROUPS = ("train", "valid", "test")
 ROLES = ("train", "foldin", "target")
 INTERACTION_KINDS = {"steam-200k", "owned", "csv"}
-METADATA_KINDS = {"steam-csv", "ucsd", "steamspy"}
+METADATA_KINDS = {"steam-csv", "ucsd", "steamspy", "catalog"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def load_sources(
             metadata.append(load_ucsd(source.path))
         elif source.kind == "steamspy":
             metadata.append(load_steamspy(source.path))
+        elif source.kind == "catalog":
+            metadata.append(load_catalog_table(source.path))
         else:
             raise DataError(f"unknown input kind {source.kind!r}", source.path)
     if not interactions:

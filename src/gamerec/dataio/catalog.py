@@ -23,6 +23,7 @@ from gamerec.errors import DataError
 
 __all__ = [
     "CATALOG_COLUMNS",
+    "EXTRA_COLUMNS",
     "METADATA_COLUMNS",
     "load_catalog_table",
     "load_steam_csv",
@@ -273,33 +274,43 @@ def _union(lists: Sequence[list[str]]) -> list[str]:
     return list(seen)
 
 
+#: what a catalog table adds to :data:`METADATA_COLUMNS` (other sources leave them empty)
+EXTRA_COLUMNS = ["release_year", "kind", "base_appid", "aliases"]
+
+
 def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """One row per appid (plus rows without appid, kept for title matching).
 
-    For scalar fields the first source that has a value wins; genres and tags are united.
+    For scalar fields the first source that has a value wins; genres, tags and aliases are
+    united. Returns :data:`METADATA_COLUMNS` plus :data:`EXTRA_COLUMNS`.
     """
+    columns = [*METADATA_COLUMNS, *EXTRA_COLUMNS]
     if not frames:
-        return _frame([])
+        return _frame([]).reindex(columns=columns)
     stacked = pd.concat(
-        [f.assign(_order=i) for i, f in enumerate(frames)], ignore_index=True, sort=False
+        [f.reindex(columns=columns).assign(_order=i) for i, f in enumerate(frames)],
+        ignore_index=True,
+        sort=False,
     )
+    stacked["aliases"] = stacked["aliases"].map(lambda v: list(v) if isinstance(v, list) else [])
     with_id = stacked[stacked["appid"].notna()].sort_values("_order", kind="stable")
     without_id = stacked[stacked["appid"].isna()]
     grouped = with_id.groupby("appid", sort=True)
-    scalars = [c for c in METADATA_COLUMNS if c not in ("appid", "genres", "tags")]
+    lists = ("genres", "tags", "aliases")
+    scalars = [c for c in columns if c != "appid" and c not in lists]
     merged = grouped[scalars].first()
-    merged["genres"] = grouped["genres"].agg(lambda s: _union(list(s)))
-    merged["tags"] = grouped["tags"].agg(lambda s: _union(list(s)))
+    for column in lists:
+        merged[column] = grouped[column].agg(lambda s: _union(list(s)))
     merged = merged.reset_index()
     # rows lacking an appid can still match interactions by title, once per title
     without_id = without_id.assign(_key=without_id["name"].map(normalise_title))
     known = set(merged["name"].map(normalise_title))
     without_id = without_id[~without_id["_key"].isin(known) & (without_id["_key"] != "")]
     without_id = without_id.drop_duplicates("_key")
-    result = pd.concat([merged, without_id[METADATA_COLUMNS]], ignore_index=True, sort=False)
-    for column in _INT_COLUMNS:
+    result = pd.concat([merged, without_id[columns]], ignore_index=True, sort=False)
+    for column in [*_INT_COLUMNS, "base_appid", "release_year"]:
         result[column] = result[column].astype("Int64")
-    return result[METADATA_COLUMNS]
+    return result[columns]
 
 
 CATALOG_COLUMNS = [*METADATA_COLUMNS, "release_year", "kind", "base_appid", "aliases"]

@@ -1,7 +1,9 @@
-"""The bundled demo dataset: steam-200k plus the store metadata of its games.
+"""The bundled demo dataset: steam-200k plus a recent Steam catalog.
 
-Kaggle "Steam Video Games" (Tamber), with the matching rows of Kaggle "Steam Store Games"
-(Nik Davis) and of the UCSD steam_games.json (McAuley lab). See the README for attribution.
+Kaggle "Steam Video Games" (Tamber) for play histories, and the catalog built by
+``scripts/build_catalog.py``: the SteamSpy 2025-01-01 crawl's games with 20,000+ owners (and
+every game steam-200k names), with tags and genres from SteamSpy appdetails, Kaggle "Steam Store
+Games" (Nik Davis) and the UCSD steam_games.json (McAuley lab). See the README for attribution.
 """
 
 from __future__ import annotations
@@ -22,6 +24,5 @@ def data_file(name: str) -> Path:
 def bundled_sources() -> list[Source]:
     return [
         Source("steam-200k", data_file("steam-200k.csv.gz")),
-        Source("steam-csv", data_file("steam.csv.gz")),
-        Source("ucsd", data_file("steam_games.json.gz")),
+        Source("catalog", data_file("catalog-2025-01-01.parquet")),
     ]

@@ -14,6 +14,7 @@ Contracts (DESIGN.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 
 from gamerec.artifacts.processed import Processed
 from gamerec.dataio.catalog import (
+    EXTRA_COLUMNS,
     METADATA_COLUMNS,
     load_catalog_table,
     load_steam_csv,
@@ -40,6 +42,7 @@ from gamerec.dataio.interactions import (
     load_owned_games,
     load_steam_200k,
 )
+from gamerec.dataio.kinds import RECOMMENDABLE_KINDS, Kind, classify
 from gamerec.errors import DataError
 
 __all__ = [
@@ -97,13 +100,89 @@ def load_sources(
 
 
 def _title_index(metadata: pd.DataFrame) -> pd.DataFrame:
-    """Metadata rows by normalised title; among namesakes the most reviewed game wins."""
-    keyed = metadata.assign(title_key=metadata["name"].map(normalise_title))
+    """Metadata rows by normalised title (names and aliases); among namesakes the most
+    reviewed game wins, and a name beats another game's alias."""
+    aliases = metadata[["aliases"]].explode("aliases").dropna()
+    by_alias = metadata.loc[aliases.index].assign(_alias_name=aliases["aliases"].to_numpy())
+    keyed = pd.concat(
+        [
+            metadata.assign(title_key=metadata["name"].map(normalise_title), _is_alias=0),
+            by_alias.assign(title_key=by_alias["_alias_name"].map(normalise_title), _is_alias=1),
+        ],
+        ignore_index=True,
+    ).drop(columns="_alias_name")
     keyed = keyed[keyed["title_key"] != ""]
     reviews = keyed["positive"].fillna(0) + keyed["negative"].fillna(0)
     keyed = keyed.assign(_reviews=reviews.astype("int64"))
-    keyed = keyed.sort_values(["_reviews", "appid"], ascending=[False, True], na_position="last")
-    return keyed.drop_duplicates("title_key").drop(columns="_reviews")
+    keyed = keyed.sort_values(
+        ["_is_alias", "_reviews", "appid"], ascending=[True, False, True], na_position="last"
+    )
+    return keyed.drop_duplicates("title_key").drop(columns=["_reviews", "_is_alias"])
+
+
+_YEAR = re.compile(r"\b(19[7-9]\d|20\d\d)\b")
+
+
+def _release_year(date: Any) -> Any:
+    match = _YEAR.search(date) if isinstance(date, str) else None
+    return int(match.group(1)) if match else pd.NA
+
+
+def _describe_items(items: pd.DataFrame) -> pd.DataFrame:
+    """What each item is: its kind, whether it may be recommended, its release year."""
+    years = items["release_year"].astype("Int64")
+    missing_year = years.isna()
+    years[missing_year] = items.loc[missing_year, "release_date"].map(_release_year)
+    kinds = [
+        str(kind)
+        if isinstance(kind, str) and isinstance(appid, (int, np.integer))
+        else str(classify(name, appid=appid, genres=genres, tags=tags))
+        for kind, appid, name, genres, tags in zip(
+            items["kind"],
+            items["appid"].astype(object).where(items["appid"].notna(), None),
+            items["name"],
+            items["genres"],
+            items["tags"],
+            strict=True,
+        )
+    ]
+    base = items["base_appid"].astype("Int64")
+    is_dlc = np.array([kind == Kind.DLC for kind in kinds])
+    return items.assign(
+        release_year=years.astype("Int16"),
+        kind=kinds,
+        base_appid=base.where(is_dlc, pd.NA),
+        recommendable=np.array([kind in RECOMMENDABLE_KINDS for kind in kinds], dtype=bool),
+    )
+
+
+def _catalog_only(
+    metadata: pd.DataFrame, played_appids: set[int], min_owners: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The metadata's games nobody in the play data owns, above ``min_owners`` SteamSpy owners,
+    most owned first, and what was left out and why."""
+    with_id = metadata[metadata["appid"].notna()]
+    unplayed = with_id[~with_id["appid"].isin(played_appids)]
+    owners = unplayed["owners_low"]
+    no_owners = owners.isna()
+    below = ~no_owners & (owners.fillna(0) < min_owners)
+    kept = unplayed[~no_owners & ~below]
+    kept = kept.sort_values(
+        ["owners_low", "positive", "appid"], ascending=[False, False, True], na_position="last"
+    )
+
+    def examples(frame: pd.DataFrame) -> list[str]:
+        head = frame.head(5)
+        return [f"{n} ({a})" for a, n in zip(head["appid"], head["name"], strict=True)]
+
+    report = {
+        "min_owners": min_owners,
+        "below_min_owners": int(below.sum()),
+        "below_min_owners_examples": examples(unplayed[below]),
+        "no_owners_figure": int(no_owners.sum()),
+        "no_owners_figure_examples": examples(unplayed[no_owners]),
+    }
+    return kept, report
 
 
 def _k_core(
@@ -171,7 +250,15 @@ def build_processed(
     test_fraction: float,
     target_fraction: float,
     seed: int,
+    min_owners: int = 20_000,
 ) -> Processed:
+    """The catalog, users, interactions and split from loaded inputs.
+
+    Items are every game of the interactions that survives the k-core filters (the games with
+    players, ``has_players``, first, most owned first), then every game of the metadata with at
+    least ``min_owners`` SteamSpy owners that nobody in the play data owns. ``n_users`` counts
+    training users only: nothing a model learns from may count held-out users.
+    """
     raw = pd.concat([loaded.frame for loaded in interactions], ignore_index=True)
     load_stats = [loaded.stats for loaded in interactions]
     meta = merge_metadata(metadata)
@@ -267,17 +354,36 @@ def build_processed(
     # games keyed by title whose metadata has no appid (rare) still get their metadata
     no_id_meta = titled[titled["appid"].isna()].set_index("title_key")
     missing = joined["genres"].isna() & joined["title_key"].isin(no_id_meta.index)
-    for column in METADATA_COLUMNS[1:]:
+    for column in [*METADATA_COLUMNS[1:], *EXTRA_COLUMNS]:
         if missing.any():
             joined.loc[missing, column] = joined.loc[missing, "title_key"].map(no_id_meta[column])
+    n_played = len(joined)
+    played_appids = {int(a) for a in joined["appid"].dropna()}
+    catalog_rows, catalog_report = _catalog_only(meta, played_appids, min_owners)
+    catalog_rows = catalog_rows.assign(
+        item_key=[f"a:{appid}" for appid in catalog_rows["appid"]],
+        title_key=catalog_rows["name"].map(normalise_title),
+        n_users=0,
+    )
+    joined = pd.concat([joined, catalog_rows], ignore_index=True, sort=False)
     for column in ["genres", "tags"]:
         joined[column] = joined[column].map(lambda v: list(v) if isinstance(v, list) else [])
     joined["item_idx"] = np.arange(len(joined), dtype=np.int32)
-    columns = ["item_idx", *METADATA_COLUMNS, "n_users", "item_key", "title_key"]
-    items = joined[columns].reset_index(drop=True)
+    joined["has_players"] = np.arange(len(joined)) < n_played
+    columns = [
+        "item_idx",
+        *METADATA_COLUMNS,
+        "release_year",
+        "kind",
+        "base_appid",
+        "n_users",
+        "has_players",
+        "item_key",
+        "title_key",
+    ]
+    items = _describe_items(joined)[[*columns, "recommendable"]].reset_index(drop=True)
     for column in ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]:
         items[column] = items[column].astype("Int64")
-    items["n_users"] = items["n_users"].astype(np.int32)
 
     # users in the order of their ids (pyarrow sorts strings by code point, as Python does)
     kept_users = user_codes[rows]
@@ -314,7 +420,25 @@ def build_processed(
         seed=seed,
     )
 
-    n_users, n_items, n_rows = len(users), len(items), len(table)
+    is_train_row = (users["group"].to_numpy() == "train")[table["user_idx"].to_numpy()]
+    items["n_users"] = np.bincount(
+        table["item_idx"].to_numpy()[is_train_row], minlength=len(items)
+    ).astype(np.int32)
+    kinds = items["kind"].value_counts()
+    catalog_report.update(
+        games=len(items),
+        games_with_players=n_played,
+        games_without_players=len(items) - n_played,
+        recommendable=int(items["recommendable"].sum()),
+        not_recommendable={str(k): int(v) for k, v in kinds.items() if k != Kind.GAME},
+        not_recommendable_examples={
+            str(kind): items.loc[items["kind"] == kind, "name"].head(3).tolist()
+            for kind in kinds.index
+            if kind != Kind.GAME
+        },
+    )
+
+    n_users, n_items, n_rows = len(users), n_played, len(table)
     per_user = np.bincount(table["user_idx"], minlength=n_users)
     hours = table["playtime_min"].to_numpy() / 60.0
     matched = int(matched_titles.sum())
@@ -328,10 +452,11 @@ def build_processed(
         "title_match_rate": matched / len(distinct_titles) if len(distinct_titles) else 1.0,
         "users": n_users,
         "items": n_items,
+        "catalog": catalog_report,
         "interactions": n_rows,
         "density": n_rows / (n_users * n_items),
-        "items_with_genres": int((items["genres"].map(len) > 0).sum()),
-        "items_with_tags": int((items["tags"].map(len) > 0).sum()),
+        "items_with_genres": int((items["genres"].map(len) > 0)[:n_played].sum()),
+        "items_with_tags": int((items["tags"].map(len) > 0)[:n_played].sum()),
         "groups": {g: int((users["group"] == g).sum()) for g in GROUPS},
         "targets": int((split["role"] == "target").sum()),
         "histograms": {
@@ -341,7 +466,7 @@ def build_processed(
                 ["<5", "5-9", "10-19", "20-49", "50-99", "100-199", "200+"],
             ),
             "players per game": _histogram(
-                items["n_users"].to_numpy(),
+                n_users_of_code[owners["code"].to_numpy()],
                 [0, 2, 5, 10, 50, 100, 500],
                 ["1", "2-4", "5-9", "10-49", "50-99", "100-499", "500+"],
             ),

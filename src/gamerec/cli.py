@@ -110,16 +110,21 @@ def _root(ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOpti
     ctx.obj = GlobalOptions(config=config, data_dir=data_dir)
 
 
+#: the k-core thresholds of preprocess
+MinUserItemsOption = Annotated[
+    int | None, typer.Option(help="Drop users owning fewer games (default 5).")
+]
+MinItemUsersOption = Annotated[
+    int | None, typer.Option(help="Drop games owned by fewer users (default 2).")
+]
+
+
 @app.command()
 def preprocess(
     ctx: typer.Context,
     seed: Annotated[int | None, typer.Option(help="Seed of the user split.")] = None,
-    min_user_items: Annotated[
-        int | None, typer.Option(help="Drop users owning fewer games (default 5).")
-    ] = None,
-    min_item_users: Annotated[
-        int | None, typer.Option(help="Drop games owned by fewer users (default 2).")
-    ] = None,
+    min_user_items: MinUserItemsOption = None,
+    min_item_users: MinItemUsersOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Turn play histories into processed/ (items, users, interactions, split).
@@ -259,7 +264,9 @@ def train(
         int | None, typer.Option(help="Maximum epochs (early stopping may end sooner).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and batching.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"] | None, typer.Option(help="Torch device.")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -288,24 +295,30 @@ def _split_list(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+#: what `gamerec recommend` is asked about: the fields of the server's POST /recommend
+UserOption = Annotated[str | None, typer.Option("--user", "-u", help="A user id from the data.")]
+PlayedOption = Annotated[
+    str | None, typer.Option(help="Games played, as appid:minutes pairs: 620:1200,400:300.")
+]
+LibraryOption = Annotated[
+    Path | None, typer.Option(help="A Steam Web API GetOwnedGames JSON file.")
+]
+GenresOption = Annotated[
+    list[str] | None, typer.Option("--genres", "-g", help="Only these genres (rpg,action).")
+]
+AchievementsOption = Annotated[
+    str | None, typer.Option(help="Unlocked achievements as appid:count pairs.")
+]
+
+
 @app.command()
 def recommend(
     ctx: typer.Context,
-    user: Annotated[
-        str | None, typer.Option("--user", "-u", help="A user id from the data.")
-    ] = None,
-    played: Annotated[
-        str | None, typer.Option(help="Games played, as appid:minutes pairs: 620:1200,400:300.")
-    ] = None,
-    library: Annotated[
-        Path | None, typer.Option(help="A Steam Web API GetOwnedGames JSON file.")
-    ] = None,
-    genres: Annotated[
-        list[str] | None, typer.Option("--genres", "-g", help="Only these genres (rpg,action).")
-    ] = None,
-    achievements: Annotated[
-        str | None, typer.Option(help="Unlocked achievements as appid:count pairs.")
-    ] = None,
+    user: UserOption = None,
+    played: PlayedOption = None,
+    library: LibraryOption = None,
+    genres: GenresOption = None,
+    achievements: AchievementsOption = None,
     top_k: TopKOption = None,
     all_users: Annotated[
         bool, typer.Option("--all", help="Recommend for every known user into --out.")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gamerec.dataio.matrix import UserItems
-from gamerec.errors import ArtifactError, TrainingError
+from gamerec.errors import ArtifactError, GamerecError, TrainingError
 from gamerec.towers.checkpoint import (
     export_item_embeddings,
     export_user_tower,
@@ -18,6 +18,7 @@ from gamerec.towers.checkpoint import (
 from gamerec.towers.features import build_item_features
 from gamerec.towers.inference import NumpyUserTower
 from gamerec.towers.model import TwoTowerConfig
+from gamerec.towers.rerank import ease_weights
 from gamerec.towers.train import train_two_tower, user_inputs
 
 N_ITEMS = 20
@@ -248,3 +249,11 @@ def test_learning_rate_halves_after_each_epoch_without_gain() -> None:
     assert [report.best for report in result.history] == [True, False, True, False]
     assert [report.learning_rate for report in result.history] == [0.01, 0.005, 0.005, 0.0025]
     assert result.best_epoch == 2
+
+
+def test_the_reranker_size_error_names_the_setting_to_change() -> None:
+    gram = np.eye(12)
+    with pytest.raises(GamerecError, match=r"train\.rerank_max_items = 10 games") as caught:
+        ease_weights(gram, 1.0, max_items=10)
+    assert "train.rerank = false" in str(caught.value)
+    assert ease_weights(gram, 1.0, max_items=12).shape == (12, 12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,19 @@ def test_training_on_your_own_csv(tmp_path: Path) -> None:
     # a player of three strategy games is offered the other strategy games, no racing game
     assert len(recommended) == 5
     assert set(recommended) <= set(range(1004, 1011))
+
+
+def test_preprocess_and_inspect(tmp_path: Path) -> None:
+    lines = run_example("preprocess_and_inspect.py", "ws", cwd=tmp_path)
+    assert lines[0] == "read 12,393 players and 5,155 games"
+    assert lines[1].startswith("kept 3,752 players, 3,957 games")
+    assert "most owned games:" in lines
+    ranked = lines[lines.index("most owned games:") + 1 :]
+    assert len(ranked) == 10
+    assert ranked[0].startswith(" 1. Team Fortress 2 (appid 440): ")
+    assert ranked[1].startswith(" 2. Dota 2 (appid 570): ")
+    counts = [re.search(r"\): ([\d,]+) players; ", line) for line in ranked]
+    players = [int(match.group(1).replace(",", "")) for match in counts if match]
+    assert len(players) == 10
+    assert players == sorted(players, reverse=True)
+    assert (tmp_path / "ws" / "processed" / "manifest.json").is_file()

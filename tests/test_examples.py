@@ -65,7 +65,9 @@ def test_batch_recommendations_to_parquet(trained_workspace: Path, tmp_path: Pat
     assert lines[1] == f"read back {len(recs)} rows; rows per user: 3 to 3"
     assert len(recs) == 3 * users
     assert {tuple(ranks) for ranks in recs.groupby("user_id")["rank"].apply(list)} == {(1, 2, 3)}
-    assert set(recs["appid"]) <= catalog_appids(trained_workspace)
+    items = pq.read_table(trained_workspace / "processed" / "items.parquet").to_pandas()
+    assert set(recs["name"]) <= set(items["name"])
+    assert set(recs["appid"].dropna().astype(int)) <= catalog_appids(trained_workspace)
     assert len(lines) == 3 + 3  # the first user's three games
 
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
+
+from gamerec.dataio.matrix import UserItems
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gamerec.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -58,3 +67,114 @@ def trained_workspace(bundled_workspace: Path, tmp_path_factory: pytest.TempPath
     pipeline.train(settings)
     pipeline.build_index(settings)
     return root
+
+
+# --- helpers shared by several test files (import them: `from conftest import free_port`) ---
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released at once)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    """The settings of workspace ``data_dir`` plus dotted ``overrides`` (``train.epochs``)."""
+    from gamerec.settings import Settings
+
+    return Settings.load(overrides={"data_dir": data_dir, **overrides})
+
+
+#: games of the two-tower checkerboard (even users play even games, odd users odd ones)
+N_ITEMS = 20
+
+
+def checkerboard(n_users: int, offset: int = 0) -> tuple[UserItems, UserItems]:
+    """User u likes every item of its parity but one (withheld): the one answer that is certain.
+
+    Returns (histories, withheld targets).
+    """
+    rows, items, target_rows, target_items = [], [], [], []
+    for row in range(n_users):
+        user = row + offset
+        parity = user % 2
+        withheld = 2 * ((user // 2) % (N_ITEMS // 2)) + parity
+        for item in range(parity, N_ITEMS, 2):
+            if item == withheld:
+                target_rows.append(row)
+                target_items.append(item)
+            else:
+                rows.append(row)
+                items.append(item)
+    minutes = np.random.default_rng(offset).uniform(0, 600, len(items))
+    histories = UserItems.from_pairs(np.array(rows), np.array(items), minutes, n_users, N_ITEMS)
+    targets = UserItems.from_pairs(
+        np.array(target_rows), np.array(target_items), None, n_users, N_ITEMS
+    )
+    return histories, targets
+
+
+def checkerboard_items() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "item_idx": np.arange(N_ITEMS),
+            "name": [f"game {i}" for i in range(N_ITEMS)],
+            "genres": [["Indie"] for _ in range(N_ITEMS)],
+            "tags": [[] for _ in range(N_ITEMS)],
+            "n_users": np.full(N_ITEMS, 10),
+        }
+    )
+
+
+def rank_of_target(scores: np.ndarray, histories: UserItems, targets: UserItems) -> np.ndarray:
+    scores = scores.copy()
+    rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+    scores[rows, histories.indices] = -np.inf
+    target = targets.indices  # one per row
+    better = scores > scores[np.arange(len(target)), target][:, None]
+    return better.sum(1)  # 0 = ranked first
+
+
+def train_checkerboard(**overrides: Any) -> tuple[Any, Any]:
+    """The small two-tower model of the checkerboard, trained (``overrides``: train options)."""
+    from gamerec.towers.features import build_item_features
+    from gamerec.towers.model import TwoTowerConfig
+    from gamerec.towers.train import train_two_tower
+
+    train, _ = checkerboard(200)
+    valid_histories, valid_targets = checkerboard(40, offset=1000)
+    features = build_item_features(checkerboard_items())
+    config = TwoTowerConfig(
+        n_items=N_ITEMS,
+        n_tokens=features.n_tokens,
+        n_numeric=features.numeric.shape[1],
+        embedding_dim=16,
+        hidden_dim=32,
+        dropout=0.0,
+        temperature=0.1,
+    )
+
+    def validate(scorer) -> float:
+        ranks = rank_of_target(scorer.score(valid_histories), valid_histories, valid_targets)
+        return float((ranks < 3).mean())
+
+    options: dict[str, Any] = dict(
+        validate=validate,
+        epochs=30,
+        patience=30,
+        batch_size=32,
+        learning_rate=0.01,
+        weight_decay=0.0,
+        holdout_fraction=0.2,
+        max_full_softmax_items=1000,
+        sampled_negatives=8,
+        seed=0,
+        threads=1,
+    )
+    options.update(overrides)
+    return train_two_tower(train, features, config, **options), features

@@ -421,12 +421,3 @@ def fetch_env(server: ReplayServer, **fetch: float | int | str) -> dict[str, str
         **fetch,
     }
     return {f"GAMEREC_FETCH__{name.upper()}": str(value) for name, value in values.items()}
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound and released at once)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

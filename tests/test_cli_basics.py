@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from gamerec.cli import app
@@ -53,6 +56,26 @@ def test_help_lists_the_commands_with_their_help() -> None:
     assert "--config" in result.stdout and "--data-dir" in result.stdout
     shown = CliRunner().invoke(app, ["config", "--help"], env={"COLUMNS": "200"})
     assert "Print the effective settings and where each value came from." in shown.stdout
+
+
+def command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command and group of the app below ``command``, with the words that reach it."""
+    found = [(path, command)]
+    for name, child in getattr(command, "commands", {}).items():
+        found += command_paths(child, (*path, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    commands = command_paths(typer.main.get_command(app))
+    names = {" ".join(path) for path, _ in commands}
+    assert {"", "recommend", "config", "config show", "fetch", "fetch owned", "eval"} <= names
+    for path, command in commands:
+        shown = " ".join(("gamerec", *path))
+        assert command.help, f"`{shown}` has no help text"
+        assert re.search(rf"Example: .*\b{re.escape(shown)}(\s|$)", command.help), (
+            f"`{shown} --help` needs a line `Example: {shown} ...`"
+        )
 
 
 def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import free_port
 from gamerec import pipeline
 from gamerec.errors import ConfigError, TrainingError
 from gamerec.settings import Settings
@@ -31,12 +31,6 @@ SMALL = {
     "GAMEREC_TRAIN__BATCH_SIZE": "128",
     "GAMEREC_TRAIN__THREADS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_env(**settings: Any) -> dict[str, str]:
@@ -182,8 +176,8 @@ def test_workers_share_every_batch_exactly_once() -> None:
 
 def _checkerboard_worker(rank: int, port: int, out: str, sampled: bool) -> None:
     """One of two spawned workers: train the checkerboard model of test_towers together."""
+    from conftest import train_checkerboard
     from gamerec.towers.distributed import start_workers, stop_workers
-    from test_towers import train_checkerboard
 
     workers = start_workers(
         rank=rank,
@@ -219,7 +213,7 @@ def test_two_workers_take_the_same_steps_as_one_process(tmp_path: Path, sampled:
     """Same batches, same hold-out split, gradients averaged by DDP (and, with sampled softmax,
     item embeddings gathered across workers): the same training as one process, up to float
     rounding. Dropout is 0 in this model, so nothing random differs between the two runs."""
-    from test_towers import train_checkerboard
+    from conftest import train_checkerboard
 
     torch.multiprocessing.spawn(
         _checkerboard_worker, args=(free_port(), str(tmp_path), sampled), nprocs=2, join=True

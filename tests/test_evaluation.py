@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import settings_for
 from gamerec import pipeline
 from gamerec.artifacts import fingerprint, read_manifest, write_manifest
 from gamerec.cli import app
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError, ConfigError, DataError, InvalidRequestError
 from gamerec.evaluation.protocol import build_protocol, load_protocol
-from gamerec.settings import Settings
 
 # --- the protocols on a hand-made split ------------------------------------------------------
 
@@ -161,10 +161,6 @@ def workspace(bundled_workspace: Path, workdir: Path) -> Path:
     data_dir = workdir / "gamerec-data"
     shutil.copytree(bundled_workspace / "processed", data_dir / "processed")
     return data_dir
-
-
-def settings_for(data_dir: Path, **overrides) -> Settings:
-    return Settings.load(overrides={"data_dir": data_dir, **overrides})
 
 
 def test_evaluate_writes_a_reproducible_report(workspace: Path) -> None:

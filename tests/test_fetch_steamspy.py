@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from gamerec import pipeline
 from gamerec.cli import app
 from gamerec.dataio.catalog import load_steamspy, parse_owners
@@ -44,7 +45,6 @@ from replay_server import (
     ReplayServer,
     fetch_env,
     fetch_overrides,
-    free_port,
     page_appids,
     recorded_appdetails,
     recorded_pages,

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from gamerec import pipeline
 from gamerec.cli import app
 from gamerec.dataio.interactions import load_owned_games
@@ -46,7 +47,6 @@ from replay_server import (
     ReplayServer,
     fetch_env,
     fetch_overrides,
-    free_port,
     recorded_appdetails,
     synthetic_libraries,
 )

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import settings_for
 from gamerec import pipeline
 from gamerec.artifacts import fingerprint
 from gamerec.cli import app
 from gamerec.errors import ArtifactError, TrainingError
-from gamerec.settings import Settings
 
 runner = CliRunner()
 QUICK = {
@@ -54,7 +54,7 @@ def test_train_with_an_empty_training_split_is_a_clear_error(
     (workspace / "processed" / "manifest.json").unlink()
     write_manifest(workspace / "processed", "processed", settings=old["settings"])
     with pytest.raises(TrainingError, match="no training users"):
-        pipeline.train(Settings.load(overrides={"data_dir": workspace, **QUICK}))
+        pipeline.train(settings_for(workspace, **QUICK))
 
 
 def test_a_failed_training_run_leaves_the_last_good_model(
@@ -69,7 +69,7 @@ def test_a_failed_training_run_leaves_the_last_good_model(
 
     monkeypatch.setattr("gamerec.evaluation.protocol.mean_ndcg", broken_validation)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        pipeline.train(Settings.load(overrides={"data_dir": workspace, **QUICK}))
+        pipeline.train(settings_for(workspace, **QUICK))
     assert snapshot(workspace / "model") == before
     assert not list(workspace.glob(".model.*"))  # no staging directory left behind
 
@@ -79,9 +79,9 @@ def test_a_model_for_another_split_is_refused_by_eval(
 ) -> None:
     workspace = tmp_path / "gamerec-data"
     shutil.copytree(trained_workspace, workspace)
-    pipeline.preprocess(Settings.load(overrides={"data_dir": workspace, "preprocess.seed": 7}))
+    pipeline.preprocess(settings_for(workspace, **{"preprocess.seed": 7}))
     with pytest.raises(ArtifactError, match="gamerec train"):
-        pipeline.evaluate(Settings.load(overrides={"data_dir": workspace}))
+        pipeline.evaluate(settings_for(workspace))
 
 
 def test_model_files_rebuild_the_recommender_without_torch(trained_workspace: Path) -> None:

@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 from gamerec import pipeline
 from gamerec.artifacts import read_manifest
 from gamerec.artifacts.processed import Processed, read_processed
-from gamerec.cli import app, render_preprocess_summary
+from gamerec.cli import app
 from gamerec.dataio.catalog import METADATA_COLUMNS
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.interactions import RAW_COLUMNS, LoadedInteractions
 from gamerec.dataio.preprocess import build_processed, make_split
 from gamerec.errors import DataError
+from gamerec.render import preprocess_summary
 from gamerec.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
@@ -576,7 +577,7 @@ def test_bundled_data_numbers_through_the_cli(
     assert summary["output"] == "ws/processed"
     # the human summary of the same numbers
     monkeypatch.setenv("COLUMNS", "200")
-    render_preprocess_summary(summary)
+    preprocess_summary(summary)
     table = capsys.readouterr().out
     assert "12,393 users, 5,155 games" in table
     assert "duplicate purchase rows removed" in table and "707" in table

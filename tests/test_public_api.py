@@ -5,12 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
-import os
 import pkgutil
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -87,35 +84,6 @@ def test_every_module_all_names_exist() -> None:
         checked.append(module_name)
     for name in ("gamerec.errors", "gamerec.settings", "gamerec.dataio.preprocess", "gamerec.cli"):
         assert name in checked
-
-
-@pytest.mark.slow
-def test_example_preprocess_and_inspect_runs(tmp_path: Path) -> None:
-    example = Path(__file__).parents[1] / "examples" / "preprocess_and_inspect.py"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}
-    done = subprocess.run(
-        [sys.executable, str(example), "ws"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0] == "read 12,393 players and 5,155 games"
-    assert lines[1].startswith("kept 3,752 players, 3,957 games")
-    assert "most owned games:" in lines
-    ranked = lines[lines.index("most owned games:") + 1 :]
-    assert len(ranked) == 10
-    assert ranked[0].startswith(" 1. Team Fortress 2 (appid 440): ")
-    assert ranked[1].startswith(" 2. Dota 2 (appid 570): ")
-    counts = [re.search(r"\): ([\d,]+) players; ", line) for line in ranked]
-    players = [int(match.group(1).replace(",", "")) for match in counts if match]
-    assert len(players) == 10
-    assert players == sorted(players, reverse=True)
-    assert (tmp_path / "ws" / "processed" / "manifest.json").is_file()
 
 
 def test_the_library_api_is_exported_lazily() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from gamerec import pipeline
@@ -92,8 +94,12 @@ def test_names_resolve_case_insensitively_and_ambiguity_lists_candidates(
         recommender.resolve_game("half-life 2: ep")
     assert len(caught.value.candidates) >= 2
     assert any("Episode One" in c for c in caught.value.candidates)
-    with pytest.raises(NotFoundError, match="no game named"):
+    with pytest.raises(NotFoundError, match="no game named") as missing:
         recommender.resolve_game("zzzz not a game zzzz")
+    # every command the message suggests exists
+    suggested = re.findall(r"`gamerec (\w+)", str(missing.value))
+    assert suggested
+    assert set(suggested) <= set(typer.main.get_command(app).commands)
     with pytest.raises(NotFoundError, match="appid 999999999"):
         recommender.similar(999999999)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from conftest import (
+    N_ITEMS,
+    checkerboard,
+    checkerboard_items,
+    rank_of_target,
+    train_checkerboard,
+)
 from gamerec.dataio.matrix import UserItems
-from gamerec.errors import ArtifactError, TrainingError
+from gamerec.errors import ArtifactError, GamerecError, TrainingError
 from gamerec.towers.checkpoint import (
     export_item_embeddings,
     export_user_tower,
@@ -18,90 +24,8 @@ from gamerec.towers.checkpoint import (
 from gamerec.towers.features import build_item_features
 from gamerec.towers.inference import NumpyUserTower
 from gamerec.towers.model import TwoTowerConfig
+from gamerec.towers.rerank import ease_weights
 from gamerec.towers.train import train_two_tower, user_inputs
-
-N_ITEMS = 20
-
-
-def checkerboard(n_users: int, offset: int = 0) -> tuple[UserItems, UserItems]:
-    """User u likes every item of its parity but one (withheld): the one answer that is certain.
-
-    Returns (histories, withheld targets).
-    """
-    rows, items, target_rows, target_items = [], [], [], []
-    for row in range(n_users):
-        user = row + offset
-        parity = user % 2
-        withheld = 2 * ((user // 2) % (N_ITEMS // 2)) + parity
-        for item in range(parity, N_ITEMS, 2):
-            if item == withheld:
-                target_rows.append(row)
-                target_items.append(item)
-            else:
-                rows.append(row)
-                items.append(item)
-    minutes = np.random.default_rng(offset).uniform(0, 600, len(items))
-    histories = UserItems.from_pairs(np.array(rows), np.array(items), minutes, n_users, N_ITEMS)
-    targets = UserItems.from_pairs(
-        np.array(target_rows), np.array(target_items), None, n_users, N_ITEMS
-    )
-    return histories, targets
-
-
-def checkerboard_items() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "item_idx": np.arange(N_ITEMS),
-            "name": [f"game {i}" for i in range(N_ITEMS)],
-            "genres": [["Indie"] for _ in range(N_ITEMS)],
-            "tags": [[] for _ in range(N_ITEMS)],
-            "n_users": np.full(N_ITEMS, 10),
-        }
-    )
-
-
-def rank_of_target(scores: np.ndarray, histories: UserItems, targets: UserItems) -> np.ndarray:
-    scores = scores.copy()
-    rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
-    scores[rows, histories.indices] = -np.inf
-    target = targets.indices  # one per row
-    better = scores > scores[np.arange(len(target)), target][:, None]
-    return better.sum(1)  # 0 = ranked first
-
-
-def train_checkerboard(**overrides):
-    train, _ = checkerboard(200)
-    valid_histories, valid_targets = checkerboard(40, offset=1000)
-    features = build_item_features(checkerboard_items())
-    config = TwoTowerConfig(
-        n_items=N_ITEMS,
-        n_tokens=features.n_tokens,
-        n_numeric=features.numeric.shape[1],
-        embedding_dim=16,
-        hidden_dim=32,
-        dropout=0.0,
-        temperature=0.1,
-    )
-
-    def validate(scorer) -> float:
-        ranks = rank_of_target(scorer.score(valid_histories), valid_histories, valid_targets)
-        return float((ranks < 3).mean())
-
-    options = dict(
-        validate=validate,
-        epochs=30,
-        patience=30,
-        batch_size=32,
-        learning_rate=0.01,
-        weight_decay=0.0,
-        holdout_fraction=0.2,
-        max_full_softmax_items=1000,
-        sampled_negatives=8,
-        seed=0,
-        threads=1,
-    )
-    options.update(overrides)
-    return train_two_tower(train, features, config, **options), features
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +172,11 @@ def test_learning_rate_halves_after_each_epoch_without_gain() -> None:
     assert [report.best for report in result.history] == [True, False, True, False]
     assert [report.learning_rate for report in result.history] == [0.01, 0.005, 0.005, 0.0025]
     assert result.best_epoch == 2
+
+
+def test_the_reranker_size_error_names_the_setting_to_change() -> None:
+    gram = np.eye(12)
+    with pytest.raises(GamerecError, match=r"train\.rerank_max_items = 10 games") as caught:
+        ease_weights(gram, 1.0, max_items=10)
+    assert "train.rerank = false" in str(caught.value)
+    assert ease_weights(gram, 1.0, max_items=12).shape == (12, 12)

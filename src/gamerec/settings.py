@@ -448,14 +448,6 @@ class Settings(BaseModel):
         return rows
 
 
-def _origin_label(origin: str) -> str:
-    if origin == "env":
-        return "an environment variable"
-    if origin == "flag":
-        return "a command-line flag"
-    return origin
-
-
 def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
     lines = []
     for error in exc.errors():

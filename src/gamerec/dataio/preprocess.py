@@ -56,8 +56,6 @@ __all__ = [
 
 GROUPS = ("train", "valid", "test")
 ROLES = ("train", "foldin", "target")
-INTERACTION_KINDS = {"steam-200k", "owned", "csv"}
-METADATA_KINDS = {"steam-csv", "ucsd", "steamspy", "catalog"}
 
 
 @dataclass(frozen=True)

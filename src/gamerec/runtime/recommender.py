@@ -254,8 +254,8 @@ class Recommender:
             partial.sort(key=lambda i: -self.catalog.players[i])
             raise AmbiguousNameError(query, [self._label(i) for i in partial])
         raise NotFoundError(
-            f"no game named {query!r}; search with `gamerec items`-style queries "
-            "such as part of the name, or give the appid"
+            f"no game named {query!r}; give part of the name (`gamerec similar portal`) or "
+            "the appid; `gamerec serve` lists matching names at GET /items?q=portal"
         )
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -427,14 +427,13 @@ class Recommender:
         if because is None:
             similarity = self.item_embeddings[history] @ self.item_embeddings[item]
             because = int(history[int(np.argmax(similarity))])
-        closest = because
         info = self._item(item)
         return Recommendation(
             appid=info["appid"],
             name=info["name"],
             score=round(float(score), 6),
             genres=info["genres"],
-            reason=f"because you played {self.catalog.names[closest]}",
+            reason=f"because you played {self.catalog.names[because]}",
             item_idx=item,
         )
 

@@ -50,9 +50,9 @@ def ease_weights(gram: np.ndarray, regularisation: float, max_items: int) -> np.
     n_items = gram.shape[0]
     if n_items > max_items:
         raise GamerecError(
-            f"EASE needs a dense {n_items:,} x {n_items:,} matrix, above the limit of "
-            f"{max_items:,} games (eval.ease_max_items); raise the limit if memory allows "
-            f"(~{8 * n_items * n_items / 1e9:.1f} GB) or leave EASE out"
+            f"the co-play re-ranker needs a dense {n_items:,} x {n_items:,} matrix, above "
+            f"train.rerank_max_items = {max_items:,} games; raise train.rerank_max_items if "
+            f"memory allows (~{8 * n_items * n_items / 1e9:.1f} GB) or set train.rerank = false"
         )
     try:  # training has torch: its Cholesky inverse is about 3x faster than numpy's LU inverse
         import torch

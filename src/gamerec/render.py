@@ -1,0 +1,455 @@
+"""What the ``gamerec`` command shows: rich tables, JSON for scripts, progress on stderr.
+
+Answers go to stdout, progress and problems to stderr. Every string that comes from data or from
+the user (game names, reasons, paths, messages that quote them) reaches rich as a
+:class:`~rich.text.Text` or escaped, never as markup: a game called ``Evil [/bold] Game`` is
+printed as it is, and cannot crash the command or inject a terminal link.
+
+Only rich and the standard library are imported here, so ``gamerec --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "EpochBars",
+    "ProgressBars",
+    "Renderer",
+    "config_table",
+    "demo_report",
+    "error",
+    "eval_report",
+    "failures",
+    "fetch_owned_summary",
+    "fetch_steamspy_summary",
+    "index_summary",
+    "interrupted",
+    "preprocess_summary",
+    "print_json",
+    "progress_line",
+    "recommend_all_summary",
+    "recommendations",
+    "result",
+    "serve_summary",
+    "stderr",
+    "stdout",
+    "train_summary",
+]
+
+
+def stdout() -> Console:
+    """A console on the current ``sys.stdout`` (a test runner may have swapped it)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+def _text(value: object) -> Text:
+    """``value`` as literal text: brackets in it are characters, not markup."""
+    return Text("" if value is None else str(value))
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def error(message: str) -> None:
+    """``Error: <message>`` on stderr; messages quote user data (paths, CSV headers)."""
+    stderr().print(Text.assemble(("Error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def interrupted() -> None:
+    stderr().print("Interrupted; completed work is kept, run the command again.")
+
+
+def progress_line(stage: str, message: str, fraction: float | None) -> None:
+    """A :data:`gamerec.pipeline.Progress` that prints one dim line per event on stderr."""
+    stderr().print(Text.assemble((f"{stage}:", "dim"), " ", message))
+
+
+def failures(failed: Iterable[str]) -> None:
+    for message in failed:
+        stderr().print(Text.assemble(("failed:", "red"), " ", message), soft_wrap=True)
+
+
+def _facts(title: str) -> Table:
+    """A two-column table of facts about one run."""
+    return Table(title=title, show_header=False, title_justify="left")
+
+
+def _bar_chart(title: str, rows: list[list[Any]]) -> Table:
+    table = Table(title=_text(title), show_header=False, box=None, title_justify="left")
+    peak = max((count for _, count in rows), default=0) or 1
+    for label, count in rows:
+        bar = "█" * max(1 if count else 0, round(28 * count / peak))
+        table.add_row(_text(label), Text(bar, style="cyan"), f"{count:,}")
+    return table
+
+
+def preprocess_summary(summary: dict[str, Any]) -> None:
+    before = summary["before_filtering"]
+    table = _facts("Preprocessed")
+    table.add_row("before filtering", f"{before['users']:,} users, {before['games']:,} games")
+    if summary.get("duplicate_purchases"):
+        table.add_row("duplicate purchase rows removed", f"{summary['duplicate_purchases']:,}")
+    if summary["titles"]:
+        table.add_row(
+            "titles matched to an appid",
+            f"{summary['titles_matched']:,} of {summary['titles']:,} "
+            f"({summary['title_match_rate']:.1%})",
+        )
+    table.add_row("users", f"{summary['users']:,}")
+    table.add_row("games", f"{summary['items']:,}")
+    table.add_row("interactions", f"{summary['interactions']:,}")
+    table.add_row("density", f"{summary['density']:.4%}")
+    table.add_row(
+        "games with genres / tags",
+        f"{summary['items_with_genres']:,} / {summary['items_with_tags']:,}",
+    )
+    groups = summary["groups"]
+    table.add_row(
+        "split (users)",
+        f"train {groups['train']:,} · valid {groups['valid']:,} · test {groups['test']:,}",
+    )
+    table.add_row("written to", _text(summary.get("output", "")))
+    console = stdout()
+    console.print(table)
+    for title, rows in summary["histograms"].items():
+        console.print(_bar_chart(title, rows))
+
+
+def index_summary(summary: dict[str, Any]) -> None:
+    table = _facts("Index")
+    table.add_row("kind", _text(summary["kind"]))
+    params = {k: v for k, v in summary["params"].items() if k != "kind"}
+    if params:
+        table.add_row("parameters", _text(", ".join(f"{k}={v}" for k, v in params.items())))
+    table.add_row("items", f"{summary['items']:,}")
+    table.add_row("dimension", str(summary["dim"]))
+    table.add_row("build time", f"{summary['build_seconds']:.2f} s")
+    table.add_row(
+        "recall@20 vs exact",
+        f"{summary['recall_at_20']:.4f} ({summary['recall_queries']:,} item queries)",
+    )
+    table.add_row("written to", _text(summary["output"]))
+    stdout().print(table)
+
+
+def train_summary(summary: dict[str, Any]) -> None:
+    table = _facts("Trained")
+    table.add_row("best epoch", f"{summary['best_epoch'] + 1} of {summary['epochs_run']} run")
+    table.add_row("valid NDCG@20", f"{summary['valid_ndcg_at_20']:.4f}")
+    table.add_row("users x games", f"{summary['users']:,} x {summary['items']:,}")
+    table.add_row("softmax", "sampled (logQ)" if summary["sampled_softmax"] else "full catalog")
+    if summary.get("resumed_from_epoch") is not None:
+        table.add_row("resumed at epoch", str(summary["resumed_from_epoch"] + 1))
+    table.add_row("seconds", f"{summary['seconds']:.1f}")
+    table.add_row("written to", _text(summary.get("output", "")))
+    stdout().print(table)
+
+
+def config_table(rows: list[tuple[str, Any, str]]) -> None:
+    """``gamerec config show``: each setting, its value and where the value came from."""
+    table = Table(title="gamerec settings", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("source")
+    for name, value, source in rows:
+        style = "dim" if source == "default" else "bold"
+        table.add_row(_text(name), _text(json.dumps(value, default=str)), Text(source, style))
+    stdout().print(table)
+
+
+def fetch_steamspy_summary(summary: dict[str, Any]) -> None:
+    pages, details = summary["pages"], summary["appdetails"]
+    table = Table(title="Fetched from SteamSpy", title_justify="left")
+    for column in ("", "fetched", "skipped (saved before)", "not found", "failed"):
+        table.add_column(column, justify="left" if not column else "right")
+    table.add_row(
+        "all pages", f"{pages['fetched']:,}", f"{pages['skipped']:,}", "", f"{len(pages['failed'])}"
+    )
+    table.add_row(
+        "appdetails",
+        f"{details['fetched']:,}",
+        f"{details['skipped']:,}",
+        f"{details['not_found']:,}",
+        f"{len(details['failed'])}",
+    )
+    console = stdout()
+    console.print(table)
+    end = pages["end_page"]
+    reached = (
+        f"page {end} came back empty: the catalog is complete"
+        if end is not None
+        else "the end of the catalog is not reached yet"
+    )
+    console.print(
+        _text(
+            f"{pages['apps']:,} apps on the saved pages; {reached}; written to {summary['output']}"
+        )
+    )
+
+
+def fetch_owned_summary(summary: dict[str, Any]) -> None:
+    table = _facts("Fetched Steam libraries")
+    table.add_row("fetched", f"{summary['fetched']:,}")
+    table.add_row("skipped (saved before)", f"{summary['skipped']:,}")
+    table.add_row("private profiles (skipped)", f"{summary['private']:,}")
+    table.add_row("failed", f"{len(summary['failed']):,}")
+    table.add_row(
+        "API calls today (UTC)", f"{summary['calls_today']:,} of {summary['daily_limit']:,}"
+    )
+    table.add_row("written to", _text(summary["output"]))
+    stdout().print(table)
+    errors = stderr()
+    for steamid in summary["private_steamids"]:
+        errors.print(_text(f"private profile, no library shown: {steamid}"))
+
+
+def recommendations(title: str, answers: list[dict[str, Any]]) -> None:
+    """A ranked table of games; ``title`` and every cell are printed literally."""
+    table = Table(title=_text(title), title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("game")
+    table.add_column("appid", justify="right")
+    table.add_column("genres")
+    table.add_column("score", justify="right")
+    table.add_column("why", style="dim")
+    for rank, answer in enumerate(answers, 1):
+        table.add_row(
+            str(rank),
+            _text(answer["name"]),
+            _text(answer["appid"] or ""),
+            _text(", ".join(answer["genres"][:3])),
+            f"{answer['score']:.3f}",
+            _text(answer["reason"]),
+        )
+    stdout().print(table)
+
+
+def recommend_all_summary(summary: dict[str, Any]) -> None:
+    stdout().print(
+        _text(
+            f"Wrote {summary['rows']:,} recommendations for {summary['users']:,} users to "
+            f"{summary['out']} in {summary['seconds']:.1f} s"
+        )
+    )
+
+
+def serve_summary(summary: dict[str, Any]) -> None:
+    stderr().print(f"Stopped after {summary['requests']:,} requests in {summary['uptime_s']:.0f} s")
+
+
+def _metric_cell(metric: dict[str, Any], digits: int = 3) -> str:
+    """``mean ±half-width`` of the 95% CI (just the mean when there is no CI)."""
+    mean, ci = metric["mean"], metric.get("ci")
+    if not ci:
+        return f"{mean:.{digits}f}"
+    half = f"{(ci[1] - ci[0]) / 2:.{digits}f}"
+    return f"{mean:.{digits}f} ±{half[1:] if half.startswith('0.') else half}"
+
+
+def eval_report(report: dict[str, Any]) -> None:
+    from rich import box
+
+    ks = report["ks"]
+    main_k = 20 if 20 in ks else ks[-1]
+    table = Table(
+        title=_text(
+            f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
+            f"{report['n_items']:,} games"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("method")
+    for k in ks:
+        table.add_column(f"Recall@{k}", justify="right")
+        table.add_column(f"NDCG@{k}", justify="right")
+    table.add_column(f"Coverage@{main_k}", justify="right")
+    table.add_column(f"Pop%@{main_k}", justify="right")
+    table.add_column("fit s", justify="right")
+    for name, method in report["methods"].items():
+        metrics = method["metrics"]
+        cells = [name]
+        for k in ks:
+            cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+        cells.append(_metric_cell(metrics[f"coverage@{main_k}"]))
+        cells.append(_metric_cell(metrics[f"pop_pct@{main_k}"], digits=1))
+        fit = method["fit_seconds"]
+        cells.append("-" if fit is None else f"{fit:.1f}")
+        table.add_row(*(_text(cell) for cell in cells))
+    # off a terminal rich assumes 80 columns: print wide enough for three cut-offs instead
+    out = stdout()
+    if not out.is_terminal:
+        out = Console(file=sys.stdout, width=160, highlight=False)
+    out.print(table)
+    for name, method in report["methods"].items():
+        for reference, metrics in (method.get("versus") or {}).items():
+            difference = metrics.get(f"ndcg@{main_k}")
+            if not difference or not difference.get("ci"):
+                continue
+            low, high = difference["ci"]
+            verdict = "ahead" if low > 0 else "behind" if high < 0 else "no clear difference"
+            out.print(
+                _text(
+                    f"{name} - {reference}: NDCG@{main_k} {difference['mean']:+.3f} "
+                    f"[{low:+.3f}, {high:+.3f}], paired over the same users: {verdict}"
+                )
+            )
+    for note in _eval_notes(report, main_k):
+        out.print(Text(note, style="dim"))
+
+
+def _eval_notes(report: dict[str, Any], main_k: int) -> list[str]:
+    boot = report["bootstrap"]
+    notes = []
+    if boot["resamples"]:
+        notes.append(
+            f"± is half the 95% bootstrap CI ({boot['resamples']:,} resamples of the test users, "
+            f"seed {boot['seed']}); split seed {report.get('split_seed')}."
+        )
+    notes.append(
+        f"Pop% = mean popularity percentile, among training users, of the top {main_k} "
+        "(100 = the most owned game); Coverage = share of the catalog recommended to anyone."
+    )
+    if report.get("ease_lambda") is not None:
+        notes.append(f"EASE lambda = {report['ease_lambda']:g}, chosen on the validation users.")
+    if report.get("users_skipped"):
+        notes.append(f"{report['users_skipped']:,} test users skipped: {report['skip_reason']}.")
+    if report.get("model") and report["model"] != "evaluated":
+        notes.append(f"two-tower model: {report['model']}")
+    if report.get("output"):
+        notes.append(f"Report written to {report['output']}")
+    return notes
+
+
+def demo_report(report: dict[str, Any]) -> None:
+    """Each stage's summary, then the answers for a test user and for a new user."""
+    preprocess_summary(report["preprocess"])
+    train_summary(report["train"])
+    index_summary(report["index"])
+    eval_report(report["eval"])
+    sample = report["sample_user"]
+    recommendations(
+        f"Test user {sample['user_id']}: {sample['played']} games given, "
+        f"{sample['held_out_found']} of {sample['held_out']} held-out games found in the top 10",
+        sample["recommendations"],
+    )
+    new_user = report["new_user"]
+    recommendations(
+        f"A new user who likes {', '.join(new_user['genres'])}", new_user["recommendations"]
+    )
+
+
+class ProgressBars:
+    """One rich progress bar per pipeline stage on stderr, with an ETA and the latest message.
+
+    Called like a :data:`gamerec.pipeline.Progress`: a stage's first event adds its bar; a
+    ``None`` fraction leaves the bar where it is (or pulsing, when the total is unknown).
+    """
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskID,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}", style="bold", markup=False),
+            BarColumn(),
+            TaskProgressColumn(text_format_no_percentage=""),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[message]}", markup=False),
+            console=stderr(),
+            # SteamSpy's `all` pages come a minute apart: estimate speed over a longer window
+            speed_estimate_period=600,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, stage: str, message: str, fraction: float | None) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            total = None if fraction is None else 1.0
+            task = self._progress.add_task(stage, total=total, message=message)
+            self._tasks[stage] = task
+        if fraction is None:
+            self._progress.update(task, message=message)
+        else:
+            self._progress.update(task, total=1.0, completed=fraction, message=message)
+
+
+class EpochBars:
+    """A progress bar over training epochs on stderr; ``on_epoch`` is train's epoch callback."""
+
+    def __init__(self, total_epochs: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]training[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=stderr(),
+            transient=False,
+        )
+        self._task = self._progress.add_task("train", total=total_epochs, status="")
+
+    def __enter__(self) -> EpochBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def on_epoch(self, report: Any) -> None:
+        star = " [green]★ best[/]" if report.best else ""
+        self._progress.update(
+            self._task,
+            completed=report.epoch + 1,
+            status=f"loss {report.loss:.3f} · {report.examples_per_s:,.0f} users/s · "
+            f"valid NDCG@20 {report.valid_metric:.4f}{star}",
+        )
+
+
+#: a renderer of one command's result (a summary dict, a report, a list of answers)
+Renderer = Callable[[Any], None]
+
+
+def result(value: Any, as_json: bool, human: Renderer) -> None:
+    """``value`` as JSON for scripts, else through ``human``."""
+    if as_json:
+        print_json(value)
+    else:
+        human(value)

@@ -1,0 +1,74 @@
+"""What the command prints: data and user input are shown literally, never read as rich markup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gamerec.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
+#: a closing tag that matches nothing (rich raises on it) and a terminal hyperlink
+EVIL = "Evil [/bold] Game [link=http://x]y[/link]"
+WIDE = {"COLUMNS": "400"}  # one table row per line, so names are not wrapped
+
+
+def answer(name: str, reason: str, appid: int = 620) -> dict[str, Any]:
+    return {
+        "appid": appid,
+        "name": name,
+        "score": 0.5,
+        "genres": ["[red]Action", "RPG"],
+        "reason": reason,
+        "item_idx": 0,
+    }
+
+
+@pytest.fixture
+def evil_answers(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    answers = [answer(EVIL, f"because you played {EVIL}"), answer("Portal 2", "popular", 620)]
+    monkeypatch.setattr("gamerec.pipeline.recommend", lambda settings, **kwargs: answers)
+    monkeypatch.setattr("gamerec.pipeline.similar", lambda settings, game, k=None: answers)
+    return answers
+
+
+def test_a_game_name_with_markup_is_printed_as_it_is(workdir: Path, evil_answers: list) -> None:
+    result = CliRunner().invoke(app, ["recommend", "--played", "620:60"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert EVIL in result.stdout
+    assert f"because you played {EVIL}" in result.stdout
+    assert "[red]Action" in result.stdout
+    assert "\x1b]8;" not in result.stdout  # no terminal hyperlink
+
+
+def test_a_query_with_markup_is_printed_as_it_is(workdir: Path, evil_answers: list) -> None:
+    result = CliRunner().invoke(app, ["similar", EVIL], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert f"Similar to {EVIL}" in result.stdout
+    as_json = CliRunner().invoke(app, ["similar", EVIL, "--json"], env=WIDE)
+    assert json.loads(as_json.stdout)[0]["name"] == EVIL
+
+
+def test_a_data_dir_with_markup_is_printed_as_it_is(workdir: Path) -> None:
+    (workdir / "gamerec.toml").write_text(
+        f"[[preprocess.inputs]]\nkind = 'steam-200k'\n"
+        f"path = '{FIXTURES / 'steam-200k-slice.csv'}'\n"
+        f"[[preprocess.inputs]]\nkind = 'steam-csv'\npath = '{FIXTURES / 'steam.csv'}'\n"
+    )
+    data_dir = "ws/[/x]"
+    result = CliRunner().invoke(
+        app, ["--data-dir", data_dir, "preprocess", "--min-user-items", "2"], env=WIDE
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{data_dir}/processed" in result.stdout  # "written to"
+    assert f"preprocess: writing {data_dir}/processed" in result.stderr  # progress lines
+    assert (workdir / "ws" / "[" / "x]" / "processed" / "manifest.json").is_file()
+
+    missing = CliRunner().invoke(app, ["--data-dir", "[/x] [link=x]y[/link]", "index"])
+    assert missing.exit_code == 1
+    assert "index: reading [/x] [link=x]y[/link]/model\n" in missing.stderr
+    assert "Error: no model output in [/x] [link=x]y[/link]/model;" in missing.stderr

@@ -1,8 +1,10 @@
 """The one place gamerec's settings live.
 
-Precedence, lowest first: built-in defaults < ``gamerec.toml`` in the working directory (or
+:class:`Settings` is a pydantic-settings ``BaseSettings``. Precedence, lowest first: built-in
+defaults < ``Settings(...)`` arguments < ``gamerec.toml`` in the working directory (or
 ``--config PATH``) < ``GAMEREC_*`` environment variables (nested with ``__``, e.g.
-``GAMEREC_TRAIN__EPOCHS=5``) < command-line flags.
+``GAMEREC_TRAIN__EPOCHS=5``; structured values as JSON) < torchrun's ``RANK``/``WORLD_SIZE``/...
+< command-line flags.
 
 ``Settings.load()`` builds the effective settings and remembers where every value came from
 (``Settings.sources``), which is what ``gamerec config show`` prints. Only the pipeline unpacks
@@ -11,13 +13,15 @@ settings; core modules take plain arguments.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,7 +30,18 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
 )
 
 from gamerec.errors import ConfigError
@@ -334,28 +349,133 @@ class ServeSettings(_Section):
         ge=1,
         description="FAISS and BLAS threads per query (requests already run in parallel)",
     )
-    processes: int = Field(
-        default=1, ge=1, le=256, description="worker processes sharing the port (fork; e.g. cores)"
+    processes: int | Literal["auto"] = Field(
+        default="auto",
+        description="worker processes sharing the port (fork); auto: the cores this process "
+        "may use, at most 4",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log threshold: info logs one access line per request"
     )
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        # an empty token would leave every route open while `config show` prints ********
+        if token is not None and not token.get_secret_value():
+            raise ValueError("an empty token would turn authentication off; set one or unset it")
+        return token
 
-#: where each value being validated came from (dotted name -> origin), for error messages
-_VALUE_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("_VALUE_SOURCES", default=None)
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        # one message for both forms, rather than one per member of the union
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
+        if value == "auto" or (type(value) is int and 1 <= value <= 256):
+            return value
+        raise ValueError('must be "auto" or a whole number from 1 to 256')
 
 
-class Settings(BaseModel):
-    """Everything gamerec can be told. Build it with :meth:`Settings.load` to get provenance.
+@dataclass
+class _Build:
+    """One construction of :class:`Settings`: what :meth:`Settings.load` asked for, and what each
+    source gave, for provenance and for errors that name the file or variable at fault."""
 
-    A plain pydantic model with its own file and environment layers rather than a
-    pydantic-settings ``BaseSettings``: importing pydantic-settings costs about 0.14 s, a quarter
-    of the budget of a whole ``gamerec recommend`` process, for two readers this module does in
-    a few lines (``_read_toml``, ``_environment_values``).
-    """
+    config: Path | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    #: (label, values) of each source that gave any, lowest precedence first
+    layers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: dotted name -> the GAMEREC_* variable that set it
+    variables: dict[str, str] = field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    def origins(self) -> dict[str, str]:
+        """Dotted name -> label of the last source that set it, the one that counts."""
+        return {name: label for label, values in self.layers for name in _flatten(values)}
+
+
+_BUILD: ContextVar[_Build | None] = ContextVar("_BUILD", default=None)
+
+
+class _Recorded(PydanticBaseSettingsSource):
+    """A source whose values are kept under ``label`` in the build under way."""
+
+    def __init__(self, source: PydanticBaseSettingsSource, label: str, build: _Build) -> None:
+        super().__init__(source.settings_cls)
+        self.source, self.label, self.build = source, label, build
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.source()
+        # pydantic-settings calls the highest precedence first
+        self.build.layers.insert(0, (self.label, values))
+        return values
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The config file: a file that is not TOML is an error naming it, and relative paths are
+    relative to the file's folder, as in pyproject.toml or ruff.toml, so ``--config
+    elsewhere/gamerec.toml`` means what that file says."""
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        try:
+            with file_path.open("rb") as handle:
+                values = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{file_path}: not valid TOML ({exc}); fix the file or remove it"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{file_path}: cannot be read ({exc.strerror})") from None
+        return _paths_from(file_path.parent, values)
+
+
+class _Environment(EnvSettingsSource):
+    """``GAMEREC_*`` variables, checked first: a name that is no setting is an error (a typo must
+    not be ignored) and so is a structured value that is not JSON, each naming the variable."""
+
+    def __init__(self, settings_cls: type[BaseSettings], build: _Build) -> None:
+        super().__init__(settings_cls)
+        self.build = build
+
+    def __call__(self) -> dict[str, Any]:
+        for variable, raw in sorted(os.environ.items()):
+            if variable.upper().startswith(ENV_PREFIX):
+                self.build.variables[self._setting_of(variable, raw)] = variable
+        return super().__call__()
+
+    def _setting_of(self, variable: str, raw: str) -> str:
+        parts = variable[len(ENV_PREFIX) :].lower().split("__")
+        fields: Mapping[str, FieldInfo] = self.settings_cls.model_fields
+        for depth, part in enumerate(parts):
+            if part not in fields:
+                raise ConfigError(_unknown_variable(variable, parts, depth, list(fields)))
+            info = fields[part]
+            fields = info.annotation.model_fields if _is_model(info.annotation) else {}
+        if self.field_is_complex(info):
+            try:
+                json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"environment variable {variable}: a structured setting takes JSON "
+                    f"(e.g. '[1, 2]' or '{{\"key\": 1}}'); {exc.msg} at character {exc.pos}"
+                ) from None
+        return ".".join(parts)
+
+
+class Settings(BaseSettings):
+    """Everything gamerec can be told. Build it with :meth:`Settings.load` for ``--config`` and
+    flags; ``Settings(...)`` reads the same file and environment, its arguments lowest."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        validate_assignment=True,
+    )
 
     data_dir: Path = Field(
         default=Path("gamerec-data"), description="workspace: raw/, processed/, model/, index/"
@@ -377,11 +497,51 @@ class Settings(BaseModel):
 
     def __init__(self, **values: Any) -> None:
         """``Settings(data_dir=..., train=TrainSettings(epochs=5))``; a bad value is a
-        :class:`ConfigError` naming it, as from :meth:`load` (not pydantic's ValidationError)."""
+        :class:`ConfigError` naming it and where it came from (not pydantic's ValidationError)."""
+        build = _BUILD.get() or _Build()
+        token = _BUILD.set(build)
         try:
-            super().__init__(**values)
+            # sections as dicts, so that a file or variable setting one of their fields merges
+            super().__init__(
+                **{
+                    name: value.model_dump(exclude_unset=True)
+                    if isinstance(value, BaseModel)
+                    else value
+                    for name, value in values.items()
+                }
+            )
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, _VALUE_SOURCES.get() or {})) from None
+            raise ConfigError(_explain(exc, build)) from None
+        except SettingsError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
+        finally:
+            _BUILD.reset(token)
+        origins = build.origins()
+        self._sources = {name: origins.get(name, "default") for name in _flatten(self.model_dump())}
+        for name, origin in origins.items():
+            self._sources.setdefault(name, origin)
+        if "steam_api_key" in origins:
+            self._sources["fetch.steam_api_key"] = origins["steam_api_key"]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        build = _BUILD.get() or _Build()
+        config = build.config if build.config is not None else Path(DEFAULT_CONFIG_FILE)
+        layers: list[tuple[str, PydanticBaseSettingsSource]] = [  # highest precedence first
+            ("flag", InitSettingsSource(settings_cls, build.flags)),
+            ("torchrun", InitSettingsSource(settings_cls, launcher_values(os.environ))),
+            ("env", _Environment(settings_cls, build)),
+            (str(config), _TomlFile(settings_cls, config)),
+            ("init", init_settings),
+        ]
+        return tuple(_Recorded(source, label, build) for label, source in layers)
 
     def model_post_init(self, context: Any, /) -> None:
         if self.steam_api_key is not None and self.fetch.steam_api_key is None:
@@ -389,7 +549,8 @@ class Settings(BaseModel):
 
     @property
     def sources(self) -> dict[str, str]:
-        """Where each setting (dotted name) came from: default, a file path, env var, or flag."""
+        """Where each setting (dotted name) came from: default, a file path, env, torchrun, flag
+        or init (an argument of ``Settings(...)``)."""
         return dict(self._sources)
 
     @classmethod
@@ -403,39 +564,17 @@ class Settings(BaseModel):
         ``overrides`` maps dotted names to values (``{"train.epochs": 3}``); ``None`` values are
         ignored, so CLI options that were not given can be passed straight through.
         """
-        layers: list[tuple[str, dict[str, Any]]] = []
-        toml_path = Path(config) if config is not None else Path(DEFAULT_CONFIG_FILE)
-        if config is not None and not toml_path.is_file():
-            raise ConfigError(f"config file {toml_path} does not exist; check the --config path")
-        if toml_path.is_file():
-            layers.append((str(toml_path), _paths_from(toml_path.parent, _read_toml(toml_path))))
-        layers.append(("env", _environment_values(os.environ)))
-        layers.append(("torchrun", launcher_values(os.environ)))
+        if config is not None and not Path(config).is_file():
+            raise ConfigError(f"config file {config} does not exist; check the --config path")
         flags: dict[str, Any] = {}
         for dotted, value in (overrides or {}).items():
             if value is not None:
                 _set_dotted(flags, dotted, value)
-        layers.append(("flag", flags))
-
-        merged: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for origin, values in layers:
-            _deep_merge(merged, values)
-            for dotted in _leaf_names(values):
-                sources[dotted] = origin
-        # validation runs __init__, whose ConfigError then names the file or variable at fault
-        token = _VALUE_SOURCES.set(sources)
+        token = _BUILD.set(_Build(Path(config) if config is not None else None, flags))
         try:
-            settings = cls.model_validate(merged)
+            return cls()
         finally:
-            _VALUE_SOURCES.reset(token)
-        all_names = _leaf_names(settings.model_dump())
-        settings._sources = {name: sources.get(name, "default") for name in all_names}
-        for name, origin in sources.items():
-            settings._sources.setdefault(name, origin)
-        if "steam_api_key" in sources:
-            settings._sources["fetch.steam_api_key"] = sources["steam_api_key"]
-        return settings
+            _BUILD.reset(token)
 
     def to_display(self) -> list[tuple[str, Any, str]]:
         """``(name, value, source)`` rows, secrets masked, for ``gamerec config show``."""
@@ -447,43 +586,13 @@ class Settings(BaseModel):
         return rows
 
 
-def _origin_label(origin: str) -> str:
-    if origin == "env":
-        return "an environment variable"
-    if origin == "flag":
-        return "a command-line flag"
-    return origin
-
-
-def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
+def _explain(exc: ValidationError, build: _Build) -> str:
+    origins = build.origins()
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        # Find the longest dotted prefix we know the origin of.
-        origin = "settings"
-        for end in range(len(loc), 0, -1):
-            dotted = ".".join(loc[:end])
-            # the error's own name, or a table (e.g. an unknown [section]) holding given values
-            given = [
-                o for name, o in sources.items() if name == dotted or name.startswith(dotted + ".")
-            ]
-            if given:
-                origin = sources.get(dotted, given[0])
-                break
         name = ".".join(loc)
-        if origin == "torchrun":
-            variable = {v: k for k, v in LAUNCHER_VARIABLES.items()}.get(loc[-1])
-            where = (
-                f"environment variable {variable} (set by torchrun)"
-                if variable
-                else "environment variables RANK / WORLD_SIZE (set by torchrun)"
-            )
-        elif origin == "env":
-            where = f"environment variable {ENV_PREFIX}{'__'.join(loc[:2]).upper()}"
-        elif origin == "flag":
-            where = "command-line flag"
-        else:
-            where = origin
+        where = _where(loc, origins, build.variables)
         if error["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown setting {name!r}; see `gamerec config show`")
         else:
@@ -491,68 +600,45 @@ def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
-def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``GAMEREC_*`` variables as nested values: ``GAMEREC_TRAIN__EPOCHS=5`` -> train.epochs.
+def _where(loc: list[str], origins: Mapping[str, str], variables: Mapping[str, str]) -> str:
+    """The file, variable, flag or argument that gave the value at ``loc`` (or a table above)."""
+    prefixes = [".".join(loc[:end]) for end in range(len(loc), 0, -1)]
+    origin = "settings"
+    for dotted in prefixes:
+        given = [
+            o for name, o in origins.items() if name == dotted or name.startswith(dotted + ".")
+        ]
+        if given:
+            origin = origins.get(dotted, given[0])
+            break
+    if origin == "env":
+        variable = next((variables[d] for d in prefixes if d in variables), None)
+        return f"environment variable {variable or ENV_PREFIX + '*'}"
+    if origin == "torchrun":
+        launcher = {v: k for k, v in LAUNCHER_VARIABLES.items()}.get(loc[-1])
+        if launcher:
+            return f"environment variable {launcher} (set by torchrun)"
+        return "environment variables RANK / WORLD_SIZE (set by torchrun)"
+    return {"flag": "command-line flag", "init": "Settings() argument"}.get(origin, origin)
 
-    Names are case-insensitive and nest with ``__``. Values of structured settings (lists,
-    tables, a whole section) are JSON; the rest stay strings for validation to convert. A name
-    that is no setting is an error, so a typo is not silently ignored.
-    """
-    values: dict[str, Any] = {}
-    for variable, raw in sorted(environ.items()):
-        if not variable.upper().startswith(ENV_PREFIX):
-            continue
-        parts = variable[len(ENV_PREFIX) :].lower().split("__")
-        model: Any = Settings
-        for depth, part in enumerate(parts):
-            field = model.model_fields.get(part) if _is_model(model) else None
-            if field is None:
-                raise ConfigError(
-                    f"environment variable {variable}: {'.'.join(parts)!r} is no setting; "
-                    "`gamerec config show` lists them (nest sections with __, e.g. "
-                    "GAMEREC_TRAIN__EPOCHS)"
-                )
-            model = field.annotation
-            if depth == len(parts) - 1:
-                value: Any = raw
-                if _is_structured(model):
-                    try:
-                        value = json.loads(raw)
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(
-                            f"environment variable {variable}: a structured setting takes JSON "
-                            f"(e.g. '[1, 2]' or '{{\"key\": 1}}'); {exc.msg} at character "
-                            f"{exc.pos}"
-                        ) from None
-                _set_dotted(values, ".".join(parts), value)
-    return values
+
+def _unknown_variable(variable: str, parts: list[str], depth: int, known: list[str]) -> str:
+    close = difflib.get_close_matches(parts[depth], known, n=1)
+    hint = ""
+    if close:
+        hint = f"did you mean {ENV_PREFIX}{'__'.join([*parts[:depth], close[0]]).upper()}? "
+    return (
+        f"environment variable {variable}: {'.'.join(parts)!r} is no setting; {hint}"
+        "`gamerec config show` lists them (nest sections with __, e.g. GAMEREC_TRAIN__EPOCHS)"
+    )
 
 
 def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _is_structured(annotation: Any) -> bool:
-    """Lists, tuples, sets, dicts and models (alone or in a union with None) come as JSON."""
-    origin = get_origin(annotation)
-    if origin in (Union, type(int | None)):
-        return any(_is_structured(arg) for arg in get_args(annotation) if arg is not type(None))
-    return origin in (list, tuple, set, dict) or _is_model(annotation)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
 def _paths_from(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """A config file's relative paths made relative to the file's folder, as in pyproject.toml
-    or ruff.toml, so ``--config elsewhere/gamerec.toml`` means what that file says."""
+    """A config file's relative paths joined to the file's folder."""
     if isinstance(values.get("data_dir"), str) and not Path(values["data_dir"]).is_absolute():
         values["data_dir"] = str(folder / values["data_dir"])
     preprocess = values.get("preprocess")
@@ -571,14 +657,6 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[leaf] = value
 
 
-def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _deep_merge(target[key], value)
-        else:
-            target[key] = dict(value) if isinstance(value, Mapping) else value
-
-
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in values.items():
@@ -588,7 +666,3 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def _leaf_names(values: Mapping[str, Any]) -> list[str]:
-    return list(_flatten(values))

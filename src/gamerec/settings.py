@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -498,18 +498,15 @@ class Settings(BaseSettings):
     def __init__(self, **values: Any) -> None:
         """``Settings(data_dir=..., train=TrainSettings(epochs=5))``; a bad value is a
         :class:`ConfigError` naming it and where it came from (not pydantic's ValidationError)."""
+        # sections as dicts, so that a file or variable setting one of their fields merges
+        plain: dict[str, Any] = {
+            name: value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+            for name, value in values.items()
+        }
         build = _BUILD.get() or _Build()
         token = _BUILD.set(build)
         try:
-            # sections as dicts, so that a file or variable setting one of their fields merges
-            super().__init__(
-                **{
-                    name: value.model_dump(exclude_unset=True)
-                    if isinstance(value, BaseModel)
-                    else value
-                    for name, value in values.items()
-                }
-            )
+            super().__init__(**plain)
         except ValidationError as exc:
             raise ConfigError(_explain(exc, build)) from None
         except SettingsError as exc:
@@ -633,7 +630,7 @@ def _unknown_variable(variable: str, parts: list[str], depth: int, known: list[s
     )
 
 
-def _is_model(annotation: Any) -> bool:
+def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, get_args
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -63,6 +63,14 @@ ENV_PREFIX = "GAMEREC_"
 DEFAULT_CONFIG_FILE = "gamerec.toml"
 
 
+#: a number of things, at least one
+Count = Annotated[int, Field(ge=1)]
+#: seconds to wait, or a weight: zero or more
+Wait = Annotated[float, Field(ge=0)]
+#: a timeout, rate or step size: more than zero
+Positive = Annotated[float, Field(gt=0)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -96,16 +104,14 @@ class PreprocessSettings(_Section):
         default_factory=list,
         description="input files; empty means the bundled steam-200k demo dataset",
     )
-    min_user_items: int = Field(default=5, ge=1, description="drop users owning fewer games")
-    min_item_users: int = Field(default=2, ge=1, description="drop games owned by fewer users")
-    valid_fraction: float = Field(
-        default=0.1, gt=0, lt=0.5, description="share of users held out for validation"
+    min_user_items: Count = Field(5, description="drop users owning fewer games")
+    min_item_users: Count = Field(2, description="drop games owned by fewer users")
+    valid_fraction: Positive = Field(
+        0.1, lt=0.5, description="share of users held out for validation"
     )
-    test_fraction: float = Field(
-        default=0.2, gt=0, lt=0.5, description="share of users held out for testing"
-    )
-    target_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="share of an evaluated user's games used as targets"
+    test_fraction: Positive = Field(0.2, lt=0.5, description="share of users held out for testing")
+    target_fraction: Positive = Field(
+        0.2, lt=1, description="share of an evaluated user's games used as targets"
     )
     seed: int = Field(default=0, description="seed of the user split and fold-in/target split")
 
@@ -121,24 +127,22 @@ class FetchSettings(_Section):
         default=None,
         description="Steam Web API key (set GAMEREC_STEAM_API_KEY); never printed or stored",
     )
-    all_interval_s: float = Field(
-        default=60.0, ge=0, description="seconds between SteamSpy request=all pages (documented)"
+    all_interval_s: Wait = Field(
+        60.0, description="seconds between SteamSpy request=all pages (documented)"
     )
-    request_interval_s: float = Field(
-        default=1.0, ge=0, description="seconds between other SteamSpy requests (documented)"
+    request_interval_s: Wait = Field(
+        1.0, description="seconds between other SteamSpy requests (documented)"
     )
-    steam_interval_s: float = Field(
-        default=1.0, ge=0, description="seconds between Steam Web API requests"
-    )
-    timeout_s: float = Field(default=30.0, gt=0, description="per-request timeout in seconds")
+    steam_interval_s: Wait = Field(1.0, description="seconds between Steam Web API requests")
+    timeout_s: Positive = Field(30.0, description="per-request timeout in seconds")
     max_retries: int = Field(
         default=5, ge=0, description="retries on timeouts, connection errors, 429 and 5xx"
     )
-    backoff_base_s: float = Field(default=2.0, ge=0, description="first retry delay (doubles)")
-    backoff_max_s: float = Field(default=300.0, ge=0, description="longest retry delay")
-    daily_limit: int = Field(default=100_000, ge=1, description="Steam Web API calls per day")
-    pages: int | None = Field(
-        default=None, ge=1, description="SteamSpy all pages to fetch (None: until an empty page)"
+    backoff_base_s: Wait = Field(2.0, description="first retry delay (doubles)")
+    backoff_max_s: Wait = Field(300.0, description="longest retry delay")
+    daily_limit: Count = Field(100_000, description="Steam Web API calls per day")
+    pages: Count | None = Field(
+        None, description="SteamSpy all pages to fetch (None: until an empty page)"
     )
     details: int = Field(
         default=1000, ge=0, description="appdetails for this many top games by owners"
@@ -148,10 +152,10 @@ class FetchSettings(_Section):
 class TrainSettings(_Section):
     embedding_dim: int = Field(default=128, ge=2, description="output embedding size")
     hidden_dim: int = Field(default=512, ge=2, description="hidden width of the user tower")
-    epochs: int = Field(default=40, ge=1, description="maximum epochs")
-    patience: int = Field(default=6, ge=1, description="stop after this many epochs without gain")
-    batch_size: int = Field(default=64, ge=1, description="users per batch")
-    learning_rate: float = Field(default=2e-3, gt=0, description="AdamW learning rate")
+    epochs: Count = Field(40, description="maximum epochs")
+    patience: Count = Field(6, description="stop after this many epochs without gain")
+    batch_size: Count = Field(64, description="users per batch")
+    learning_rate: Positive = Field(2e-3, description="AdamW learning rate")
     lr_decay: float = Field(
         # validation NDCG@20 is noisy epoch to epoch; halving the step on a setback settles
         # the model instead of stopping it (bundled data: 0.484 -> 0.502 on validation)
@@ -160,16 +164,16 @@ class TrainSettings(_Section):
         le=1,
         description="learning rate x this after an epoch without gain (1 = constant)",
     )
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
-    dropout: float = Field(default=0.5, ge=0, lt=1, description="dropout in the user tower")
-    temperature: float = Field(default=0.05, gt=0, description="softmax temperature on cosine")
+    weight_decay: Wait = Field(0.0, description="AdamW weight decay")
+    dropout: Wait = Field(0.5, lt=1, description="dropout in the user tower")
+    temperature: Positive = Field(0.05, description="softmax temperature on cosine")
     playtime_weight: float = Field(
         default=0.0,
         ge=0,
         description="history weight = 1 + playtime_weight * log1p(hours); 0 = ownership only",
     )
-    holdout_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="share of a user's games held out as targets"
+    holdout_fraction: Positive = Field(
+        0.2, lt=1, description="share of a user's games held out as targets"
     )
     max_full_softmax_items: int = Field(
         # a full softmax embeds the whole catalog every batch: an epoch costs users x games
@@ -177,7 +181,7 @@ class TrainSettings(_Section):
         ge=1,
         description="above this catalog size use sampled softmax with logQ correction",
     )
-    sampled_negatives: int = Field(default=4096, ge=1, description="negatives per sampled batch")
+    sampled_negatives: Count = Field(4096, description="negatives per sampled batch")
     seed: int = Field(default=0, description="seed of initialisation and batching")
     rerank: bool = Field(
         default=True, description="fit the co-play re-ranker (EASE) for the second stage"
@@ -190,16 +194,14 @@ class TrainSettings(_Section):
         default_factory=lambda: [0.0, 0.25, 0.5],
         description="weights of the two-tower score in the blend, tried on validation users",
     )
-    rerank_candidates: int = Field(
-        default=200, ge=1, description="two-tower candidates the re-ranker re-orders"
+    rerank_candidates: Count = Field(
+        200, description="two-tower candidates the re-ranker re-orders"
     )
-    rerank_max_items: int = Field(
-        default=20_000, ge=1, description="skip the re-ranker above this catalog size (n x n)"
+    rerank_max_items: Count = Field(
+        20_000, description="skip the re-ranker above this catalog size (n x n)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="torch device")
-    threads: int | None = Field(
-        default=None, ge=1, description="torch CPU threads (None: torch's default)"
-    )
+    threads: Count | None = Field(None, description="torch CPU threads (None: torch's default)")
 
 
 #: torchrun's variables (and any launcher that follows its convention) -> distributed.* fields
@@ -221,8 +223,8 @@ class DistributedSettings(_Section):
     """
 
     rank: int = Field(default=0, ge=0, description="this worker's rank (torchrun sets RANK)")
-    world_size: int = Field(
-        default=1, ge=1, description="number of training workers (torchrun sets WORLD_SIZE)"
+    world_size: Count = Field(
+        1, description="number of training workers (torchrun sets WORLD_SIZE)"
     )
     local_rank: int = Field(
         default=0, ge=0, description="rank on this machine, its GPU (torchrun sets LOCAL_RANK)"
@@ -230,9 +232,7 @@ class DistributedSettings(_Section):
     master_addr: str = Field(
         default="127.0.0.1", description="host of rank 0's rendezvous (torchrun sets MASTER_ADDR)"
     )
-    master_port: int = Field(
-        default=29500, ge=1, le=65535, description="its port (torchrun sets MASTER_PORT)"
-    )
+    master_port: Count = Field(29500, le=65535, description="its port (torchrun sets MASTER_PORT)")
     backend: Literal["auto", "gloo", "nccl"] = Field(
         default="auto", description="auto: nccl on CUDA GPUs, gloo on CPUs"
     )
@@ -273,18 +273,14 @@ class IndexSettings(_Section):
     kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto", description="auto: exact up to exact_max_items, HNSW above"
     )
-    exact_max_items: int = Field(default=100_000, ge=1, description="auto's exact-search limit")
+    exact_max_items: Count = Field(100_000, description="auto's exact-search limit")
     hnsw_m: int = Field(default=32, ge=4, description="HNSW links per node")
     hnsw_ef_construction: int = Field(default=200, ge=8, description="HNSW build beam width")
     hnsw_ef_search: int = Field(default=256, ge=8, description="HNSW search beam width")
-    ivf_nlist: int | None = Field(
-        default=None, ge=1, description="IVF cells (None: about 4*sqrt(n))"
-    )
-    ivf_nprobe: int = Field(
-        default=64, ge=1, description="IVF cells visited per query (64: recall@20 >= 0.99)"
-    )
-    threads: int | None = Field(
-        default=None, ge=1, description="FAISS CPU threads (None: FAISS's default, all cores)"
+    ivf_nlist: Count | None = Field(None, description="IVF cells (None: about 4*sqrt(n))")
+    ivf_nprobe: Count = Field(64, description="IVF cells visited per query (64: recall@20 >= 0.99)")
+    threads: Count | None = Field(
+        None, description="FAISS CPU threads (None: FAISS's default, all cores)"
     )
 
 
@@ -296,8 +292,8 @@ class EvalSettings(_Section):
     k: list[int] = Field(default_factory=lambda: [10, 20, 50], description="cut-offs")
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for 95% CIs")
     seed: int = Field(default=0, description="seed of the bootstrap")
-    ease_max_items: int = Field(
-        default=20_000, ge=1, description="EASE refuses catalogs above this (dense n x n)"
+    ease_max_items: Count = Field(
+        20_000, description="EASE refuses catalogs above this (dense n x n)"
     )
     baselines: list[Baseline] = Field(
         default_factory=lambda: list(get_args(Baseline)),
@@ -307,17 +303,17 @@ class EvalSettings(_Section):
         default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0],
         description="EASE L2 grid; lambda is chosen by NDCG@20 of the validation users",
     )
-    itemknn_neighbors: int | None = Field(
-        default=None, ge=1, description="item-kNN: keep each game's N most similar (None: all)"
+    itemknn_neighbors: Count | None = Field(
+        None, description="item-kNN: keep each game's N most similar (None: all)"
     )
-    batch_size: int = Field(
-        default=1024, ge=1, description="users scored at once (memory: batch x games floats)"
+    batch_size: Count = Field(
+        1024, description="users scored at once (memory: batch x games floats)"
     )
 
 
 class RecommendSettings(_Section):
-    top_k: int = Field(default=10, ge=1, description="recommendations per answer")
-    max_top_k: int = Field(default=1000, ge=1, description="largest top_k accepted")
+    top_k: Count = Field(10, description="recommendations per answer")
+    max_top_k: Count = Field(1000, description="largest top_k accepted")
     rerank: bool = Field(
         default=True,
         description="re-rank the two-tower's candidates with the co-play model, if trained",
@@ -330,20 +326,16 @@ class ServeSettings(_Section):
     token: SecretStr | None = Field(
         default=None, description="bearer token required on every request but /health"
     )
-    max_body_bytes: int = Field(default=1_000_000, ge=1, description="largest request body")
-    timeout_s: float = Field(default=10.0, gt=0, description="header and body read timeout")
+    max_body_bytes: Count = Field(1_000_000, description="largest request body")
+    timeout_s: Positive = Field(10.0, description="header and body read timeout")
     max_workers: int = Field(
         default=2,
         ge=1,
         description="requests computed at once per process, others wait (one lock for Python "
         "code: two is as fast as one and not stuck behind a slow request; processes add cores)",
     )
-    max_connections: int = Field(
-        default=256, ge=1, description="open connections at once; more get 503"
-    )
-    drain_s: float = Field(
-        default=30.0, ge=0, description="on SIGTERM, seconds to finish requests in flight"
-    )
+    max_connections: Count = Field(256, description="open connections at once; more get 503")
+    drain_s: Wait = Field(30.0, description="on SIGTERM, seconds to finish requests in flight")
     search_threads: int = Field(
         default=1,
         ge=1,

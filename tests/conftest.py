@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +19,25 @@ if TYPE_CHECKING:
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# No GAMEREC_* variable of the machine reaches a test or a session fixture; tests set their own.
+for _name in [name for name in os.environ if name.upper().startswith("GAMEREC_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_gamerec_toml_of_the_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test and session fixture starts in an empty folder, so a ``gamerec.toml`` (or a
+    ``gamerec-data/``) where pytest was launched is never read or written."""
+    session = pytest.MonkeyPatch()
+    session.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    session.undo()
+
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory with no gamerec.toml and no GAMEREC_* variables."""
     monkeypatch.chdir(tmp_path)
-    import os
-
     for name in list(os.environ):
         if name.startswith("GAMEREC_"):
             monkeypatch.delenv(name)

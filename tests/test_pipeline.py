@@ -107,7 +107,7 @@ def test_cli_recommend_process_imports_nothing_it_does_not_need(
 
     code = (
         "import atexit, sys\n"
-        "heavy = ('torch', 'faiss', 'pandas', 'pydantic_settings', 'httpx')\n"
+        "heavy = ('torch', 'faiss', 'pandas', 'httpx')\n"
         "atexit.register(lambda: print('loaded:', [m for m in heavy if m in sys.modules]))\n"
         "from gamerec.cli import main\n"
         f"sys.argv = ['gamerec', '--data-dir', {str(trained_workspace)!r},"

@@ -270,3 +270,208 @@ def test_relative_paths_in_a_config_file_are_relative_to_its_folder(
     # the working directory's own gamerec.toml keeps its paths as written
     write(elsewhere / "gamerec.toml", 'data_dir = "here"\n')
     assert Settings.load().data_dir == Path("here")
+
+
+# --- pydantic-settings, precedence and provenance ---------------------------------------------
+
+
+def test_settings_is_a_pydantic_settings_base_settings() -> None:
+    import pydantic_settings
+
+    import gamerec.settings
+
+    assert issubclass(gamerec.settings.Settings, pydantic_settings.BaseSettings)
+
+
+def test_each_layer_overrides_the_one_below_and_is_named_as_the_source(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def epochs(settings: Settings) -> tuple[int, str]:
+        return settings.train.epochs, settings.sources["train.epochs"]
+
+    assert epochs(Settings()) == (TrainSettings().epochs, "default")
+    assert epochs(Settings(train={"epochs": 2})) == (2, "init")
+    write(workdir / "gamerec.toml", "[train]\nepochs = 3\n")
+    assert epochs(Settings(train={"epochs": 2})) == (3, "gamerec.toml")
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "4")
+    assert epochs(Settings(train={"epochs": 2})) == (4, "env")
+    assert epochs(Settings.load(overrides={"train.epochs": 5})) == (5, "flag")
+
+
+def test_a_section_given_as_an_argument_merges_with_the_layers_above(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_TRAIN__PATIENCE", "2")
+    settings = Settings(train=TrainSettings(epochs=5))
+    assert (settings.train.epochs, settings.train.patience) == (5, 2)
+    assert settings.sources["train.epochs"] == "init"
+    assert settings.sources["train.patience"] == "env"
+
+
+def test_sources_cover_every_displayed_setting(workdir: Path) -> None:
+    settings = Settings.load(overrides={"serve.port": 9000})
+    names = [name for name, _, _ in settings.to_display()]
+    assert names == sorted(set(names), key=names.index)  # no setting twice
+    assert set(names) <= set(settings.sources)
+    assert {"serve.port", "serve.processes", "fetch.steam_api_key", "data_dir"} <= set(names)
+
+
+# --- serve.token and serve.processes ----------------------------------------------------------
+
+
+def test_an_empty_token_from_env_is_an_error_naming_the_variable(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAMEREC_SERVE__TOKEN", "")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert "environment variable GAMEREC_SERVE__TOKEN: invalid value for 'serve.token'" in message
+    assert "empty token" in message
+
+
+def test_an_empty_token_in_the_file_is_an_error_naming_the_file(workdir: Path) -> None:
+    write(workdir / "gamerec.toml", '[serve]\ntoken = ""\n')
+    with pytest.raises(ConfigError, match=r"gamerec\.toml: invalid value for 'serve\.token'"):
+        Settings.load()
+
+
+def test_a_token_is_kept_and_masked(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMEREC_SERVE__TOKEN", "t0ken")
+    settings = Settings.load()
+    assert settings.serve.token is not None
+    assert settings.serve.token.get_secret_value() == "t0ken"
+    rows = {name: (value, source) for name, value, source in settings.to_display()}
+    assert rows["serve.token"] == ("********", "env")
+
+
+def test_processes_default_to_auto(workdir: Path) -> None:
+    settings = Settings.load()
+    assert settings.serve.processes == "auto"
+    assert settings.sources["serve.processes"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "flag", "expected"),
+    [
+        ("3", None, None, 3),
+        ("auto", None, None, "auto"),
+        (None, "2", None, 2),
+        (None, '"auto"', None, "auto"),
+        ("auto", None, 2, 2),
+    ],
+)
+def test_processes_take_a_count_or_auto_from_every_layer(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str | None,
+    toml: str | None,
+    flag: int | None,
+    expected: int | str,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("GAMEREC_SERVE__PROCESSES", env)
+    if toml is not None:
+        write(workdir / "gamerec.toml", f"[serve]\nprocesses = {toml}\n")
+    assert Settings.load(overrides={"serve.processes": flag}).serve.processes == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "1.5", "257", "", "²"])
+def test_a_bad_processes_value_is_one_error_naming_the_variable(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GAMEREC_SERVE__PROCESSES", value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert message.count("\n") == 1  # "invalid settings:" and one line, not one per union member
+    assert "GAMEREC_SERVE__PROCESSES: invalid value for 'serve.processes'" in message
+    assert 'must be "auto" or a whole number from 1 to 256' in message
+
+
+@pytest.mark.parametrize("toml", ["true", "1.5", "0", '"four"'])
+def test_a_bad_processes_value_in_the_file_names_the_file(workdir: Path, toml: str) -> None:
+    write(workdir / "gamerec.toml", f"[serve]\nprocesses = {toml}\n")
+    with pytest.raises(ConfigError, match=r"gamerec\.toml: invalid value for 'serve\.processes'"):
+        Settings.load()
+
+
+def test_serve_resolves_auto_to_the_cores_it_may_use_at_most_four() -> None:
+    import os
+
+    from gamerec.pipeline import _process_count
+
+    assert _process_count(3) == 3
+    assert _process_count("auto") == max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+# --- unknown variables, bad files -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting", "suggestion"),
+    [
+        ("GAMEREC_TRAIN__EPOCH", "train.epoch", "GAMEREC_TRAIN__EPOCHS"),
+        ("GAMEREC_TRIAN__EPOCHS", "trian.epochs", "GAMEREC_TRAIN"),
+        ("gamerec_serve__tokn", "serve.tokn", "GAMEREC_SERVE__TOKEN"),
+        ("GAMEREC_DATADIR", "datadir", "GAMEREC_DATA_DIR"),
+    ],
+)
+def test_an_unknown_variable_is_an_error_with_a_suggestion(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, variable: str, setting: str, suggestion: str
+) -> None:
+    monkeypatch.setenv(variable, "3")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert f"{variable}: {setting!r} is no setting; did you mean {suggestion}?" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "variable", ["GAMEREC_TRAIN__EPOCHS__MAX", "GAMEREC_", "GAMEREC_ZZZZZZ", "GAMEREC_TRAIN__"]
+)
+def test_a_variable_below_a_value_or_far_from_any_setting_is_an_error(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "3")
+    with pytest.raises(ConfigError, match=rf"{variable}: .* is no setting"):
+        Settings.load()
+
+
+def test_an_invalid_value_in_a_config_file_names_that_file(workdir: Path) -> None:
+    conf = workdir / "conf"
+    conf.mkdir()
+    other = write(conf / "other.toml", "[serve]\nport = 'http'\n")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(config=other)
+    assert f"{other}: invalid value for 'serve.port'" in str(caught.value)
+
+
+def test_an_unreadable_config_file_names_it(workdir: Path) -> None:
+    (workdir / "gamerec.toml").mkdir()  # a folder by that name is not read as settings
+    assert Settings.load().sources["data_dir"] == "default"
+    broken = write(workdir / "broken.toml", "x = \xff\n")
+    with pytest.raises(ConfigError, match=rf"{broken}: not valid TOML"):
+        Settings.load(config=broken)
+
+
+def test_relative_paths_from_env_and_flags_stay_relative_to_the_working_directory(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = workdir / "conf"
+    conf.mkdir()
+    other = write(conf / "gamerec.toml", "[train]\nepochs = 3\n")
+    monkeypatch.setenv("GAMEREC_DATA_DIR", "ws")
+    assert Settings.load(config=other).data_dir == Path("ws")
+    assert Settings.load(config=other, overrides={"data_dir": Path("flagged")}).data_dir == Path(
+        "flagged"
+    )
+
+
+def test_no_setting_of_the_machine_reaches_a_test() -> None:
+    import os
+
+    assert not [name for name in os.environ if name.upper().startswith("GAMEREC_")]
+    assert not Path("gamerec.toml").exists()
+    assert not (Path.cwd() / "pyproject.toml").exists()  # not the checkout pytest ran from

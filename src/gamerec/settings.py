@@ -1,8 +1,10 @@
 """The one place gamerec's settings live.
 
-Precedence, lowest first: built-in defaults < ``gamerec.toml`` in the working directory (or
+:class:`Settings` is a pydantic-settings ``BaseSettings``. Precedence, lowest first: built-in
+defaults < ``Settings(...)`` arguments < ``gamerec.toml`` in the working directory (or
 ``--config PATH``) < ``GAMEREC_*`` environment variables (nested with ``__``, e.g.
-``GAMEREC_TRAIN__EPOCHS=5``) < command-line flags.
+``GAMEREC_TRAIN__EPOCHS=5``; structured values as JSON) < torchrun's ``RANK``/``WORLD_SIZE``/...
+< command-line flags.
 
 ``Settings.load()`` builds the effective settings and remembers where every value came from
 (``Settings.sources``), which is what ``gamerec config show`` prints. Only the pipeline unpacks
@@ -11,13 +13,15 @@ settings; core modules take plain arguments.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,7 +30,18 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
 )
 
 from gamerec.errors import ConfigError
@@ -46,6 +61,14 @@ __all__ = [
 
 ENV_PREFIX = "GAMEREC_"
 DEFAULT_CONFIG_FILE = "gamerec.toml"
+
+
+#: a number of things, at least one
+Count = Annotated[int, Field(ge=1)]
+#: seconds to wait, or a weight: zero or more
+Wait = Annotated[float, Field(ge=0)]
+#: a timeout, rate or step size: more than zero
+Positive = Annotated[float, Field(gt=0)]
 
 
 class _Section(BaseModel):
@@ -82,16 +105,14 @@ class PreprocessSettings(_Section):
         default_factory=list,
         description="input files; empty means the bundled steam-200k demo dataset",
     )
-    min_user_items: int = Field(default=5, ge=1, description="drop users owning fewer games")
-    min_item_users: int = Field(default=2, ge=1, description="drop games owned by fewer users")
-    valid_fraction: float = Field(
-        default=0.1, gt=0, lt=0.5, description="share of users held out for validation"
+    min_user_items: Count = Field(5, description="drop users owning fewer games")
+    min_item_users: Count = Field(2, description="drop games owned by fewer users")
+    valid_fraction: Positive = Field(
+        0.1, lt=0.5, description="share of users held out for validation"
     )
-    test_fraction: float = Field(
-        default=0.2, gt=0, lt=0.5, description="share of users held out for testing"
-    )
-    target_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="share of an evaluated user's games used as targets"
+    test_fraction: Positive = Field(0.2, lt=0.5, description="share of users held out for testing")
+    target_fraction: Positive = Field(
+        0.2, lt=1, description="share of an evaluated user's games used as targets"
     )
     seed: int = Field(default=0, description="seed of the user split and fold-in/target split")
 
@@ -107,24 +128,22 @@ class FetchSettings(_Section):
         default=None,
         description="Steam Web API key (set GAMEREC_STEAM_API_KEY); never printed or stored",
     )
-    all_interval_s: float = Field(
-        default=60.0, ge=0, description="seconds between SteamSpy request=all pages (documented)"
+    all_interval_s: Wait = Field(
+        60.0, description="seconds between SteamSpy request=all pages (documented)"
     )
-    request_interval_s: float = Field(
-        default=1.0, ge=0, description="seconds between other SteamSpy requests (documented)"
+    request_interval_s: Wait = Field(
+        1.0, description="seconds between other SteamSpy requests (documented)"
     )
-    steam_interval_s: float = Field(
-        default=1.0, ge=0, description="seconds between Steam Web API requests"
-    )
-    timeout_s: float = Field(default=30.0, gt=0, description="per-request timeout in seconds")
+    steam_interval_s: Wait = Field(1.0, description="seconds between Steam Web API requests")
+    timeout_s: Positive = Field(30.0, description="per-request timeout in seconds")
     max_retries: int = Field(
         default=5, ge=0, description="retries on timeouts, connection errors, 429 and 5xx"
     )
-    backoff_base_s: float = Field(default=2.0, ge=0, description="first retry delay (doubles)")
-    backoff_max_s: float = Field(default=300.0, ge=0, description="longest retry delay")
-    daily_limit: int = Field(default=100_000, ge=1, description="Steam Web API calls per day")
-    pages: int | None = Field(
-        default=None, ge=1, description="SteamSpy all pages to fetch (None: until an empty page)"
+    backoff_base_s: Wait = Field(2.0, description="first retry delay (doubles)")
+    backoff_max_s: Wait = Field(300.0, description="longest retry delay")
+    daily_limit: Count = Field(100_000, description="Steam Web API calls per day")
+    pages: Count | None = Field(
+        None, description="SteamSpy all pages to fetch (None: until an empty page)"
     )
     details: int = Field(
         default=1000, ge=0, description="appdetails for this many top games by owners"
@@ -134,10 +153,10 @@ class FetchSettings(_Section):
 class TrainSettings(_Section):
     embedding_dim: int = Field(default=128, ge=2, description="output embedding size")
     hidden_dim: int = Field(default=512, ge=2, description="hidden width of the user tower")
-    epochs: int = Field(default=40, ge=1, description="maximum epochs")
-    patience: int = Field(default=6, ge=1, description="stop after this many epochs without gain")
-    batch_size: int = Field(default=64, ge=1, description="users per batch")
-    learning_rate: float = Field(default=2e-3, gt=0, description="AdamW learning rate")
+    epochs: Count = Field(40, description="maximum epochs")
+    patience: Count = Field(6, description="stop after this many epochs without gain")
+    batch_size: Count = Field(64, description="users per batch")
+    learning_rate: Positive = Field(2e-3, description="AdamW learning rate")
     lr_decay: float = Field(
         # validation NDCG@20 is noisy epoch to epoch; halving the step on a setback settles
         # the model instead of stopping it (bundled data: 0.484 -> 0.502 on validation)
@@ -146,16 +165,16 @@ class TrainSettings(_Section):
         le=1,
         description="learning rate x this after an epoch without gain (1 = constant)",
     )
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
-    dropout: float = Field(default=0.5, ge=0, lt=1, description="dropout in the user tower")
-    temperature: float = Field(default=0.05, gt=0, description="softmax temperature on cosine")
+    weight_decay: Wait = Field(0.0, description="AdamW weight decay")
+    dropout: Wait = Field(0.5, lt=1, description="dropout in the user tower")
+    temperature: Positive = Field(0.05, description="softmax temperature on cosine")
     playtime_weight: float = Field(
         default=0.0,
         ge=0,
         description="history weight = 1 + playtime_weight * log1p(hours); 0 = ownership only",
     )
-    holdout_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="share of a user's games held out as targets"
+    holdout_fraction: Positive = Field(
+        0.2, lt=1, description="share of a user's games held out as targets"
     )
     max_full_softmax_items: int = Field(
         # a full softmax embeds the whole catalog every batch: an epoch costs users x games
@@ -163,7 +182,7 @@ class TrainSettings(_Section):
         ge=1,
         description="above this catalog size use sampled softmax with logQ correction",
     )
-    sampled_negatives: int = Field(default=4096, ge=1, description="negatives per sampled batch")
+    sampled_negatives: Count = Field(4096, description="negatives per sampled batch")
     seed: int = Field(default=0, description="seed of initialisation and batching")
     rerank: bool = Field(
         default=True, description="fit the co-play re-ranker (EASE) for the second stage"
@@ -176,16 +195,14 @@ class TrainSettings(_Section):
         default_factory=lambda: [0.0, 0.25, 0.5],
         description="weights of the two-tower score in the blend, tried on validation users",
     )
-    rerank_candidates: int = Field(
-        default=200, ge=1, description="two-tower candidates the re-ranker re-orders"
+    rerank_candidates: Count = Field(
+        200, description="two-tower candidates the re-ranker re-orders"
     )
-    rerank_max_items: int = Field(
-        default=20_000, ge=1, description="skip the re-ranker above this catalog size (n x n)"
+    rerank_max_items: Count = Field(
+        20_000, description="skip the re-ranker above this catalog size (n x n)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="torch device")
-    threads: int | None = Field(
-        default=None, ge=1, description="torch CPU threads (None: torch's default)"
-    )
+    threads: Count | None = Field(None, description="torch CPU threads (None: torch's default)")
 
 
 #: torchrun's variables (and any launcher that follows its convention) -> distributed.* fields
@@ -207,8 +224,8 @@ class DistributedSettings(_Section):
     """
 
     rank: int = Field(default=0, ge=0, description="this worker's rank (torchrun sets RANK)")
-    world_size: int = Field(
-        default=1, ge=1, description="number of training workers (torchrun sets WORLD_SIZE)"
+    world_size: Count = Field(
+        1, description="number of training workers (torchrun sets WORLD_SIZE)"
     )
     local_rank: int = Field(
         default=0, ge=0, description="rank on this machine, its GPU (torchrun sets LOCAL_RANK)"
@@ -216,9 +233,7 @@ class DistributedSettings(_Section):
     master_addr: str = Field(
         default="127.0.0.1", description="host of rank 0's rendezvous (torchrun sets MASTER_ADDR)"
     )
-    master_port: int = Field(
-        default=29500, ge=1, le=65535, description="its port (torchrun sets MASTER_PORT)"
-    )
+    master_port: Count = Field(29500, le=65535, description="its port (torchrun sets MASTER_PORT)")
     backend: Literal["auto", "gloo", "nccl"] = Field(
         default="auto", description="auto: nccl on CUDA GPUs, gloo on CPUs"
     )
@@ -259,18 +274,14 @@ class IndexSettings(_Section):
     kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto", description="auto: exact up to exact_max_items, HNSW above"
     )
-    exact_max_items: int = Field(default=100_000, ge=1, description="auto's exact-search limit")
+    exact_max_items: Count = Field(100_000, description="auto's exact-search limit")
     hnsw_m: int = Field(default=32, ge=4, description="HNSW links per node")
     hnsw_ef_construction: int = Field(default=200, ge=8, description="HNSW build beam width")
     hnsw_ef_search: int = Field(default=256, ge=8, description="HNSW search beam width")
-    ivf_nlist: int | None = Field(
-        default=None, ge=1, description="IVF cells (None: about 4*sqrt(n))"
-    )
-    ivf_nprobe: int = Field(
-        default=64, ge=1, description="IVF cells visited per query (64: recall@20 >= 0.99)"
-    )
-    threads: int | None = Field(
-        default=None, ge=1, description="FAISS CPU threads (None: FAISS's default, all cores)"
+    ivf_nlist: Count | None = Field(None, description="IVF cells (None: about 4*sqrt(n))")
+    ivf_nprobe: Count = Field(64, description="IVF cells visited per query (64: recall@20 >= 0.99)")
+    threads: Count | None = Field(
+        None, description="FAISS CPU threads (None: FAISS's default, all cores)"
     )
 
 
@@ -282,8 +293,8 @@ class EvalSettings(_Section):
     k: list[int] = Field(default_factory=lambda: [10, 20, 50], description="cut-offs")
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for 95% CIs")
     seed: int = Field(default=0, description="seed of the bootstrap")
-    ease_max_items: int = Field(
-        default=20_000, ge=1, description="EASE refuses catalogs above this (dense n x n)"
+    ease_max_items: Count = Field(
+        20_000, description="EASE refuses catalogs above this (dense n x n)"
     )
     baselines: list[Baseline] = Field(
         default_factory=lambda: list(get_args(Baseline)),
@@ -293,17 +304,17 @@ class EvalSettings(_Section):
         default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0],
         description="EASE L2 grid; lambda is chosen by NDCG@20 of the validation users",
     )
-    itemknn_neighbors: int | None = Field(
-        default=None, ge=1, description="item-kNN: keep each game's N most similar (None: all)"
+    itemknn_neighbors: Count | None = Field(
+        None, description="item-kNN: keep each game's N most similar (None: all)"
     )
-    batch_size: int = Field(
-        default=1024, ge=1, description="users scored at once (memory: batch x games floats)"
+    batch_size: Count = Field(
+        1024, description="users scored at once (memory: batch x games floats)"
     )
 
 
 class RecommendSettings(_Section):
-    top_k: int = Field(default=10, ge=1, description="recommendations per answer")
-    max_top_k: int = Field(default=1000, ge=1, description="largest top_k accepted")
+    top_k: Count = Field(10, description="recommendations per answer")
+    max_top_k: Count = Field(1000, description="largest top_k accepted")
     rerank: bool = Field(
         default=True,
         description="re-rank the two-tower's candidates with the co-play model, if trained",
@@ -316,47 +327,148 @@ class ServeSettings(_Section):
     token: SecretStr | None = Field(
         default=None, description="bearer token required on every request but /health"
     )
-    max_body_bytes: int = Field(default=1_000_000, ge=1, description="largest request body")
-    timeout_s: float = Field(default=10.0, gt=0, description="header and body read timeout")
+    max_body_bytes: Count = Field(1_000_000, description="largest request body")
+    timeout_s: Positive = Field(10.0, description="header and body read timeout")
     max_workers: int = Field(
         default=2,
         ge=1,
         description="requests computed at once per process, others wait (one lock for Python "
         "code: two is as fast as one and not stuck behind a slow request; processes add cores)",
     )
-    max_connections: int = Field(
-        default=256, ge=1, description="open connections at once; more get 503"
-    )
-    drain_s: float = Field(
-        default=30.0, ge=0, description="on SIGTERM, seconds to finish requests in flight"
-    )
+    max_connections: Count = Field(256, description="open connections at once; more get 503")
+    drain_s: Wait = Field(30.0, description="on SIGTERM, seconds to finish requests in flight")
     search_threads: int = Field(
         default=1,
         ge=1,
         description="FAISS and BLAS threads per query (requests already run in parallel)",
     )
-    processes: int = Field(
-        default=1, ge=1, le=256, description="worker processes sharing the port (fork; e.g. cores)"
+    processes: int | Literal["auto"] = Field(
+        default="auto",
+        description="worker processes sharing the port (fork); auto: the cores this process "
+        "may use, at most 4",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log threshold: info logs one access line per request"
     )
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        # an empty token would leave every route open while `config show` prints ********
+        if token is not None and not token.get_secret_value():
+            raise ValueError("an empty token would turn authentication off; set one or unset it")
+        return token
 
-#: where each value being validated came from (dotted name -> origin), for error messages
-_VALUE_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("_VALUE_SOURCES", default=None)
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        # one message for both forms, rather than one per member of the union
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
+        if value == "auto" or (type(value) is int and 1 <= value <= 256):
+            return value
+        raise ValueError('must be "auto" or a whole number from 1 to 256')
 
 
-class Settings(BaseModel):
-    """Everything gamerec can be told. Build it with :meth:`Settings.load` to get provenance.
+@dataclass
+class _Build:
+    """One construction of :class:`Settings`: what :meth:`Settings.load` asked for, and what each
+    source gave, for provenance and for errors that name the file or variable at fault."""
 
-    A plain pydantic model with its own file and environment layers rather than a
-    pydantic-settings ``BaseSettings``: importing pydantic-settings costs about 0.14 s, a quarter
-    of the budget of a whole ``gamerec recommend`` process, for two readers this module does in
-    a few lines (``_read_toml``, ``_environment_values``).
-    """
+    config: Path | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    #: (label, values) of each source that gave any, lowest precedence first
+    layers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: dotted name -> the GAMEREC_* variable that set it
+    variables: dict[str, str] = field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    def origins(self) -> dict[str, str]:
+        """Dotted name -> label of the last source that set it, the one that counts."""
+        return {name: label for label, values in self.layers for name in _flatten(values)}
+
+
+_BUILD: ContextVar[_Build | None] = ContextVar("_BUILD", default=None)
+
+
+class _Recorded(PydanticBaseSettingsSource):
+    """A source whose values are kept under ``label`` in the build under way."""
+
+    def __init__(self, source: PydanticBaseSettingsSource, label: str, build: _Build) -> None:
+        super().__init__(source.settings_cls)
+        self.source, self.label, self.build = source, label, build
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.source()
+        # pydantic-settings calls the highest precedence first
+        self.build.layers.insert(0, (self.label, values))
+        return values
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The config file: a file that is not TOML is an error naming it, and relative paths are
+    relative to the file's folder, as in pyproject.toml or ruff.toml, so ``--config
+    elsewhere/gamerec.toml`` means what that file says."""
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        try:
+            with file_path.open("rb") as handle:
+                values = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{file_path}: not valid TOML ({exc}); fix the file or remove it"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{file_path}: cannot be read ({exc.strerror})") from None
+        return _paths_from(file_path.parent, values)
+
+
+class _Environment(EnvSettingsSource):
+    """``GAMEREC_*`` variables, checked first: a name that is no setting is an error (a typo must
+    not be ignored) and so is a structured value that is not JSON, each naming the variable."""
+
+    def __init__(self, settings_cls: type[BaseSettings], build: _Build) -> None:
+        super().__init__(settings_cls)
+        self.build = build
+
+    def __call__(self) -> dict[str, Any]:
+        for variable, raw in sorted(os.environ.items()):
+            if variable.upper().startswith(ENV_PREFIX):
+                self.build.variables[self._setting_of(variable, raw)] = variable
+        return super().__call__()
+
+    def _setting_of(self, variable: str, raw: str) -> str:
+        parts = variable[len(ENV_PREFIX) :].lower().split("__")
+        fields: Mapping[str, FieldInfo] = self.settings_cls.model_fields
+        for depth, part in enumerate(parts):
+            if part not in fields:
+                raise ConfigError(_unknown_variable(variable, parts, depth, list(fields)))
+            info = fields[part]
+            fields = info.annotation.model_fields if _is_model(info.annotation) else {}
+        if self.field_is_complex(info):
+            try:
+                json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"environment variable {variable}: a structured setting takes JSON "
+                    f"(e.g. '[1, 2]' or '{{\"key\": 1}}'); {exc.msg} at character {exc.pos}"
+                ) from None
+        return ".".join(parts)
+
+
+class Settings(BaseSettings):
+    """Everything gamerec can be told. Build it with :meth:`Settings.load` for ``--config`` and
+    flags; ``Settings(...)`` reads the same file and environment, its arguments lowest."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        validate_assignment=True,
+    )
 
     data_dir: Path = Field(
         default=Path("gamerec-data"), description="workspace: raw/, processed/, model/, index/"
@@ -378,11 +490,48 @@ class Settings(BaseModel):
 
     def __init__(self, **values: Any) -> None:
         """``Settings(data_dir=..., train=TrainSettings(epochs=5))``; a bad value is a
-        :class:`ConfigError` naming it, as from :meth:`load` (not pydantic's ValidationError)."""
+        :class:`ConfigError` naming it and where it came from (not pydantic's ValidationError)."""
+        # sections as dicts, so that a file or variable setting one of their fields merges
+        plain: dict[str, Any] = {
+            name: value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
+            for name, value in values.items()
+        }
+        build = _BUILD.get() or _Build()
+        token = _BUILD.set(build)
         try:
-            super().__init__(**values)
+            super().__init__(**plain)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, _VALUE_SOURCES.get() or {})) from None
+            raise ConfigError(_explain(exc, build)) from None
+        except SettingsError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
+        finally:
+            _BUILD.reset(token)
+        origins = build.origins()
+        self._sources = {name: origins.get(name, "default") for name in _flatten(self.model_dump())}
+        for name, origin in origins.items():
+            self._sources.setdefault(name, origin)
+        if "steam_api_key" in origins:
+            self._sources["fetch.steam_api_key"] = origins["steam_api_key"]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        build = _BUILD.get() or _Build()
+        config = build.config if build.config is not None else Path(DEFAULT_CONFIG_FILE)
+        layers: list[tuple[str, PydanticBaseSettingsSource]] = [  # highest precedence first
+            ("flag", InitSettingsSource(settings_cls, build.flags)),
+            ("torchrun", InitSettingsSource(settings_cls, launcher_values(os.environ))),
+            ("env", _Environment(settings_cls, build)),
+            (str(config), _TomlFile(settings_cls, config)),
+            ("init", init_settings),
+        ]
+        return tuple(_Recorded(source, label, build) for label, source in layers)
 
     def model_post_init(self, context: Any, /) -> None:
         if self.steam_api_key is not None and self.fetch.steam_api_key is None:
@@ -390,7 +539,8 @@ class Settings(BaseModel):
 
     @property
     def sources(self) -> dict[str, str]:
-        """Where each setting (dotted name) came from: default, a file path, env var, or flag."""
+        """Where each setting (dotted name) came from: default, a file path, env, torchrun, flag
+        or init (an argument of ``Settings(...)``)."""
         return dict(self._sources)
 
     @classmethod
@@ -404,39 +554,17 @@ class Settings(BaseModel):
         ``overrides`` maps dotted names to values (``{"train.epochs": 3}``); ``None`` values are
         ignored, so CLI options that were not given can be passed straight through.
         """
-        layers: list[tuple[str, dict[str, Any]]] = []
-        toml_path = Path(config) if config is not None else Path(DEFAULT_CONFIG_FILE)
-        if config is not None and not toml_path.is_file():
-            raise ConfigError(f"config file {toml_path} does not exist; check the --config path")
-        if toml_path.is_file():
-            layers.append((str(toml_path), _paths_from(toml_path.parent, _read_toml(toml_path))))
-        layers.append(("env", _environment_values(os.environ)))
-        layers.append(("torchrun", launcher_values(os.environ)))
+        if config is not None and not Path(config).is_file():
+            raise ConfigError(f"config file {config} does not exist; check the --config path")
         flags: dict[str, Any] = {}
         for dotted, value in (overrides or {}).items():
             if value is not None:
                 _set_dotted(flags, dotted, value)
-        layers.append(("flag", flags))
-
-        merged: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for origin, values in layers:
-            _deep_merge(merged, values)
-            for dotted in _leaf_names(values):
-                sources[dotted] = origin
-        # validation runs __init__, whose ConfigError then names the file or variable at fault
-        token = _VALUE_SOURCES.set(sources)
+        token = _BUILD.set(_Build(Path(config) if config is not None else None, flags))
         try:
-            settings = cls.model_validate(merged)
+            return cls()
         finally:
-            _VALUE_SOURCES.reset(token)
-        all_names = _leaf_names(settings.model_dump())
-        settings._sources = {name: sources.get(name, "default") for name in all_names}
-        for name, origin in sources.items():
-            settings._sources.setdefault(name, origin)
-        if "steam_api_key" in sources:
-            settings._sources["fetch.steam_api_key"] = sources["steam_api_key"]
-        return settings
+            _BUILD.reset(token)
 
     def to_display(self) -> list[tuple[str, Any, str]]:
         """``(name, value, source)`` rows, secrets masked, for ``gamerec config show``."""
@@ -448,35 +576,13 @@ class Settings(BaseModel):
         return rows
 
 
-def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
+def _explain(exc: ValidationError, build: _Build) -> str:
+    origins = build.origins()
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        # Find the longest dotted prefix we know the origin of.
-        origin = "settings"
-        for end in range(len(loc), 0, -1):
-            dotted = ".".join(loc[:end])
-            # the error's own name, or a table (e.g. an unknown [section]) holding given values
-            given = [
-                o for name, o in sources.items() if name == dotted or name.startswith(dotted + ".")
-            ]
-            if given:
-                origin = sources.get(dotted, given[0])
-                break
         name = ".".join(loc)
-        if origin == "torchrun":
-            variable = {v: k for k, v in LAUNCHER_VARIABLES.items()}.get(loc[-1])
-            where = (
-                f"environment variable {variable} (set by torchrun)"
-                if variable
-                else "environment variables RANK / WORLD_SIZE (set by torchrun)"
-            )
-        elif origin == "env":
-            where = f"environment variable {ENV_PREFIX}{'__'.join(loc[:2]).upper()}"
-        elif origin == "flag":
-            where = "command-line flag"
-        else:
-            where = origin
+        where = _where(loc, origins, build.variables)
         if error["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown setting {name!r}; see `gamerec config show`")
         else:
@@ -484,68 +590,45 @@ def _explain(exc: ValidationError, sources: Mapping[str, str]) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
-def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``GAMEREC_*`` variables as nested values: ``GAMEREC_TRAIN__EPOCHS=5`` -> train.epochs.
-
-    Names are case-insensitive and nest with ``__``. Values of structured settings (lists,
-    tables, a whole section) are JSON; the rest stay strings for validation to convert. A name
-    that is no setting is an error, so a typo is not silently ignored.
-    """
-    values: dict[str, Any] = {}
-    for variable, raw in sorted(environ.items()):
-        if not variable.upper().startswith(ENV_PREFIX):
-            continue
-        parts = variable[len(ENV_PREFIX) :].lower().split("__")
-        model: Any = Settings
-        for depth, part in enumerate(parts):
-            field = model.model_fields.get(part) if _is_model(model) else None
-            if field is None:
-                raise ConfigError(
-                    f"environment variable {variable}: {'.'.join(parts)!r} is no setting; "
-                    "`gamerec config show` lists them (nest sections with __, e.g. "
-                    "GAMEREC_TRAIN__EPOCHS)"
-                )
-            model = field.annotation
-            if depth == len(parts) - 1:
-                value: Any = raw
-                if _is_structured(model):
-                    try:
-                        value = json.loads(raw)
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(
-                            f"environment variable {variable}: a structured setting takes JSON "
-                            f"(e.g. '[1, 2]' or '{{\"key\": 1}}'); {exc.msg} at character "
-                            f"{exc.pos}"
-                        ) from None
-                _set_dotted(values, ".".join(parts), value)
-    return values
+def _where(loc: list[str], origins: Mapping[str, str], variables: Mapping[str, str]) -> str:
+    """The file, variable, flag or argument that gave the value at ``loc`` (or a table above)."""
+    prefixes = [".".join(loc[:end]) for end in range(len(loc), 0, -1)]
+    origin = "settings"
+    for dotted in prefixes:
+        given = [
+            o for name, o in origins.items() if name == dotted or name.startswith(dotted + ".")
+        ]
+        if given:
+            origin = origins.get(dotted, given[0])
+            break
+    if origin == "env":
+        variable = next((variables[d] for d in prefixes if d in variables), None)
+        return f"environment variable {variable or ENV_PREFIX + '*'}"
+    if origin == "torchrun":
+        launcher = {v: k for k, v in LAUNCHER_VARIABLES.items()}.get(loc[-1])
+        if launcher:
+            return f"environment variable {launcher} (set by torchrun)"
+        return "environment variables RANK / WORLD_SIZE (set by torchrun)"
+    return {"flag": "command-line flag", "init": "Settings() argument"}.get(origin, origin)
 
 
-def _is_model(annotation: Any) -> bool:
+def _unknown_variable(variable: str, parts: list[str], depth: int, known: list[str]) -> str:
+    close = difflib.get_close_matches(parts[depth], known, n=1)
+    hint = ""
+    if close:
+        hint = f"did you mean {ENV_PREFIX}{'__'.join([*parts[:depth], close[0]]).upper()}? "
+    return (
+        f"environment variable {variable}: {'.'.join(parts)!r} is no setting; {hint}"
+        "`gamerec config show` lists them (nest sections with __, e.g. GAMEREC_TRAIN__EPOCHS)"
+    )
+
+
+def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _is_structured(annotation: Any) -> bool:
-    """Lists, tuples, sets, dicts and models (alone or in a union with None) come as JSON."""
-    origin = get_origin(annotation)
-    if origin in (Union, type(int | None)):
-        return any(_is_structured(arg) for arg in get_args(annotation) if arg is not type(None))
-    return origin in (list, tuple, set, dict) or _is_model(annotation)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
 def _paths_from(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """A config file's relative paths made relative to the file's folder, as in pyproject.toml
-    or ruff.toml, so ``--config elsewhere/gamerec.toml`` means what that file says."""
+    """A config file's relative paths joined to the file's folder."""
     if isinstance(values.get("data_dir"), str) and not Path(values["data_dir"]).is_absolute():
         values["data_dir"] = str(folder / values["data_dir"])
     preprocess = values.get("preprocess")
@@ -564,14 +647,6 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[leaf] = value
 
 
-def _deep_merge(target: dict[str, Any], update: Mapping[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _deep_merge(target[key], value)
-        else:
-            target[key] = dict(value) if isinstance(value, Mapping) else value
-
-
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in values.items():
@@ -581,7 +656,3 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def _leaf_names(values: Mapping[str, Any]) -> list[str]:
-    return list(_flatten(values))

@@ -117,6 +117,13 @@ MinUserItemsOption = Annotated[
 MinItemUsersOption = Annotated[
     int | None, typer.Option(help="Drop games owned by fewer users (default 2).")
 ]
+MinOwnersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Keep catalog games nobody in the play data owns from this many SteamSpy owners "
+        "(default 20000)."
+    ),
+]
 
 
 @app.command()
@@ -125,18 +132,23 @@ def preprocess(
     seed: Annotated[int | None, typer.Option(help="Seed of the user split.")] = None,
     min_user_items: MinUserItemsOption = None,
     min_item_users: MinItemUsersOption = None,
+    min_owners: MinOwnersOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Turn play histories into processed/ (items, users, interactions, split).
+    """Turn play histories and the catalog into processed/ (items, users, interactions, split).
 
-    With no inputs configured it uses the bundled steam-200k demo dataset.
+    With no inputs configured it uses the bundled data: steam-200k and the 2025 catalog.
 
     Example: gamerec preprocess --min-user-items 10
     """
     from gamerec import pipeline
 
     settings = _options(ctx).settings(
-        "preprocess", seed=seed, min_user_items=min_user_items, min_item_users=min_item_users
+        "preprocess",
+        seed=seed,
+        min_user_items=min_user_items,
+        min_item_users=min_item_users,
+        min_owners=min_owners,
     )
     summary = pipeline.preprocess(settings, progress=render.progress_line)
     render.result(summary, json_output, render.preprocess_summary)

@@ -121,6 +121,7 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
         metadata,
         min_user_items=options.min_user_items,
         min_item_users=options.min_item_users,
+        min_owners=options.min_owners,
         valid_fraction=options.valid_fraction,
         test_fraction=options.test_fraction,
         target_fraction=options.target_fraction,

@@ -109,7 +109,28 @@ def preprocess_summary(summary: dict[str, Any]) -> None:
             f"({summary['title_match_rate']:.1%})",
         )
     table.add_row("users", f"{summary['users']:,}")
-    table.add_row("games", f"{summary['items']:,}")
+    catalog = summary.get("catalog")
+    if catalog:
+        table.add_row(
+            "catalog games",
+            f"{catalog['games']:,} ({catalog['games_with_players']:,} with players, "
+            f"{catalog['games_without_players']:,} without)",
+        )
+        table.add_row("recommendable", f"{catalog['recommendable']:,}")
+        for kind, count in catalog["not_recommendable"].items():
+            examples = "; ".join(catalog["not_recommendable_examples"].get(kind, []))
+            table.add_row(_text(f"  not recommended: {kind}"), _text(f"{count:,} ({examples})"))
+        for reason, label in (
+            ("below_min_owners", f"under {catalog['min_owners']:,} SteamSpy owners"),
+            ("no_owners_figure", "no SteamSpy owners figure"),
+        ):
+            if catalog[reason]:
+                examples = "; ".join(catalog[f"{reason}_examples"][:3])
+                table.add_row(
+                    _text(f"  left out: {label}"), _text(f"{catalog[reason]:,} ({examples})")
+                )
+    else:
+        table.add_row("games", f"{summary['items']:,}")
     table.add_row("interactions", f"{summary['interactions']:,}")
     table.add_row("density", f"{summary['density']:.4%}")
     table.add_row(

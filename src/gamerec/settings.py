@@ -107,6 +107,11 @@ class PreprocessSettings(_Section):
     )
     min_user_items: Count = Field(5, description="drop users owning fewer games")
     min_item_users: Count = Field(2, description="drop games owned by fewer users")
+    min_owners: int = Field(
+        20_000,
+        ge=0,
+        description="catalog games nobody in the play data owns need this many SteamSpy owners",
+    )
     valid_fraction: Positive = Field(
         0.1, lt=0.5, description="share of users held out for validation"
     )

@@ -31,7 +31,12 @@ from gamerec.artifacts.model import (
     read_model_manifest,
     write_model,
 )
-from gamerec.artifacts.processed import read_processed, read_processed_manifest, write_processed
+from gamerec.artifacts.processed import (
+    games_with_players,
+    read_processed,
+    read_processed_manifest,
+    write_processed,
+)
 from gamerec.dataio.files import read_text
 from gamerec.dataio.owned import parse_owned_games
 from gamerec.errors import ConfigError, DataError, InvalidRequestError, TrainingError
@@ -432,7 +437,8 @@ def _train(
     processed_manifest = read_processed_manifest(paths.processed, verify=True)
     progress("train", f"reading {paths.processed}", None)
     processed = read_processed(paths.processed)
-    n_items = len(processed.items)
+    # the model ranks the games with players; the rest of the catalog is not in it
+    n_items = games_with_players(processed.items["has_players"])
     _, train_matrix = train_histories(processed.split, processed.interactions, n_items)
     if train_matrix.n_rows == 0:
         raise TrainingError(
@@ -444,7 +450,7 @@ def _train(
             "no validation users to early-stop on; run `gamerec preprocess` with more users or a "
             "larger preprocess.valid_fraction"
         )
-    features = build_item_features(processed.items)
+    features = build_item_features(processed.items.iloc[:n_items])
     config = TwoTowerConfig(
         n_items=n_items,
         n_tokens=features.n_tokens,

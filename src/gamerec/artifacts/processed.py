@@ -26,6 +26,7 @@ __all__ = [
     "TABLE_FILES",
     "Processed",
     "column_to_numpy",
+    "games_with_players",
     "read_columns",
     "read_processed",
     "read_processed_manifest",
@@ -75,6 +76,19 @@ def write_processed(
         counts={key: summary.get(key) for key in ("users", "items", "interactions")},
         extra={"summary": summary},
     )
+
+
+def games_with_players(has_players: Any) -> int:
+    """How many items have players: they come first in ``items.parquet`` (``has_players``).
+
+    Models, baselines and the evaluation protocols rank these; the rest of the catalog is
+    games nobody in the play data owns.
+    """
+    flags = np.asarray(has_players, dtype=bool)
+    count = int(flags.sum())
+    if not flags[:count].all():
+        raise ArtifactError(f"the catalog does not list its games with players first; {_RERUN}")
+    return count
 
 
 def read_processed_manifest(directory: str | Path, *, verify: bool = False) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from gamerec.artifacts.processed import read_processed
+from gamerec.artifacts.processed import games_with_players, read_processed
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError, InvalidRequestError
 from gamerec.evaluation.metrics import (
@@ -220,7 +220,7 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
     directory = Path(processed_dir)
     processed = read_processed(directory, tables=("items", "interactions", "split"))
     split, interactions, items = processed.split, processed.interactions, processed.items
-    n_items = len(items)
+    n_items = games_with_players(items["has_players"])
     same_rows = len(split) == len(interactions) and bool(
         np.array_equal(split["user_idx"].to_numpy(), interactions["user_idx"].to_numpy())
         and np.array_equal(split["item_idx"].to_numpy(), interactions["item_idx"].to_numpy())

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import shutil
+import tracemalloc
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +94,29 @@ def test_corrupt_gzip_and_folders_are_data_errors(tmp_path: Path) -> None:
         read_bytes(tmp_path / "bad.gz")
     with pytest.raises(DataError, match="is a folder"):
         read_bytes(tmp_path)
+
+
+def test_a_gzip_bomb_stops_at_the_cap_without_inflating_in_memory(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(b"0" * (64 * 1024**2), compresslevel=9))  # ~64 KB on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"more than 2,097,152 bytes") as caught:
+            read_text(bomb, max_bytes=2 * 1024**2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.path == bomb
+    assert peak < 16 * 1024**2  # not the 64 MiB the whole stream would take
+
+
+def test_gzip_members_are_all_read_and_the_cap_allows_exactly_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "two-members.csv.gz"
+    path.write_bytes(gzip.compress(b"a,b\n") + gzip.compress(b"1,2\n"))
+    assert read_bytes(path) == b"a,b\n1,2\n"
+    assert read_bytes(path, max_bytes=8) == b"a,b\n1,2\n"
+    with pytest.raises(DataError, match="more than 7 bytes"):
+        read_bytes(path, max_bytes=7)
 
 
 def test_text_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:

@@ -442,7 +442,7 @@ def test_a_same_origin_redirect_is_followed_with_the_key(server: ReplayServer) -
     ["http://api.steampowered.com", "http://10.0.0.5:8080", "ftp://api.steampowered.com"],
 )
 def test_the_key_is_only_sent_over_https_unless_to_a_loopback_address(url: str) -> None:
-    with pytest.raises(ConfigError, match="fetch.steam_api_url") as raised:
+    with pytest.raises(ConfigError, match=r"fetch\.steam_api_url") as raised:
         SteamWebClient(KEY, url)
     assert "https" in raised.value.message
 

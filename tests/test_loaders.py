@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gamerec.dataio.catalog import load_steam_csv, load_steamspy, load_ucsd, parse_owners
 from gamerec.dataio.files import normalise_title, read_bytes, read_text
+from gamerec.dataio.ids import is_appid_text
 from gamerec.dataio.interactions import (
     RAW_COLUMNS,
     load_generic_csv,
@@ -285,7 +286,7 @@ def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -
 
 def item_identity(item: str) -> tuple[str, object]:
     text = item.strip()
-    if text.isascii() and text.isdigit() and int(text) < 2**63:
+    if is_appid_text(text):  # "0" and 99999999999 are not appids: titles then
         return ("appid", int(text))
     return ("title", text)
 
@@ -429,7 +430,7 @@ def test_steam_csv_with_wrong_columns_or_bad_appid(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         load_steam_csv(tmp_path / "b.csv")
     assert caught.value.line == 4
-    assert "is not a number" in str(caught.value)
+    assert "is not an appid" in str(caught.value)
 
 
 # --- UCSD steam_games.json ---------------------------------------------------------------------
@@ -583,7 +584,7 @@ def test_owned_games_folder_one_user_per_file(tmp_path: Path) -> None:
         ('{"response": {"games": [{"appid": 10', "is not valid JSON"),
         ('{"games": []}', 'no "response" object'),
         ('{"response": {"games": {"appid": 10}}}', "is not a list"),
-        ('{"response": {"games": [{"name": "x"}]}}', "game #0 has no integer appid"),
+        ('{"response": {"games": [{"name": "x"}]}}', "game #0 has no valid appid"),
         ('{"response": {"games": [{"appid": 1, "playtime_forever": -3}]}}', "invalid playtime"),
     ],
 )

@@ -35,6 +35,7 @@ from gamerec.dataio.http_client import (
     polite_client,
     retries_reported,
 )
+from gamerec.dataio.ids import is_appid_text
 from gamerec.errors import FetchError
 
 __all__ = [
@@ -247,7 +248,7 @@ def page_records(directory: str | Path) -> dict[int, dict[str, Any]]:
         if not isinstance(data, dict):
             continue
         for key, record in data.items():
-            if isinstance(record, dict) and str(key).isdigit():
+            if isinstance(record, dict) and is_appid_text(str(key)):
                 records.setdefault(int(key), record)
     return records
 
@@ -255,7 +256,7 @@ def page_records(directory: str | Path) -> dict[int, dict[str, Any]]:
 def _as_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return 0
 

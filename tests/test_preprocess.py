@@ -588,13 +588,13 @@ def test_bundled_data_numbers_through_the_cli(
 
 # --- a bad value in any input: a clear error, and processed/ stays as it was ----------------
 
-STEAM_CSV_HEADER = (FIXTURES / "steam.csv").read_text().splitlines()[0]
-STEAM_CSV_ROW = (FIXTURES / "steam.csv").read_text().splitlines()[1]  # appid 10, Counter-Strike
+STORE_CSV_HEADER = (FIXTURES / "steam.csv").read_text().splitlines()[0]
+STORE_CSV_ROW = (FIXTURES / "steam.csv").read_text().splitlines()[1]  # appid 10, Counter-Strike
 
 
 def steam_csv_with(column: str, value: str) -> str:
-    names = STEAM_CSV_HEADER.split(",")
-    cells = next(csv.reader([STEAM_CSV_ROW]))
+    names = STORE_CSV_HEADER.split(",")
+    cells = next(csv.reader([STORE_CSV_ROW]))
     cells[names.index(column)] = value
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([names, cells])

@@ -139,7 +139,9 @@ def synthetic_libraries(players: int = 8, seed: int = 0) -> dict[str, bytes]:
     return libraries
 
 
-FaultKind = Literal["status", "slow", "cut", "truncated-json", "not-json", "empty", "hang"]
+FaultKind = Literal[
+    "status", "slow", "cut", "truncated-json", "not-json", "empty", "hang", "redirect", "gzip"
+]
 
 
 @dataclass
@@ -151,13 +153,19 @@ class Fault:
     ``cut``: promise the whole body in Content-Length, send half, close the connection;
     ``truncated-json``: a well-framed response whose body is the first half of the JSON;
     ``not-json``: 200 with an HTML page; ``empty``: 200 with ``[]``;
-    ``hang``: never answer until the server stops (sets :attr:`ReplayServer.hanging`).
+    ``hang``: never answer until the server stops (sets :attr:`ReplayServer.hanging`);
+    ``redirect``: answer ``status`` (default 302 here) with ``Location: location`` (the
+    request's path and query are appended when ``location`` ends in ``/``);
+    ``gzip``: 200 with ``Content-Encoding: gzip`` and ``body`` (already compressed), or the
+    normal answer compressed.
     """
 
     kind: FaultKind
     status: int = 500
     retry_after: str | None = None
     seconds: float = 0.0
+    location: str = ""
+    body: bytes | None = None
 
 
 @dataclass
@@ -379,6 +387,17 @@ def _make_handler(replay: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, page, "text/html")
             elif fault.kind == "empty":
                 self._send(200, b"[]", "application/json")
+            elif fault.kind == "redirect":
+                location = fault.location
+                if location.endswith("/"):
+                    location = location.rstrip("/") + recorded.target
+                status = fault.status if 300 <= fault.status < 400 else 302
+                self._send(status, b"", "text/plain", {"Location": location})
+            elif fault.kind == "gzip":
+                body = fault.body
+                if body is None:
+                    body = gzip.compress(replay._answer(recorded)[1])
+                self._send(200, body, "application/json", {"Content-Encoding": "gzip"})
             elif fault.kind == "hang":
                 replay.hanging.set()
                 replay._stopping.wait(timeout=60)

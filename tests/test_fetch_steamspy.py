@@ -7,6 +7,7 @@ callback, a SIGKILL of the real console script) and counting what the server saw
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -550,3 +552,83 @@ def test_cli_rejects_a_pages_limit_below_one(workdir: Path, server: ReplayServer
     assert result.exit_code == 1
     assert "fetch.pages" in result.stderr
     assert server.requests() == []
+
+
+# --- answers that must not cost memory or politeness -----------------------------------------
+
+
+def test_a_gzip_encoded_answer_is_decoded(server: ReplayServer) -> None:
+    server.fail(Fault("gzip"), request="all")
+    with SteamSpyClient(server.steamspy_url, all_interval_s=0, request_interval_s=0) as client:
+        answer = client.all_page(0)
+    assert answer.body == recorded_pages()[0]
+    assert server.requests()[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_gzip_bomb_answer_stops_at_the_body_cap_without_a_retry(server: ReplayServer) -> None:
+    bomb = gzip.compress(b"{" + b" " * (32 * 1024**2) + b"}", compresslevel=9)  # ~32 KB
+    server.fail(Fault("gzip", body=bomb), times=None, request="all")
+    with SteamSpyClient(
+        server.steamspy_url, all_interval_s=0, max_retries=3, max_body_bytes=1024**2
+    ) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(FetchError) as raised:
+                client.all_page(0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert "larger than 1,048,576 bytes" in raised.value.message
+    assert "fetch.steamspy_url" in raised.value.message
+    assert len(server.requests()) == 1  # not retried: a retry would be the same answer
+    assert peak < 8 * 1024**2  # not the 32 MiB the answer expands to
+
+
+def test_a_plain_answer_past_the_body_cap_is_refused(server: ReplayServer) -> None:
+    with (
+        SteamSpyClient(server.steamspy_url, max_body_bytes=1000) as client,
+        pytest.raises(FetchError, match="larger than 1,000 bytes"),
+    ):
+        client.all_page(0)
+
+
+def test_a_cut_gzip_answer_is_retried_as_truncated(server: ReplayServer) -> None:
+    cut = gzip.compress(recorded_pages()[0])[:-100]
+    server.fail(Fault("gzip", body=cut), request="all")
+    fake = FakeTime()
+    with SteamSpyClient(
+        server.steamspy_url, sleep=fake.sleep, clock=fake.clock, all_interval_s=0
+    ) as client:
+        answer = client.all_page(0)
+    assert answer.body == recorded_pages()[0]
+    assert [r.fault for r in server.requests()] == ["gzip", None]
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["nan", "-5", "0", "Wed, 21 Oct 2015 07:28:00 GMT", "NaN", "-inf"]
+)
+def test_a_retry_after_that_says_no_wait_waits_the_backoff_base(
+    server: ReplayServer, retry_after: str
+) -> None:
+    server.fail(Fault("status", status=429, retry_after=retry_after), request="tag")
+    fake = FakeTime()
+    with SteamSpyClient(
+        server.steamspy_url,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        request_interval_s=0,
+        backoff_base_s=2.0,
+        backoff_max_s=300.0,
+    ) as client:
+        client.tag("FPS")
+    assert fake.sleeps == [2.0]
+
+
+def test_steamspy_follows_a_redirect_to_another_origin(server: ReplayServer) -> None:
+    """Without a secret to protect, a moved API is followed (SteamSpy sends no key)."""
+    with ReplayServer() as elsewhere:
+        server.fail(Fault("redirect", location=elsewhere.base + "/"), request="all")
+        with SteamSpyClient(server.steamspy_url, all_interval_s=0) as client:
+            answer = client.all_page(1)
+        assert answer.body == recorded_pages()[1]
+        assert [r.params.get("page") for r in elsewhere.requests()] == ["1"]

@@ -257,7 +257,7 @@ def test_the_key_never_appears_in_output_logs_errors_urls_or_files(
     for text in seen:
         assert KEY not in text
     files = [p for p in (keyed / "gamerec-data").rglob("*") if p.is_file()]
-    assert len(files) == 7  # five libraries, _private.json and _quota.json
+    assert len(files) == 8  # five libraries, _private.json, _quota.json and _quota.lock
     for file in files:
         assert KEY.encode() not in file.read_bytes(), file
     assert all(KEY not in request.target for request in server.requests())
@@ -272,7 +272,7 @@ def test_the_daily_limit_stops_before_it_is_exceeded(keyed: Path, server: Replay
         pipeline.fetch_owned(settings, STEAMIDS[:5])
 
     assert "daily limit is reached: 4 of 4 calls made today (UTC" in raised.value.message
-    assert "3 libraries fetched in this run are saved; 2 remain" in raised.value.message
+    assert "3 steam libraries fetched in this run are saved; 2 remain" in raised.value.message
     assert len(server.requests()) == 4
     assert len(list(owned_dir(settings).glob("7*.json"))) == 3
     quota = json.loads((Path(settings.data_dir) / "raw" / "steam" / "_quota.json").read_text())
@@ -310,7 +310,7 @@ def test_a_429_that_outlasts_the_retries_is_a_rate_limit_error(
 
     message = raised.value.message
     assert f"Steam GetOwnedGames for {STEAMIDS[1]}: still rate limited (HTTP 429)" in message
-    assert "1 libraries fetched in this run are saved; 2 remain" in message
+    assert "1 steam libraries fetched in this run are saved; 2 remain" in message
     assert len(server.requests(steamid=STEAMIDS[1])) == 4
     assert server.requests(steamid=STEAMIDS[2]) == []  # stopped at once, no more calls
 
@@ -405,3 +405,111 @@ def test_fetch_then_preprocess_builds_a_catalog_with_genres_and_tags(
         assert list(item.tags) == tags, item.name
         checked += bool(tags)
     assert checked >= 10
+
+
+# --- the key stays on its origin; the daily count fails closed -------------------------------
+
+
+def test_a_redirect_to_another_origin_never_receives_the_key(server: ReplayServer) -> None:
+    """Two real servers on different ports are different origins: the second one records
+    every header it is sent, and must never see the key."""
+    with ReplayServer(libraries=LIBRARIES, api_key=KEY) as elsewhere:
+        server.fail(Fault("redirect", location=elsewhere.base + "/"), times=None)
+        with (
+            SteamWebClient(KEY, server.steam_url, max_retries=0) as client,
+            pytest.raises(FetchError) as raised,
+        ):
+            client.owned_games(STEAMIDS[0])
+
+        assert "redirects to another origin" in raised.value.message
+        assert "fetch.steam_api_url" in raised.value.message
+        assert KEY not in raised.value.message
+        assert [r.headers.get("x-webapi-key") for r in elsewhere.requests()] == []
+        assert len(server.requests()) == 1
+
+
+def test_a_same_origin_redirect_is_followed_with_the_key(server: ReplayServer) -> None:
+    server.fail(Fault("redirect", status=301, location=server.base + "/"))
+    with SteamWebClient(KEY, server.steam_url, max_retries=0) as client:
+        answer = client.owned_games(STEAMIDS[0])
+    assert answer.body == LIBRARIES[STEAMIDS[0]]
+    assert [r.fault for r in server.requests()] == ["redirect", None]
+    assert server.requests()[1].headers["x-webapi-key"] == KEY
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.steampowered.com", "http://10.0.0.5:8080", "ftp://api.steampowered.com"],
+)
+def test_the_key_is_only_sent_over_https_unless_to_a_loopback_address(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"fetch\.steam_api_url") as raised:
+        SteamWebClient(KEY, url)
+    assert "https" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.steampowered.com",
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:9",
+        "http://[::1]:9",
+    ],
+)
+def test_https_and_loopback_urls_are_accepted(url: str) -> None:
+    SteamWebClient(KEY, url).close()
+
+
+def test_cli_refuses_a_plain_http_steam_api_url(keyed: Path) -> None:
+    env = {"GAMEREC_FETCH__STEAM_API_URL": "http://api.steampowered.com"}
+    result = CliRunner().invoke(app, ["fetch", "owned", "--steamid", STEAMIDS[0]], env=env)
+    assert result.exit_code == 1
+    assert "fetch.steam_api_url" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"day": "2025-01-01", "calls": 1e5}',
+        b'{"day": "2025-01-01", "calls": -3}',
+        b'{"day": "2025-01-01", "calls": "12"}',
+        b'{"day": "2025-01-01", "calls": true}',
+        b'{"calls": 12}',
+        b"[]",
+        b"",
+    ],
+    ids=["not-json", "float", "negative", "text", "bool", "no-day", "list", "empty"],
+)
+def test_a_damaged_quota_file_fails_closed_and_says_how_to_fix_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "_quota.json"
+    path.write_bytes(content)
+    quota = DailyQuota(path, limit=100_000, today=lambda: date(2025, 1, 1))
+
+    with pytest.raises(DataError) as raised:
+        quota.spend()
+
+    assert raised.value.path == path
+    assert '{"day": "2025-01-01", "calls": N}' in raised.value.message
+    assert path.read_bytes() == content  # not reset to a count of 1
+
+
+def test_concurrent_spends_count_every_call(tmp_path: Path) -> None:
+    """Processes spending at once must not lose counts (a read-modify-write race)."""
+    path = tmp_path / "_quota.json"
+    script = (
+        "import sys\n"
+        "from gamerec.dataio.steamweb import DailyQuota\n"
+        "quota = DailyQuota(sys.argv[1], limit=10**6)\n"
+        "for _ in range(100):\n"
+        "    quota.spend()\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(path)], env=os.environ.copy())
+        for _ in range(4)
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0, 0, 0]
+    assert DailyQuota(path, limit=10**6).used() == 400

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import shutil
+import tracemalloc
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from gamerec.dataio.catalog import load_steam_csv, load_steamspy, load_ucsd, parse_owners
 from gamerec.dataio.files import normalise_title, read_bytes, read_text
+from gamerec.dataio.ids import MAX_APPID, is_appid_text
 from gamerec.dataio.interactions import (
     RAW_COLUMNS,
     load_generic_csv,
@@ -93,6 +95,29 @@ def test_corrupt_gzip_and_folders_are_data_errors(tmp_path: Path) -> None:
         read_bytes(tmp_path / "bad.gz")
     with pytest.raises(DataError, match="is a folder"):
         read_bytes(tmp_path)
+
+
+def test_a_gzip_bomb_stops_at_the_cap_without_inflating_in_memory(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(b"0" * (64 * 1024**2), compresslevel=9))  # ~64 KB on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"more than 2,097,152 bytes") as caught:
+            read_text(bomb, max_bytes=2 * 1024**2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.path == bomb
+    assert peak < 16 * 1024**2  # not the 64 MiB the whole stream would take
+
+
+def test_gzip_members_are_all_read_and_the_cap_allows_exactly_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "two-members.csv.gz"
+    path.write_bytes(gzip.compress(b"a,b\n") + gzip.compress(b"1,2\n"))
+    assert read_bytes(path) == b"a,b\n1,2\n"
+    assert read_bytes(path, max_bytes=8) == b"a,b\n1,2\n"
+    with pytest.raises(DataError, match="more than 7 bytes"):
+        read_bytes(path, max_bytes=7)
 
 
 def test_text_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
@@ -261,7 +286,7 @@ def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -
 
 def item_identity(item: str) -> tuple[str, object]:
     text = item.strip()
-    if text.isascii() and text.isdigit() and int(text) < 2**63:
+    if is_appid_text(text):  # "0" and 99999999999 are not appids: titles then
         return ("appid", int(text))
     return ("title", text)
 
@@ -405,7 +430,7 @@ def test_steam_csv_with_wrong_columns_or_bad_appid(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         load_steam_csv(tmp_path / "b.csv")
     assert caught.value.line == 4
-    assert "is not a number" in str(caught.value)
+    assert "is not an appid" in str(caught.value)
 
 
 # --- UCSD steam_games.json ---------------------------------------------------------------------
@@ -559,7 +584,7 @@ def test_owned_games_folder_one_user_per_file(tmp_path: Path) -> None:
         ('{"response": {"games": [{"appid": 10', "is not valid JSON"),
         ('{"games": []}', 'no "response" object'),
         ('{"response": {"games": {"appid": 10}}}', "is not a list"),
-        ('{"response": {"games": [{"name": "x"}]}}', "game #0 has no integer appid"),
+        ('{"response": {"games": [{"name": "x"}]}}', "game #0 has no valid appid"),
         ('{"response": {"games": [{"appid": 1, "playtime_forever": -3}]}}', "invalid playtime"),
     ],
 )
@@ -644,3 +669,129 @@ def test_user_items_without_values_are_zero() -> None:
     assert matrix.row(1).tolist() == [2]
     assert matrix.row(2).tolist() == []
     assert matrix.values.tolist() == [0.0, 0.0]
+
+
+# --- any value: a valid row or a DataError, never another exception ---------------------------
+
+NASTY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            *["1e999", "Infinity", "-Infinity", "NaN", "\u00b2", "\u0663", "1.5", "1e30"],
+            *["50 .. 20", "abc", "10,000 .. 20,000", "0", "-1", " 42 ", "", "730", "20000-50000"],
+            "4294967296",
+        ]
+    ),
+)
+CATALOG_FIELDS = ["appid", "name", "owners", "price", "initialprice", "positive", "negative"]
+
+
+def check_catalog_frame(frame: pd.DataFrame) -> None:
+    appids = frame["appid"].dropna()
+    assert ((appids > 0) & (appids <= MAX_APPID)).all()
+    for column in ["price_cents", "owners_low", "owners_high", "positive", "negative"]:
+        assert (frame[column].dropna() >= 0).all()
+    both = frame[["owners_low", "owners_high"]].dropna()
+    assert (both["owners_low"] <= both["owners_high"]).all()
+
+
+@SCRATCH
+@given(key=NASTY, record=st.fixed_dictionaries({}, optional=dict.fromkeys(CATALOG_FIELDS, NASTY)))
+def test_steamspy_pages_parse_or_raise_data_error(
+    tmp_path: Path, key: object, record: dict[str, object]
+) -> None:
+    page = tmp_path / "steamspy" / "all" / "page_0.json"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(json.dumps({str(key): record}))
+    try:
+        frame = load_steamspy(page.parents[1])
+    except DataError as error:
+        assert error.path == page
+        return
+    check_catalog_frame(frame)
+
+
+@SCRATCH
+@given(values=st.fixed_dictionaries({}, optional={"id": NASTY, "price": NASTY, "app_name": NASTY}))
+def test_ucsd_lines_parse_or_raise_data_error(tmp_path: Path, values: dict[str, object]) -> None:
+    path = tmp_path / "games.json"
+    path.write_text(repr(values).replace("nan", "1e999 - 1e999").replace("inf", "1e999") + "\n")
+    try:
+        frame = load_ucsd(path)
+    except DataError as error:
+        assert error.path == path and error.line == 1
+        return
+    check_catalog_frame(frame)
+
+
+@SCRATCH
+@given(
+    cells=st.fixed_dictionaries({f: st.text(max_size=12) | NASTY.map(str) for f in CATALOG_FIELDS})
+)
+def test_steam_csv_rows_parse_or_raise_data_error(tmp_path: Path, cells: dict[str, str]) -> None:
+    header = "appid,name,genres,steamspy_tags,owners,price,positive_ratings,negative_ratings"
+    row = [cells["appid"], cells["name"], "Action", "FPS", cells["owners"], cells["price"]]
+    row += [cells["positive"], cells["negative"]]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header.split(","), row])
+    path = tmp_path / "steam.csv"
+    path.write_text(out.getvalue())
+    try:
+        frame = load_steam_csv(path)
+    except DataError as error:
+        assert error.path == path
+        return
+    check_catalog_frame(frame)
+
+
+@SCRATCH
+@given(
+    games=st.lists(
+        st.fixed_dictionaries({}, optional={"appid": NASTY, "playtime_forever": NASTY}), max_size=3
+    )
+)
+def test_owned_games_parse_or_raise_data_error(
+    tmp_path: Path, games: list[dict[str, object]]
+) -> None:
+    path = tmp_path / "76561197960287930.json"
+    path.write_text(json.dumps({"response": {"game_count": len(games), "games": games}}))
+    try:
+        loaded = load_owned_games(path)
+    except DataError as error:
+        assert error.path == path
+        return
+    check_raw_frame(loaded.frame)
+    appids = loaded.frame["appid"]
+    assert ((appids > 0) & (appids <= MAX_APPID)).all()
+    assert np.isfinite(loaded.frame["playtime_min"]).all()
+
+
+@SCRATCH
+@given(value=NASTY.map(str), behavior=st.sampled_from(["purchase", "play"]))
+def test_steam_200k_values_parse_or_raise_data_error(
+    tmp_path: Path, value: str, behavior: str
+) -> None:
+    path = tmp_path / "plays.csv"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(["1", "Dota 2", behavior, value, "0"])
+    path.write_text(out.getvalue())
+    try:
+        loaded = load_steam_200k(path)
+    except DataError as error:
+        assert error.path == path
+        return
+    check_raw_frame(loaded.frame)
+    assert np.isfinite(loaded.frame["playtime_min"]).all()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "nan"])
+def test_generic_csv_rejects_a_non_finite_playtime(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "plays.csv"
+    path.write_text(f"user,item,minutes\nu1,570,10\nu1,440,{value}\n")
+    with pytest.raises(DataError) as caught:
+        load_generic_csv(path, value_column="minutes")
+    assert caught.value.line == 3

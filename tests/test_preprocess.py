@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import json
 import shutil
 from collections.abc import Sequence
@@ -264,9 +266,15 @@ def check_tables(processed: Processed) -> None:
     assert users["user_idx"].tolist() == list(range(len(users)))
     assert users["user_id"].tolist() == sorted(users["user_id"])
     assert not items["item_key"].duplicated().any()
+    played = int(items["has_players"].sum())
+    assert items["has_players"].tolist() == [True] * played + [False] * (len(items) - played)
     counts = np.bincount(table["item_idx"], minlength=len(items))
-    assert items["n_users"].tolist() == counts.tolist()
-    assert (np.diff(items["n_users"].to_numpy()) <= 0).all()  # most owned first
+    assert (np.diff(counts[:played]) <= 0).all()  # the games with players, most owned first
+    assert (counts[played:] == 0).all()
+    # n_users counts training users only: nothing a model learns from counts held-out users
+    is_train = (users["group"].to_numpy() == "train")[table["user_idx"].to_numpy()]
+    train_counts = np.bincount(table["item_idx"][is_train], minlength=len(items))
+    assert items["n_users"].tolist() == train_counts.tolist()
     order = list(zip(table["user_idx"], table["item_idx"], strict=True))
     assert order == sorted(set(order))  # sorted by user then item, no repeats
     assert split["user_idx"].tolist() == table["user_idx"].tolist()
@@ -275,9 +283,10 @@ def check_tables(processed: Processed) -> None:
     if summary:  # (read_processed returns the tables only)
         assert (summary["users"], summary["items"], summary["interactions"]) == (
             len(users),
-            len(items),
+            played,
             len(table),
         )
+        assert summary["catalog"]["games"] == len(items)
 
 
 # --- the split ---------------------------------------------------------------------------------
@@ -520,7 +529,8 @@ def test_bad_inputs_fail_naming_the_file_and_leave_processed_untouched(workdir: 
             assert words in str(caught.value), case
         after = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert after == before, case
-    assert sorted(p.name for p in (workdir / "ws").iterdir()) == ["processed"]  # no leftovers
+    leftovers = sorted(p.name for p in (workdir / "ws").iterdir() if p.suffix != ".lock")
+    assert leftovers == ["processed"]  # no staging or temp files left
 
 
 def test_bad_input_through_the_cli_keeps_processed(workdir: Path) -> None:
@@ -556,11 +566,30 @@ def test_bundled_data_numbers(bundled_workspace: Path) -> None:
     check_tables(processed)
     assert summary["users"] == len(processed.users) > 3_000
     assert (processed.interactions.groupby("user_idx").size() >= 5).all()
-    assert (processed.items["n_users"] >= 2).all()
+    items = processed.items
+    players = np.bincount(processed.interactions["item_idx"], minlength=len(items))
+    assert (players[: summary["items"]] >= 2).all()
     # Dota 2 has the most owners in steam-200k, but most of them own fewer than 5 games
-    top = processed.items.iloc[0]
+    top = items.iloc[0]
     assert (top["appid"], top["name"]) == (440, "Team Fortress 2")
-    assert 1300 < top["n_users"] <= 1354  # 1,354 of its owners own 5+ games before k-core
+    assert 1300 < players[0] <= 1354  # 1,354 of its owners own 5+ games before k-core
+    assert top["n_users"] < players[0]  # training users only
+    # the 2025 catalog: games nobody in steam-200k owns, each known by appid
+    catalog = summary["catalog"]
+    assert catalog["games"] == len(items) > 24_000
+    assert catalog["games_with_players"] == summary["items"]
+    by_name = items.set_index("name")
+    elden = by_name.loc["ELDEN RING"]
+    assert (elden["appid"], elden["has_players"], elden["kind"]) == (1245620, False, "game")
+    assert elden["recommendable"] and elden["n_users"] == 0
+    # what a player can own but is never recommended
+    for name, kind in [
+        ("Arma 2 Operation Arrowhead Beta (Obsolete)", "title-only"),
+        ("Deadlight Original Soundtrack", "soundtrack"),
+        ("Left 4 Dead 2 Dedicated Server", "server"),
+    ]:
+        row = by_name.loc[name]
+        assert (row["kind"], bool(row["recommendable"])) == (kind, False), name
 
 
 @pytest.mark.slow
@@ -584,3 +613,179 @@ def test_bundled_data_numbers_through_the_cli(
     assert f"({summary['title_match_rate']:.1%})" in table
     assert "games per user" in table and "hours played" in table
     assert f"{summary['density']:.4%}" in table
+
+
+# --- a bad value in any input: a clear error, and processed/ stays as it was ----------------
+
+STORE_CSV_HEADER = (FIXTURES / "steam.csv").read_text().splitlines()[0]
+STORE_CSV_ROW = (FIXTURES / "steam.csv").read_text().splitlines()[1]  # appid 10, Counter-Strike
+
+
+def steam_csv_with(column: str, value: str) -> str:
+    names = STORE_CSV_HEADER.split(",")
+    cells = next(csv.reader([STORE_CSV_ROW]))
+    cells[names.index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([names, cells])
+    return out.getvalue()
+
+
+def steamspy_page(key: str, **fields: str) -> str:
+    record = {"appid": 10, "name": "Counter-Strike", "owners": "10,000,000 .. 20,000,000"}
+    body = ", ".join(f'"{name}": {value}' for name, value in fields.items())
+    text = json.dumps(record)[:-1] + (", " + body if body else "") + "}"
+    return "{" + f'"{key}": {text}' + "}"
+
+
+def owned_library(playtime: str) -> str:
+    game = '{"appid": 10, "playtime_forever": ' + playtime + "}"
+    return '{"response": {"game_count": 1, "games": [' + game + "]}}"
+
+
+#: case -> (kind, file name, content, words the error must contain)
+BAD_VALUES: dict[str, tuple[str, str, str, list[str]]] = {
+    "steamspy key not ASCII": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("\u00b2", appid='"\u00b2"'),
+        ["page_0.json", "record '\u00b2'", "not an appid"],
+    ),
+    "steamspy appid 1e999": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("10", appid="1e999"),
+        ["record '10'", "appid inf"],
+    ),
+    "steamspy appid 2**70": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("10", appid=str(2**70)),
+        ["record '10'", "not an appid"],
+    ),
+    "steamspy positive Infinity": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("10", positive="Infinity"),
+        ["record '10'", "positive inf"],
+    ),
+    "steamspy owners reversed": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("10", owners='"50 .. 20"'),
+        ["record '10'", "owners '50 .. 20'"],
+    ),
+    "steamspy owners text": (
+        "steamspy",
+        "page_0.json",
+        steamspy_page("10", owners='"abc"'),
+        ["record '10'", "owners 'abc'"],
+    ),
+    "steam.csv appid 1.5": (
+        "steam-csv",
+        "steam.csv",
+        steam_csv_with("appid", "1.5"),
+        ["steam.csv, line 2", "appid '1.5'"],
+    ),
+    "steam.csv appid 1e30": (
+        "steam-csv",
+        "steam.csv",
+        steam_csv_with("appid", "1e30"),
+        ["steam.csv, line 2", "appid '1e30'"],
+    ),
+    "steam.csv price inf": (
+        "steam-csv",
+        "steam.csv",
+        steam_csv_with("price", "inf"),
+        ["steam.csv, line 2", "price inf"],
+    ),
+    "steam.csv owners reversed": (
+        "steam-csv",
+        "steam.csv",
+        steam_csv_with("owners", "50-20"),
+        ["steam.csv, line 2", "owners '50-20'"],
+    ),
+    "ucsd id 1e999": (
+        "ucsd",
+        "games.json",
+        "{u'id': 1e999, u'app_name': u'X'}\n",
+        ["games.json, line 1", "appid inf"],
+    ),
+    "ucsd id not ASCII": (
+        "ucsd",
+        "games.json",
+        "{u'id': u'\u00b2', u'app_name': u'X'}\n",
+        ["games.json, line 1", "not an appid"],
+    ),
+    "ucsd price 1e999": (
+        "ucsd",
+        "games.json",
+        "{u'id': u'10', u'price': 1e999}\n",
+        ["games.json, line 1", "price inf"],
+    ),
+    "owned playtime NaN": (
+        "owned",
+        "76561197960287930.json",
+        owned_library("NaN"),
+        ["76561197960287930.json", "game #0", "playtime_forever nan"],
+    ),
+    "owned playtime Infinity": (
+        "owned",
+        "76561197960287930.json",
+        owned_library("Infinity"),
+        ["game #0", "playtime_forever inf"],
+    ),
+    "owned appid 2**70": (
+        "owned",
+        "76561197960287930.json",
+        owned_library("1").replace('"appid": 10', f'"appid": {2**70}'),
+        ["game #0", "no valid appid"],
+    ),
+    "steam-200k negative hours": (
+        "steam-200k",
+        "plays.csv",
+        "1,Dota 2,purchase,1.0,0\n1,Dota 2,play,-3,0\n",
+        ["plays.csv, line 2", "-3"],
+    ),
+    "steam-200k infinite hours": (
+        "steam-200k",
+        "plays.csv",
+        "1,Dota 2,purchase,1.0,0\n1,Dota 2,play,inf,0\n",
+        ["plays.csv, line 2", "inf"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_a_bad_value_is_an_error_naming_file_and_record_and_processed_stays(
+    workdir: Path, case: str
+) -> None:
+    preprocess_fixtures(workdir)
+    folder = workdir / "ws" / "processed"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    kind, name, content, words = BAD_VALUES[case]
+    target = workdir / "bad" / name
+    if kind == "steamspy":
+        target = workdir / "bad" / "steamspy" / "all" / name
+    elif kind == "owned":
+        target = workdir / "bad" / "owned" / name
+    target.parent.mkdir(parents=True)
+    target.write_text(content)
+    path = (
+        target
+        if kind in ("steam-csv", "ucsd", "steam-200k")
+        else target.parents[1 if kind == "steamspy" else 0]
+    )
+    inputs = [("steam-200k", FIXTURES / "steam-200k-slice.csv"), (kind, path)]
+    (workdir / "gamerec.toml").write_text(
+        "data_dir = 'ws'\n[preprocess]\nmin_user_items = 2\n"
+        + "".join(f"[[preprocess.inputs]]\nkind = '{k}'\npath = '{p}'\n" for k, p in inputs)
+    )
+
+    result = CliRunner().invoke(app, ["preprocess"])
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    message = " ".join(result.stderr.split())  # the console may wrap a long line
+    for word in words:
+        assert word in message, (case, message)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -2,6 +2,13 @@
 
 Each loader returns a frame with :data:`METADATA_COLUMNS`; :func:`merge_metadata` combines
 them (first non-missing value wins, genre and tag lists are united).
+
+What is checked, per field: an appid that is present must be an appid
+(:mod:`gamerec.dataio.ids`); an owners range must read ``low .. high`` with ``low <= high``;
+counts must be whole numbers from 0, prices finite amounts from 0. Any of these failing is a
+DataError naming the file and the record. Absent values stay lenient where the real data has
+them: a SteamSpy ``name`` of ``""`` or null, a null price, an empty ``score_rank``, a UCSD
+record without ``id`` or with a price such as "Free To Play".
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import ast
 import html
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gamerec.dataio.files import normalise_title, read_bytes, read_text
+from gamerec.dataio.ids import appid_or_none, is_appid_text
 from gamerec.errors import DataError
 
 __all__ = [
@@ -49,29 +58,69 @@ METADATA_COLUMNS = [
     "release_date",
 ]
 _INT_COLUMNS = ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]
-_OWNERS = re.compile(r"^\s*([\d,]+)\s*(?:\.\.|-)\s*([\d,]+)\s*$")
+_OWNERS = re.compile(r"^\s*([0-9][0-9,]{0,24})\s*(?:\.\.|-)\s*([0-9][0-9,]{0,24})\s*$")
+_DIGITS = re.compile(r"[0-9]{1,16}")
+#: counts, cents and owners past this are not real data (and would overflow int64 columns)
+_MAX_COUNT = 2**53
+
+
+class _BadFieldError(ValueError):
+    """A field of one record is unusable; the loader adds the file and record."""
 
 
 def parse_owners(text: Any) -> tuple[int | None, int | None]:
-    """``"20,000,000 .. 50,000,000"`` or ``"10000000-20000000"`` -> ``(low, high)``."""
-    if not isinstance(text, str):
+    """``"20,000,000 .. 50,000,000"`` or ``"10000000-20000000"`` -> ``(low, high)``;
+    ``(None, None)`` for anything else (see :func:`owners_range` for the strict reading)."""
+    try:
+        return owners_range(text)
+    except _BadFieldError:
         return None, None
-    match = _OWNERS.match(text)
+
+
+def owners_range(text: Any) -> tuple[int | None, int | None]:
+    """Like :func:`parse_owners`, but a value that is present and not a range is an error
+    (ValueError): not ``low .. high``, ``low > high``, or past any real count."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None, None
+    match = _OWNERS.match(text) if isinstance(text, str) else None
     if not match:
-        return None, None
-    return int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))
+        raise _BadFieldError(f"owners {text!r} is not a range such as '20,000 .. 50,000'")
+    low, high = (int(match.group(i).replace(",", "")) for i in (1, 2))
+    if low > high or high > _MAX_COUNT:
+        raise _BadFieldError(f"owners {text!r} is not a range from low to high")
+    return low, high
 
 
-def _int_or_none(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
+def _count(value: Any, name: str) -> int | None:
+    """A whole number >= 0 (a count, US cents); None when absent (null or empty text)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return None if np.isnan(value) else int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is None or not 0 <= number <= _MAX_COUNT:
+        raise _BadFieldError(f"{name} {value!r} is not a whole number from 0 to {_MAX_COUNT:,}")
+    return number
+
+
+def _appid(value: Any) -> int | None:
+    """An appid; None when absent (null or empty text); an error when present and not one."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    appid = appid_or_none(value)
+    if appid is None:
+        raise _BadFieldError(f"appid {value!r} is not an appid (a positive whole number)")
+    return appid
+
+
+def _dollars_to_cents(value: float, name: str) -> int:
+    if not math.isfinite(value) or not 0 <= value <= _MAX_COUNT / 100:
+        raise _BadFieldError(f"{name} {value!r} is not a price (a finite amount from 0)")
+    return round(value * 100)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -99,22 +148,25 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def parse_steamspy_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One SteamSpy record (``all`` or ``appdetails``) as a metadata row."""
-    low, high = parse_owners(record.get("owners"))
+    """One SteamSpy record (``all`` or ``appdetails``) as a metadata row.
+
+    A field that is present and unusable (see the module docstring) raises ValueError.
+    """
+    low, high = owners_range(record.get("owners"))
     tags = record.get("tags")
     return {
-        "appid": _int_or_none(record.get("appid")),
+        "appid": _appid(record.get("appid")),
         "name": _text_or_none(record.get("name")),
         # appdetails only; `all` pages carry neither (tags may be [] when a game has none)
         "genres": _split_list(record.get("genre"), ","),
         "tags": list(tags) if isinstance(tags, dict) else [],
         "developer": _text_or_none(record.get("developer")),
         "publisher": _text_or_none(record.get("publisher")),
-        "price_cents": _int_or_none(record.get("initialprice") or record.get("price")),
+        "price_cents": _count(record.get("initialprice") or record.get("price"), "price"),
         "owners_low": low,
         "owners_high": high,
-        "positive": _int_or_none(record.get("positive")),
-        "negative": _int_or_none(record.get("negative")),
+        "positive": _count(record.get("positive"), "positive"),
+        "negative": _count(record.get("negative"), "negative"),
         "release_date": None,
     }
 
@@ -144,7 +196,7 @@ def load_steamspy(path: str | Path) -> pd.DataFrame:
         raise DataError("is not a folder; point a steamspy input at raw/steamspy", path)
     pages = sorted((path / "all").glob("page_*.json*"), key=_page_number)
     details = sorted((path / "appdetails").glob("*.json*"))
-    details = [d for d in details if d.name.split(".")[0].isdigit()]
+    details = [d for d in details if is_appid_text(d.name.split(".")[0])]
     if not pages and not details:
         raise DataError(
             "holds no SteamSpy pages (all/page_N.json) or appdetails; run `gamerec fetch steamspy`",
@@ -158,14 +210,21 @@ def load_steamspy(path: str | Path) -> pd.DataFrame:
         for key, record in document.items():
             if not isinstance(record, dict):
                 raise DataError(f"record {key!r} is not an object", page)
-            row = parse_steamspy_record({"appid": key, **record})
-            if row["appid"] is not None:
-                records.setdefault(row["appid"], row)
+            try:
+                row = parse_steamspy_record({"appid": key, **record})
+                if row["appid"] is None:
+                    raise _BadFieldError("has no appid")
+            except ValueError as exc:
+                raise DataError(f"record {key!r}: {exc}", page) from None
+            records.setdefault(row["appid"], row)
     for detail in details:
         document = _load_json(detail)
         if not isinstance(document, dict):
             raise DataError("is not a SteamSpy appdetails object", detail)
-        row = parse_steamspy_record(document)
+        try:
+            row = parse_steamspy_record(document)
+        except ValueError as exc:
+            raise DataError(f"appdetails record: {exc}", detail) from None
         if row["appid"] is None or row["name"] is None:
             continue  # SteamSpy's answer for an unknown appid: a blank record
         base = records.get(row["appid"], {})
@@ -194,37 +253,63 @@ def load_steam_csv(path: str | Path) -> pd.DataFrame:
             path,
             1,
         )
-    appids = pd.to_numeric(frame["appid"], errors="coerce")
-    if appids.isna().any():
-        row = int(appids.index[appids.isna()][0])
-        raise DataError(f"appid {frame['appid'][row]!r} is not a number", path, row + 2)
-    owners = frame["owners"].map(parse_owners)
-    price = pd.to_numeric(frame["price"], errors="coerce")
-    out = pd.DataFrame(
-        {
-            "appid": appids.astype("int64"),
-            "name": frame["name"].map(_text_or_none),
-            "genres": frame["genres"].map(lambda v: _split_list(v, ";")),
-            "tags": frame["steamspy_tags"].map(lambda v: _split_list(v, ";")),
-            "developer": frame.get("developer", pd.Series(dtype=str)).map(_text_or_none),
-            "publisher": frame.get("publisher", pd.Series(dtype=str)).map(_text_or_none),
-            "price_cents": (price * 100).round(),
-            "owners_low": owners.map(lambda o: o[0]),
-            "owners_high": owners.map(lambda o: o[1]),
-            "positive": pd.to_numeric(frame.get("positive_ratings"), errors="coerce"),
-            "negative": pd.to_numeric(frame.get("negative_ratings"), errors="coerce"),
-            "release_date": frame.get("release_date", pd.Series(dtype=str)).map(_text_or_none),
-        }
-    )
-    return _frame(out.to_dict("records")).drop_duplicates("appid")
+    blank = [""] * len(frame)
+    names = _STEAM_CSV_REQUIRED + _STEAM_CSV_OPTIONAL
+    columns = [frame[name].tolist() if name in frame.columns else blank for name in names]
+    rows = []
+    for number, values in enumerate(zip(*columns, strict=True)):
+        record = dict(zip(names, values, strict=True))
+        try:
+            rows.append(_steam_csv_row(record))
+        except ValueError as exc:
+            raise DataError(f"row of appid {record['appid']!r}: {exc}", path, number + 2) from None
+    return _frame(rows).drop_duplicates("appid")
+
+
+_STEAM_CSV_OPTIONAL = [
+    "developer",
+    "publisher",
+    "positive_ratings",
+    "negative_ratings",
+    "release_date",
+]
+
+
+def _steam_csv_row(record: dict[str, str]) -> dict[str, Any]:
+    appid = _appid(record["appid"])
+    if appid is None:
+        raise _BadFieldError("has no appid")
+    low, high = owners_range(record["owners"])
+    price = record["price"].strip()
+    try:
+        dollars = float(price) if price else None
+    except ValueError:
+        raise _BadFieldError(f"price {price!r} is not a number (dollars)") from None
+    return {
+        "appid": appid,
+        "name": _text_or_none(record["name"]),
+        "genres": _split_list(record["genres"], ";"),
+        "tags": _split_list(record["steamspy_tags"], ";"),
+        "developer": _text_or_none(record["developer"]),
+        "publisher": _text_or_none(record["publisher"]),
+        "price_cents": None if dollars is None else _dollars_to_cents(dollars, "price"),
+        "owners_low": low,
+        "owners_high": high,
+        "positive": _count(record["positive_ratings"], "positive_ratings"),
+        "negative": _count(record["negative_ratings"], "negative_ratings"),
+        "release_date": _text_or_none(record["release_date"]),
+    }
 
 
 def _ucsd_price(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return round(float(value) * 100)
+        try:
+            return _dollars_to_cents(float(value), "price")
+        except OverflowError:  # an int too large for a float
+            raise _BadFieldError(f"price {value!r} is not a price") from None
     if isinstance(value, str) and "free" in value.lower():
         return 0
-    return None
+    return None  # "Install Now", "Third-party" and the like: no price
 
 
 def load_ucsd(path: str | Path) -> pd.DataFrame:
@@ -242,28 +327,34 @@ def load_ucsd(path: str | Path) -> pd.DataFrame:
             raise DataError(f"is not a Python dict literal ({kind})", path, number) from None
         if not isinstance(record, dict):
             raise DataError("is not a dict literal", path, number)
-        appid = _int_or_none(record.get("id"))
+        try:
+            row = _ucsd_row(record)
+        except ValueError as exc:
+            raise DataError(f"record {record.get('id')!r}: {exc}", path, number) from None
+        appid = row["appid"]
         if appid is not None:
             if appid in seen:
                 continue
             seen.add(appid)
-        records.append(
-            {
-                "appid": appid,
-                "name": _text_or_none(record.get("app_name")) or _text_or_none(record.get("title")),
-                "genres": _split_list(record.get("genres"), ","),
-                "tags": _split_list(record.get("tags"), ","),
-                "developer": _text_or_none(record.get("developer")),
-                "publisher": _text_or_none(record.get("publisher")),
-                "price_cents": _ucsd_price(record.get("price")),
-                "owners_low": None,
-                "owners_high": None,
-                "positive": None,
-                "negative": None,
-                "release_date": _text_or_none(record.get("release_date")),
-            }
-        )
+        records.append(row)
     return _frame(records)
+
+
+def _ucsd_row(record: dict[Any, Any]) -> dict[str, Any]:
+    return {
+        "appid": _appid(record.get("id")),
+        "name": _text_or_none(record.get("app_name")) or _text_or_none(record.get("title")),
+        "genres": _split_list(record.get("genres"), ","),
+        "tags": _split_list(record.get("tags"), ","),
+        "developer": _text_or_none(record.get("developer")),
+        "publisher": _text_or_none(record.get("publisher")),
+        "price_cents": _ucsd_price(record.get("price")),
+        "owners_low": None,
+        "owners_high": None,
+        "positive": None,
+        "negative": None,
+        "release_date": _text_or_none(record.get("release_date")),
+    }
 
 
 def _union(lists: Sequence[list[str]]) -> list[str]:

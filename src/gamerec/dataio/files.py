@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
 import zlib
 from pathlib import Path
 
 from gamerec.errors import DataError
 
-__all__ = ["normalise_title", "read_bytes", "read_text"]
+__all__ = ["MAX_DECOMPRESSED_BYTES", "normalise_title", "read_bytes", "read_text"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: the most a gzip input may expand to: the largest real input is ~41 MB, and a few MB of
+#: crafted gzip can otherwise expand to gigabytes in memory
+MAX_DECOMPRESSED_BYTES = 512 * 1024**2
+_CHUNK = 1024**2
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes, decompressed if it is gzip (by content, not by name)."""
+def _gunzip(raw: bytes, path: Path, max_bytes: int) -> bytes:
+    """Every gzip member of ``raw`` decompressed, a chunk at a time, stopping past ``max_bytes``."""
+    parts: list[bytes] = []
+    total = 0
+    data = raw
+    while data:
+        member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        while data and not member.eof:
+            chunk = member.decompress(data, _CHUNK)
+            data = member.unconsumed_tail
+            total += len(chunk)
+            if total > max_bytes:
+                raise DataError(
+                    f"decompresses to more than {max_bytes:,} bytes (the cap on gzip input); "
+                    "it is damaged or not the data expected: check or replace the file",
+                    path,
+                )
+            parts.append(chunk)
+        if not member.eof:
+            raise zlib.error("the compressed data ends early")
+        data = member.unused_data
+        if data and data[:2] != _GZIP_MAGIC:
+            break  # trailing padding after the last member, as gzip(1) tolerates
+    return b"".join(parts)
+
+
+def read_bytes(path: str | Path, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """The file's bytes, decompressed if it is gzip (by content, not by name).
+
+    Decompression stops with a DataError once the output passes ``max_bytes``.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError("file not found; check the path in your settings", path)
@@ -29,8 +60,8 @@ def read_bytes(path: str | Path) -> bytes:
         raise DataError(f"cannot be read ({exc.strerror})", path) from None
     if raw[:2] == _GZIP_MAGIC:
         try:
-            raw = gzip.decompress(raw)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raw = _gunzip(raw, path, max_bytes)
+        except zlib.error as exc:
             raise DataError(
                 f"is a damaged or truncated gzip file ({exc}); download it again", path
             ) from None
@@ -39,17 +70,13 @@ def read_bytes(path: str | Path) -> bytes:
     return raw
 
 
-def read_text(path: str | Path) -> str:
-    raw = read_bytes(path)
+def read_text(path: str | Path, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> str:
+    raw = read_bytes(path, max_bytes=max_bytes)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError("is not UTF-8 text", path, line) from None
-
-
-def text_stream(path: str | Path) -> io.BytesIO:
-    return io.BytesIO(read_bytes(path))
 
 
 def normalise_title(title: object) -> str:

@@ -11,6 +11,11 @@ JSON expected (a truncated or garbled body). Any other status fails at once. A f
 survives the retries raises :class:`~gamerec.errors.FetchError` naming the request;
 429 raises :class:`~gamerec.errors.RateLimitError`, and a server that could never be connected
 to raises :class:`~gamerec.errors.ServerUnreachableError`.
+
+Bodies are read as a stream and decompressed here, a chunk at a time, so that a small
+gzip-encoded answer cannot expand without bound: past ``max_body_bytes`` the request fails at
+once. Redirects are followed within the same origin (scheme, host and port); a client that
+sends a secret header refuses a redirect to any other origin rather than send the secret there.
 """
 
 from __future__ import annotations
@@ -18,19 +23,24 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import math
 import random
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypedDict, Unpack, cast
 
 import httpx
 
 from gamerec.errors import FetchError, RateLimitError, ServerUnreachableError
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "ClientOptions",
+    "ClosingClient",
     "FailureBudget",
     "Fetched",
     "PoliteClient",
@@ -39,12 +49,18 @@ __all__ = [
     "RetryPolicy",
     "Throttle",
     "no_progress",
+    "polite_client",
     "retries_reported",
 ]
 
 #: ``(bucket, seconds)``: at least ``seconds`` between the end of one request in ``bucket``
 #: and the start of the next one in it
 Gap = tuple[str, float]
+
+#: the largest answer body read (decoded): SteamSpy's biggest page is well under 1 MB
+MAX_BODY_BYTES = 64 * 1024**2
+_MAX_REDIRECTS = 5
+_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -113,12 +129,15 @@ class Throttle:
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None if absent or unusable."""
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None if absent or unparsable.
+
+    The result may be negative, zero or not finite (``nan``, a past date): the caller clamps it.
+    """
     if value is None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return float(value)
     except ValueError:
         pass
     try:
@@ -127,14 +146,104 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return (when - datetime.now(UTC)).total_seconds()
 
 
-class PoliteClient:
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class _BodyTruncatedError(Exception):
+    pass
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port
+
+
+def _read_body(response: httpx.Response, limit: int) -> bytes:
+    """The decoded body, decompressed here in bounded steps; stops once it passes ``limit``."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    decoder: Any = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or zlib header, detected
+    elif encoding not in ("", "identity"):
+        raise _BodyTruncatedError(f"the answer has an unsupported Content-Encoding {encoding!r}")
+    parts: list[bytes] = []
+    total = 0
+    for raw in response.iter_raw():
+        data = raw
+        while data:
+            if decoder is None:
+                chunk, data = data, b""
+            else:
+                chunk = decoder.decompress(data, _CHUNK)
+                data = decoder.unconsumed_tail
+            total += len(chunk)
+            if total > limit:
+                raise _BodyTooLargeError
+            parts.append(chunk)
+            if decoder is not None and decoder.eof:
+                break
+    if decoder is not None and not decoder.eof:
+        raise _BodyTruncatedError("the compressed body ends early (truncated)")
+    return b"".join(parts)
+
+
+class ClientOptions(TypedDict, total=False):
+    """How an API client talks to its server; see :func:`polite_client` for the defaults."""
+
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    transport: httpx.BaseTransport | None
+    client: httpx.Client | None
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    on_retry: Callable[[RetryNotice], None] | None
+    before_request: Callable[[], None] | None
+    max_body_bytes: int
+
+
+def polite_client(
+    headers: Mapping[str, str], secrets: Collection[str] = (), **options: Unpack[ClientOptions]
+) -> PoliteClient:
+    """A :class:`PoliteClient` from flat options: the retry fields make its RetryPolicy."""
+    default = RetryPolicy()
+    retry = RetryPolicy(
+        options.pop("max_retries", default.max_retries),
+        options.pop("backoff_base_s", default.backoff_base_s),
+        options.pop("backoff_max_s", default.backoff_max_s),
+    )
+    return PoliteClient(retry=retry, headers=headers, secrets=secrets, **cast(Any, options))
+
+
+class ClosingClient:
+    """``with client:`` closes it; subclasses say what closing means."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PoliteClient(ClosingClient):
     """GET JSON documents politely; see the module docstring for what is retried.
 
     ``secrets`` are strings (an API key) scrubbed from every message this client produces,
-    as a second line of defence: callers should send them in headers, never in URLs.
+    as a second line of defence: callers should send them in headers, never in URLs. With
+    any secret, a redirect to another origin is refused (the headers would follow it).
     """
 
     def __init__(
@@ -151,15 +260,17 @@ class PoliteClient:
         on_retry: Callable[[RetryNotice], None] | None = None,
         before_request: Callable[[], None] | None = None,
         secrets: Collection[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
+        self.max_body_bytes = max_body_bytes
         self._owns_client = client is None
-        self._client = client or httpx.Client(
-            timeout=timeout_s, transport=transport, follow_redirects=True
-        )
+        self._client = client or httpx.Client(timeout=timeout_s, transport=transport)
         if headers:
             self._client.headers.update(headers)
+        # decoded here, in bounded steps (see _read_body): only encodings zlib reads
+        self._client.headers["Accept-Encoding"] = "gzip, deflate"
         self._sleep = sleep
         self._jitter = jitter
         self.throttle = Throttle(sleep=sleep, clock=clock)
@@ -174,21 +285,35 @@ class PoliteClient:
         if self._owns_client:
             self._client.close()
 
-    def __enter__(self) -> PoliteClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+    def _get(
+        self, url: str, params: Mapping[str, str | int] | None, what: str, where: str
+    ) -> tuple[httpx.Response, bytes]:
+        """One GET, following same-origin redirects, with the body read under the cap."""
+        request = self._client.build_request("GET", url, params=params)
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.next_request is None:
+                    if not 200 <= response.status_code < 300:
+                        return response, b""
+                    return response, _read_body(response, self.max_body_bytes)
+                target = response.next_request
+                if self._secrets and _origin(target.url) != _origin(request.url):
+                    shown = f"{target.url.scheme}://{target.url.host}"
+                    raise FetchError(
+                        f"{what}: the server redirects to another origin ({shown}); the "
+                        f"key is not sent there. Check {where} ({self.scrub(url)}): it must "
+                        "name the API's own address"
+                    )
+                request = target
+            finally:
+                response.close()
+        raise FetchError(f"{what}: more than {_MAX_REDIRECTS} redirects; check {where} ({url})")
 
     def get_json(
         self,
@@ -199,12 +324,14 @@ class PoliteClient:
         gaps: Sequence[Gap] = (),
         expect: Callable[[Any], bool] | None = None,
         advice: Mapping[int, str] | None = None,
+        where: str = "the base URL",
     ) -> Fetched:
         """GET ``url`` and parse JSON, retrying transient failures.
 
         ``what`` names the request in messages (it must not contain secrets); ``gaps`` are the
         throttle buckets this request belongs to; ``expect`` rejects a parsed body of the wrong
-        shape (retried like a truncated one); ``advice`` adds what to do for a given HTTP status.
+        shape (retried like a truncated one); ``advice`` adds what to do for a given HTTP status;
+        ``where`` names the setting that holds the URL.
         """
         attempts = self.retry.max_retries + 1
         problem = ""
@@ -217,7 +344,15 @@ class PoliteClient:
             reached_server = True
             self.throttle.wait(gaps)
             try:
-                response = self._client.get(url, params=params)
+                response, body = self._get(url, params, what, where)
+            except _BodyTooLargeError:
+                self.throttle.done(gaps)
+                raise FetchError(
+                    f"{what}: the answer is larger than {self.max_body_bytes:,} bytes, far more "
+                    f"than any real answer; check {where} ({url})"
+                ) from None
+            except _BodyTruncatedError as exc:
+                problem = str(exc)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problem = f"could not connect ({self.scrub(str(exc)) or type(exc).__name__})"
                 reached_server = False
@@ -234,7 +369,7 @@ class PoliteClient:
                 status = response.status_code
                 if status == 429:
                     rate_limited = True
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    retry_after = self._clamped_retry_after(response.headers.get("Retry-After"))
                     problem = "HTTP 429 Too Many Requests"
                     if retry_after is not None and retry_after > self.retry.backoff_max_s:
                         self.throttle.done(gaps)
@@ -252,7 +387,6 @@ class PoliteClient:
                         f"{what}: HTTP {status} {response.reason_phrase}".rstrip() + f"; {hint}"
                     )
                 else:
-                    body = response.content
                     try:
                         data = json.loads(body)
                     except (ValueError, UnicodeDecodeError):
@@ -290,6 +424,16 @@ class PoliteClient:
                 f"base URL ({url})"
             )
         raise FetchError(f"{what}: failed after {tries}: {problem}; run again later to resume")
+
+    def _clamped_retry_after(self, header: str | None) -> float | None:
+        """A ``Retry-After`` wait no shorter than the backoff base: ``nan``, a negative number
+        or a past date must not mean "hammer the server again at once"."""
+        seconds = _retry_after_seconds(header)
+        if seconds is None:
+            return None
+        if math.isnan(seconds) or seconds < self.retry.backoff_base_s:
+            return self.retry.backoff_base_s
+        return seconds
 
 
 #: ``(stage, message, fraction of the stage done or None when unknown)``, as in the pipeline

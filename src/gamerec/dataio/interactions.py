@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gamerec.dataio.files import read_bytes, read_text
-from gamerec.dataio.owned import parse_owned_games
+from gamerec.dataio.ids import MAX_APPID
+from gamerec.dataio.owned import MAX_PLAYTIME_MIN, parse_owned_games
 from gamerec.errors import DataError
 
 __all__ = [
@@ -88,6 +89,16 @@ def load_steam_200k(path: str | Path) -> LoadedInteractions:
             f"got {frame.iloc[bad[0]].tolist()!r}",
             path,
             line,
+        )
+    # a negative, non-finite or absurd number of hours would poison training (NaN embeddings)
+    unusable = frame.index[~value.between(0.0, MAX_PLAYTIME_MIN / 60.0)]
+    if len(unusable):
+        row = int(unusable[0])
+        raise DataError(
+            f"{frame['behavior'][row]} value {frame['value'][row]!r} is not a number of hours "
+            f"from 0 to {MAX_PLAYTIME_MIN / 60:,.0f}",
+            path,
+            row + 1,
         )
     frame["value"] = value
     purchases = frame[frame["behavior"] == "purchase"]
@@ -206,10 +217,12 @@ def load_generic_csv(
             appid, as_appid, line = appid[rated], as_appid[rated], line[rated]
             playtime = np.zeros(len(items), dtype=np.float64)
         else:
-            if (value < 0).any():
-                row = int(np.flatnonzero(value < 0)[0])
-                raise DataError(f"{value_column} is negative", path, int(line[row]))
             playtime = value * (60.0 if value_kind == "playtime_hours" else 1.0)
+            unusable = ~((playtime >= 0) & (playtime <= MAX_PLAYTIME_MIN))
+            if unusable.any():
+                row = int(np.flatnonzero(unusable)[0])
+                problem = "is negative" if value[row] < 0 else "is too large for a playtime"
+                raise DataError(f"{value_column} {problem} ({value[row]:g})", path, int(line[row]))
     else:
         playtime = np.zeros(len(items), dtype=np.float64)
 
@@ -248,26 +261,24 @@ def load_generic_csv(
     return LoadedInteractions(_finish(frame, "csv"), stats)
 
 
-_INT64_MAX = np.iinfo(np.int64).max
-
-
 def _appids(items: pa.Array, item_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(appid, is_appid)`` per item: an appid is written in digits only (spaces around are
-    fine) and fits in int64; with ``item_key="title"`` nothing is an appid."""
+    """``(appid, is_appid)`` per item: an appid is ASCII digits (spaces around are fine) naming
+    a valid appid, the rule of :mod:`gamerec.dataio.ids`; with ``item_key="title"`` nothing is
+    an appid."""
     if item_key == "title":
         return np.zeros(len(items), dtype=np.int64), np.zeros(len(items), dtype=bool)
     try:  # the common case, every item an appid: one cast, no string scans
         values = pc.cast(items, pa.uint64()).to_numpy(zero_copy_only=False)
-        if len(values) == 0 or values.max() <= _INT64_MAX:
+        if len(values) == 0 or (values.min() > 0 and values.max() <= MAX_APPID):
             return values.astype(np.int64), np.ones(len(items), dtype=bool)
     except pa.ArrowInvalid:
         pass
     trimmed = pc.utf8_trim_whitespace(items)
-    digits = pc.match_substring_regex(trimmed, r"^[0-9]{1,19}$").to_numpy(zero_copy_only=False)
+    digits = pc.match_substring_regex(trimmed, r"^[0-9]{1,10}$").to_numpy(zero_copy_only=False)
     values = pc.cast(pc.if_else(pa.array(digits), trimmed, "0"), pa.uint64()).to_numpy(
         zero_copy_only=False
     )
-    is_appid = digits & (values <= _INT64_MAX)
+    is_appid = digits & (values > 0) & (values <= MAX_APPID)
     return np.where(is_appid, values, 0).astype(np.int64), is_appid
 
 
@@ -289,4 +300,9 @@ def _numeric_column(
         row = int(np.flatnonzero(~valid)[0])
         cell = values[row].as_py()
         raise DataError(f"{name} {cell!r} is not a number", path, int(line[row]))
+    infinite = ~np.isfinite(numbers)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        cell = values[row].as_py()
+        raise DataError(f"{name} {cell!r} is not a finite number", path, int(line[row]))
     return numbers

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gamerec.dataio.ids import appid_or_none
 from gamerec.errors import DataError
 
-__all__ = ["parse_owned_games"]
+__all__ = ["MAX_PLAYTIME_MIN", "parse_owned_games"]
+
+#: a century of play, in minutes: anything above is not a real playtime (and would swamp
+#: the log-scaled weights)
+MAX_PLAYTIME_MIN = 100 * 365 * 24 * 60
 
 
 def parse_owned_games(document: Any, where: Path) -> list[dict[str, Any]] | None:
@@ -22,10 +27,20 @@ def parse_owned_games(document: Any, where: Path) -> list[dict[str, Any]] | None
         raise DataError('"response.games" is not a list', where)
     rows = []
     for position, game in enumerate(games):
-        if not isinstance(game, dict) or not isinstance(game.get("appid"), int):
-            raise DataError(f"game #{position} has no integer appid", where)
+        appid = appid_or_none(game.get("appid")) if isinstance(game, dict) else None
+        if appid is None:
+            shown = repr(game.get("appid") if isinstance(game, dict) else game)[:60]
+            raise DataError(f"game #{position} has no valid appid ({shown})", where)
         minutes = game.get("playtime_forever", 0)
-        if not isinstance(minutes, int | float) or minutes < 0:
-            raise DataError(f"game #{position} has an invalid playtime_forever", where)
-        rows.append({"appid": game["appid"], "title": game.get("name"), "playtime_min": minutes})
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 0 <= minutes <= MAX_PLAYTIME_MIN  # also false for NaN
+        ):
+            raise DataError(
+                f"game #{position} (appid {appid}) has an invalid playtime_forever "
+                f"{repr(minutes)[:40]} (minutes, from 0 to {MAX_PLAYTIME_MIN:,})",
+                where,
+            )
+        rows.append({"appid": appid, "title": game.get("name"), "playtime_min": float(minutes)})
     return rows

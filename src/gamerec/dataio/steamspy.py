@@ -18,29 +18,25 @@ fetches the rest; appids SteamSpy does not know and the end of the catalog are r
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
-
-import httpx
+from typing import Any, Unpack
 
 from gamerec.artifacts import atomic_write_bytes, atomic_write_json
-from gamerec.dataio.files import read_bytes
+from gamerec.dataio.crawl import ItemList, SavedAnswers, crawl_items, read_json_or_none
 from gamerec.dataio.http_client import (
+    ClientOptions,
+    ClosingClient,
     FailureBudget,
     Fetched,
-    PoliteClient,
     ProgressFn,
-    RetryNotice,
-    RetryPolicy,
     no_progress,
+    polite_client,
     retries_reported,
 )
-from gamerec.errors import DataError, FetchError
+from gamerec.dataio.ids import is_appid_text
+from gamerec.errors import FetchError
 
 __all__ = [
     "ALL_STATE_FILE",
@@ -77,7 +73,7 @@ def is_blank_record(record: Any) -> bool:
     return not (isinstance(name, str) and name.strip())
 
 
-class SteamSpyClient:
+class SteamSpyClient(ClosingClient):
     """The SteamSpy API (``api.php``): pages, appdetails, top-100 lists, genres and tags."""
 
     def __init__(
@@ -86,46 +82,18 @@ class SteamSpyClient:
         *,
         all_interval_s: float = 60.0,
         request_interval_s: float = 1.0,
-        timeout_s: float = 30.0,
-        max_retries: int = 5,
-        backoff_base_s: float = 2.0,
-        backoff_max_s: float = 300.0,
-        transport: httpx.BaseTransport | None = None,
-        client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        on_retry: Callable[[RetryNotice], None] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self.base_url = base_url
         self.all_interval_s = all_interval_s
         self.request_interval_s = request_interval_s
-        self.http = PoliteClient(
-            timeout_s=timeout_s,
-            retry=RetryPolicy(max_retries, backoff_base_s, backoff_max_s),
-            headers={"Accept": "application/json"},
-            transport=transport,
-            client=client,
-            sleep=sleep,
-            clock=clock,
-            on_retry=on_retry,
-        )
+        self.http = polite_client({"Accept": "application/json"}, **options)
 
     def __repr__(self) -> str:
         return f"SteamSpyClient({self.base_url!r})"
 
     def close(self) -> None:
         self.http.close()
-
-    def __enter__(self) -> SteamSpyClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _get(
         self, params: dict[str, str | int], expect: Callable[[Any], bool], *, is_all: bool = False
@@ -141,6 +109,7 @@ class SteamSpyClient:
             gaps=gaps,
             expect=expect,
             advice={404: f"check fetch.steamspy_url ({self.base_url})"},
+            where="fetch.steamspy_url",
         )
 
     def all_page(self, page: int) -> Fetched:
@@ -181,26 +150,18 @@ class SteamSpyClient:
         return dict(self._get({"request": "tag", "tag": name}, _is_page).data or {})
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file, or None if it is missing, unreadable or not JSON."""
-    try:
-        return json.loads(read_bytes(path))
-    except (DataError, ValueError):
-        return None
-
-
 def _saved_page(directory: Path, page: int) -> Path | None:
     for name in (f"page_{page}.json", f"page_{page}.json.gz"):
         path = directory / name
         if path.is_file():
-            data = _read_json(path)
+            data = read_json_or_none(path)
             if _is_page(data) and data:
                 return path
     return None
 
 
 def _read_end_page(directory: Path) -> int | None:
-    state = _read_json(directory / ALL_STATE_FILE)
+    state = read_json_or_none(directory / ALL_STATE_FILE)
     end = state.get("end_page") if isinstance(state, dict) else None
     return end if isinstance(end, int) and not isinstance(end, bool) and end >= 0 else None
 
@@ -283,11 +244,11 @@ def page_records(directory: str | Path) -> dict[int, dict[str, Any]]:
             numbered.append((int(match.group(1)), path))
     records: dict[int, dict[str, Any]] = {}
     for _, path in sorted(numbered):
-        data = _read_json(path)
+        data = read_json_or_none(path)
         if not isinstance(data, dict):
             continue
         for key, record in data.items():
-            if isinstance(record, dict) and str(key).isdigit():
+            if isinstance(record, dict) and is_appid_text(str(key)):
                 records.setdefault(int(key), record)
     return records
 
@@ -295,7 +256,7 @@ def page_records(directory: str | Path) -> dict[int, dict[str, Any]]:
 def _as_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return 0
 
@@ -313,26 +274,24 @@ def top_appids_by_owners(records: dict[int, dict[str, Any]], n: int) -> list[int
     return [appid for appid, _ in sorted(records.items(), key=rank)[: max(n, 0)]]
 
 
-def _read_not_found(directory: Path) -> set[int]:
-    state = _read_json(directory / NOT_FOUND_FILE)
-    appids = state.get("appids") if isinstance(state, dict) else None
-    if not isinstance(appids, list):
-        return set()
-    return {a for a in appids if isinstance(a, int) and not isinstance(a, bool)}
+class _SavedAppdetails(SavedAnswers[int]):
+    """``APPID.json`` answers, and ``_not_found.json`` for appids SteamSpy does not know."""
 
+    stage = "steamspy appdetails"
+    missing_list = ItemList(NOT_FOUND_FILE, "appids", int, "known to be unknown")
 
-def _saved_details(directory: Path, appid: int) -> bool:
-    for name in (f"{appid}.json", f"{appid}.json.gz"):
-        path = directory / name
-        if path.is_file():
-            data = _read_json(path)
-            if (
-                isinstance(data, dict)
-                and not is_blank_record(data)
-                and str(data.get("appid")) == str(appid)
-            ):
-                return True
-    return False
+    def is_complete(self, item: int, data: Any) -> bool:
+        return (
+            isinstance(data, dict)
+            and not is_blank_record(data)
+            and str(data.get("appid")) == str(item)
+        )
+
+    def says_missing(self, data: Any) -> bool:
+        return is_blank_record(data)
+
+    def describe(self, item: int, data: Any, missing: bool) -> str:
+        return f"appid {item}: " + ("unknown to SteamSpy" if missing else f"{data.get('name')}")
 
 
 def crawl_appdetails(
@@ -349,48 +308,5 @@ def crawl_appdetails(
     summary's ``fetched``, ``skipped`` (saved before), ``not_found`` and ``failed`` partition
     the distinct ``requested`` appids.
     """
-    directory = Path(directory)
-    stage = "steamspy appdetails"
-    not_found = _read_not_found(directory)
-    wanted = list(dict.fromkeys(appids))
-    known_missing = [a for a in wanted if a in not_found]
-    saved = {a for a in wanted if a not in not_found and _saved_details(directory, a)}
-    todo = [a for a in wanted if a not in not_found and a not in saved]
-    if saved or known_missing:
-        progress(
-            stage,
-            f"{len(saved):,} already saved, {len(known_missing):,} known to be unknown; "
-            f"{len(todo):,} to fetch",
-            0.0 if todo else 1.0,
-        )
-    fetched: list[int] = []
-    newly_not_found: list[int] = []
-    failed: dict[str, str] = {}
-    budget = FailureBudget()
-    with retries_reported(client.http, progress, stage):
-        for done, appid in enumerate(todo, start=1):
-            try:
-                answer = client.appdetails(appid)
-            except FetchError as error:
-                budget.failed(error)
-                failed[str(appid)] = error.message
-                continue
-            budget.succeeded()
-            if is_blank_record(answer.data):
-                not_found.add(appid)
-                newly_not_found.append(appid)
-                atomic_write_json(directory / NOT_FOUND_FILE, {"appids": sorted(not_found)})
-                message = f"appid {appid}: unknown to SteamSpy"
-            else:
-                atomic_write_bytes(directory / f"{appid}.json", answer.body)
-                fetched.append(appid)
-                message = f"appid {appid}: {answer.data.get('name')}"
-            progress(stage, f"{message} ({done:,}/{len(todo):,})", done / len(todo))
-    budget.finish()
-    return {
-        "requested": len(wanted),
-        "fetched": len(fetched),
-        "skipped": len(saved),
-        "not_found": len(newly_not_found) + len(known_missing),
-        "failed": failed,
-    }
+    saved = _SavedAppdetails(Path(directory))
+    return crawl_items(appids, saved, client.appdetails, client.http, progress).counts("not_found")

@@ -10,38 +10,42 @@ The crawler writes each public library, byte for byte and atomically, where
     raw/steam/owned/STEAMID.json      one GetOwnedGames response
     raw/steam/owned/_private.json     {"steamids": [...]}: private profiles (no games shown)
     raw/steam/_quota.json             {"day": "YYYY-MM-DD", "calls": N}: calls made that UTC day
+    raw/steam/_quota.lock             held while a call is counted (concurrent fetches)
 
 Steam allows 100,000 calls a day per key; :class:`DailyQuota` counts every request (retries
-included) and stops before the configured limit with a RateLimitError.
+included) and stops before the configured limit with a RateLimitError. A damaged count is an
+error, never zero. The key is only sent over https (or to a loopback address, for tests and
+local proxies), and never across a redirect to another origin.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import ipaddress
 import json
 import re
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from gamerec.artifacts import atomic_write_bytes, atomic_write_json
+from gamerec.artifacts import atomic_write_json
+from gamerec.dataio.crawl import ItemList, SavedAnswers, crawl_items
 from gamerec.dataio.files import read_bytes, read_text
 from gamerec.dataio.http_client import (
-    FailureBudget,
+    ClientOptions,
+    ClosingClient,
     Fetched,
-    PoliteClient,
     ProgressFn,
-    RetryNotice,
-    RetryPolicy,
     no_progress,
-    retries_reported,
+    polite_client,
 )
 from gamerec.dataio.owned import parse_owned_games
 from gamerec.errors import (
+    ConfigError,
     DataError,
     FetchError,
     InvalidRequestError,
@@ -108,34 +112,94 @@ def _utc_today() -> date:
 
 
 class DailyQuota:
-    """Counts Steam Web API calls per UTC day in a small JSON file; refuses the one too many."""
+    """Counts Steam Web API calls per UTC day in a small JSON file; refuses the one too many.
+
+    The count is read, checked and written under an exclusive lock on a lock file beside it, so
+    that fetches running at the same time share one count.
+    """
 
     def __init__(self, path: str | Path, limit: int, today: Callable[[], date] = _utc_today):
         self.path = Path(path)
         self.limit = limit
         self._today = today
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_suffix(".lock")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _damaged(self, why: str) -> DataError:
+        return DataError(
+            f"is damaged ({why}), so the Steam Web API calls made today are unknown; fix it to "
+            f'{{"day": "{self._today().isoformat()}", "calls": N}} with N the calls made today, '
+            "or delete it if you are sure no other fetch ran today (UTC)",
+            self.path,
+        )
+
     def used(self) -> int:
-        """Calls made so far today (0 on a new day or when the file is missing or damaged)."""
+        """Calls made so far today (0 on a new day or when there is no file yet).
+
+        A file that cannot be read as a count raises DataError: counting it as 0 could exceed
+        the key's limit.
+        """
+        if not self.path.exists():
+            return 0
         try:
             state = json.loads(read_bytes(self.path))
-        except (DataError, ValueError):
-            return 0
-        if not isinstance(state, dict) or state.get("day") != self._today().isoformat():
+        except ValueError:
+            raise self._damaged("not JSON") from None
+        except DataError as error:
+            raise self._damaged(error.message) from None
+        if not isinstance(state, dict) or not isinstance(state.get("day"), str):
+            raise self._damaged('no "day" string')
+        if state["day"] != self._today().isoformat():
             return 0
         calls = state.get("calls")
-        return calls if isinstance(calls, int) and calls >= 0 else 0
+        if not isinstance(calls, int) or isinstance(calls, bool) or calls < 0:
+            raise self._damaged(f'"calls" is {calls!r}, not a whole number of calls')
+        return calls
 
     def spend(self) -> None:
         """Count one call, or raise RateLimitError if today's calls have reached the limit."""
-        used = self.used()
-        if used >= self.limit:
-            raise RateLimitError(
-                f"the Steam Web API daily limit is reached: {used:,} of {self.limit:,} calls "
-                "made today (UTC; setting fetch.daily_limit); run again after midnight UTC"
-            )
-        # counted before the request is sent, so a crash never under-counts
-        atomic_write_json(self.path, {"day": self._today().isoformat(), "calls": used + 1})
+        with self._locked():
+            used = self.used()
+            if used >= self.limit:
+                raise RateLimitError(
+                    f"the Steam Web API daily limit is reached: {used:,} of {self.limit:,} calls "
+                    "made today (UTC; setting fetch.daily_limit); run again after midnight UTC"
+                )
+            # counted before the request is sent, so a crash never under-counts
+            atomic_write_json(self.path, {"day": self._today().isoformat(), "calls": used + 1})
+
+
+def _require_safe_url(base_url: str) -> None:
+    """The key travels only over https, or to this machine (a test server, a local proxy)."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"fetch.steam_api_url {base_url!r} is not a URL ({exc})") from None
+    if url.scheme == "https":
+        return
+    host = url.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if url.scheme == "http" and loopback:
+        return
+    raise ConfigError(
+        f"fetch.steam_api_url {base_url!r} is not https: the Steam Web API key would travel "
+        "unencrypted; use https://api.steampowered.com (plain http only to a loopback address)"
+    )
 
 
 def _is_owned_games_response(data: Any) -> bool:
@@ -145,7 +209,7 @@ def _is_owned_games_response(data: Any) -> bool:
     return games is None or isinstance(games, list)
 
 
-class SteamWebClient:
+class SteamWebClient(ClosingClient):
     """The Steam Web API calls gamerec makes, one request per second by default."""
 
     def __init__(
@@ -154,50 +218,21 @@ class SteamWebClient:
         base_url: str = "https://api.steampowered.com",
         *,
         interval_s: float = 1.0,
-        timeout_s: float = 30.0,
-        max_retries: int = 5,
-        backoff_base_s: float = 2.0,
-        backoff_max_s: float = 300.0,
-        transport: httpx.BaseTransport | None = None,
-        client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        on_retry: Callable[[RetryNotice], None] | None = None,
-        before_request: Callable[[], None] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         if not api_key or not api_key.strip():
             raise FetchError(f"no Steam Web API key: {KEY_HELP}")
+        _require_safe_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.interval_s = interval_s
-        self.http = PoliteClient(
-            timeout_s=timeout_s,
-            retry=RetryPolicy(max_retries, backoff_base_s, backoff_max_s),
-            headers={"Accept": "application/json", "x-webapi-key": api_key.strip()},
-            transport=transport,
-            client=client,
-            sleep=sleep,
-            clock=clock,
-            on_retry=on_retry,
-            before_request=before_request,
-            secrets=[api_key, api_key.strip()],
-        )
+        headers = {"Accept": "application/json", "x-webapi-key": api_key.strip()}
+        self.http = polite_client(headers, [api_key, api_key.strip()], **options)
 
     def __repr__(self) -> str:
         return f"SteamWebClient({self.base_url!r})"
 
     def close(self) -> None:
         self.http.close()
-
-    def __enter__(self) -> SteamWebClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def owned_games(self, steamid: str) -> Fetched:
         """``GetOwnedGames`` with app names and free games; ``{"response": {}}`` if private."""
@@ -219,28 +254,29 @@ class SteamWebClient:
                 403: refused,
                 404: f"check fetch.steam_api_url ({self.base_url})",
             },
+            where="fetch.steam_api_url",
         )
 
 
-def _read_private(directory: Path) -> set[str]:
-    try:
-        state = json.loads(read_bytes(directory / PRIVATE_FILE))
-    except (DataError, ValueError):
-        return set()
-    steamids = state.get("steamids") if isinstance(state, dict) else None
-    if not isinstance(steamids, list):
-        return set()
-    return {s for s in steamids if isinstance(s, str)}
+class _SavedLibraries(SavedAnswers[str]):
+    """``STEAMID.json`` libraries, and ``_private.json`` for profiles that show no games."""
 
+    stage = "steam libraries"
+    missing_list = ItemList(PRIVATE_FILE, "steamids", str, "known private")
 
-def _saved_library(directory: Path, steamid: str) -> bool:
-    path = directory / f"{steamid}.json"
-    if not path.is_file():
-        return False
-    try:
-        return parse_owned_games(json.loads(read_bytes(path)), path) is not None
-    except (DataError, ValueError):
-        return False
+    def is_complete(self, item: str, data: Any) -> bool:
+        try:
+            return parse_owned_games(data, self.directory / f"{item}.json") is not None
+        except DataError:
+            return False
+
+    def says_missing(self, data: Any) -> bool:
+        return "games" not in data["response"]
+
+    def describe(self, item: str, data: Any, missing: bool) -> str:
+        if missing:
+            return f"{item}: private profile, skipped"
+        return f"{item}: {len(data['response']['games']):,} games"
 
 
 def crawl_owned(
@@ -256,54 +292,8 @@ def crawl_owned(
     are recorded in ``_private.json``. ``fetched``, ``skipped`` (saved before), ``private`` and
     ``failed`` partition the distinct ``requested`` steamids.
     """
-    directory = Path(directory)
-    stage = "steam libraries"
-    wanted = validate_steamids(steamids)
-    private = _read_private(directory)
-    known_private = [s for s in wanted if s in private]
-    saved = {s for s in wanted if s not in private and _saved_library(directory, s)}
-    todo = [s for s in wanted if s not in private and s not in saved]
-    if saved or known_private:
-        progress(
-            stage,
-            f"{len(saved):,} already saved, {len(known_private):,} known private; "
-            f"{len(todo):,} to fetch",
-            0.0 if todo else 1.0,
-        )
-    fetched: list[str] = []
-    newly_private: list[str] = []
-    failed: dict[str, str] = {}
-    budget = FailureBudget()
-    with retries_reported(client.http, progress, stage):
-        for done, steamid in enumerate(todo, start=1):
-            try:
-                answer = client.owned_games(steamid)
-            except RateLimitError as error:
-                raise RateLimitError(
-                    f"{error.message} ({len(fetched):,} libraries fetched in this run are "
-                    f"saved; {len(todo) - done + 1:,} remain)"
-                ) from None
-            except FetchError as error:
-                budget.failed(error)
-                failed[steamid] = error.message
-                continue
-            budget.succeeded()
-            if "games" not in answer.data["response"]:
-                private.add(steamid)
-                newly_private.append(steamid)
-                atomic_write_json(directory / PRIVATE_FILE, {"steamids": sorted(private)})
-                message = f"{steamid}: private profile, skipped"
-            else:
-                atomic_write_bytes(directory / f"{steamid}.json", answer.body)
-                fetched.append(steamid)
-                message = f"{steamid}: {len(answer.data['response']['games']):,} games"
-            progress(stage, f"{message} ({done:,}/{len(todo):,})", done / len(todo))
-    budget.finish()
-    return {
-        "requested": len(wanted),
-        "fetched": len(fetched),
-        "skipped": len(saved),
-        "private": len(newly_private) + len(known_private),
-        "private_steamids": sorted(set(newly_private) | set(known_private)),
-        "failed": failed,
-    }
+    saved = _SavedLibraries(Path(directory))
+    summary = crawl_items(
+        validate_steamids(steamids), saved, client.owned_games, client.http, progress
+    )
+    return {**summary.counts("private"), "private_steamids": sorted(summary.missing)}

@@ -368,6 +368,13 @@ def train_two_tower(
                     on_batch(batch_number + 1, n_batches)
             if workers is not None:
                 total_loss = all_reduce_sum([total_loss], workers)[0]
+            if not math.isfinite(total_loss):  # the same sum on every worker: all stop
+                raise TrainingError(
+                    f"the training loss became {total_loss} in epoch {epoch + 1}, so the model "
+                    "is no longer usable; nothing was written, the last good model/ is kept. "
+                    "Check the inputs for extreme playtimes, or lower train.learning_rate "
+                    f"(now {optimizer.learning_rate:g}), and run again"
+                )
             model.eval()
             metric = _validate(
                 _TorchScorer(model, features, item_inputs, torch_device),

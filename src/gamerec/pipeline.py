@@ -315,15 +315,15 @@ def _fit_reranker(
 ) -> tuple[Any, dict[str, Any]]:
     """The co-play weights and blend that rank the validation users best."""
     from gamerec.evaluation.protocol import mean_ndcg
+    from gamerec.towers.ease import ease_weights, gram_matrix
     from gamerec.towers.inference import NumpyUserTower, TwoTowerScorer
-    from gamerec.towers.rerank import ease_weights, gram_matrix
 
     tower = NumpyUserTower(user_tower, playtime_weight)
     gram = gram_matrix(train_matrix)
     best: tuple[float, Any, dict[str, Any]] | None = None
     tried = []
     for regularisation in options.rerank_lambdas:
-        weights = ease_weights(gram, regularisation, options.rerank_max_items)
+        weights = ease_weights(gram, regularisation)
         for alpha in options.rerank_alphas:
             choice = {
                 "lambda": regularisation,

@@ -4,14 +4,14 @@
 - :class:`ItemKNN`: cosine similarity between the item columns of the binary training matrix;
   a game's score is the sum of its similarities to the history's games (optionally only each
   history game's ``neighbors`` most similar games vote).
-- :class:`EASE` (Steck 2019): the closed form ``B = I - P / diag(P)``,
-  ``P = (X^T X + lambda I)^{-1}``, zero diagonal; scores are ``history @ B``.
-  :func:`tune_ease` picks lambda on the validation users.
+- :class:`EASE` (Steck 2019): the weights of :mod:`gamerec.towers.ease` (the re-ranker's
+  co-play model, fit the same way); scores are ``history @ B``. :func:`tune_ease` picks lambda
+  on the validation users.
 
 All are fit on a :class:`UserItems` of training histories (binarised: owning a game counts,
-playtime does not) and implement :class:`gamerec.evaluation.protocol.Scorer`. ``X^T X`` is
-accumulated from dense batches of users, so nothing needs scipy; the item x item matrices are
-dense, which is what bounds the catalog size (see ``EASE.max_items``).
+playtime does not) and implement :class:`gamerec.towers.scorer.Scorer`. ``X^T X`` is counted
+from each user's pairs of games, so nothing needs scipy; the item x item matrices are dense,
+which is what bounds the catalog size (see ``EASE.max_items``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import numpy as np
 
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ConfigError
-from gamerec.evaluation.protocol import Scorer, mean_ndcg
+from gamerec.evaluation.protocol import mean_ndcg
+from gamerec.towers.ease import check_ease_size, ease_weights, gram_matrix
+from gamerec.towers.scorer import Scorer
 
 __all__ = [
     "BASELINES",
@@ -33,7 +35,6 @@ __all__ = [
     "ItemKNN",
     "Popularity",
     "check_ease_size",
-    "item_cooccurrence",
     "tune_ease",
 ]
 
@@ -47,20 +48,6 @@ class Baseline(Scorer, Protocol):
     """A scorer that is fit on the training users' histories."""
 
     def fit(self, train: UserItems) -> Self: ...
-
-
-def item_cooccurrence(train: UserItems, batch_size: int = 1024) -> np.ndarray:
-    """``X^T X`` of the binary user x item matrix, ``(n_items, n_items)`` float64.
-
-    Accumulated over dense batches of ``batch_size`` users (float32 products, exact for counts
-    below 2**24 per batch, summed in float64).
-    """
-    gram = np.zeros((train.n_items, train.n_items), dtype=np.float64)
-    for start in range(0, train.n_rows, batch_size):
-        rows = np.arange(start, min(start + batch_size, train.n_rows))
-        dense = train.take_rows(rows).to_dense(np.float32)
-        gram += dense.T @ dense
-    return gram
 
 
 def _dense(histories: UserItems, n_items: int) -> np.ndarray:
@@ -112,9 +99,8 @@ class ItemKNN:
         return {"neighbors": self.neighbors}
 
     def fit(self, train: UserItems, gram: np.ndarray | None = None) -> Self:
-        """Fit on the training histories (or a precomputed :func:`item_cooccurrence`)."""
-        if gram is None:
-            gram = item_cooccurrence(train, self.batch_size)
+        """Fit on the training histories (``gram``: their :func:`gram_matrix`, if computed)."""
+        gram = gram_matrix(train) if gram is None else gram
         norms = np.sqrt(np.diag(gram))
         safe = np.where(norms > 0, norms, 1.0)
         similarity = (gram / safe[:, None] / safe[None, :]).astype(np.float32)
@@ -134,48 +120,25 @@ class ItemKNN:
         return _dense(histories, len(self.similarity)) @ self.similarity
 
 
-def check_ease_size(n_items: int, max_items: int) -> None:
-    """Refuse catalogs whose dense item x item matrices would not fit in memory."""
-    if n_items > max_items:
-        # X^T X, its regularised copy, LAPACK's work copy and the inverse in float64, plus the
-        # float32 weights of the best and the current lambda: about 36 bytes per pair of games
-        gigabytes = 36 * n_items * n_items / 1e9
-        raise ConfigError(
-            f"EASE needs dense {n_items:,} x {n_items:,} matrices (about {gigabytes:.1f} GB) "
-            f"and the catalog has {n_items:,} games, above the limit eval.ease_max_items = "
-            f"{max_items:,}; raise eval.ease_max_items if this machine has the memory, or "
-            "leave ease out of eval.baselines"
-        )
-
-
 class EASE:
     """Embarrassingly shallow autoencoder (Steck 2019) with L2 weight ``lam``."""
 
     name = "ease"
 
-    def __init__(self, lam: float = 100.0, max_items: int = 20_000, batch_size: int = 1024) -> None:
+    def __init__(self, lam: float = 100.0, max_items: int = 20_000) -> None:
         if lam <= 0:
             raise ConfigError(f"EASE lambda must be positive, got {lam}")
         self.lam = float(lam)
         self.max_items = max_items
-        self.batch_size = batch_size
         self.weights = np.zeros((0, 0), dtype=np.float32)
 
     def params(self) -> dict[str, object]:
         return {"lambda": self.lam}
 
     def fit(self, train: UserItems, gram: np.ndarray | None = None) -> Self:
-        """Fit on the training histories (or a precomputed :func:`item_cooccurrence`)."""
+        """Fit on the training histories (``gram``: their :func:`gram_matrix`, if computed)."""
         check_ease_size(train.n_items, self.max_items)
-        if gram is None:
-            gram = item_cooccurrence(train, self.batch_size)
-        regularised = gram.astype(np.float64, copy=True)
-        regularised[np.diag_indices_from(regularised)] += self.lam
-        precision = np.linalg.inv(regularised)
-        del regularised
-        precision /= -np.diag(precision)[None, :]  # B = -P / diag(P), in place
-        np.fill_diagonal(precision, 0.0)
-        self.weights = precision.astype(np.float32)
+        self.weights = ease_weights(gram_matrix(train) if gram is None else gram, self.lam)
         return self
 
     def score(self, histories: UserItems) -> np.ndarray:
@@ -206,10 +169,10 @@ def tune_ease(
         raise ConfigError("the EASE lambda grid is empty; set eval.ease_lambdas, e.g. [100]")
     check_ease_size(train.n_items, max_items)
     if gram is None:
-        gram = item_cooccurrence(train, batch_size)
+        gram = gram_matrix(train)
     middle = (len(grid) - 1) // 2
     if len(grid) == 1 or not (valid_targets.row_lengths() > 0).any():
-        return EASE(grid[middle], max_items, batch_size).fit(train, gram), {}
+        return EASE(grid[middle], max_items).fit(train, gram), {}
 
     tried: dict[int, float] = {}
     best: tuple[float, EASE] | None = None
@@ -217,7 +180,7 @@ def tune_ease(
     def value(position: int) -> float:
         nonlocal best
         if position not in tried:
-            model = EASE(grid[position], max_items, batch_size).fit(train, gram)
+            model = EASE(grid[position], max_items).fit(train, gram)
             ndcg = mean_ndcg(model, valid_histories, valid_targets, k=k, batch_size=batch_size)
             tried[position] = ndcg
             if best is None or ndcg > best[0]:

@@ -1,9 +1,10 @@
-"""The evaluation protocols, the scorer interface, batched full ranking and bootstrap CIs.
+"""The evaluation protocols, batched full ranking and bootstrap CIs.
 
-Both protocols are built from the split ``gamerec preprocess`` wrote (``split.parquet``): the
-same training users, validation users and test users, so every method is compared on the same
-footing. Models are fit on the **training users only**; validation users tune hyper-parameters
-(EASE's lambda, the two-tower's early stopping); quality is reported on the **test users**.
+The protocols are built (:func:`gamerec.dataio.splits.split_matrices`) from the split
+``gamerec preprocess`` wrote (``split.parquet``): the same training users, validation users and
+test users, so every method is compared on the same footing. Models are fit on the **training
+users only**; validation users tune hyper-parameters (EASE's lambda, the two-tower's early
+stopping); quality is reported on the **test users**.
 
 **P-SG** (strong generalisation, Liang et al. 2018): an evaluated user's ``foldin`` rows are the
 input history, the ``target`` rows (a seeded 20% of their games) are what must be found.
@@ -23,11 +24,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from gamerec.dataio.matrix import UserItems
+from gamerec.dataio.splits import HeldOutUsers, split_matrices
 from gamerec.errors import ArtifactError, DataError, InvalidRequestError
 from gamerec.evaluation.metrics import (
     DEFAULT_KS,
@@ -40,10 +41,11 @@ from gamerec.evaluation.metrics import (
     ranking_metrics,
     top_k,
 )
+from gamerec.towers.scorer import Scorer
 
 __all__ = [
     "PROTOCOLS",
-    "EvalUsers",
+    "HeldOutUsers",
     "ProtocolData",
     "Scorer",
     "UserMetrics",
@@ -64,34 +66,6 @@ SKIP_REASONS = {
 }
 
 
-@runtime_checkable
-class Scorer(Protocol):
-    """What every method implements: baselines, the two-tower model, anything new.
-
-    ``score`` gets a batch of histories (one row per user: games and playtime in minutes) and
-    returns ``(n_rows, n_items)`` scores, higher = better. The evaluation masks the history's
-    games itself, so a scorer need not.
-    """
-
-    name: str
-
-    def score(self, histories: UserItems) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class EvalUsers:
-    """The evaluated users of one group: their input histories and their targets."""
-
-    user_idx: np.ndarray  # (n,) global user_idx, in row order
-    histories: UserItems  # input games with playtime
-    targets: UserItems  # held-out games with playtime
-    skipped: int = 0  # users of the group left out (see ``SKIP_REASONS``)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_idx)
-
-
 @dataclass(frozen=True)
 class ProtocolData:
     """Everything a protocol needs: training matrix, validation users, test users."""
@@ -100,8 +74,8 @@ class ProtocolData:
     n_items: int
     train_users: np.ndarray  # (n_train,) global user_idx of the training rows
     train: UserItems  # the training users' whole histories with playtime
-    valid: EvalUsers
-    test: EvalUsers
+    valid: HeldOutUsers
+    test: HeldOutUsers
 
     @property
     def name(self) -> str:
@@ -124,89 +98,24 @@ def _check_protocol(protocol: str) -> str:
     return protocol
 
 
-def _matrix(
-    user_idx: np.ndarray, items: np.ndarray, values: np.ndarray, users: np.ndarray, n_items: int
-) -> UserItems:
-    rows = np.searchsorted(users, user_idx)
-    return UserItems.from_pairs(rows, items, values, len(users), n_items)
+def build_protocol(*columns: np.ndarray, n_items: int, protocol: str = "sg") -> ProtocolData:
+    """Build a protocol from the split's columns, those of :func:`split_matrices`.
 
-
-def _group_users(
-    protocol: str,
-    user_idx: np.ndarray,
-    items: np.ndarray,
-    playtime: np.ndarray,
-    role: np.ndarray,
-    n_items: int,
-) -> EvalUsers:
-    """Histories and targets of one group's rows (all arrays already restricted to the group)."""
-    users = np.unique(user_idx)
-    if len(users) == 0:
-        kept = users
-        is_target = np.zeros(0, dtype=bool)
-    elif protocol == "sg":
-        is_target = role == "target"
-        has_target = np.isin(users, user_idx[is_target])
-        has_foldin = np.isin(users, user_idx[~is_target])
-        kept = users[has_target & has_foldin]
-    else:
-        # most-played game per user: sort by user, playtime descending, item ascending
-        order = np.lexsort((items, -playtime, user_idx))
-        first = order[np.r_[True, user_idx[order][1:] != user_idx[order][:-1]]]
-        played = playtime[first] > 0
-        kept = user_idx[first][played]
-        is_target = np.zeros(len(user_idx), dtype=bool)
-        is_target[first[played]] = True
-    in_kept = np.isin(user_idx, kept)
-    history = in_kept & ~is_target
-    target = in_kept & is_target
-    return EvalUsers(
-        user_idx=kept.astype(np.int64),
-        histories=_matrix(user_idx[history], items[history], playtime[history], kept, n_items),
-        targets=_matrix(user_idx[target], items[target], playtime[target], kept, n_items),
-        skipped=len(users) - len(kept),
-    )
-
-
-def build_protocol(
-    user_idx: np.ndarray,
-    item_idx: np.ndarray,
-    playtime: np.ndarray,
-    group: np.ndarray,
-    role: np.ndarray,
-    n_items: int,
-    protocol: str = "sg",
-) -> ProtocolData:
-    """Build a protocol from the split's columns (one entry per interaction).
-
-    ``group`` holds ``train``/``valid``/``test`` and ``role`` ``train``/``foldin``/``target``
-    (as strings or a categorical); ``playtime`` is ``playtime_min`` of the same interaction.
+    ``columns``: ``user_idx``, ``item_idx``, ``playtime``, ``group``, ``role`` (one entry per
+    interaction).
     """
     _check_protocol(protocol)
-    user_idx = np.asarray(user_idx, dtype=np.int64)
-    item_idx = np.asarray(item_idx, dtype=np.int64)
-    playtime = np.asarray(playtime, dtype=np.float32)
-    group = np.asarray(group, dtype=object)
-    role = np.asarray(role, dtype=object)
-    in_train = group == "train"
-    train_users = np.unique(user_idx[in_train])
-    train = _matrix(
-        user_idx[in_train], item_idx[in_train], playtime[in_train], train_users, n_items
+    user_idx, item_idx, playtime, group, role = columns
+    matrices = split_matrices(
+        user_idx, item_idx, playtime, group, role, n_items=n_items, holdout=protocol
     )
-
-    def users_of(name: str) -> EvalUsers:
-        mask = group == name
-        return _group_users(
-            protocol, user_idx[mask], item_idx[mask], playtime[mask], role[mask], n_items
-        )
-
     return ProtocolData(
         protocol=protocol,
         n_items=n_items,
-        train_users=train_users,
-        train=train,
-        valid=users_of("valid"),
-        test=users_of("test"),
+        train_users=matrices.train_users,
+        train=matrices.train,
+        valid=matrices.valid,
+        test=matrices.test,
     )
 
 
@@ -257,8 +166,8 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
         interactions["playtime_min"].to_numpy(),
         split["group"].astype(str).to_numpy(),
         split["role"].astype(str).to_numpy(),
-        n_items,
-        protocol,
+        n_items=n_items,
+        protocol=protocol,
     )
 
 

@@ -19,18 +19,17 @@ from gamerec.evaluation.baselines import (
     DEFAULT_EASE_LAMBDAS,
     ItemKNN,
     Popularity,
-    check_ease_size,
-    item_cooccurrence,
     tune_ease,
 )
 from gamerec.evaluation.metrics import check_ks, metric_key
 from gamerec.evaluation.protocol import (
     ProtocolData,
-    Scorer,
     bootstrap_ci,
     evaluate_scorer,
     summarise,
 )
+from gamerec.towers.ease import check_ease_size, gram_matrix
+from gamerec.towers.scorer import Scorer
 
 __all__ = ["CONFIDENCE", "TUNING_K", "compare"]
 
@@ -101,7 +100,7 @@ def compare(
         nonlocal gram, gram_seconds
         if gram is None:
             started = time.perf_counter()
-            gram = item_cooccurrence(data.train, batch_size)
+            gram = gram_matrix(data.train)
             gram_seconds = time.perf_counter() - started
         return gram
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -691,20 +692,9 @@ def render_eval_report(report: dict[str, Any]) -> None:
     # off a terminal rich assumes 80 columns: print wide enough for three cut-offs instead
     out = console if console.is_terminal else Console(file=sys.stdout, width=160)
     out.print(table)
-    for name, method in report["methods"].items():
-        for reference, metrics in (method.get("versus") or {}).items():
-            difference = metrics.get(f"ndcg@{main_k}")
-            if not difference or not difference.get("ci"):
-                continue
-            low, high = difference["ci"]
-            verdict = "ahead" if low > 0 else "behind" if high < 0 else "no clear difference"
-            out.print(
-                escape(
-                    f"{name} - {reference}: NDCG@{main_k} {difference['mean']:+.3f} "
-                    f"[{low:+.3f}, {high:+.3f}], paired over the same users: {verdict}"
-                ),
-                highlight=False,
-            )
+    _print_versus(out, report["methods"], f"ndcg@{main_k}", lambda method: method)
+    if "new_games" in report:
+        _render_new_games(out, report, ks, main_k)
     boot = report["bootstrap"]
     notes = []
     if boot["resamples"]:
@@ -728,15 +718,70 @@ def render_eval_report(report: dict[str, Any]) -> None:
         out.print(escape(note), style="dim", highlight=False)
 
 
+def _print_versus(
+    out: Console, methods: dict[str, Any], key: str, section: Callable[[dict], dict | None]
+) -> None:
+    """One line per paired difference of ``key`` in ``section(method)["versus"]``."""
+    label = key.replace("ndcg", "NDCG").replace("recall", "Recall")
+    for name, method in methods.items():
+        for reference, metrics in ((section(method) or {}).get("versus") or {}).items():
+            difference = metrics.get(key)
+            if not difference or not difference.get("ci"):
+                continue
+            low, high = difference["ci"]
+            verdict = "ahead" if low > 0 else "behind" if high < 0 else "no clear difference"
+            out.print(
+                escape(
+                    f"{name} - {reference}: {label} {difference['mean']:+.3f} "
+                    f"[{low:+.3f}, {high:+.3f}], paired over the same users: {verdict}"
+                ),
+                highlight=False,
+            )
+
+
+def _render_new_games(out: Console, report: dict[str, Any], ks: list[int], main_k: int) -> None:
+    """P-COLD: the same methods over the new-game targets alone."""
+    from rich import box
+
+    new = report["new_games"]
+    table = Table(
+        title=f"new games only · {new['games']:,} games hidden from training · "
+        f"{new['targets']:,} targets of {new['users_with_new_targets']:,} test users",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("method")
+    for k in ks:
+        table.add_column(f"Recall@{k}", justify="right")
+        table.add_column(f"NDCG@{k}", justify="right")
+    for name, method in report["methods"].items():
+        metrics = method["new_games"]["metrics"]
+        cells = [name]
+        for k in ks:
+            cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+        table.add_row(*(escape(cell) for cell in cells))
+    out.print(table)
+    _print_versus(
+        out, report["methods"], f"recall@{main_k}", lambda method: method.get("new_games")
+    )
+    out.print(
+        "item-kNN and EASE score a new game 0 (no one in their training data owns it); "
+        "popularity ranks by SteamSpy owners.",
+        style="dim",
+        highlight=False,
+    )
+
+
 @app.command("eval")
 def evaluate(
     protocol: Annotated[
-        Literal["sg", "loo"] | None,
+        Literal["sg", "loo", "cold"] | None,
         typer.Option(
             "--protocol",
             "-p",
             help="sg: 20% of each test user's games held out (P-SG); "
-            "loo: the most-played game held out (P-LOO).",
+            "loo: the most-played game held out (P-LOO); cold: P-SG with 20% of the games "
+            "hidden from training as new games (P-COLD).",
         ),
     ] = None,
     k: Annotated[
@@ -757,10 +802,12 @@ def evaluate(
     """
     from gamerec import pipeline
 
+    # eval.protocol (a setting) offers sg and loo; cold is asked for here only
+    settings_protocol = None if protocol == "cold" else protocol
     settings = _settings(
-        **{"eval.protocol": protocol, "eval.k": k or None, "eval.bootstrap": bootstrap}
+        **{"eval.protocol": settings_protocol, "eval.k": k or None, "eval.bootstrap": bootstrap}
     )
-    report = pipeline.evaluate(settings, progress=_progress_printer)
+    report = pipeline.evaluate(settings, protocol, progress=_progress_printer)
     if json_output:
         _print_json(report)
     else:

@@ -14,6 +14,11 @@ input history, the ``target`` rows (a seeded 20% of their games) are what must b
 own is the history. Users who never played anything (every playtime 0) have no most-played game
 and are skipped; the count is reported.
 
+**P-COLD** (new games): a seeded 20% of the games with players and metadata (an appid and a
+tag or genre) become new games (``new_items``): their rows are removed from the training and
+validation users, so nothing is fit or tuned on them; the test users and their 80/20 split are
+P-SG's, new games included, and metrics are also reported over the new-game targets alone.
+
 Ranking is over the whole catalog with the history's games removed (their score is ``-inf``).
 Users are scored in batches, so memory stays at ``batch_size x n_items`` floats.
 """
@@ -24,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,26 +50,47 @@ from gamerec.evaluation.metrics import (
 from gamerec.towers.scorer import Scorer
 
 __all__ = [
+    "COLD_FRACTION",
     "PROTOCOLS",
     "HeldOutUsers",
+    "ItemMetadata",
     "ProtocolData",
     "Scorer",
     "UserMetrics",
     "bootstrap_ci",
     "build_protocol",
+    "cold_items",
     "evaluate_scorer",
     "load_protocol",
     "mean_ndcg",
+    "new_items_digest",
+    "only_items",
     "summarise",
+    "without_items",
 ]
 
 #: protocol code -> display name
-PROTOCOLS = {"sg": "P-SG", "loo": "P-LOO"}
+PROTOCOLS = {"sg": "P-SG", "loo": "P-LOO", "cold": "P-COLD"}
+
+#: share of the eligible games P-COLD turns into new games
+COLD_FRACTION = 0.2
 
 SKIP_REASONS = {
     "sg": "no fold-in game or no target game",
+    "cold": "no fold-in game or no target game",
     "loo": "never played any game (every playtime is 0), so no most-played game",
 }
+
+
+@dataclass(frozen=True)
+class ItemMetadata:
+    """What the catalog says about each game (index = ``item_idx``), for content and owners."""
+
+    genres: list[list[str]]
+    tags: list[list[str]]
+    developer: list[str]  # "" when unknown; several separated by "," or ";"
+    publisher: list[str]
+    owners: np.ndarray  # (n_items,) float64 SteamSpy owners (mid-range), NaN when unknown
 
 
 @dataclass(frozen=True)
@@ -76,6 +103,9 @@ class ProtocolData:
     train: UserItems  # the training users' whole histories with playtime
     valid: HeldOutUsers
     test: HeldOutUsers
+    #: P-COLD's new games (sorted item_idx): in no training or validation row; else empty
+    new_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    metadata: ItemMetadata | None = None
 
     @property
     def name(self) -> str:
@@ -98,31 +128,85 @@ def _check_protocol(protocol: str) -> str:
     return protocol
 
 
-def build_protocol(*columns: np.ndarray, n_items: int, protocol: str = "sg") -> ProtocolData:
+def _keep_items(matrix: UserItems, keep: np.ndarray) -> UserItems:
+    rows = np.repeat(np.arange(matrix.n_rows), matrix.row_lengths())
+    return UserItems.from_pairs(
+        rows[keep], matrix.indices[keep], matrix.values[keep], matrix.n_rows, matrix.n_items
+    )
+
+
+def without_items(matrix: UserItems, items: np.ndarray) -> UserItems:
+    """``matrix`` without its entries for ``items`` (rows kept, possibly empty)."""
+    return _keep_items(matrix, ~np.isin(matrix.indices, items))
+
+
+def only_items(matrix: UserItems, items: np.ndarray) -> UserItems:
+    """``matrix`` with only its entries for ``items`` (rows kept, possibly empty)."""
+    return _keep_items(matrix, np.isin(matrix.indices, items))
+
+
+def cold_items(eligible: np.ndarray, seed: int, fraction: float = COLD_FRACTION) -> np.ndarray:
+    """Sorted item_idx of a seeded ``fraction`` (rounded) of the ``eligible`` (bool mask) games."""
+    candidates = np.flatnonzero(eligible)
+    size = round(fraction * len(candidates))
+    chosen = np.random.default_rng(seed).choice(candidates, size=size, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+def new_items_digest(new_items: np.ndarray) -> str:
+    """A short fingerprint of P-COLD's new games: a model trained with them hidden records it."""
+    import hashlib
+
+    return hashlib.sha256(np.asarray(new_items, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
+def build_protocol(
+    *columns: np.ndarray,
+    n_items: int,
+    protocol: str = "sg",
+    new_items: np.ndarray | None = None,
+    metadata: ItemMetadata | None = None,
+) -> ProtocolData:
     """Build a protocol from the split's columns, those of :func:`split_matrices`.
 
     ``columns``: ``user_idx``, ``item_idx``, ``playtime``, ``group``, ``role`` (one entry per
-    interaction).
+    interaction). ``new_items`` (P-COLD only, e.g. from :func:`cold_items`): the games whose
+    rows are taken out of the training and validation users.
     """
     _check_protocol(protocol)
     user_idx, item_idx, playtime, group, role = columns
+    holdout = "sg" if protocol == "cold" else protocol
     matrices = split_matrices(
-        user_idx, item_idx, playtime, group, role, n_items=n_items, holdout=protocol
+        user_idx, item_idx, playtime, group, role, n_items=n_items, holdout=holdout
     )
+    hidden = np.zeros(0, dtype=np.int64)
+    train, valid = matrices.train, matrices.valid
+    if protocol == "cold":
+        hidden = np.unique(np.asarray(new_items if new_items is not None else [], np.int64))
+        train = without_items(train, hidden)
+        valid = HeldOutUsers(
+            valid.user_idx,
+            without_items(valid.histories, hidden),
+            without_items(valid.targets, hidden),
+            valid.skipped,
+        )
     return ProtocolData(
         protocol=protocol,
         n_items=n_items,
         train_users=matrices.train_users,
-        train=matrices.train,
-        valid=matrices.valid,
+        train=train,
+        valid=valid,
         test=matrices.test,
+        new_items=hidden,
+        metadata=metadata,
     )
 
 
-def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolData:
+def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0) -> ProtocolData:
     """Read ``split.parquet``, ``interactions.parquet`` and ``items.parquet`` of ``processed/``.
 
     Check the directory's manifest first (``artifacts.read_manifest``); this only reads.
+    ``seed`` draws P-COLD's new games among those with players, an appid and a tag or genre.
     """
     import pandas as pd
     import pyarrow as pa
@@ -141,7 +225,19 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
 
     split = read("split.parquet", ["user_idx", "item_idx", "group", "role"])
     interactions = read("interactions.parquet", ["user_idx", "item_idx", "playtime_min"])
-    items = read("items.parquet", ["item_idx"])
+    items = read(
+        "items.parquet",
+        [
+            "item_idx",
+            "appid",
+            "genres",
+            "tags",
+            "developer",
+            "publisher",
+            "owners_low",
+            "owners_high",
+        ],
+    )
     n_items = len(items)
     same_rows = len(split) == len(interactions) and bool(
         np.array_equal(split["user_idx"].to_numpy(), interactions["user_idx"].to_numpy())
@@ -160,6 +256,16 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
             "run `gamerec preprocess` again",
             directory,
         )
+    metadata = _metadata(items)
+    new_items = None
+    if protocol == "cold":
+        has_players = np.bincount(item_idx, minlength=n_items) > 0
+        has_content = np.array(
+            [len(g) + len(t) > 0 for g, t in zip(metadata.genres, metadata.tags, strict=True)],
+            dtype=bool,
+        )
+        eligible = has_players & items["appid"].notna().to_numpy() & has_content
+        new_items = cold_items(eligible, seed)
     return build_protocol(
         split["user_idx"].to_numpy(),
         item_idx,
@@ -168,6 +274,29 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
         split["role"].astype(str).to_numpy(),
         n_items=n_items,
         protocol=protocol,
+        new_items=new_items,
+        metadata=metadata,
+    )
+
+
+def _metadata(items: Any) -> ItemMetadata:
+    """The catalog's content fields, in ``item_idx`` order (items.parquet is sorted by it)."""
+    import pandas as pd
+
+    def lists(name: str) -> list[list[str]]:
+        return [[str(v) for v in value] if value is not None else [] for value in items[name]]
+
+    def texts(name: str) -> list[str]:
+        return ["" if pd.isna(value) else str(value) for value in items[name]]
+
+    low = pd.to_numeric(items["owners_low"], errors="coerce").astype("float64").to_numpy()
+    high = pd.to_numeric(items["owners_high"], errors="coerce").astype("float64").to_numpy()
+    return ItemMetadata(
+        genres=lists("genres"),
+        tags=lists("tags"),
+        developer=texts("developer"),
+        publisher=texts("publisher"),
+        owners=(low + high) / 2,
     )
 
 

@@ -661,29 +661,39 @@ def _metric_cell(metric: dict[str, Any], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ±{half[1:] if half.startswith('0.') else half}"
 
 
-def render_eval_report(report: dict[str, Any]) -> None:
-    ks = report["ks"]
-    main_k = 20 if 20 in ks else ks[-1]
+def _ranking_table(title: str, ks: list[int]) -> Table:
+    """A table with a method column and Recall@K, NDCG@K for each cut-off."""
     from rich import box
 
-    table = Table(
-        title=f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
-        f"{report['n_items']:,} games",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("method")
     for k in ks:
         table.add_column(f"Recall@{k}", justify="right")
         table.add_column(f"NDCG@{k}", justify="right")
+    return table
+
+
+def _ranking_cells(name: str, metrics: dict[str, Any], ks: list[int]) -> list[str]:
+    cells = [name]
+    for k in ks:
+        cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+    return cells
+
+
+def render_eval_report(report: dict[str, Any]) -> None:
+    ks = report["ks"]
+    main_k = 20 if 20 in ks else ks[-1]
+    table = _ranking_table(
+        f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
+        f"{report['n_items']:,} games",
+        ks,
+    )
     table.add_column(f"Coverage@{main_k}", justify="right")
     table.add_column(f"Pop%@{main_k}", justify="right")
     table.add_column("fit s", justify="right")
     for name, method in report["methods"].items():
         metrics = method["metrics"]
-        cells = [name]
-        for k in ks:
-            cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+        cells = _ranking_cells(name, metrics, ks)
         cells.append(_metric_cell(metrics[f"coverage@{main_k}"]))
         cells.append(_metric_cell(metrics[f"pop_pct@{main_k}"], digits=1))
         fit = method["fit_seconds"]
@@ -741,24 +751,14 @@ def _print_versus(
 
 def _render_new_games(out: Console, report: dict[str, Any], ks: list[int], main_k: int) -> None:
     """P-COLD: the same methods over the new-game targets alone."""
-    from rich import box
-
     new = report["new_games"]
-    table = Table(
-        title=f"new games only · {new['games']:,} games hidden from training · "
+    table = _ranking_table(
+        f"new games only · {new['games']:,} games hidden from training · "
         f"{new['targets']:,} targets of {new['users_with_new_targets']:,} test users",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
+        ks,
     )
-    table.add_column("method")
-    for k in ks:
-        table.add_column(f"Recall@{k}", justify="right")
-        table.add_column(f"NDCG@{k}", justify="right")
     for name, method in report["methods"].items():
-        metrics = method["new_games"]["metrics"]
-        cells = [name]
-        for k in ks:
-            cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+        cells = _ranking_cells(name, method["new_games"]["metrics"], ks)
         table.add_row(*(escape(cell) for cell in cells))
     out.print(table)
     _print_versus(

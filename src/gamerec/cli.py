@@ -764,12 +764,14 @@ def _render_new_games(out: Console, report: dict[str, Any], ks: list[int], main_
     _print_versus(
         out, report["methods"], f"recall@{main_k}", lambda method: method.get("new_games")
     )
-    out.print(
-        "item-kNN and EASE score a new game 0 (no one in their training data owns it); "
-        "popularity ranks by SteamSpy owners.",
-        style="dim",
-        highlight=False,
-    )
+    if {"itemknn", "ease"} & set(report["methods"]):
+        out.print(
+            "item-kNN and EASE score a new game 0 (no one in their training data owns it).",
+            style="dim",
+            highlight=False,
+        )
+    if "popularity" in report["methods"]:
+        out.print("popularity ranks by SteamSpy owners here.", style="dim", highlight=False)
 
 
 @app.command("eval")

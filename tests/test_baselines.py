@@ -1,36 +1,93 @@
-"""Baselines: one shared suite run against every method, plus each baseline's own math.
+"""Baselines and the two-tower: one shared suite run against every method, plus each one's math.
 
-To put a new method through the shared suite (e.g. the two-tower model), add one ``Method`` to
-``METHODS``: a name, a function that fits it on the training matrix (validation users given
-for tuning or early stopping), and whether it is personalised (it should solve the checkerboard).
+To put a new method through the shared suite, add one ``Method`` to ``METHODS``: a name, a
+function that fits it on the training matrix (validation users given for tuning or early
+stopping), and whether it is personalised (it should solve the checkerboard).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gamerec.dataio.matrix import UserItems
+from gamerec.dataio.splits import HeldOutUsers
 from gamerec.errors import ConfigError
 from gamerec.evaluation.baselines import (
     EASE,
     ItemKNN,
     Popularity,
     check_ease_size,
-    item_cooccurrence,
     tune_ease,
 )
-from gamerec.evaluation.protocol import EvalUsers, Scorer, evaluate_scorer
+from gamerec.evaluation.protocol import evaluate_scorer, mean_ndcg
+from gamerec.towers.ease import ease_weights, gram_matrix
+from gamerec.towers.scorer import Scorer
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    fit: Callable[[UserItems, EvalUsers], Scorer]
+    fit: Callable[[UserItems, HeldOutUsers], Scorer]
     personalised: bool
+    ranks_history: bool = True  # False: a history's games score -inf (never candidates)
+
+
+def two_tower(train: UserItems, valid: HeldOutUsers, rerank: bool = False) -> Scorer:
+    """A small two-tower trained on ``train`` (seeded), early-stopped on ``valid``."""
+    from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
+    from gamerec.towers.features import build_item_features
+    from gamerec.towers.inference import NumpyUserTower, TwoTowerScorer
+    from gamerec.towers.model import TwoTowerConfig
+    from gamerec.towers.train import train_two_tower
+
+    n_items = train.n_items
+    items = pd.DataFrame(
+        {
+            "item_idx": np.arange(n_items),
+            "genres": [["Indie"]] * n_items,
+            "tags": [[]] * n_items,
+            "n_users": np.bincount(train.indices, minlength=n_items),
+        }
+    )
+    features = build_item_features(items)
+    config = TwoTowerConfig(
+        n_items=n_items,
+        n_tokens=features.n_tokens,
+        n_numeric=features.numeric.shape[1],
+        embedding_dim=16,
+        hidden_dim=32,
+        dropout=0.0,
+        temperature=0.1,
+    )
+    result = train_two_tower(
+        train,
+        features,
+        config,
+        validate=lambda scorer: mean_ndcg(scorer, valid.histories, valid.targets, k=5),
+        epochs=40,
+        patience=40,
+        batch_size=16,
+        learning_rate=0.02,
+        weight_decay=0.0,
+        holdout_fraction=0.2,
+        max_full_softmax_items=1000,
+        sampled_negatives=8,
+        seed=0,
+        threads=1,
+    )
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    embeddings = export_item_embeddings(result.model, features)
+    if not rerank:
+        return TwoTowerScorer(tower, embeddings, {})
+    weights = ease_weights(gram_matrix(train), 10.0)
+    settings = {"rerank": {"alpha": 0.5, "candidates": n_items}}
+    return TwoTowerScorer(tower, embeddings, settings, weights, rerank=True)
 
 
 METHODS = [
@@ -45,6 +102,13 @@ METHODS = [
         )[0],
         personalised=True,
     ),
+    Method("two-tower", two_tower, personalised=True),
+    Method(
+        "two-tower-reranked",
+        lambda train, valid: two_tower(train, valid, rerank=True),
+        personalised=True,
+        ranks_history=False,
+    ),
 ]
 
 
@@ -55,8 +119,8 @@ def matrix(rows: list[list[int]], n_items: int, values: list[list[float]] | None
     return UserItems.from_pairs(np.array(users), np.array(items), flat, len(rows), n_items)
 
 
-def eval_users(histories: list[list[int]], targets: list[list[int]], n_items: int) -> EvalUsers:
-    return EvalUsers(
+def eval_users(histories: list[list[int]], targets: list[list[int]], n_items: int) -> HeldOutUsers:
+    return HeldOutUsers(
         user_idx=np.arange(len(histories)),
         histories=matrix(histories, n_items),
         targets=matrix(targets, n_items),
@@ -68,7 +132,7 @@ EVEN = [0, 2, 4, 6, 8]
 ODD = [1, 3, 5, 7, 9]
 
 
-def checkerboard() -> tuple[UserItems, EvalUsers, EvalUsers]:
+def checkerboard() -> tuple[UserItems, HeldOutUsers, HeldOutUsers]:
     """Even users own even games, odd users odd games; twice as many even users, so even games
     are the most popular. Each evaluated user has one of their parity's games withheld."""
     train = matrix([EVEN] * 6 + [ODD] * 3, N_ITEMS)
@@ -112,7 +176,10 @@ def test_scores_every_game_as_finite_float32(method: Method) -> None:
     scores = method.fit(train, valid).score(train)
     assert scores.shape == (train.n_rows, train.n_items)
     assert scores.dtype == np.float32
-    assert np.isfinite(scores).all()
+    if method.ranks_history:
+        assert np.isfinite(scores).all()
+    else:  # exactly the history's games are left out
+        np.testing.assert_array_equal(np.isfinite(scores), train.to_dense(bool) == 0)
 
 
 def test_a_user_is_scored_the_same_alone_or_in_a_batch(method: Method) -> None:
@@ -153,11 +220,11 @@ def test_checkerboard_withheld_game_ranks_first_iff_personalised(method: Method)
 # --- each baseline's own math ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 1024])
-def test_cooccurrence_is_x_transpose_x(batch_size: int) -> None:
+@pytest.mark.parametrize("batch_pairs", [1, 50, 1 << 24])
+def test_cooccurrence_is_x_transpose_x(batch_pairs: int) -> None:
     train, owned = random_data(3)
     dense = owned.astype(np.float64)
-    np.testing.assert_array_equal(item_cooccurrence(train, batch_size), dense.T @ dense)
+    np.testing.assert_array_equal(gram_matrix(train, batch_pairs), dense.T @ dense)
 
 
 def test_popularity_counts_owners_once() -> None:
@@ -258,3 +325,34 @@ def test_tune_ease_keeps_the_best_lambda_it_tried() -> None:
     empty = matrix([[] for _ in range(3)], train.n_items)
     model, tried = tune_ease(train, empty, empty, grid)
     assert (model.lam, tried) == (10.0, {})
+
+
+@pytest.mark.parametrize("with_torch", [True, False])
+def test_ease_weights_closed_form_on_a_tiny_matrix(
+    with_torch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # users {0, 1}, {1, 2}, {0}: G = X^T X = [[2,1,0],[1,2,1],[0,1,1]]; lambda 1:
+    # P = (G + I)^-1 = [[5,-2,1],[-2,6,-3],[1,-3,8]] / 13; B[i, j] = -P[i, j] / P[j, j]
+    if not with_torch:  # the numpy path that serving installations without torch take
+        monkeypatch.setitem(sys.modules, "torch", None)
+    train = matrix([[0, 1], [1, 2], [0]], 3)
+    gram = gram_matrix(train)
+    np.testing.assert_array_equal(gram, [[2, 1, 0], [1, 2, 1], [0, 1, 1]])
+    expected = [[0, 1 / 3, -1 / 8], [2 / 5, 0, 3 / 8], [-1 / 5, 1 / 2, 0]]
+    weights = ease_weights(gram, 1.0)
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights, expected, atol=1e-6)
+    np.testing.assert_allclose(EASE(lam=1.0).fit(train).weights, expected, atol=1e-6)
+
+
+def test_the_reranker_and_the_baseline_share_one_ease() -> None:
+    import gamerec.evaluation.baselines as baselines
+    import gamerec.towers.rerank as rerank
+
+    assert baselines.ease_weights is ease_weights
+    assert not hasattr(rerank, "ease_weights") and not hasattr(rerank, "gram_matrix")
+
+
+def test_the_reranker_size_error_names_its_own_setting() -> None:
+    with pytest.raises(ConfigError, match=r"train\.rerank_max_items = 2.*rerank = false"):
+        check_ease_size(3, 2, "train.rerank_max_items", "set train.rerank = false")

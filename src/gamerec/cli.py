@@ -426,12 +426,13 @@ def serve(
 def evaluate(
     ctx: typer.Context,
     protocol: Annotated[
-        Literal["sg", "loo"] | None,
+        Literal["sg", "loo", "cold"] | None,
         typer.Option(
             "--protocol",
             "-p",
             help="sg: 20% of each test user's games held out (P-SG); "
-            "loo: the most-played game held out (P-LOO).",
+            "loo: the most-played game held out (P-LOO); cold: P-SG with 20% of the games "
+            "hidden from training as new games (P-COLD).",
         ),
     ] = None,
     k: Annotated[

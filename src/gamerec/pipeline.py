@@ -313,15 +313,15 @@ def _fit_reranker(
 ) -> tuple[Any, dict[str, Any]]:
     """The co-play weights and blend that rank the validation users best."""
     from gamerec.evaluation.protocol import mean_ndcg
+    from gamerec.towers.ease import ease_weights, gram_matrix
     from gamerec.towers.inference import NumpyUserTower, TwoTowerScorer
-    from gamerec.towers.rerank import ease_weights, gram_matrix
 
     tower = NumpyUserTower(user_tower, playtime_weight)
     gram = gram_matrix(train_matrix)
     best: tuple[float, Any, dict[str, Any]] | None = None
     tried = []
     for regularisation in options.rerank_lambdas:
-        weights = ease_weights(gram, regularisation, options.rerank_max_items)
+        weights = ease_weights(gram, regularisation)
         for alpha in options.rerank_alphas:
             choice = {
                 "lambda": regularisation,
@@ -781,12 +781,14 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the baselines and, when ``model/`` exists, the two-tower model side by side.
 
-    ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG) or ``loo`` (P-LOO) on the test users
-    of ``processed/``; ``ks`` (default ``eval.k``) the cut-offs. Writes ``eval/report.json``
-    atomically and returns the report: per method, per metric and K, the mean over users and
-    its bootstrap 95% CI, plus fit times and the chosen EASE lambda.
+    ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG), ``loo`` (P-LOO) or ``cold``
+    (P-COLD: new games; the two-tower only when ``model/manifest.json`` says it was trained with
+    the same games hidden, ``new_items_digest``) on the test users of ``processed/``; ``ks``
+    (default ``eval.k``) the cut-offs. Writes ``eval/report.json`` atomically and returns the
+    report: per method, per metric and K, the mean over users and its bootstrap 95% CI, plus
+    fit times and the chosen EASE lambda.
     """
-    from gamerec.evaluation.protocol import Scorer, load_protocol
+    from gamerec.evaluation.protocol import Scorer, load_protocol, new_items_digest
     from gamerec.evaluation.report import compare
 
     paths = workspace(settings)
@@ -795,14 +797,26 @@ def evaluate(
     ks = list(ks) if ks else list(options.k)
     processed_manifest = read_processed_manifest(paths.processed, verify=True)
     progress("eval", f"reading {paths.processed} ({protocol})", None)
-    data = load_protocol(paths.processed, protocol)
+    data = load_protocol(paths.processed, protocol, seed=options.seed)
+    baselines: list[str] = list(options.baselines)
+    if protocol == "cold" and "content" not in baselines:
+        baselines.append("content")  # the one baseline that ranks new games by what they are
 
     scorers: list[Scorer] = []
     model_status = "not trained (run `gamerec train` to compare it)"
+    model_manifest: dict[str, Any] = {}
     if (paths.model / "manifest.json").is_file():
-        check_model_matches_processed(
-            read_model_manifest(paths.model), processed_manifest, paths.model
-        )
+        model_manifest = read_model_manifest(paths.model)
+    cold_digest = new_items_digest(data.new_items) if protocol == "cold" else None
+    if cold_digest is not None and model_manifest.get("new_items_digest") != cold_digest:
+        if model_manifest:
+            model_status = (
+                "not evaluated: P-COLD needs a model trained with the same new games hidden "
+                f"(new_items_digest {cold_digest} in model/manifest.json); this one was trained "
+                "on them"
+            )
+    elif model_manifest:
+        check_model_matches_processed(model_manifest, processed_manifest, paths.model)
         try:
             from gamerec.towers.inference import TwoTowerScorer
         except ImportError as exc:
@@ -818,7 +832,7 @@ def evaluate(
     started = time.perf_counter()
     report = compare(
         data,
-        list(options.baselines),
+        baselines,
         ks,
         scorers=scorers,
         bootstrap=options.bootstrap,
@@ -827,6 +841,7 @@ def evaluate(
         ease_max_items=options.ease_max_items,
         itemknn_neighbors=options.itemknn_neighbors,
         batch_size=options.batch_size,
+        playtime_weight=settings.train.playtime_weight,
         progress=lambda message: progress("eval", message, None),
     )
     report.update(

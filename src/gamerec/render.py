@@ -280,31 +280,39 @@ def _metric_cell(metric: dict[str, Any], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ±{half[1:] if half.startswith('0.') else half}"
 
 
-def eval_report(report: dict[str, Any]) -> None:
+def _ranking_table(title: str, ks: list[int]) -> Table:
+    """A table with a method column and Recall@K, NDCG@K for each cut-off."""
     from rich import box
 
-    ks = report["ks"]
-    main_k = 20 if 20 in ks else ks[-1]
-    table = Table(
-        title=_text(
-            f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
-            f"{report['n_items']:,} games"
-        ),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
+    table = Table(title=_text(title), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("method")
     for k in ks:
         table.add_column(f"Recall@{k}", justify="right")
         table.add_column(f"NDCG@{k}", justify="right")
+    return table
+
+
+def _ranking_cells(name: str, metrics: dict[str, Any], ks: list[int]) -> list[str]:
+    cells = [name]
+    for k in ks:
+        cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+    return cells
+
+
+def eval_report(report: dict[str, Any]) -> None:
+    ks = report["ks"]
+    main_k = 20 if 20 in ks else ks[-1]
+    table = _ranking_table(
+        f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
+        f"{report['n_items']:,} games",
+        ks,
+    )
     table.add_column(f"Coverage@{main_k}", justify="right")
     table.add_column(f"Pop%@{main_k}", justify="right")
     table.add_column("fit s", justify="right")
     for name, method in report["methods"].items():
         metrics = method["metrics"]
-        cells = [name]
-        for k in ks:
-            cells += [_metric_cell(metrics[f"recall@{k}"]), _metric_cell(metrics[f"ndcg@{k}"])]
+        cells = _ranking_cells(name, metrics, ks)
         cells.append(_metric_cell(metrics[f"coverage@{main_k}"]))
         cells.append(_metric_cell(metrics[f"pop_pct@{main_k}"], digits=1))
         fit = method["fit_seconds"]
@@ -315,21 +323,56 @@ def eval_report(report: dict[str, Any]) -> None:
     if not out.is_terminal:
         out = Console(file=sys.stdout, width=160, highlight=False)
     out.print(table)
-    for name, method in report["methods"].items():
-        for reference, metrics in (method.get("versus") or {}).items():
-            difference = metrics.get(f"ndcg@{main_k}")
+    _print_versus(out, report["methods"], f"ndcg@{main_k}", lambda method: method)
+    if "new_games" in report:
+        _new_games_report(out, report, ks, main_k)
+    for note in _eval_notes(report, main_k):
+        out.print(Text(note, style="dim"))
+
+
+def _print_versus(
+    out: Console,
+    methods: dict[str, Any],
+    key: str,
+    section: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> None:
+    """One line per paired difference of ``key`` in ``section(method)["versus"]``."""
+    label = key.replace("ndcg", "NDCG").replace("recall", "Recall")
+    for name, method in methods.items():
+        for reference, metrics in ((section(method) or {}).get("versus") or {}).items():
+            difference = metrics.get(key)
             if not difference or not difference.get("ci"):
                 continue
             low, high = difference["ci"]
             verdict = "ahead" if low > 0 else "behind" if high < 0 else "no clear difference"
             out.print(
                 _text(
-                    f"{name} - {reference}: NDCG@{main_k} {difference['mean']:+.3f} "
+                    f"{name} - {reference}: {label} {difference['mean']:+.3f} "
                     f"[{low:+.3f}, {high:+.3f}], paired over the same users: {verdict}"
                 )
             )
-    for note in _eval_notes(report, main_k):
-        out.print(Text(note, style="dim"))
+
+
+def _new_games_report(out: Console, report: dict[str, Any], ks: list[int], main_k: int) -> None:
+    """P-COLD: the same methods over the new-game targets alone."""
+    new = report["new_games"]
+    table = _ranking_table(
+        f"new games only · {new['games']:,} games hidden from training · "
+        f"{new['targets']:,} targets of {new['users_with_new_targets']:,} test users",
+        ks,
+    )
+    for name, method in report["methods"].items():
+        table.add_row(*(_text(c) for c in _ranking_cells(name, method["new_games"]["metrics"], ks)))
+    out.print(table)
+    _print_versus(
+        out, report["methods"], f"recall@{main_k}", lambda method: method.get("new_games")
+    )
+    if {"itemknn", "ease"} & set(report["methods"]):
+        out.print(
+            Text("item-kNN and EASE score a new game 0 (no one in their training data owns it).")
+        )
+    if "popularity" in report["methods"]:
+        out.print(Text("popularity ranks by SteamSpy owners here.", style="dim"))
 
 
 def _eval_notes(report: dict[str, Any], main_k: int) -> list[str]:

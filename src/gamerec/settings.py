@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeGuard, get_args
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -290,20 +290,23 @@ class IndexSettings(_Section):
     )
 
 
-Baseline = Literal["popularity", "itemknn", "ease"]
+Baseline = Literal["popularity", "itemknn", "ease", "content"]
+_DEFAULT_BASELINES: tuple[Baseline, ...] = ("popularity", "itemknn", "ease")
 
 
 class EvalSettings(_Section):
-    protocol: Literal["sg", "loo"] = Field(default="sg", description="sg (P-SG) or loo (P-LOO)")
+    protocol: Literal["sg", "loo", "cold"] = Field(
+        default="sg", description="sg (P-SG), loo (P-LOO) or cold (P-COLD: new games)"
+    )
     k: list[int] = Field(default_factory=lambda: [10, 20, 50], description="cut-offs")
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for 95% CIs")
-    seed: int = Field(default=0, description="seed of the bootstrap")
+    seed: int = Field(default=0, description="seed of the bootstrap and of P-COLD's new games")
     ease_max_items: Count = Field(
         20_000, description="EASE refuses catalogs above this (dense n x n)"
     )
     baselines: list[Baseline] = Field(
-        default_factory=lambda: list(get_args(Baseline)),
-        description="baselines to evaluate",
+        default_factory=lambda: list(_DEFAULT_BASELINES),
+        description="baselines to evaluate (content joins them under P-COLD)",
     )
     ease_lambdas: list[float] = Field(
         default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0],

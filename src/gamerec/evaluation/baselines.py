@@ -4,18 +4,21 @@
 - :class:`ItemKNN`: cosine similarity between the item columns of the binary training matrix;
   a game's score is the sum of its similarities to the history's games (optionally only each
   history game's ``neighbors`` most similar games vote).
-- :class:`EASE` (Steck 2019): the closed form ``B = I - P / diag(P)``,
-  ``P = (X^T X + lambda I)^{-1}``, zero diagonal; scores are ``history @ B``.
-  :func:`tune_ease` picks lambda on the validation users.
+- :class:`ContentTfidf`: TF-IDF over tags, genres, developer and publisher; a user's profile
+  against every game, cosine. The one baseline that ranks games nobody has played.
+- :class:`EASE` (Steck 2019): the weights of :mod:`gamerec.towers.ease` (the re-ranker's
+  co-play model, fit the same way); scores are ``history @ B``. :func:`tune_ease` picks lambda
+  on the validation users.
 
 All are fit on a :class:`UserItems` of training histories (binarised: owning a game counts,
-playtime does not) and implement :class:`gamerec.evaluation.protocol.Scorer`. ``X^T X`` is
-accumulated from dense batches of users, so nothing needs scipy; the item x item matrices are
-dense, which is what bounds the catalog size (see ``EASE.max_items``).
+playtime does not) and implement :class:`gamerec.towers.scorer.Scorer`. ``X^T X`` is counted
+from each user's pairs of games, so nothing needs scipy; the item x item matrices are dense,
+which is what bounds the catalog size (see ``EASE.max_items``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol, Self
 
@@ -23,22 +26,26 @@ import numpy as np
 
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ConfigError
-from gamerec.evaluation.protocol import Scorer, mean_ndcg
+from gamerec.evaluation.protocol import mean_ndcg
+from gamerec.towers.ease import check_ease_size, ease_weights, gram_matrix
+from gamerec.towers.features import history_weights
+from gamerec.towers.scorer import Scorer
 
 __all__ = [
     "BASELINES",
     "DEFAULT_EASE_LAMBDAS",
     "EASE",
     "Baseline",
+    "ContentTfidf",
     "ItemKNN",
     "Popularity",
     "check_ease_size",
-    "item_cooccurrence",
+    "content_tokens",
     "tune_ease",
 ]
 
 #: the baselines ``gamerec eval`` knows, in display order
-BASELINES = ("popularity", "itemknn", "ease")
+BASELINES = ("popularity", "itemknn", "ease", "content")
 
 DEFAULT_EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
@@ -49,20 +56,6 @@ class Baseline(Scorer, Protocol):
     def fit(self, train: UserItems) -> Self: ...
 
 
-def item_cooccurrence(train: UserItems, batch_size: int = 1024) -> np.ndarray:
-    """``X^T X`` of the binary user x item matrix, ``(n_items, n_items)`` float64.
-
-    Accumulated over dense batches of ``batch_size`` users (float32 products, exact for counts
-    below 2**24 per batch, summed in float64).
-    """
-    gram = np.zeros((train.n_items, train.n_items), dtype=np.float64)
-    for start in range(0, train.n_rows, batch_size):
-        rows = np.arange(start, min(start + batch_size, train.n_rows))
-        dense = train.take_rows(rows).to_dense(np.float32)
-        gram += dense.T @ dense
-    return gram
-
-
 def _dense(histories: UserItems, n_items: int) -> np.ndarray:
     if histories.n_items != n_items:
         raise ValueError(f"histories have {histories.n_items} games, the model {n_items}")
@@ -70,12 +63,18 @@ def _dense(histories: UserItems, n_items: int) -> np.ndarray:
 
 
 class Popularity:
-    """Scores every game by how many training users own it."""
+    """Scores every game by how many training users own it.
+
+    With ``owners`` (SteamSpy owners per game, NaN when unknown) it ranks by owners instead, ties
+    broken by training players: a game nobody in the play data owns can still rank (P-COLD).
+    """
 
     name = "popularity"
 
-    def __init__(self) -> None:
+    def __init__(self, owners: np.ndarray | None = None) -> None:
+        self.owners = owners
         self.counts = np.zeros(0, dtype=np.float32)
+        self.ranking = np.zeros(0, dtype=np.float32)
 
     def fit(self, train: UserItems) -> Self:
         row_of = np.repeat(np.arange(train.n_rows, dtype=np.int64), train.row_lengths())
@@ -83,17 +82,24 @@ class Popularity:
         pairs = np.unique(row_of * train.n_items + train.indices)
         owners = np.bincount(pairs % train.n_items, minlength=train.n_items)
         self.counts = owners.astype(np.float32)
+        self.ranking = self.counts
+        if self.owners is not None:
+            if len(self.owners) != train.n_items:
+                raise ValueError(f"{len(self.owners)} owner counts for {train.n_items} games")
+            order = np.lexsort((self.counts, np.nan_to_num(self.owners, nan=-1.0)))
+            self.ranking = np.empty(train.n_items, dtype=np.float32)
+            self.ranking[order] = np.arange(train.n_items, dtype=np.float32)
         return self
 
     def params(self) -> dict[str, object]:
-        return {}
+        return {} if self.owners is None else {"by": "SteamSpy owners, then training players"}
 
     def score(self, histories: UserItems) -> np.ndarray:
-        if histories.n_items != len(self.counts):
+        if histories.n_items != len(self.ranking):
             raise ValueError(
-                f"histories have {histories.n_items} games, the model {len(self.counts)}"
+                f"histories have {histories.n_items} games, the model {len(self.ranking)}"
             )
-        return np.tile(self.counts, (histories.n_rows, 1))
+        return np.tile(self.ranking, (histories.n_rows, 1))
 
 
 class ItemKNN:
@@ -112,9 +118,8 @@ class ItemKNN:
         return {"neighbors": self.neighbors}
 
     def fit(self, train: UserItems, gram: np.ndarray | None = None) -> Self:
-        """Fit on the training histories (or a precomputed :func:`item_cooccurrence`)."""
-        if gram is None:
-            gram = item_cooccurrence(train, self.batch_size)
+        """Fit on the training histories (``gram``: their :func:`gram_matrix`, if computed)."""
+        gram = gram_matrix(train) if gram is None else gram
         norms = np.sqrt(np.diag(gram))
         safe = np.where(norms > 0, norms, 1.0)
         similarity = (gram / safe[:, None] / safe[None, :]).astype(np.float32)
@@ -134,52 +139,105 @@ class ItemKNN:
         return _dense(histories, len(self.similarity)) @ self.similarity
 
 
-def check_ease_size(n_items: int, max_items: int) -> None:
-    """Refuse catalogs whose dense item x item matrices would not fit in memory."""
-    if n_items > max_items:
-        # X^T X, its regularised copy, LAPACK's work copy and the inverse in float64, plus the
-        # float32 weights of the best and the current lambda: about 36 bytes per pair of games
-        gigabytes = 36 * n_items * n_items / 1e9
-        raise ConfigError(
-            f"EASE needs dense {n_items:,} x {n_items:,} matrices (about {gigabytes:.1f} GB) "
-            f"and the catalog has {n_items:,} games, above the limit eval.ease_max_items = "
-            f"{max_items:,}; raise eval.ease_max_items if this machine has the memory, or "
-            "leave ease out of eval.baselines"
-        )
-
-
 class EASE:
     """Embarrassingly shallow autoencoder (Steck 2019) with L2 weight ``lam``."""
 
     name = "ease"
 
-    def __init__(self, lam: float = 100.0, max_items: int = 20_000, batch_size: int = 1024) -> None:
+    def __init__(self, lam: float = 100.0, max_items: int = 20_000) -> None:
         if lam <= 0:
             raise ConfigError(f"EASE lambda must be positive, got {lam}")
         self.lam = float(lam)
         self.max_items = max_items
-        self.batch_size = batch_size
         self.weights = np.zeros((0, 0), dtype=np.float32)
 
     def params(self) -> dict[str, object]:
         return {"lambda": self.lam}
 
     def fit(self, train: UserItems, gram: np.ndarray | None = None) -> Self:
-        """Fit on the training histories (or a precomputed :func:`item_cooccurrence`)."""
+        """Fit on the training histories (``gram``: their :func:`gram_matrix`, if computed)."""
         check_ease_size(train.n_items, self.max_items)
-        if gram is None:
-            gram = item_cooccurrence(train, self.batch_size)
-        regularised = gram.astype(np.float64, copy=True)
-        regularised[np.diag_indices_from(regularised)] += self.lam
-        precision = np.linalg.inv(regularised)
-        del regularised
-        precision /= -np.diag(precision)[None, :]  # B = -P / diag(P), in place
-        np.fill_diagonal(precision, 0.0)
-        self.weights = precision.astype(np.float32)
+        self.weights = ease_weights(gram_matrix(train) if gram is None else gram, self.lam)
         return self
 
     def score(self, histories: UserItems) -> np.ndarray:
         return _dense(histories, len(self.weights)) @ self.weights
+
+
+def content_tokens(
+    genres: Sequence[Sequence[str]],
+    tags: Sequence[Sequence[str]],
+    developers: Sequence[str],
+    publishers: Sequence[str],
+) -> list[list[str]]:
+    """Each game's content tokens: ``tag:``, ``genre:``, ``dev:`` and ``pub:`` (lower case, once).
+
+    Several developers or publishers are separated by ``,`` or ``;`` in the catalog.
+    """
+
+    def names(text: str) -> list[str]:
+        return [part.strip().lower() for part in re.split(r"[;,]", text) if part.strip()]
+
+    return [
+        sorted(
+            {f"genre:{g.strip().lower()}" for g in game_genres if g.strip()}
+            | {f"tag:{t.strip().lower()}" for t in game_tags if t.strip()}
+            | {f"dev:{d}" for d in names(developer)}
+            | {f"pub:{p}" for p in names(publisher)}
+        )
+        for game_genres, game_tags, developer, publisher in zip(
+            genres, tags, developers, publishers, strict=True
+        )
+    ]
+
+
+class ContentTfidf:
+    """TF-IDF over each game's content tokens; a user's profile against every game, cosine.
+
+    A game's vector is the L2-normalised TF-IDF of its tokens (each token once; smoothed
+    ``idf = ln((1 + n) / (1 + df)) + 1``); a user's profile is the sum of their history games'
+    vectors weighted as the two-tower weighs a history
+    (:func:`gamerec.towers.features.history_weights`). It needs no interactions, so it ranks
+    games nobody has played. Vectors are dense (games x tokens float32).
+    """
+
+    name = "content"
+
+    def __init__(self, tokens: Sequence[Sequence[str]], playtime_weight: float = 0.0) -> None:
+        self.tokens = tokens
+        self.playtime_weight = playtime_weight
+        self.vocabulary: list[str] = []
+        self.vectors = np.zeros((0, 0), dtype=np.float32)
+
+    def params(self) -> dict[str, object]:
+        return {"tokens": len(self.vocabulary), "playtime_weight": self.playtime_weight}
+
+    def fit(self, train: UserItems | None = None) -> Self:
+        """Build the game vectors (``train`` is not needed: only its catalog size is checked)."""
+        n_items = len(self.tokens)
+        if train is not None and train.n_items != n_items:
+            raise ValueError(f"content tokens for {n_items} games, the matrix has {train.n_items}")
+        self.vocabulary = sorted({token for game in self.tokens for token in game})
+        column = {token: i for i, token in enumerate(self.vocabulary)}
+        rows = [i for i, game in enumerate(self.tokens) for _ in game]
+        columns = [column[token] for game in self.tokens for token in game]
+        vectors = np.zeros((n_items, len(self.vocabulary)), dtype=np.float32)
+        vectors[rows, columns] = 1.0
+        frequency = vectors.sum(0)
+        vectors *= (np.log((1.0 + n_items) / (1.0 + frequency)) + 1.0).astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.vectors = np.divide(vectors, norms, out=vectors, where=norms > 0)
+        return self
+
+    def score(self, histories: UserItems) -> np.ndarray:
+        vectors = self.vectors
+        if histories.n_items != len(vectors):
+            raise ValueError(f"histories have {histories.n_items} games, the model {len(vectors)}")
+        weights = history_weights(histories.values, self.playtime_weight)
+        profiles = histories.row_sums(vectors[histories.indices] * weights[:, None])
+        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+        profiles = np.divide(profiles, norms, out=profiles, where=norms > 0)
+        return (profiles @ vectors.T).astype(np.float32, copy=False)
 
 
 def tune_ease(
@@ -206,10 +264,10 @@ def tune_ease(
         raise ConfigError("the EASE lambda grid is empty; set eval.ease_lambdas, e.g. [100]")
     check_ease_size(train.n_items, max_items)
     if gram is None:
-        gram = item_cooccurrence(train, batch_size)
+        gram = gram_matrix(train)
     middle = (len(grid) - 1) // 2
     if len(grid) == 1 or not (valid_targets.row_lengths() > 0).any():
-        return EASE(grid[middle], max_items, batch_size).fit(train, gram), {}
+        return EASE(grid[middle], max_items).fit(train, gram), {}
 
     tried: dict[int, float] = {}
     best: tuple[float, EASE] | None = None
@@ -217,7 +275,7 @@ def tune_ease(
     def value(position: int) -> float:
         nonlocal best
         if position not in tried:
-            model = EASE(grid[position], max_items, batch_size).fit(train, gram)
+            model = EASE(grid[position], max_items).fit(train, gram)
             ndcg = mean_ndcg(model, valid_histories, valid_targets, k=k, batch_size=batch_size)
             tried[position] = ndcg
             if best is None or ndcg > best[0]:

@@ -1,9 +1,10 @@
-"""The evaluation protocols, the scorer interface, batched full ranking and bootstrap CIs.
+"""The evaluation protocols, batched full ranking and bootstrap CIs.
 
-Both protocols are built from the split ``gamerec preprocess`` wrote (``split.parquet``): the
-same training users, validation users and test users, so every method is compared on the same
-footing. Models are fit on the **training users only**; validation users tune hyper-parameters
-(EASE's lambda, the two-tower's early stopping); quality is reported on the **test users**.
+The protocols are built (:func:`gamerec.dataio.splits.split_matrices`) from the split
+``gamerec preprocess`` wrote (``split.parquet``): the same training users, validation users and
+test users, so every method is compared on the same footing. Models are fit on the **training
+users only**; validation users tune hyper-parameters (EASE's lambda, the two-tower's early
+stopping); quality is reported on the **test users**.
 
 **P-SG** (strong generalisation, Liang et al. 2018): an evaluated user's ``foldin`` rows are the
 input history, the ``target`` rows (a seeded 20% of their games) are what must be found.
@@ -12,6 +13,11 @@ input history, the ``target`` rows (a seeded 20% of their games) are what must b
 ``playtime_min``, ties to the lowest ``item_idx``) is the single target and everything else they
 own is the history. Users who never played anything (every playtime 0) have no most-played game
 and are skipped; the count is reported.
+
+**P-COLD** (new games): a seeded 20% of the games with players and metadata (an appid and a
+tag or genre) become new games (``new_items``): their rows are removed from the training and
+validation users, so nothing is fit or tuned on them; the test users and their 80/20 split are
+P-SG's, new games included, and metrics are also reported over the new-game targets alone.
 
 Ranking is over the whole catalog with the history's games removed (their score is ``-inf``).
 Users are scored in batches, so memory stays at ``batch_size x n_items`` floats.
@@ -23,12 +29,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from gamerec.artifacts.processed import games_with_players, read_processed
 from gamerec.dataio.matrix import UserItems
+from gamerec.dataio.splits import HeldOutUsers, split_matrices
 from gamerec.errors import ArtifactError, InvalidRequestError
 from gamerec.evaluation.metrics import (
     DEFAULT_KS,
@@ -41,56 +48,50 @@ from gamerec.evaluation.metrics import (
     ranking_metrics,
     top_k,
 )
+from gamerec.towers.scorer import Scorer
 
 __all__ = [
+    "COLD_FRACTION",
     "PROTOCOLS",
-    "EvalUsers",
+    "HeldOutUsers",
+    "ItemMetadata",
     "ProtocolData",
     "Scorer",
     "UserMetrics",
     "bootstrap_ci",
     "build_protocol",
+    "cold_items",
     "evaluate_scorer",
     "load_protocol",
     "mean_ndcg",
+    "new_items_digest",
+    "only_items",
     "summarise",
+    "without_items",
 ]
 
 #: protocol code -> display name
-PROTOCOLS = {"sg": "P-SG", "loo": "P-LOO"}
+PROTOCOLS = {"sg": "P-SG", "loo": "P-LOO", "cold": "P-COLD"}
+
+#: share of the eligible games P-COLD turns into new games
+COLD_FRACTION = 0.2
 
 SKIP_REASONS = {
     "sg": "no fold-in game or no target game",
+    "cold": "no fold-in game or no target game",
     "loo": "never played any game (every playtime is 0), so no most-played game",
 }
 
 
-@runtime_checkable
-class Scorer(Protocol):
-    """What every method implements: baselines, the two-tower model, anything new.
-
-    ``score`` gets a batch of histories (one row per user: games and playtime in minutes) and
-    returns ``(n_rows, n_items)`` scores, higher = better. The evaluation masks the history's
-    games itself, so a scorer need not.
-    """
-
-    name: str
-
-    def score(self, histories: UserItems) -> np.ndarray: ...
-
-
 @dataclass(frozen=True)
-class EvalUsers:
-    """The evaluated users of one group: their input histories and their targets."""
+class ItemMetadata:
+    """What the catalog says about each game (index = ``item_idx``), for content and owners."""
 
-    user_idx: np.ndarray  # (n,) global user_idx, in row order
-    histories: UserItems  # input games with playtime
-    targets: UserItems  # held-out games with playtime
-    skipped: int = 0  # users of the group left out (see ``SKIP_REASONS``)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_idx)
+    genres: list[list[str]]
+    tags: list[list[str]]
+    developer: list[str]  # "" when unknown; several separated by "," or ";"
+    publisher: list[str]
+    owners: np.ndarray  # (n_items,) float64 SteamSpy owners (mid-range), NaN when unknown
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,11 @@ class ProtocolData:
     n_items: int
     train_users: np.ndarray  # (n_train,) global user_idx of the training rows
     train: UserItems  # the training users' whole histories with playtime
-    valid: EvalUsers
-    test: EvalUsers
+    valid: HeldOutUsers
+    test: HeldOutUsers
+    #: P-COLD's new games (sorted item_idx): in no training or validation row; else empty
+    new_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    metadata: ItemMetadata | None = None
 
     @property
     def name(self) -> str:
@@ -125,96 +129,85 @@ def _check_protocol(protocol: str) -> str:
     return protocol
 
 
-def _matrix(
-    user_idx: np.ndarray, items: np.ndarray, values: np.ndarray, users: np.ndarray, n_items: int
-) -> UserItems:
-    rows = np.searchsorted(users, user_idx)
-    return UserItems.from_pairs(rows, items, values, len(users), n_items)
-
-
-def _group_users(
-    protocol: str,
-    user_idx: np.ndarray,
-    items: np.ndarray,
-    playtime: np.ndarray,
-    role: np.ndarray,
-    n_items: int,
-) -> EvalUsers:
-    """Histories and targets of one group's rows (all arrays already restricted to the group)."""
-    users = np.unique(user_idx)
-    if len(users) == 0:
-        kept = users
-        is_target = np.zeros(0, dtype=bool)
-    elif protocol == "sg":
-        is_target = role == "target"
-        has_target = np.isin(users, user_idx[is_target])
-        has_foldin = np.isin(users, user_idx[~is_target])
-        kept = users[has_target & has_foldin]
-    else:
-        # most-played game per user: sort by user, playtime descending, item ascending
-        order = np.lexsort((items, -playtime, user_idx))
-        first = order[np.r_[True, user_idx[order][1:] != user_idx[order][:-1]]]
-        played = playtime[first] > 0
-        kept = user_idx[first][played]
-        is_target = np.zeros(len(user_idx), dtype=bool)
-        is_target[first[played]] = True
-    in_kept = np.isin(user_idx, kept)
-    history = in_kept & ~is_target
-    target = in_kept & is_target
-    return EvalUsers(
-        user_idx=kept.astype(np.int64),
-        histories=_matrix(user_idx[history], items[history], playtime[history], kept, n_items),
-        targets=_matrix(user_idx[target], items[target], playtime[target], kept, n_items),
-        skipped=len(users) - len(kept),
+def _keep_items(matrix: UserItems, keep: np.ndarray) -> UserItems:
+    rows = np.repeat(np.arange(matrix.n_rows), matrix.row_lengths())
+    return UserItems.from_pairs(
+        rows[keep], matrix.indices[keep], matrix.values[keep], matrix.n_rows, matrix.n_items
     )
+
+
+def without_items(matrix: UserItems, items: np.ndarray) -> UserItems:
+    """``matrix`` without its entries for ``items`` (rows kept, possibly empty)."""
+    return _keep_items(matrix, ~np.isin(matrix.indices, items))
+
+
+def only_items(matrix: UserItems, items: np.ndarray) -> UserItems:
+    """``matrix`` with only its entries for ``items`` (rows kept, possibly empty)."""
+    return _keep_items(matrix, np.isin(matrix.indices, items))
+
+
+def cold_items(eligible: np.ndarray, seed: int, fraction: float = COLD_FRACTION) -> np.ndarray:
+    """Sorted item_idx of a seeded ``fraction`` (rounded) of the ``eligible`` (bool mask) games."""
+    candidates = np.flatnonzero(eligible)
+    size = round(fraction * len(candidates))
+    chosen = np.random.default_rng(seed).choice(candidates, size=size, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+def new_items_digest(new_items: np.ndarray) -> str:
+    """A short fingerprint of P-COLD's new games: a model trained with them hidden records it."""
+    import hashlib
+
+    return hashlib.sha256(np.asarray(new_items, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
 def build_protocol(
-    user_idx: np.ndarray,
-    item_idx: np.ndarray,
-    playtime: np.ndarray,
-    group: np.ndarray,
-    role: np.ndarray,
+    *columns: np.ndarray,
     n_items: int,
     protocol: str = "sg",
+    new_items: np.ndarray | None = None,
+    metadata: ItemMetadata | None = None,
 ) -> ProtocolData:
-    """Build a protocol from the split's columns (one entry per interaction).
+    """Build a protocol from the split's columns, those of :func:`split_matrices`.
 
-    ``group`` holds ``train``/``valid``/``test`` and ``role`` ``train``/``foldin``/``target``
-    (as strings or a categorical); ``playtime`` is ``playtime_min`` of the same interaction.
+    ``columns``: ``user_idx``, ``item_idx``, ``playtime``, ``group``, ``role`` (one entry per
+    interaction). ``new_items`` (P-COLD only, e.g. from :func:`cold_items`): the games whose
+    rows are taken out of the training and validation users.
     """
     _check_protocol(protocol)
-    user_idx = np.asarray(user_idx, dtype=np.int64)
-    item_idx = np.asarray(item_idx, dtype=np.int64)
-    playtime = np.asarray(playtime, dtype=np.float32)
-    group = np.asarray(group, dtype=object)
-    role = np.asarray(role, dtype=object)
-    in_train = group == "train"
-    train_users = np.unique(user_idx[in_train])
-    train = _matrix(
-        user_idx[in_train], item_idx[in_train], playtime[in_train], train_users, n_items
+    user_idx, item_idx, playtime, group, role = columns
+    holdout = "sg" if protocol == "cold" else protocol
+    matrices = split_matrices(
+        user_idx, item_idx, playtime, group, role, n_items=n_items, holdout=holdout
     )
-
-    def users_of(name: str) -> EvalUsers:
-        mask = group == name
-        return _group_users(
-            protocol, user_idx[mask], item_idx[mask], playtime[mask], role[mask], n_items
+    hidden = np.zeros(0, dtype=np.int64)
+    train, valid = matrices.train, matrices.valid
+    if protocol == "cold":
+        hidden = np.unique(np.asarray(new_items if new_items is not None else [], np.int64))
+        train = without_items(train, hidden)
+        valid = HeldOutUsers(
+            valid.user_idx,
+            without_items(valid.histories, hidden),
+            without_items(valid.targets, hidden),
+            valid.skipped,
         )
-
     return ProtocolData(
         protocol=protocol,
         n_items=n_items,
-        train_users=train_users,
+        train_users=matrices.train_users,
         train=train,
-        valid=users_of("valid"),
-        test=users_of("test"),
+        valid=valid,
+        test=matrices.test,
+        new_items=hidden,
+        metadata=metadata,
     )
 
 
-def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolData:
+def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0) -> ProtocolData:
     """Read ``split.parquet``, ``interactions.parquet`` and ``items.parquet`` of ``processed/``.
 
     Check the directory's manifest first (``artifacts.read_manifest``); this only reads.
+    ``seed`` draws P-COLD's new games among those with players, an appid and a tag or genre.
     """
     _check_protocol(protocol)
     directory = Path(processed_dir)
@@ -236,14 +229,47 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg") -> ProtocolDa
             f"{directory}: the split refers to games outside the catalog ({n_items} games); "
             "run `gamerec preprocess` again"
         )
+    metadata = _metadata(items)
+    new_items = None
+    if protocol == "cold":
+        has_players = np.bincount(item_idx, minlength=n_items) > 0
+        has_content = np.array(
+            [len(g) + len(t) > 0 for g, t in zip(metadata.genres, metadata.tags, strict=True)],
+            dtype=bool,
+        )
+        eligible = has_players & items["appid"].notna().to_numpy() & has_content
+        new_items = cold_items(eligible, seed)
     return build_protocol(
         split["user_idx"].to_numpy(),
         item_idx,
         interactions["playtime_min"].to_numpy(),
         split["group"].astype(str).to_numpy(),
         split["role"].astype(str).to_numpy(),
-        n_items,
-        protocol,
+        n_items=n_items,
+        protocol=protocol,
+        new_items=new_items,
+        metadata=metadata,
+    )
+
+
+def _metadata(items: Any) -> ItemMetadata:
+    """The catalog's content fields, in ``item_idx`` order (items.parquet is sorted by it)."""
+    import pandas as pd
+
+    def lists(name: str) -> list[list[str]]:
+        return [[str(v) for v in value] if value is not None else [] for value in items[name]]
+
+    def texts(name: str) -> list[str]:
+        return ["" if pd.isna(value) else str(value) for value in items[name]]
+
+    low = pd.to_numeric(items["owners_low"], errors="coerce").astype("float64").to_numpy()
+    high = pd.to_numeric(items["owners_high"], errors="coerce").astype("float64").to_numpy()
+    return ItemMetadata(
+        genres=lists("genres"),
+        tags=lists("tags"),
+        developer=texts("developer"),
+        publisher=texts("publisher"),
+        owners=(low + high) / 2,
     )
 
 

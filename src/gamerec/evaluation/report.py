@@ -17,20 +17,22 @@ from gamerec.errors import ConfigError, DataError
 from gamerec.evaluation.baselines import (
     BASELINES,
     DEFAULT_EASE_LAMBDAS,
+    ContentTfidf,
     ItemKNN,
     Popularity,
-    check_ease_size,
-    item_cooccurrence,
+    content_tokens,
     tune_ease,
 )
 from gamerec.evaluation.metrics import check_ks, metric_key
 from gamerec.evaluation.protocol import (
     ProtocolData,
-    Scorer,
     bootstrap_ci,
     evaluate_scorer,
+    only_items,
     summarise,
 )
+from gamerec.towers.ease import check_ease_size, gram_matrix
+from gamerec.towers.scorer import Scorer
 
 __all__ = ["CONFIDENCE", "TUNING_K", "compare"]
 
@@ -56,12 +58,17 @@ def compare(
     ease_max_items: int = 20_000,
     itemknn_neighbors: int | None = None,
     batch_size: int = 1024,
+    playtime_weight: float = 0.0,
     progress: Callable[[str], None] = _quiet,
 ) -> dict[str, Any]:
     """Fit ``baselines`` on ``data.train``, evaluate them and ``scorers`` on ``data.test``.
 
     The bootstrap resamples the same users for every method (``seed``), so the intervals of two
-    methods describe the same resampled populations.
+    methods describe the same resampled populations. Under P-COLD (``data.new_items``) each
+    method also gets ``new_games``: the same metrics over the new-game targets alone (ranking
+    still over the whole catalog), popularity ranks by SteamSpy owners, and the content
+    baseline is compared with every other baseline. ``playtime_weight`` weighs the content
+    baseline's history as the two-tower's.
     """
     unknown = [name for name in baselines if name not in BASELINES]
     if unknown:
@@ -83,6 +90,12 @@ def compare(
             "the split has no training users to fit the baselines on; run `gamerec preprocess` "
             "with more data"
         )
+    cold = data.protocol == "cold"
+    if "content" in baselines and data.metadata is None:
+        raise DataError(
+            "the content baseline needs the catalog's tags, genres, developer and publisher; "
+            "load the protocol with load_protocol or pass metadata to build_protocol"
+        )
     if "ease" in baselines:
         check_ease_size(data.n_items, ease_max_items)
         if not ease_lambdas or min(ease_lambdas) <= 0:
@@ -101,11 +114,13 @@ def compare(
         nonlocal gram, gram_seconds
         if gram is None:
             started = time.perf_counter()
-            gram = item_cooccurrence(data.train, batch_size)
+            gram = gram_matrix(data.train)
             gram_seconds = time.perf_counter() - started
         return gram
 
     per_user: dict[str, Mapping[str, np.ndarray]] = {}
+    per_user_new: dict[str, Mapping[str, np.ndarray]] = {}
+    new_targets = only_items(test.targets, data.new_items) if cold else None
 
     def record(scorer: Scorer, kind: str, fit_seconds: float | None, params: dict) -> None:
         result = evaluate_scorer(
@@ -121,6 +136,20 @@ def compare(
             "users": result.n_users,
             "metrics": metrics,
         }
+        if new_targets is not None:
+            new = evaluate_scorer(
+                scorer,
+                test.histories,
+                new_targets,
+                ks,
+                popularity=popularity,
+                batch_size=batch_size,
+            )
+            per_user_new[scorer.name] = new.per_user
+            methods[scorer.name]["new_games"] = {
+                "users": new.n_users,
+                "metrics": summarise(new, bootstrap, seed, CONFIDENCE),
+            }
         headline = metric_key("recall", ks[0] if TUNING_K not in ks else TUNING_K)
         ndcg = headline.replace("recall", "ndcg")
         fitted = "" if fit_seconds is None else f"fit {fit_seconds:.1f} s, "
@@ -131,8 +160,15 @@ def compare(
 
     def fit(name: str) -> tuple[Scorer, dict[str, Any]]:
         if name == "popularity":
-            popular = Popularity().fit(data.train)
+            owners = data.metadata.owners if cold and data.metadata is not None else None
+            popular = Popularity(owners).fit(data.train)
             return popular, popular.params()
+        if name == "content":
+            assert data.metadata is not None
+            meta = data.metadata
+            tokens = content_tokens(meta.genres, meta.tags, meta.developer, meta.publisher)
+            content = ContentTfidf(tokens, playtime_weight).fit(data.train)
+            return content, content.params()
         if name == "itemknn":
             knn = ItemKNN(itemknn_neighbors, batch_size).fit(data.train, shared_gram())
             return knn, {**knn.params(), "cooccurrence_seconds": round(gram_seconds, 3)}
@@ -180,15 +216,27 @@ def compare(
         del scorer
         if not {"itemknn", "ease"} & set(baselines[position + 1 :]):
             gram = None  # free the n x n matrix before the next method
+
+    def compare_with(method: str, others: Sequence[str]) -> None:
+        entry = methods[method]
+        entry["versus"] = {
+            name: paired_differences(per_user[method], per_user[name], bootstrap, seed)
+            for name in others
+        }
+        if new_targets is not None:
+            entry["new_games"]["versus"] = {
+                name: paired_differences(per_user_new[method], per_user_new[name], bootstrap, seed)
+                for name in others
+            }
+
+    if cold and "content" in baselines:
+        compare_with("content", [name for name in baselines if name != "content"])
     for scorer in scorers:
         progress(f"{scorer.name}: ranking {data.n_items:,} games for {test.n_users:,} test users")
         record(scorer, "model", None, {})
-        methods[scorer.name]["versus"] = {
-            name: paired_differences(per_user[scorer.name], per_user[name], bootstrap, seed)
-            for name in baselines
-        }
+        compare_with(scorer.name, baselines)
 
-    return {
+    report = {
         "protocol": data.protocol,
         "protocol_name": data.name,
         "ks": ks,
@@ -202,6 +250,13 @@ def compare(
         "ease_lambda": ease_lambda,
         "methods": methods,
     }
+    if new_targets is not None:
+        report["new_games"] = {
+            "games": len(data.new_items),
+            "targets": new_targets.nnz,
+            "users_with_new_targets": int((new_targets.row_lengths() > 0).sum()),
+        }
+    return report
 
 
 def paired_differences(

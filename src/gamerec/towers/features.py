@@ -22,6 +22,7 @@ __all__ = [
     "build_item_features",
     "history_weights",
     "token_preferences",
+    "unit_history_weights",
 ]
 
 _YEAR = re.compile(r"(19[7-9]\d|20[0-4]\d)")
@@ -112,6 +113,13 @@ def history_weights(minutes: np.ndarray, playtime_weight: float) -> np.ndarray:
     """
     hours = np.asarray(minutes, dtype=np.float32) / 60.0
     return (1.0 + playtime_weight * np.log1p(hours)).astype(np.float32)
+
+
+def unit_history_weights(histories: UserItems, raw_weights: np.ndarray) -> np.ndarray:
+    """``raw_weights`` (one per history entry) scaled to unit L2 norm within each history."""
+    row_of = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+    norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
+    return raw_weights / np.maximum(norms[row_of], 1e-12)
 
 
 def token_preferences(

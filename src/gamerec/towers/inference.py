@@ -14,7 +14,7 @@ import numpy as np
 from gamerec.artifacts.model import ModelArtifacts, read_model
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
-from gamerec.towers.features import history_weights, token_preferences
+from gamerec.towers.features import history_weights, token_preferences, unit_history_weights
 
 __all__ = [
     "USER_TOWER_ARRAYS",
@@ -71,10 +71,7 @@ class NumpyUserTower:
             if total > 0:
                 prefs /= total
         else:
-            lengths = histories.row_lengths()
-            row_of = np.repeat(np.arange(histories.n_rows), lengths)
-            norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
-            weights = raw_weights / np.maximum(norms[row_of], 1e-12)
+            weights = unit_history_weights(histories, raw_weights)
             bag = histories.row_sums(self.history[histories.indices] * weights[:, None])
             prefs = token_preferences(histories, self.token_matrix, raw_weights)
         if extra_preferences is not None:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,16 +47,16 @@ from gamerec.towers.distributed import (
     gather_candidates,
     rank_slice,
 )
-from gamerec.towers.features import ItemFeatures, history_weights, token_preferences
+from gamerec.towers.features import (
+    ItemFeatures,
+    history_weights,
+    token_preferences,
+    unit_history_weights,
+)
 from gamerec.towers.model import TwoTower, TwoTowerConfig
+from gamerec.towers.scorer import Scorer
 
 __all__ = ["EpochReport", "TrainResult", "resolve_device", "train_two_tower"]
-
-
-class _Scorer(Protocol):
-    name: str
-
-    def score(self, histories: UserItems) -> np.ndarray: ...
 
 
 @dataclass
@@ -97,9 +97,7 @@ def user_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The user tower's tensors for a batch of histories (indices, offsets, weights, prefs)."""
     raw_weights = history_weights(histories.values, playtime_weight)
-    row_of = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
-    norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
-    weights = raw_weights / np.maximum(norms[row_of], 1e-12)
+    weights = unit_history_weights(histories, raw_weights)
     prefs = token_preferences(histories, token_matrix, raw_weights)
     return (
         torch.from_numpy(histories.indices.astype(np.int64)).to(device),
@@ -191,7 +189,7 @@ def train_two_tower(
     features: ItemFeatures,
     config: TwoTowerConfig,
     *,
-    validate: Callable[[_Scorer], float],
+    validate: Callable[[Scorer], float],
     epochs: int,
     patience: int,
     batch_size: int,
@@ -209,7 +207,7 @@ def train_two_tower(
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     workers: Workers | None = None,
-    validate_part: Callable[[_Scorer, int, int], tuple[float, int]] | None = None,
+    validate_part: Callable[[Scorer, int, int], tuple[float, int]] | None = None,
 ) -> TrainResult:
     """Train and return the model at its best validation epoch.
 
@@ -489,8 +487,8 @@ class _Optimizer:
 
 def _validate(
     scorer: _TorchScorer,
-    validate: Callable[[_Scorer], float],
-    validate_part: Callable[[_Scorer, int, int], tuple[float, int]] | None,
+    validate: Callable[[Scorer], float],
+    validate_part: Callable[[Scorer, int, int], tuple[float, int]] | None,
     workers: Workers | None,
 ) -> float:
     """The early-stopping metric; the same number on every worker."""

@@ -21,10 +21,10 @@ from gamerec.towers.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from gamerec.towers.ease import check_ease_size, ease_weights
 from gamerec.towers.features import build_item_features
 from gamerec.towers.inference import NumpyUserTower
 from gamerec.towers.model import TwoTowerConfig
-from gamerec.towers.rerank import ease_weights
 from gamerec.towers.train import train_two_tower, user_inputs
 
 
@@ -175,11 +175,12 @@ def test_learning_rate_halves_after_each_epoch_without_gain() -> None:
 
 
 def test_the_reranker_size_error_names_the_setting_to_change() -> None:
-    gram = np.eye(12)
-    with pytest.raises(GamerecError, match=r"train\.rerank_max_items = 10 games") as caught:
-        ease_weights(gram, 1.0, max_items=10)
+    with pytest.raises(GamerecError, match=r"train\.rerank_max_items = 10") as caught:
+        check_ease_size(
+            12, 10, setting="train.rerank_max_items", otherwise="set train.rerank = false"
+        )
     assert "train.rerank = false" in str(caught.value)
-    assert ease_weights(gram, 1.0, max_items=12).shape == (12, 12)
+    assert ease_weights(np.eye(12), 1.0).shape == (12, 12)
 
 
 def test_a_non_finite_loss_stops_training_with_advice(tmp_path):

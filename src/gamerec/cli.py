@@ -341,6 +341,9 @@ def recommend(
     include_owned: Annotated[
         bool, typer.Option(help="Allow games the player already owns.")
     ] = False,
+    include_dlc: Annotated[
+        bool, typer.Option(help="Allow DLC of base games the player owns.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Recommend games for a known user, a list of played games, or a Steam library.
@@ -369,10 +372,13 @@ def recommend(
         else None,
         k=top_k,
         exclude_owned=not include_owned,
+        include_dlc=include_dlc,
     )
     who = f"user {user}" if user else "you"
     render.result(
-        answers, json_output, lambda a: render.recommendations(f"Recommended for {who}", a)
+        answers,
+        json_output,
+        lambda a: render.recommendation_answer(f"Recommended for {who}", a),
     )
 
 

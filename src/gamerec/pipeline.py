@@ -510,7 +510,15 @@ def _train(
     user_tower = export_user_tower(result.model, features)
     item_embeddings = export_item_embeddings(result.model, features)
     coplay, rerank = None, None
-    if options.rerank and n_items <= options.rerank_max_items:
+    if options.rerank and n_items > options.rerank_max_items:
+        # dense games x games weights: bounded by the games with players, never the catalog
+        skipped = (
+            f"{n_items:,} games with players, above train.rerank_max_items = "
+            f"{options.rerank_max_items:,}"
+        )
+        summary["rerank"] = {"skipped": skipped}
+        progress("train", f"co-play re-ranker skipped: {skipped}", None)
+    elif options.rerank:
         progress("train", "fitting the co-play re-ranker on the training users", None)
         coplay, rerank = _fit_reranker(
             train_matrix, valid, user_tower, item_embeddings, config.playtime_weight, options
@@ -568,8 +576,13 @@ def recommend(
     achievements: dict[int, int] | None = None,
     k: int | None = None,
     exclude_owned: bool = True,
-) -> list[dict[str, Any]]:
-    """Recommendations for a known user and/or a history (``played``, a ``library`` file)."""
+    include_dlc: bool = False,
+) -> dict[str, Any]:
+    """Recommendations for a known user and/or a history (``played``, a ``library`` file).
+
+    Returns ``{"recommendations": [...], "history": {...}, "note": ...}``: ``history`` says how
+    many of the given games are known and lists the appids that are not (or not in the model).
+    """
     history = dict(played or {})
     if library is not None:
         history.update(read_library(library))
@@ -580,8 +593,9 @@ def recommend(
         achievements=achievements or {},
         k=settings.recommend.top_k if k is None else k,
         exclude_owned=exclude_owned,
+        include_dlc=include_dlc,
     )
-    return [answer.to_dict() for answer in answers]
+    return answers.to_dict()
 
 
 def read_library(path: Path) -> dict[int, float]:

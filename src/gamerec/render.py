@@ -243,19 +243,48 @@ def recommendations(title: str, answers: list[dict[str, Any]]) -> None:
     table.add_column("#", justify="right")
     table.add_column("game")
     table.add_column("appid", justify="right")
+    table.add_column("year", justify="right")
     table.add_column("genres")
     table.add_column("score", justify="right")
     table.add_column("why", style="dim")
     for rank, answer in enumerate(answers, 1):
+        # the genres a --genres filter matched come first
+        matched = answer.get("matched_genres") or []
+        genres = [*matched, *(g for g in answer["genres"] if g not in matched)][:3]
+        year = answer.get("release_year")
         table.add_row(
             str(rank),
             _text(answer["name"]),
             _text(answer["appid"] or ""),
-            _text(", ".join(answer["genres"][:3])),
+            _text("" if year is None else year),
+            _text(", ".join(genres)),
             f"{answer['score']:.3f}",
             _text(answer["reason"]),
         )
     stdout().print(table)
+
+
+def recommendation_answer(title: str, answer: dict[str, Any]) -> None:
+    """The table, then one line on the given games and the answer's note, if any."""
+    recommendations(title, answer["recommendations"])
+    history = answer["history"]
+    if history["given"]:
+        line = f"{history['known']:,} of {history['given']:,} given games are known"
+        if history["not_in_model_appids"]:
+            line += (
+                f"; {len(history['not_in_model_appids']):,} in the catalog but not in the model "
+                f"({_appid_list(history['not_in_model_appids'])})"
+            )
+        if history["unknown_appids"]:
+            line += f"; unknown appids: {_appid_list(history['unknown_appids'])}"
+        stdout().print(Text(line, style="dim"))
+    if answer.get("note"):
+        stdout().print(Text(answer["note"], style="dim"))
+
+
+def _appid_list(appids: list[int], most: int = 12) -> str:
+    shown = ", ".join(str(a) for a in appids[:most])
+    return shown + (f" and {len(appids) - most:,} more" if len(appids) > most else "")
 
 
 def recommend_all_summary(summary: dict[str, Any]) -> None:

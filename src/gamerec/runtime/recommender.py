@@ -2,8 +2,11 @@
 
 Never imports torch (the user tower runs in numpy) nor pandas (tables are read with pyarrow).
 A known user is looked up in ``processed/``; an unknown user with a history is embedded from
-it; a user with only genres (or nothing) gets a genre-aware popularity fallback, and the reason
-says so.
+it; a user with only genres (or nothing) gets a genre-aware popularity fallback, and the
+answer's note says so. Only games may come back: never a title without an appid, a DLC (unless
+asked for, and then only for a base game the player owns), a soundtrack, a beta, a server, a
+tool, a demo or a video. Every answer says which of the given games shaped it and which were
+not known.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from gamerec.artifacts.index import open_index
 from gamerec.artifacts.model import EMBEDDINGS_FILE, read_model, read_processed_for_model
-from gamerec.artifacts.processed import column_to_numpy, read_columns
+from gamerec.artifacts.processed import column_to_numpy, games_with_players, read_columns
 from gamerec.artifacts.workspace import Workspace
 from gamerec.dataio.files import normalise_title
+from gamerec.dataio.ids import appid_or_none, is_appid_text
+from gamerec.dataio.kinds import Kind
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import (
     AmbiguousNameError,
@@ -33,10 +38,12 @@ from gamerec.index.reference import VectorIndex
 from gamerec.towers.inference import NumpyUserTower, manifest_playtime_weight
 from gamerec.towers.rerank import blend
 
-__all__ = ["Recommendation", "Recommender"]
+__all__ = ["HistoryReport", "Recommendation", "Recommendations", "Recommender"]
 
 #: minutes of play one unlocked achievement stands for when no playtime is given
 MINUTES_PER_ACHIEVEMENT = 30.0
+#: how many shared tags a reason names
+_REASON_TAGS = 2
 
 
 @dataclass(frozen=True)
@@ -47,22 +54,139 @@ class Recommendation:
     genres: list[str]
     reason: str
     item_idx: int
+    tags: list[str] = field(default_factory=list)
+    release_year: int | None = None
+    owners: str | None = None  # SteamSpy's owners range, e.g. "2,000,000 .. 5,000,000"
+    matched_genres: list[str] = field(default_factory=list)  # of the genres asked for
 
     def to_dict(self) -> dict[str, Any]:
         # what dataclasses.asdict gives, without its recursive deep copy (a third of the time
-        # of an HTTP answer): the fields are scalars and strings but for the genres list
-        return {**self.__dict__, "genres": list(self.genres)}
+        # of an HTTP answer): the fields are scalars and strings but for the lists
+        return {
+            **self.__dict__,
+            "genres": list(self.genres),
+            "tags": list(self.tags),
+            "matched_genres": list(self.matched_genres),
+        }
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    """What became of the games a request gave (``played``, ``achievements``, a library)."""
+
+    given: int  # distinct appids given
+    used: int  # in the model: they shape the answer
+    not_in_model: list[int]  # in the catalog, but not in the trained model (yet)
+    unknown: list[int]  # in no catalog gamerec has
+
+    @property
+    def known(self) -> int:
+        return self.given - len(self.unknown)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "given": self.given,
+            "known": self.known,
+            "used": self.used,
+            "not_in_model_appids": list(self.not_in_model),
+            "unknown_appids": list(self.unknown),
+        }
+
+
+_NO_HISTORY = HistoryReport(0, 0, [], [])
+
+
+class Recommendations(list[Recommendation]):
+    """A ranked list of :class:`Recommendation`, with what became of the given games."""
+
+    def __init__(
+        self,
+        answers: Sequence[Recommendation] = (),
+        history: HistoryReport = _NO_HISTORY,
+        note: str | None = None,
+    ):
+        super().__init__(answers)
+        self.history = history
+        self.note = note
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recommendations": [answer.to_dict() for answer in self],
+            "history": self.history.to_dict(),
+            "note": self.note,
+        }
 
 
 @dataclass
 class _Catalog:
+    """Every game of ``processed/items.parquet``; the first ``n_model`` are in the model."""
+
     appids: np.ndarray  # (n,) int64, -1 where unknown
     names: list[str]
     genres: list[list[str]]
-    players: np.ndarray  # (n,) owners in the training data: the popularity fallback
+    tags: list[list[str]]
+    players: np.ndarray  # (n,) training users owning it: the popularity fallback
+    kinds: list[str]
+    recommendable: np.ndarray  # (n,) bool: a game with an appid
+    base_appids: np.ndarray  # (n,) int64: a DLC's base game, -1 where none
+    release_years: np.ndarray  # (n,) int64, -1 where unknown
+    owners: list[str | None]
+    n_model: int
     by_appid: dict[int, int] = field(default_factory=dict)
     by_title: dict[str, list[int]] = field(default_factory=dict)
     lower_names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, processed_dir: Path, n_model: int) -> _Catalog:
+        columns = read_columns(
+            processed_dir,
+            "items",
+            [
+                "appid",
+                "name",
+                "genres",
+                "tags",
+                "n_users",
+                "kind",
+                "recommendable",
+                "base_appid",
+                "release_year",
+                "owners_low",
+                "owners_high",
+                "has_players",
+            ],
+        )
+        with_players = games_with_players(column_to_numpy(columns["has_players"], fill=False))
+        if n_model not in (with_players, len(columns["appid"])):
+            raise ArtifactError(
+                f"the model has {n_model:,} games, the catalog {len(columns['appid']):,} with "
+                f"{with_players:,} played; run `gamerec train` and `gamerec index` again"
+            )
+        appids = column_to_numpy(columns["appid"], fill=-1).astype(np.int64)
+        names = [str(n) for n in columns["name"].to_pylist()]
+        low = column_to_numpy(columns["owners_low"], fill=-1)
+        high = column_to_numpy(columns["owners_high"], fill=-1)
+        catalog = cls(
+            appids=appids,
+            names=names,
+            genres=[list(g or []) for g in columns["genres"].to_pylist()],
+            tags=[list(t or []) for t in columns["tags"].to_pylist()],
+            players=column_to_numpy(columns["n_users"]).astype(np.float64),
+            kinds=[str(k) for k in columns["kind"].to_pylist()],
+            recommendable=column_to_numpy(columns["recommendable"], fill=False),
+            base_appids=column_to_numpy(columns["base_appid"], fill=-1).astype(np.int64),
+            release_years=column_to_numpy(columns["release_year"], fill=-1).astype(np.int64),
+            owners=[
+                f"{lo:,} .. {hi:,}" if lo >= 0 and hi >= 0 else None
+                for lo, hi in zip(low.tolist(), high.tolist(), strict=True)
+            ],
+            n_model=n_model,
+        )
+        catalog.by_appid = {int(a): i for i, a in enumerate(appids) if a >= 0}
+        catalog.lower_names = [n.lower() for n in names]
+        for position, name in enumerate(names):
+            catalog.by_title.setdefault(normalise_title(name), []).append(position)
+        return catalog
 
 
 class Recommender:
@@ -93,7 +217,7 @@ class Recommender:
             self._load_users: Callable[[], tuple[dict[str, int], UserItems]] | None = known_users
             self._known_users: dict[str, int] = {}
             self._histories = UserItems.from_pairs(
-                np.empty(0), np.empty(0), None, 0, len(catalog.names)
+                np.empty(0), np.empty(0), None, 0, catalog.n_model
             )
         else:
             assert histories is not None
@@ -111,12 +235,16 @@ class Recommender:
         tokens = list(model_manifest.get("tokens", []))
         self._token_position = {t: i for i, t in enumerate(tokens)}
         self._n_tokens = len(tokens)
-        self._item_genres_lower = [{g.lower() for g in gs} for gs in catalog.genres]
+        n = catalog.n_model
+        item_genres_lower = [{g.lower() for g in gs} for gs in catalog.genres[:n]]
         self._genre_items = {
-            key: np.array([key in genres for genres in self._item_genres_lower], dtype=bool)
+            key: np.array([key in genres for genres in item_genres_lower], dtype=bool)
             for key in self._genre_lookup
         }
-        self._popularity_order = np.argsort(-catalog.players, kind="stable")
+        #: what may be recommended to anyone: games with an appid
+        self._games = catalog.recommendable[:n].copy()
+        self._dlc = np.array([kind == Kind.DLC for kind in catalog.kinds[:n]], dtype=bool)
+        self._popularity_order = np.argsort(-catalog.players[:n], kind="stable")
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -135,28 +263,15 @@ class Recommender:
         mapping would kill the process).
         """
         workspace = Workspace.at(data_dir)
-        model = read_model(
-            workspace.model, coplay=("copy" if in_memory else "map") if rerank else "skip"
-        )
+        coplay: Literal["skip", "map", "copy"] = "skip"
+        if rerank:
+            coplay = "copy" if in_memory else "map"
+        model = read_model(workspace.model, coplay=coplay)
         read_processed_for_model(workspace.processed, model)
         index, index_manifest = open_index(
             workspace.index, model.item_embeddings, model.embeddings_fingerprint
         )
-        items = read_columns(
-            workspace.processed, "items", ["item_idx", "appid", "name", "genres", "n_users"]
-        )
-        appids = column_to_numpy(items["appid"], fill=-1).astype(np.int64)
-        names = [str(n) for n in items["name"].to_pylist()]
-        catalog = _Catalog(
-            appids=appids,
-            names=names,
-            genres=[list(g or []) for g in items["genres"].to_pylist()],
-            players=column_to_numpy(items["n_users"]).astype(np.float64),
-        )
-        catalog.by_appid = {int(a): i for i, a in enumerate(appids) if a >= 0}
-        catalog.lower_names = [n.lower() for n in names]
-        for position, name in enumerate(names):
-            catalog.by_title.setdefault(normalise_title(name), []).append(position)
+        catalog = _Catalog.read(workspace.processed, model.item_embeddings.shape[0])
 
         def load_users() -> tuple[dict[str, int], UserItems]:
             users = read_columns(workspace.processed, "users", ["user_idx", "user_id"])
@@ -169,15 +284,10 @@ class Recommender:
                 column_to_numpy(rows["item_idx"]),
                 column_to_numpy(rows["playtime_min"]),
                 len(user_ids),
-                len(names),
+                catalog.n_model,
             )
             return {user_id: i for i, user_id in enumerate(user_ids)}, histories
 
-        if model.item_embeddings.shape[0] != len(names):
-            raise ArtifactError(
-                f"the model has {model.item_embeddings.shape[0]} games, the catalog {len(names)}; "
-                "run `gamerec train` and `gamerec index` again"
-            )
         return cls(
             catalog,
             NumpyUserTower(model.user_tower, manifest_playtime_weight(model.manifest)),
@@ -203,6 +313,38 @@ class Recommender:
         self._ensure_users()
         return self._histories
 
+    def check(self) -> None:
+        """Load what is otherwise loaded on first use and answer trial requests.
+
+        ArtifactError when something is unreadable or of the wrong shape: a server calls this
+        before it swaps a freshly loaded Recommender in, so a broken workspace never serves.
+        """
+        self._ensure_users()
+        played = self.histories.indices
+        if (
+            self.histories.n_items != self.n_items
+            or (len(played) and not 0 <= int(played.min()) <= int(played.max()) < self.n_items)
+            or (self.coplay is not None and self.coplay.shape != (self.n_items, self.n_items))
+        ):
+            raise ArtifactError(
+                "processed/ and model/ disagree on the number of games; "
+                "run `gamerec train` and `gamerec index` again"
+            )
+        try:
+            if self.known_users:
+                self.recommend(user_id=next(iter(self.known_users)), k=1)
+            appid = next((int(a) for a in self.catalog.appids[: self.n_items] if a >= 0), None)
+            if appid is not None:
+                self.recommend(played={appid: 60.0}, k=1)
+                self.similar(appid, 1)
+        except ArtifactError:
+            raise
+        except Exception as exc:  # a wrong shape or type shows up as numpy's error here
+            raise ArtifactError(
+                f"the artifacts fail a trial request ({type(exc).__name__}: {str(exc)[:200]}); "
+                "run `gamerec train` and `gamerec index` again"
+            ) from exc
+
     def _ensure_users(self) -> None:
         if self._load_users is not None:
             with self._users_lock:
@@ -213,12 +355,14 @@ class Recommender:
     # ------------------------------------------------------------------ lookups
     @property
     def n_items(self) -> int:
-        return len(self.catalog.names)
+        """Games in the model: what histories hold and the index searches."""
+        return self.catalog.n_model
 
     def info(self) -> dict[str, Any]:
         """Versions and sizes, for ``/health``."""
         return {
             "items": self.n_items,
+            "catalog_games": len(self.catalog.names),
             "users": len(self.known_users),
             "model": self.model_manifest.get("created"),
             "model_fingerprint": self.model_manifest.get("files", {}).get(EMBEDDINGS_FILE),
@@ -229,7 +373,8 @@ class Recommender:
 
     def resolve_game(self, game: int | str) -> int:
         """item_idx of an appid or a name (case-insensitive; an ambiguous name lists candidates)."""
-        if isinstance(game, int) or (isinstance(game, str) and game.strip().isdigit()):
+        # ASCII digits only: "²".isdigit() is True, and int("²") fails
+        if isinstance(game, int) or (isinstance(game, str) and is_appid_text(game.strip())):
             appid = int(game)
             if appid in self.catalog.by_appid:
                 return self.catalog.by_appid[appid]
@@ -252,7 +397,7 @@ class Recommender:
             return partial[0]
         if len(partial) > 1:
             partial.sort(key=lambda i: -self.catalog.players[i])
-            raise AmbiguousNameError(query, [self._label(i) for i in partial])
+            raise AmbiguousNameError(query, [self._label(i) for i in partial[:20]])
         raise NotFoundError(
             f"no game named {query!r}; give part of the name (`gamerec similar portal`) or "
             "the appid; `gamerec serve` lists matching names at GET /items?q=portal"
@@ -307,28 +452,52 @@ class Recommender:
         self,
         played: Mapping[Any, float] | None,
         achievements: Mapping[Any, int] | None,
-    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    ) -> tuple[np.ndarray, np.ndarray, HistoryReport]:
         minutes: dict[int, float] = {}
-        unknown: list[str] = []
+        given: set[int] = set()
+        not_in_model: list[int] = []
+        unknown: list[int] = []
         for source, scale in ((played or {}, 1.0), (achievements or {}, MINUTES_PER_ACHIEVEMENT)):
             for key, value in source.items():
+                appid = appid_or_none(key)
                 try:
-                    appid = int(key)
                     amount = float(value)
                 except (TypeError, ValueError):
+                    appid = None
+                if appid is None:
                     raise InvalidRequestError(
                         f"expected appid: number pairs, got {key!r}: {value!r}"
-                    ) from None
+                    )
                 if not np.isfinite(amount) or amount < 0:
                     raise InvalidRequestError(f"appid {appid}: {value!r} must be >= 0")
+                if appid in given:
+                    item = self.catalog.by_appid.get(appid)
+                    if item is not None and item < self.n_items:
+                        minutes[item] = max(minutes[item], amount * scale)
+                    continue
+                given.add(appid)
                 item = self.catalog.by_appid.get(appid)
                 if item is None:
-                    unknown.append(str(appid))
-                    continue
-                minutes[item] = max(minutes.get(item, 0.0), amount * scale)
+                    unknown.append(appid)
+                elif item >= self.n_items:
+                    not_in_model.append(appid)
+                else:
+                    minutes[item] = amount * scale
         items = np.array(sorted(minutes), dtype=np.int32)
         values = np.array([minutes[i] for i in items], dtype=np.float32)
-        return items, values, unknown
+        report = HistoryReport(len(given), len(items), sorted(not_in_model), sorted(unknown))
+        return items, values, report
+
+    def _allowed(self, wanted: set[str], owned: np.ndarray, include_dlc: bool) -> np.ndarray:
+        """(n_items,) bool: games that may be recommended, of the ``wanted`` genres."""
+        allowed = self._games
+        if include_dlc and len(owned):
+            owned_appids = self.catalog.appids[owned]
+            bases = self.catalog.base_appids[: self.n_items]
+            allowed = allowed | (self._dlc & np.isin(bases, owned_appids[owned_appids >= 0]))
+        if wanted:
+            allowed = allowed & self._genre_mask(wanted)
+        return allowed
 
     def recommend(
         self,
@@ -338,16 +507,19 @@ class Recommender:
         achievements: Mapping[Any, int] | None = None,
         k: int = 10,
         exclude_owned: bool = True,
-    ) -> list[Recommendation]:
+        include_dlc: bool = False,
+    ) -> Recommendations:
         """Top-``k`` games for a known user, or for a history given as ``{appid: minutes}``.
 
         ``genres`` keeps only games of those genres; ``achievements`` (``{appid: unlocked}``)
         count as play where no playtime is given. Owned games never come back unless
-        ``exclude_owned`` is False.
+        ``exclude_owned`` is False; DLC only with ``include_dlc``, and only for base games in
+        the history. The answer's ``history`` says which given games were used and which are
+        unknown or not in the model.
         """
         k = self._check_k(k)
         wanted = self._genre_set(genres)
-        items, values, _ = self._history_from(played, achievements)
+        items, values, report = self._history_from(played, achievements)
         if user_id is not None:
             row = self.known_users.get(str(user_id))
             if row is None:
@@ -362,31 +534,38 @@ class Recommender:
                 merged[item] = max(merged.get(item, 0.0), value)
             items = np.array(sorted(merged), dtype=np.int32)
             values = np.array([merged[i] for i in items], dtype=np.float32)
+        allowed = self._allowed(wanted, items, include_dlc)
         if len(items) == 0:
-            return self._popular(wanted, k)
+            note = "no played game known to the model: the most played games" + (
+                f" of {self._genre_label(wanted)}" if wanted else ""
+            )
+            return Recommendations(self._popular(allowed, wanted, k), report, note)
         history = UserItems(np.array([0, len(items)], np.int64), items, values, self.n_items)
         user = self.user_tower.embed(history, self._preferences(wanted))
-        excluded = set(items.tolist()) if exclude_owned else set()
+        excluded = items if exclude_owned else np.empty(0, dtype=np.int32)
         if self.coplay is None:
-            ranked = self._search(user, k, excluded, wanted)
-            return [self._explain(item, score, items) for item, score in ranked]
-        candidates = self._search(user, max(k, self.rerank_candidates), excluded, wanted)
+            ranked = self._search(user, k, excluded, allowed)
+            answers = [self._explain(item, score, items, wanted) for item, score in ranked]
+            return Recommendations(answers, report)
+        candidates = self._search(user, max(k, self.rerank_candidates), excluded, allowed)
         ids = np.array([item for item, _ in candidates], dtype=np.int64)
         first_stage = np.array([score for _, score in candidates], dtype=np.float32)
         contributions = np.asarray(self.coplay[np.ix_(items, ids)])  # (history, candidates)
         final = blend(first_stage[None], contributions.sum(0)[None], self.rerank_alpha)[0]
         order = np.argsort(-final, kind="stable")[:k]
-        return [
+        answers = [
             self._explain(
                 int(ids[c]),
                 float(final[c]),
                 items,
+                wanted,
                 because=int(items[np.argmax(contributions[:, c])])
                 if contributions[:, c].max() > 0
                 else None,
             )
             for c in order
         ]
+        return Recommendations(answers, report)
 
     def _preferences(self, wanted: set[str]) -> np.ndarray | None:
         if not wanted:
@@ -398,64 +577,75 @@ class Recommender:
                 prefs[0, position] = 1.0 / len(wanted)
         return prefs
 
-    def _allowed(self, item: int, excluded: set[int], wanted: set[str]) -> bool:
-        if item in excluded:
-            return False
-        return not wanted or bool(wanted & self._item_genres_lower[item])
-
     def _search(
-        self, user: np.ndarray, k: int, excluded: set[int], wanted: set[str]
+        self, user: np.ndarray, k: int, excluded: np.ndarray, allowed: np.ndarray
     ) -> list[tuple[int, float]]:
-        """The index's top ``k`` for one query, without ``excluded`` and outside ``wanted``."""
-        exclude = [np.fromiter(excluded, dtype=np.int64, count=len(excluded))]
-        allowed = self._genre_mask(wanted) if wanted else None
-        scores, ids = self.index.search(user.astype(np.float32), k, exclude, allowed)
+        """The index's top ``k`` for one query, among ``allowed``, without ``excluded``."""
+        scores, ids = self.index.search(user.astype(np.float32), k, [excluded], allowed)
         keep = ids[0] >= 0
         return list(zip(ids[0][keep].tolist(), scores[0][keep].tolist(), strict=True))
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:
-        """(n_items,) bool: games having at least one of the ``wanted`` genres."""
+        """(n_items,) bool: games having at least one of the ``wanted`` genres (read only)."""
+        if len(wanted) == 1:  # the usual request: the precomputed mask, no work per request
+            return self._genre_items[next(iter(wanted))]
         mask = np.zeros(self.n_items, dtype=bool)
         for genre in wanted:
             mask |= self._genre_items[genre]
         return mask
 
+    def _genre_label(self, wanted: set[str]) -> str:
+        return ", ".join(self._genre_lookup[g] for g in sorted(wanted))
+
+    def _recommendation(
+        self, item: int, score: float, reason: str, wanted: set[str]
+    ) -> Recommendation:
+        catalog = self.catalog
+        appid = int(catalog.appids[item])
+        year = int(catalog.release_years[item])
+        return Recommendation(
+            appid=appid if appid >= 0 else None,
+            name=catalog.names[item],
+            score=round(float(score), 6),
+            genres=catalog.genres[item],
+            reason=reason,
+            item_idx=int(item),
+            tags=catalog.tags[item][:5],
+            release_year=year if year >= 0 else None,
+            owners=catalog.owners[item],
+            matched_genres=[g for g in catalog.genres[item] if g.lower() in wanted],
+        )
+
     def _explain(
-        self, item: int, score: float, history: np.ndarray, because: int | None = None
+        self,
+        item: int,
+        score: float,
+        history: np.ndarray,
+        wanted: set[str],
+        because: int | None = None,
     ) -> Recommendation:
         """``because``: the played game that most supports ``item`` (default: the closest one)."""
         if because is None:
             similarity = self.item_embeddings[history] @ self.item_embeddings[item]
             because = int(history[int(np.argmax(similarity))])
-        info = self._item(item)
-        return Recommendation(
-            appid=info["appid"],
-            name=info["name"],
-            score=round(float(score), 6),
-            genres=info["genres"],
-            reason=f"because you played {self.catalog.names[because]}",
-            item_idx=item,
-        )
+        reason = f"because you played {self.catalog.names[because]}"
+        played_tags = set(self.catalog.tags[because])
+        shared = [t for t in self.catalog.tags[item] if t in played_tags][:_REASON_TAGS]
+        if shared:
+            reason += f"; same tags: {', '.join(shared)}"
+        return self._recommendation(item, score, reason, wanted)
 
-    def _popular(self, wanted: set[str], k: int) -> list[Recommendation]:
-        chosen = [int(i) for i in self._popularity_order if self._allowed(int(i), set(), wanted)][
-            :k
-        ]
-        if wanted:
-            label = ", ".join(self._genre_lookup[g] for g in sorted(wanted))
-            reason = f"popular with players of {label} (no play history given)"
-        else:
-            reason = "popular with gamerec's players (no play history given)"
-        top = self.catalog.players.max() or 1.0
+    def _popular(self, allowed: np.ndarray, wanted: set[str], k: int) -> list[Recommendation]:
+        order = self._popularity_order
+        chosen = order[allowed[order]][:k]
+        reason = (
+            f"popular with players of {self._genre_label(wanted)}"
+            if wanted
+            else "popular with gamerec's players"
+        )
+        top = self.catalog.players[: self.n_items].max() or 1.0
         return [
-            Recommendation(
-                appid=self._item(i)["appid"],
-                name=self.catalog.names[i],
-                score=round(float(self.catalog.players[i] / top), 6),
-                genres=self.catalog.genres[i],
-                reason=reason,
-                item_idx=i,
-            )
+            self._recommendation(int(i), self.catalog.players[i] / top, reason, wanted)
             for i in chosen
         ]
 
@@ -463,30 +653,26 @@ class Recommender:
         """Games closest to ``game`` (an appid or a name) in the item embedding space."""
         k = self._check_k(k)
         item = self.resolve_game(game)
-        query = self.item_embeddings[item : item + 1]
-        ranked = self._search(query, k, {item}, set())
         name = self.catalog.names[item]
-        return [
-            Recommendation(
-                appid=self._item(i)["appid"],
-                name=self.catalog.names[i],
-                score=round(s, 6),
-                genres=self.catalog.genres[i],
-                reason=f"similar to {name}",
-                item_idx=i,
+        if item >= self.n_items:
+            raise NotFoundError(
+                f"{name} is in the catalog but not in the model yet (nobody in the play data "
+                "owns it); run `gamerec train` with data that includes it"
             )
-            for i, s in ranked
-        ]
+        query = self.item_embeddings[item : item + 1]
+        ranked = self._search(query, k, np.array([item]), self._games)
+        return [self._recommendation(i, s, f"similar to {name}", set()) for i, s in ranked]
 
     def recommend_all(
         self, k: int = 10, batch_size: int = 1024, max_entries: int = 65_536
     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """For every known user, in batches: (user_ids, item_idx (b, k), scores (b, k)).
 
-        Users come in batches of similar history length, not in user order. Owned games are
-        never included; rows are padded with -1 when a user owns nearly all. A batch holds at
-        most ``batch_size`` users and ``max_entries`` history entries (one user at least), so
-        the memory of embedding a batch stays flat however long the longest histories are.
+        Users come in batches of similar history length, not in user order. Owned games and
+        what may not be recommended are never included; rows end in -1 when too few games
+        are left. A batch holds at most ``batch_size`` users and ``max_entries`` history
+        entries (one user at least), so the memory of embedding a batch stays flat however
+        long the longest histories are.
         """
         k = self._check_k(k)
         user_ids = list(self.known_users)
@@ -504,7 +690,7 @@ class Recommender:
             users = self.user_tower.embed(batch)
             wanted_k = max(k, self.rerank_candidates) if self.coplay is not None else k
             owned = [batch.row(row) for row in range(batch.n_rows)]
-            top_scores, top_ids = self.index.search(users, wanted_k, owned)
+            top_scores, top_ids = self.index.search(users, wanted_k, owned, self._games)
             if self.coplay is not None:
                 top_ids, top_scores = self._rerank_batch(batch, top_ids, top_scores, k)
             yield [user_ids[r] for r in rows], top_ids[:, :k], top_scores[:, :k]
@@ -530,7 +716,7 @@ class Recommender:
         )
 
 
-_PLAYED = re.compile(r"^\s*(\d+)\s*(?::\s*([0-9.]+)\s*)?$")
+_PLAYED = re.compile(r"^\s*([0-9]+)\s*(?::\s*([0-9.]+)\s*)?$")  # ASCII digits only
 
 
 def parse_played(text: str) -> dict[int, float]:

@@ -628,6 +628,7 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
         timeout_s=options.timeout_s,
         max_workers=options.max_workers,
         max_connections=options.max_connections,
+        max_connections_per_client=options.max_connections_per_client,
         default_top_k=settings.recommend.top_k,
         drain_s=options.drain_s,
         processes=options.processes,

@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -326,6 +326,12 @@ class ServeSettings(_Section):
     max_connections: int = Field(
         default=256, ge=1, description="open connections at once; more get 503"
     )
+    max_connections_per_client: int = Field(
+        default=32,
+        ge=1,
+        description="open connections at once from one address (per process); at a limit an "
+        "idle one is closed to make room, else 503",
+    )
     drain_s: float = Field(
         default=30.0, ge=0, description="on SIGTERM, seconds to finish requests in flight"
     )
@@ -334,8 +340,10 @@ class ServeSettings(_Section):
         ge=1,
         description="FAISS and BLAS threads per query (requests already run in parallel)",
     )
-    processes: int = Field(
-        default=1, ge=1, le=256, description="worker processes sharing the port (fork; e.g. cores)"
+    processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default="auto",
+        description='worker processes sharing the port (fork); "auto": one per available core, '
+        "at most 8",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log threshold: info logs one access line per request"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gamerec.dataio.files import normalise_title
+from gamerec.dataio.ids import appid_or_none, is_appid_text
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import (
     AmbiguousNameError,
@@ -268,6 +269,38 @@ class Recommender:
         self._ensure_users()
         return self._histories
 
+    def check(self) -> None:
+        """Load what is otherwise loaded on first use and answer trial requests.
+
+        ArtifactError when something is unreadable or of the wrong shape: a server calls this
+        before it swaps a freshly loaded Recommender in, so a broken workspace never serves.
+        """
+        self._ensure_users()
+        played = self.histories.indices
+        if (
+            self.histories.n_items != self.n_items
+            or (len(played) and not 0 <= int(played.min()) <= int(played.max()) < self.n_items)
+            or (self.coplay is not None and self.coplay.shape != (self.n_items, self.n_items))
+        ):
+            raise ArtifactError(
+                "processed/ and model/ disagree on the number of games; "
+                "run `gamerec train` and `gamerec index` again"
+            )
+        try:
+            if self.known_users:
+                self.recommend(user_id=next(iter(self.known_users)), k=1)
+            if self.catalog.by_appid:
+                appid = next(iter(self.catalog.by_appid))
+                self.recommend(played={appid: 60.0}, k=1)
+                self.similar(appid, 1)
+        except ArtifactError:
+            raise
+        except Exception as exc:  # a wrong shape or type shows up as numpy's error here
+            raise ArtifactError(
+                f"the artifacts fail a trial request ({type(exc).__name__}: {str(exc)[:200]}); "
+                "run `gamerec train` and `gamerec index` again"
+            ) from exc
+
     def _ensure_users(self) -> None:
         if self._load_users is not None:
             with self._users_lock:
@@ -294,7 +327,8 @@ class Recommender:
 
     def resolve_game(self, game: int | str) -> int:
         """item_idx of an appid or a name (case-insensitive; an ambiguous name lists candidates)."""
-        if isinstance(game, int) or (isinstance(game, str) and game.strip().isdigit()):
+        # ASCII digits only: "²".isdigit() is True, and int("²") fails
+        if isinstance(game, int) or (isinstance(game, str) and is_appid_text(game.strip())):
             appid = int(game)
             if appid in self.catalog.by_appid:
                 return self.catalog.by_appid[appid]
@@ -377,13 +411,15 @@ class Recommender:
         unknown: list[str] = []
         for source, scale in ((played or {}, 1.0), (achievements or {}, MINUTES_PER_ACHIEVEMENT)):
             for key, value in source.items():
+                appid = appid_or_none(key)
                 try:
-                    appid = int(key)
                     amount = float(value)
                 except (TypeError, ValueError):
+                    appid = None
+                if appid is None:
                     raise InvalidRequestError(
                         f"expected appid: number pairs, got {key!r}: {value!r}"
-                    ) from None
+                    )
                 if not np.isfinite(amount) or amount < 0:
                     raise InvalidRequestError(f"appid {appid}: {value!r} must be >= 0")
                 item = self.catalog.by_appid.get(appid)
@@ -620,7 +656,7 @@ class Recommender:
         )
 
 
-_PLAYED = re.compile(r"^\s*(\d+)\s*(?::\s*([0-9.]+)\s*)?$")
+_PLAYED = re.compile(r"^\s*([0-9]+)\s*(?::\s*([0-9.]+)\s*)?$")  # ASCII digits only
 
 
 def parse_played(text: str) -> dict[int, float]:

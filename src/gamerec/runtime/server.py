@@ -24,6 +24,7 @@ open (others get 503); errors are JSON ``{"error": {"code", "message"}}``, never
 from __future__ import annotations
 
 import ctypes
+import email.utils
 import hmac
 import io
 import ipaddress
@@ -99,6 +100,7 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")  # ASCII digits only ("²" is a dig
 _SP_HTAB = " \t"
 _WORDS = re.compile(r"[ \t]+")
 _FIELDS = ("user_id", "time_played", "genres", "achievements", "top_k", "exclude_owned")
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -284,9 +286,32 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
     return value
 
 
+#: one encoder for every answer: json.dumps with options builds a new one per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+#: text a log line can quote as it is (printable ASCII but for the quote and the backslash)
+_PLAIN_TEXT = re.compile(r"[ !#-\[\]-~]*")
+#: the HTTP date of the current second, reused within it: (second, text)
+_date_cache: tuple[int, str] = (0, "")
+
+
 def _json_bytes(value: Any) -> bytes:
     # ASCII escapes: safe for any string, lone surrogates from a JSON request included
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string, for a log line (json.dumps only where it has to escape)."""
+    return f'"{text}"' if _PLAIN_TEXT.fullmatch(text) else json.dumps(text)
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
 
 
 def _error_body(status: int, message: str, extra: dict[str, Any] | None = None) -> bytes:
@@ -785,8 +810,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0][:200]
         access_logger.info(
             "method=%s path=%s status=%s ms=%.2f bytes=%d client=%s",
-            json.dumps((self.command or "-")[:16]),
-            json.dumps(path or "-"),
+            _quoted((self.command or "-")[:16]),
+            _quoted(path or "-"),
             self._status or "-",
             (time.perf_counter() - started) * 1000,
             self._sent,
@@ -921,20 +946,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # an unread body would poison the next request
                 self._linger = True
         self.connection.settimeout(self.server.timeout_s)  # a client that does not read
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        self.send_header("Server", self.server_version)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "no-store")
+        # the head as one string (not send_header per line: a fifth of a small answer's time)
+        head = (
+            f"HTTP/1.1 {status} {_PHRASES.get(status, '')}\r\nDate: {_http_date()}\r\n"
+            f"Server: {self.server_version}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n"
+            "Cache-Control: no-store\r\n"
+        )
         for name, value in (headers or {}).items():
-            self.send_header(name, value)
+            head += f"{name}: {value}\r\n"
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            head += "Connection: close\r\n"
+        if self.command == "HEAD":
+            self.wfile.write(head.encode("latin-1") + b"\r\n")
+        else:
+            self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
             self._sent = len(body)
 
     def _send_json(self, value: Any, status: int = 200) -> None:

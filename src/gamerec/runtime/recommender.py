@@ -525,7 +525,9 @@ class Recommender:
             fetch = min(self.n_items, fetch * 4)
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:
-        """(n_items,) bool: games having at least one of the ``wanted`` genres."""
+        """(n_items,) bool: games having at least one of the ``wanted`` genres (read only)."""
+        if len(wanted) == 1:  # the usual request: the precomputed mask, no work per request
+            return self._genre_items[next(iter(wanted))]
         mask = np.zeros(self.n_items, dtype=bool)
         for genre in wanted:
             mask |= self._genre_items[genre]

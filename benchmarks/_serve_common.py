@@ -85,9 +85,12 @@ def start_server(
     data_dir: Path,
     env: dict[str, str] | None = None,
     log_level: str = "warning",
-    processes: int = 1,
+    processes: int | None = 1,
 ) -> ServerProcess:
-    """``gamerec serve`` on a free loopback port; returns once it is listening."""
+    """``gamerec serve`` on a free loopback port; returns once it is listening.
+
+    ``processes`` None: the default (``serve.processes``, "auto": one per available core).
+    """
     log = Path(tempfile.mkstemp(prefix="gamerec-serve-", suffix=".log")[1])
     command = [
         sys.executable,
@@ -102,9 +105,9 @@ def start_server(
         "0",
         "--log-level",
         log_level,
-        "--processes",
-        str(processes),
     ]
+    if processes is not None:
+        command += ["--processes", str(processes)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=sink, env={**os.environ, **(env or {})}

@@ -49,7 +49,7 @@ from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gamerec.dataio.ids import is_appid_text
@@ -67,9 +67,11 @@ if TYPE_CHECKING:
     from gamerec.runtime.recommender import Recommender
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "GamerecServer",
     "RecommendRequest",
     "RequestError",
+    "ServerLimits",
     "is_loopback",
     "parse_recommend_request",
     "serve",
@@ -325,6 +327,38 @@ def _read_page() -> bytes:
 
 
 # ---------------------------------------------------------------------------- the server
+class ServerLimits(TypedDict, total=False):
+    """:class:`GamerecServer`'s keyword options (``serve`` passes them on); see DEFAULT_LIMITS.
+
+    ``token``: the bearer token every route but ``/health`` and the page needs (None: open);
+    ``timeout_s``: a request's line, headers and body must arrive within it of its first
+    byte; ``idle_timeout_s``: a connection that sends no request for this long is closed;
+    ``max_workers``: requests computing at once; ``max_connections`` open at once, of which
+    ``max_connections_per_client`` from one address; ``default_top_k``: when none is asked.
+    """
+
+    token: str | None
+    max_body_bytes: int
+    timeout_s: float
+    idle_timeout_s: float
+    max_workers: int
+    max_connections: int
+    max_connections_per_client: int
+    default_top_k: int
+
+
+DEFAULT_LIMITS: ServerLimits = {
+    "token": None,
+    "max_body_bytes": 1_000_000,
+    "timeout_s": 10.0,
+    "idle_timeout_s": 5.0,
+    "max_workers": 2,
+    "max_connections": 256,
+    "max_connections_per_client": 32,
+    "default_top_k": 10,
+}
+
+
 class GamerecServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` over one Recommender, swapped atomically by :meth:`reload`."""
 
@@ -338,26 +372,23 @@ class GamerecServer(ThreadingHTTPServer):
         loader: Callable[[], Recommender],
         host: str = "127.0.0.1",
         port: int = 8000,
-        *,
-        token: str | None = None,
-        max_body_bytes: int = 1_000_000,
-        timeout_s: float = 10.0,
-        max_workers: int = 2,
-        max_connections: int = 256,
-        max_connections_per_client: int = 32,
-        idle_timeout_s: float = 5.0,
-        default_top_k: int = 10,
+        **limits: Unpack[ServerLimits],
     ):
+        unknown = sorted(set(limits) - set(DEFAULT_LIMITS))
+        if unknown:  # a typo must not quietly leave a limit at its default
+            raise TypeError(f"unknown server option(s) {', '.join(unknown)}")
+        options: ServerLimits = {**DEFAULT_LIMITS, **limits}
         self.loader = loader
         self.recommender = loader()
         self.recommender.check()  # fail at start rather than on the first request
+        token = options["token"]
         self.token = token.encode("utf-8") if token else None
-        self.max_body_bytes = max_body_bytes
-        self.timeout_s = timeout_s
-        self.max_connections = max_connections
-        self.max_connections_per_client = max_connections_per_client
-        self.idle_timeout_s = min(idle_timeout_s, timeout_s)
-        self.default_top_k = default_top_k
+        self.max_body_bytes = options["max_body_bytes"]
+        self.timeout_s = options["timeout_s"]
+        self.max_connections = options["max_connections"]
+        self.max_connections_per_client = options["max_connections_per_client"]
+        self.idle_timeout_s = min(options["idle_timeout_s"], self.timeout_s)
+        self.default_top_k = options["default_top_k"]
         self.page = _read_page()
         self.started = time.time()
         self.reloads = 0
@@ -366,7 +397,7 @@ class GamerecServer(ThreadingHTTPServer):
         self.draining = False
         #: in a forked worker, the process that passes signals on to every worker
         self.group_leader: int | None = None
-        self._slots = threading.BoundedSemaphore(max_workers)
+        self._slots = threading.BoundedSemaphore(options["max_workers"])
         self._reload_lock = threading.Lock()
         self._state = threading.Condition()
         self._in_flight = 0
@@ -1157,7 +1188,7 @@ def serve(
     processes: int | str = "auto",
     log_level: str = "info",
     on_ready: Callable[[str], None] | None = None,
-    **options: Any,
+    **options: Unpack[ServerLimits],
 ) -> dict[str, Any]:
     """Serve until SIGTERM or SIGINT, then answer what is in flight and return.
 

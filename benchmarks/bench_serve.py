@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _serve_common import ServerProcess, ensure_workspace, machine, post_json, start_server
+from _serve_common import (
+    ServerProcess,
+    ensure_workspace,
+    machine,
+    post_json,
+    start_server,
+    tree_cpu_s,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -113,6 +120,7 @@ class Result:
     p99_ms: float
     errors: int
     non2xx: int
+    cpu_ms: float = float("nan")  # the server's CPU time per request, all its processes
 
     @property
     def rps(self) -> float:
@@ -230,16 +238,22 @@ def run_python_client(
     }
 
 
-def measure(name: str, host: str, port: int, args: argparse.Namespace) -> Result:
+def measure(name: str, host: str, port: int, pid: int, args: argparse.Namespace) -> Result:
     url = f"http://{host}:{port}/recommend"
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     for phase, seconds in (("warm-up", args.warmup), ("measured", args.seconds)):
+        cpu_before = tree_cpu_s(pid)
         if use_wrk:
             raw = run_wrk(url, seconds, args.connections, args.wrk_threads)
         else:
             raw = run_python_client(host, port, seconds, args.connections, 2, args.max_requests)
-        print(f"  {name} {phase}: {raw['requests'] / raw['seconds']:,.0f} req/s", flush=True)
-    return Result(name, **raw)
+        cpu_ms = (tree_cpu_s(pid) - cpu_before) * 1000 / max(raw["requests"], 1)
+        print(
+            f"  {name} {phase}: {raw['requests'] / raw['seconds']:,.0f} req/s, "
+            f"{cpu_ms:.2f} CPU ms per request",
+            flush=True,
+        )
+    return Result(name, **raw, cpu_ms=cpu_ms)
 
 
 # ------------------------------------------------------------------------------ FastAPI
@@ -394,7 +408,7 @@ def main() -> int:
             assert len(answer) == PAYLOAD["top_k"], answer
             how = "default settings" if flag is None else "--processes"
             name = f"gamerec serve, {n} process(es) ({how})"
-            results.append(measure(name, server.host, server.port, args))
+            results.append(measure(name, server.host, server.port, server.process.pid, args))
         finally:
             exit_codes.append(server.stop())
     python = None if args.no_fastapi else fastapi_python()
@@ -403,22 +417,30 @@ def main() -> int:
     for n in counts if python is not None else []:
         process, port = start_fastapi(python, data_dir, n)
         try:
-            results.append(measure(f"FastAPI+uvicorn, {n} worker(s)", "127.0.0.1", port, args))
+            name = f"FastAPI+uvicorn, {n} worker(s)"
+            results.append(measure(name, "127.0.0.1", port, process.pid, args))
         finally:
             process.terminate()
             process.wait(30)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("\n| server | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
+    print(
+        "\n| server | req/s | p50 ms | p99 ms | server CPU ms/request | errors |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
     for r in results:
         print(
-            f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors + r.non2xx} |"
+            f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_ms:.2f} "
+            f"| {r.errors + r.non2xx} |"
         )
     for ours in (r for r in results if r.name.startswith("gamerec serve")):
         n = int(ours.name.split(", ")[1].split()[0])
         theirs = [r for r in results if r.name.startswith(f"FastAPI+uvicorn, {n} ")]
         ratio = ours.rps / theirs[0].rps if theirs and theirs[0].rps else float("nan")
         if theirs:
-            print(f"{ours.name} / FastAPI+uvicorn, {n} worker(s): {ratio:.2f}x")
+            print(
+                f"{ours.name} / FastAPI+uvicorn, {n} worker(s): {ratio:.2f}x the requests/s, "
+                f"{theirs[0].cpu_ms / ours.cpu_ms:.2f}x less CPU per request"
+            )
         met = ours.rps >= TARGET_RPS and ours.p99_ms < TARGET_P99_MS
         met = met and not ours.errors + ours.non2xx and (not theirs or ratio >= TARGET_RATIO)
         print(

@@ -85,9 +85,12 @@ def start_server(
     data_dir: Path,
     env: dict[str, str] | None = None,
     log_level: str = "warning",
-    processes: int = 1,
+    processes: int | None = 1,
 ) -> ServerProcess:
-    """``gamerec serve`` on a free loopback port; returns once it is listening."""
+    """``gamerec serve`` on a free loopback port; returns once it is listening.
+
+    ``processes`` None: the default (``serve.processes``, "auto": one per available core).
+    """
     log = Path(tempfile.mkstemp(prefix="gamerec-serve-", suffix=".log")[1])
     command = [
         sys.executable,
@@ -102,9 +105,9 @@ def start_server(
         "0",
         "--log-level",
         log_level,
-        "--processes",
-        str(processes),
     ]
+    if processes is not None:
+        command += ["--processes", str(processes)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=sink, env={**os.environ, **(env or {})}
@@ -127,6 +130,33 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants (Linux).
+
+    Steadier than requests per second on a machine shared with other work: what a server
+    spends per request does not depend much on how often it gets a core.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, up in parents.items() if up == parent and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(used.get(member, 0.0) for member in tree)
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> Any:

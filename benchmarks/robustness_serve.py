@@ -7,12 +7,17 @@ Starts ``gamerec serve`` as a subprocess on a free loopback port (with a token, 
 timeout and the default 1 MB body cap), warms it up, records its RSS, then sends seeded hostile
 requests from a few threads, each on its own connection: invalid JSON and UTF-8, wrong types,
 huge, negative and fractional ``top_k``, 10 MB bodies (with and without ``Expect:
-100-continue``), unicode in paths, queries and payloads, unknown paths and methods, broken
-request lines and headers, wrong and missing tokens, deep nesting, and slow partial headers.
+100-continue``), unicode in paths, queries and payloads (Unicode digits as appids included),
+unknown paths and methods, broken request lines and headers, request smuggling (repeated
+``Content-Length``, ``Transfer-Encoding`` beside it or repeated, NBSP and ``\x85`` as
+separators), wrong and missing tokens, deep nesting, slow partial headers and idle sockets that
+send nothing. Then a flood of idle sockets from this one address, during which ``/health`` must
+still answer.
 
 A request passes when its answer is a 4xx JSON error ``{"error": {"code", "message"}}`` with no
-traceback, or, for the slow ones, when the server closes the connection (with or without a 408)
-within its timeout. Afterwards the server must still answer ``/health`` and a valid
+traceback (for a smuggling attempt: one answer, then the connection closed), or, for the slow
+and idle ones, when the server closes the connection (with or without a 408) within its
+timeout. Afterwards the server must still answer ``/health`` and a valid
 ``/recommend``, and its RSS must be within a few MB of the warmed-up value.
 
 The generator and the checker (``hostile_requests``, ``send``, ``judge``) are importable: the
@@ -49,6 +54,7 @@ class Hostile:
     body: bytes = b""  # a large body sent after the head, while the answer is read
     slow: bool = False  # a partial request the server must cut off by its timeout
     dribble: bool = False  # send ``head`` a byte at a time, slowly (never finishes in time)
+    closes: bool = False  # one answer, then the server must close (what follows is not read)
 
 
 @dataclass
@@ -150,6 +156,11 @@ def _unicode(rng: random.Random) -> bytes:
             _post({"time_played": {text: 60}}),
             _request("GET", "/similar/" + quote(text)),
             _request("GET", "/similar/%FF%FE%FD"),
+            _request("GET", "/similar/%C2%B2"),  # Unicode digits are not appids
+            _request("GET", "/similar/%EF%BC%96%EF%BC%92%EF%BC%90"),
+            _request("GET", "/items?appids=%D9%A3,620"),
+            _post({"time_played": {"²": 60}}),
+            _post({"achievements": {"６２０": 3}}),
             _request("GET", "/items?q=%C3%28&limit=5"),
             _request("GET", "/" + quote(text)),
             _request("POST", "/recommend", b'{"user_id": "\\ud800", "genres": ["\\udfff"]}'),
@@ -187,6 +198,39 @@ def _protocol(rng: random.Random) -> bytes:
             _request("POST", "/recommend", body, content_type="application/x-www-form-urlencoded"),
             _request("POST", "/recommend", body, content_type="application/json; charset=latin-1"),
             _request("GET", "/items?" + "&".join(f"f{i}=1" for i in range(40))),
+        ]
+    )
+
+
+#: a request hidden in a body whose end two parties could see differently
+_HIDDEN = b"GET /similar/620 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _smuggling(rng: random.Random) -> bytes:
+    json_post = b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    auth = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+    return rng.choice(
+        [
+            b"GET /health HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n" + _HIDDEN,
+            b"GET /health HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n"
+            % len(_HIDDEN)
+            + _HIDDEN,
+            json_post + auth + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}" + _HIDDEN,
+            json_post
+            + auth
+            + b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n"
+            + b"Content-Length: 2\r\n\r\n{}"
+            + _HIDDEN,
+            json_post
+            + auth
+            + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}"
+            + _HIDDEN,
+            json_post + auth + b"Transfer-Encoding: gzip\r\n\r\n{}" + _HIDDEN,
+            b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + _HIDDEN,
+            json_post + auth + b"Content-Length: \xa02\r\n\r\n{}" + _HIDDEN,
+            json_post + auth + b"Content-Length: 2\x85\r\n\r\n{}" + _HIDDEN,
+            b"GET\xa0/health\xa0HTTP/1.1\r\nHost: x\r\n\r\n" + _HIDDEN,
+            b"GET /health HTTP/1.1\x85\r\nHost: x\r\n\r\n" + _HIDDEN,
         ]
     )
 
@@ -256,6 +300,8 @@ def hostile_requests(n: int, seed: int = 0, max_top_k: int = 1000) -> Iterator[H
         ("deep", 4),
         ("big_body", 2),
         ("slow", 1),
+        ("smuggling", 6),
+        ("idle", 1),
     ]
     names = [name for name, _ in kinds]
     weights = [weight for _, weight in kinds]
@@ -294,6 +340,10 @@ def hostile_requests(n: int, seed: int = 0, max_top_k: int = 1000) -> Iterator[H
             expect = "Expect: 100-continue" if rng.random() < 0.5 else ""
             head = _request("POST", "/recommend", extra=expect, length=str(len(_BIG_BODY)))
             yield Hostile(kind, head, body=_BIG_BODY)
+        elif kind == "smuggling":
+            yield Hostile(kind, _smuggling(rng), closes=True)
+        elif kind == "idle":  # connects and sends nothing
+            yield Hostile(kind, b"", slow=True)
         else:  # slow: a partial request, stalled or dribbled
             head = b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
             yield Hostile(kind, head, slow=True, dribble=rng.random() < 0.5)
@@ -344,7 +394,7 @@ def send(host: str, port: int, request: Hostile, timeout_s: float) -> Outcome:
                     time.sleep(timeout_s / 4)
                     if time.monotonic() - started > timeout_s + 3:
                         break
-            else:
+            elif request.head:
                 sock.sendall(request.head)
             if request.body:
                 with suppress(OSError):  # refused before it was read: read the answer
@@ -369,6 +419,8 @@ def judge(request: Hostile, outcome: Outcome, timeout_s: float) -> str:
         return f"no answer ({outcome.error or 'closed'})"
     if not 400 <= outcome.status < 500:
         return f"status {outcome.status}"
+    if request.closes and not outcome.closed:
+        return "the connection stayed open after an ambiguous request (smuggling)"
     if b"Traceback" in outcome.body or b'File "' in outcome.body:
         return "a traceback in the answer"
     try:
@@ -378,6 +430,26 @@ def judge(request: Hostile, outcome: Outcome, timeout_s: float) -> str:
     except (ValueError, KeyError, TypeError):
         return f"not a JSON error body: {outcome.body[:80]!r}"
     return ""
+
+
+def idle_flood(host: str, port: int, sockets: int = 300) -> tuple[int | None, float]:
+    """Open ``sockets`` idle connections from this address, then ask ``/health`` (status, s)."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(sockets):
+            with suppress(OSError):
+                held.append(socket.create_connection((host, port), timeout=5))
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                status = _read_answer(sock)[0]
+        except OSError:
+            status = None
+        return status, time.monotonic() - started
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def run(
@@ -434,6 +506,9 @@ def main() -> int:
         requests = list(hostile_requests(args.requests, seed=args.seed))
         counts, failures = run(server.host, server.port, requests, timeout_s, args.workers)
         seconds = time.perf_counter() - started
+        flood_status, flood_seconds = idle_flood(server.host, server.port)
+        if flood_status != 200 or flood_seconds > 2.0:
+            failures.append(("idle_flood", f"/health got {flood_status} in {flood_seconds:.1f} s"))
         after = rss_mb(server.process.pid)
         health = get_json(server.url + "/health")
         again = post_json(server.url + "/recommend", good, auth)
@@ -442,6 +517,12 @@ def main() -> int:
     kinds = Counter(r.kind for r in requests)
     print(f"{len(requests):,} hostile requests in {seconds:.1f} s: {dict(sorted(kinds.items()))}")
     print(f"answers: {dict(sorted(counts.items()))}")
+    fives = sum(n for code, n in counts.items() if code.startswith("5"))
+    print(f"responses of 5xx: {fives}")
+    print(
+        f"/health with 300 idle sockets open from this address: {flood_status} "
+        f"in {flood_seconds:.2f} s"
+    )
     print(f"RSS before {before:.1f} MB, after {after:.1f} MB ({after - before:+.1f} MB)")
     print(f"healthy afterwards: {health['status']}; same answer as before: {again == expected}")
     print(f"server exit code after SIGTERM: {code}")

@@ -659,11 +659,16 @@ def test_connections_above_the_limit_get_503(recommender: Recommender) -> None:
     with running(lambda: recommender, max_connections=2, timeout_s=5.0) as srv:
         port = srv.server_address[1]
         held = []
-        for _ in range(2):  # two open keep-alive connections
+        for _ in range(2):  # two connections busy with a request (idle ones make room)
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            assert connection.getresponse().read()
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
             held.append(connection)
+        deadline = time.monotonic() + 5
+        while srv._connections < 2:  # accepted in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         answer = raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503 ")
         assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "unavailable"
@@ -787,6 +792,288 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ hostile requests
+# ------------------------------------------------------------------------------ attack review
+def answers_in(data: bytes) -> list[int]:
+    """The status of every response in ``data`` (a smuggled request shows as a second one)."""
+    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+
+
+_SMUGGLED = b"GET /similar/620 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        # two Content-Length headers, even equal, on a route without a body
+        (b"GET /health HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", 400),
+        (
+            b"GET /health HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n"
+            % len(_SMUGGLED)
+            + _SMUGGLED,
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+        ),
+        # a transfer coding beside a length, repeated, or one that is not supported
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 2\r\n\r\n{}" + _SMUGGLED,
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: gzip\r\n\r\n{}",
+            400,
+        ),
+        (b"GET /health HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n" + _SMUGGLED, 400),
+        (b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+        # NBSP and \x85 are not whitespace in HTTP: not in Content-Length, not in the line
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: \xa02\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\x85\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: \xc2\xb2\r\n\r\n{}",
+            400,
+        ),
+        (b"GET\xa0/health\xa0HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\x85\r\nHost: x\r\n\r\n", 400),
+        (b"GET /health\x85HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ],
+)
+def test_ambiguous_framing_is_400_and_closes(
+    server: GamerecServer, request_bytes: bytes, expected: int
+) -> None:
+    answer = raw(server, request_bytes)
+    assert answers_in(answer) == [expected], answer[:300]
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert b"Connection: close" in head
+
+
+def test_header_values_are_trimmed_of_sp_and_htab_only(server: GamerecServer) -> None:
+    body = json.dumps({"time_played": PLAYED, "top_k": 2}).encode()
+    answer = raw(
+        server,
+        b"POST /recommend HTTP/1.1\r\nContent-Type:\t application/json \t\r\n"
+        b"Connection: close\r\nContent-Length: \t%d \r\n\r\n" % len(body) + body,
+    )
+    assert answers_in(answer) == [200], answer[:300]
+
+
+def test_a_failed_reload_of_a_truncated_users_table_keeps_the_old_model(
+    trained_workspace: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "gamerec-data"
+    for part in ("processed", "model", "index"):
+        shutil.copytree(trained_workspace / part, workspace / part)
+    with running(lambda: Recommender.from_dir(workspace), token=TOKEN) as srv:
+        user = next(iter(srv.recommender.known_users))
+        payloads = [{"time_played": PLAYED}, {"user_id": user}]
+        expected = [call(srv, "POST", "/recommend", p, token=TOKEN)[2] for p in payloads]
+        users = workspace / "processed" / "users.parquet"
+        users.write_bytes(users.read_bytes()[:100])
+        status, _, body = call(srv, "POST", "/admin/reload", token=TOKEN)
+        assert_error(status, body, 503, "unavailable")
+        assert "still serving the previous model" in body["error"]["message"]
+        assert "users.parquet" in body["error"]["message"]  # the admin is told which file
+        for payload, answer in zip(payloads, expected, strict=True):
+            status, _, body = call(srv, "POST", "/recommend", payload, token=TOKEN)
+            assert status == 200 and body == answer
+        status, _, health = call(srv, "GET", "/health")
+        assert status == 200 and health["reloads"] == 0 and health["users"] > 0
+        assert health["last_reload"]["ok"] is False
+        # /health needs no token: no file or folder names there
+        assert str(tmp_path) not in json.dumps(health)
+        assert "users.parquet" not in json.dumps(health)
+
+
+def test_recommender_check_finds_a_catalog_of_another_size(recommender: Recommender) -> None:
+    class Shrunk:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        check = Recommender.check
+        n_items = recommender.n_items - 1
+
+    with pytest.raises(ArtifactError, match="disagree on the number of games"):
+        Shrunk().check()
+
+
+def idle_sockets(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.settimeout(10)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        sockets.append(sock)
+    return sockets
+
+
+def test_an_idle_socket_is_closed_sooner_than_a_request_is_cut_off(
+    recommender: Recommender,
+) -> None:
+    with running(lambda: recommender, timeout_s=10.0, idle_timeout_s=1.0) as srv:
+        port = srv.server_address[1]
+        started = time.monotonic()
+        (silent,) = idle_sockets(port, 1)
+        assert silent.recv(1) == b""  # closed, without an answer
+        assert time.monotonic() - started < 3
+        silent.close()
+        keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        keep_alive.request("GET", "/health")
+        assert keep_alive.getresponse().read()
+        started = time.monotonic()
+        assert keep_alive.sock is not None and keep_alive.sock.recv(1) == b""
+        assert time.monotonic() - started < 3
+        keep_alive.close()
+
+
+def test_idle_sockets_from_one_client_do_not_keep_health_out(recommender: Recommender) -> None:
+    with running(lambda: recommender, max_connections=64) as srv:
+        port = srv.server_address[1]
+        held = idle_sockets(port, 100)  # more than every connection the server allows
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                status, _, body = call(srv, "GET", "/health")
+                assert status == 200 and body["status"] == "ok"
+                assert time.monotonic() - started < 1.0
+            # the idle ones were answered 503 or closed to make room: none holds a thread
+            for sock in held[:-32]:
+                assert sock.recv(65536)[:13] in (b"", b"HTTP/1.1 503 ")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def busy_sockets(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+    """Connections with a request half sent: not idle, so never closed to make room."""
+    sockets = idle_sockets(port, count, source)
+    for sock in sockets:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    return sockets
+
+
+def test_one_client_cannot_take_every_connection(
+    recommender: Recommender, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        running(lambda: recommender, max_connections=16, max_connections_per_client=4) as srv,
+        caplog.at_level("WARNING", logger="gamerec.serve"),
+    ):
+        port = srv.server_address[1]
+        held = busy_sockets(port, 4)
+        deadline = time.monotonic() + 5
+        while srv._connections < 4:  # accepted in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        try:
+            for _ in range(30):
+                answer = raw(srv, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+                assert answers_in(answer) == [503]
+            # another address (127.0.0.2 is loopback too) still gets in
+            (other,) = idle_sockets(port, 1, source="127.0.0.2")
+            other.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := other.recv(65536):
+                answer += chunk
+            assert answers_in(answer) == [200]
+            other.close()
+        finally:
+            for sock in held:
+                sock.close()
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]  # not one per refusal
+
+
+@pytest.mark.parametrize("game", ["%C2%B2", "%D9%A3", "%EF%BC%96%EF%BC%92%EF%BC%90"])
+def test_unicode_digits_are_not_appids(server: GamerecServer, game: str) -> None:
+    status, _, body = call(server, "GET", f"/similar/{game}")  # a name, then: "TrackMania²"
+    assert status in (404, 422) and body["error"]["code"] in ("not_found", "ambiguous_name")
+    status, _, body = call(server, "GET", f"/items?appids={game}")
+    assert_error(status, body, 422, "invalid_request")
+    key = bytes.fromhex(game.replace("%", "")).decode()
+    status, _, body = call(server, "POST", "/recommend", {"time_played": {key: 60}})
+    assert_error(status, body, 422, "invalid_request")
+
+
+def test_unicode_digits_in_the_library_and_the_cli(
+    recommender: Recommender, trained_workspace: Path
+) -> None:
+    from gamerec.errors import NotFoundError
+    from gamerec.runtime.recommender import parse_played
+
+    with pytest.raises(NotFoundError):
+        recommender.similar("²")
+    with pytest.raises(InvalidRequestError):
+        recommender.recommend(played={"²": 60})  # not appid 2
+    with pytest.raises(InvalidRequestError):
+        parse_played("٦٢٠:60")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "gamerec", "--data-dir", str(trained_workspace), "similar", "²"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "²" in done.stderr
+
+
+def test_a_non_ascii_token_is_compared_as_utf8_bytes(recommender: Recommender) -> None:
+    token = "tökén-ü-🎮"
+    with running(lambda: recommender, token=token) as srv:
+        for encoding, expected in (("utf-8", 200), ("latin-1", 401)):
+            try:
+                header = f"Authorization: Bearer {token}".encode(encoding)
+            except UnicodeEncodeError:
+                header = f"Authorization: Bearer {token[:-2]}".encode(encoding)
+            answer = raw(
+                srv,
+                b"GET /similar/620?k=2 HTTP/1.1\r\nConnection: close\r\n" + header + b"\r\n\r\n",
+            )
+            assert answers_in(answer) == [expected], answer[:300]
+
+
+def test_processes_auto_is_the_available_cores_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gamerec.errors import ConfigError
+    from gamerec.runtime import server as server_module
+    from gamerec.settings import Settings
+
+    assert Settings().serve.processes == "auto"
+    assert 1 <= server_module.available_cores() <= (os.cpu_count() or 1)
+    for cores, expected in ((1, 1), (2, 2), (4, 4), (64, server_module.MAX_AUTO_PROCESSES)):
+        monkeypatch.setattr(server_module, "available_cores", lambda n=cores: n)
+        assert server_module.worker_processes("auto") == expected
+    assert server_module.worker_processes(3) == 3
+    for wrong in (0, -1, "two", True, 2.5):
+        with pytest.raises(ConfigError):
+            server_module.worker_processes(wrong)  # type: ignore[arg-type]
+
+
 def _robustness_module() -> Any:
     path = Path(__file__).parents[1] / "benchmarks" / "robustness_serve.py"
     spec = importlib.util.spec_from_file_location("robustness_serve", path)
@@ -960,9 +1247,9 @@ def test_sighup_reloads_while_answering_and_keeps_the_old_model_on_failure(
         served.wait_for("reload failed, still serving the previous model")
         health = served.request("GET", "/health")[1]
         assert health["index"] == "hnsw" and health["reloads"] == 1
-        assert (
-            health["last_reload"]["ok"] is False and "items.faiss" in health["last_reload"]["error"]
-        )
+        assert health["last_reload"]["ok"] is False
+        assert "items.faiss" not in health["last_reload"]["error"]  # open to all: no paths
+        assert any("items.faiss" in line for line in served.lines)  # the log has the details
         time.sleep(0.3)
     finally:
         stop.set()

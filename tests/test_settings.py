@@ -396,13 +396,14 @@ def test_a_bad_processes_value_in_the_file_names_the_file(workdir: Path, toml: s
         Settings.load()
 
 
-def test_serve_resolves_auto_to_the_cores_it_may_use_at_most_four() -> None:
+def test_serve_resolves_auto_to_the_cores_it_may_use() -> None:
     import os
 
-    from gamerec.pipeline import _process_count
+    from gamerec.runtime.server import MAX_AUTO_PROCESSES, worker_processes
 
-    assert _process_count(3) == 3
-    assert _process_count("auto") == max(1, min(4, len(os.sched_getaffinity(0))))
+    assert worker_processes(3) == 3
+    cores = len(os.sched_getaffinity(0))
+    assert 1 <= worker_processes("auto") <= min(cores, MAX_AUTO_PROCESSES)
 
 
 # --- unknown variables, bad files -------------------------------------------------------------

@@ -20,6 +20,7 @@ from gamerec.errors import (
     InvalidRequestError,
     NotFoundError,
     RateLimitError,
+    RequestError,
     ServerUnreachableError,
     TrainingError,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "RateLimitError",
     "Recommendation",
     "Recommender",
+    "RequestError",
     "ServerUnreachableError",
     "Settings",
     "TrainingError",

@@ -405,8 +405,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0: any free).")] = None,
     processes: Annotated[
-        int | None,
-        typer.Option(help="Worker processes sharing the port (default: the cores, at most 4)."),
+        str | None,
+        typer.Option(
+            help='Worker processes sharing the port: a number or "auto" (default: the cores, '
+            "at most 8)."
+        ),
     ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info (one line per request), warning or error.")

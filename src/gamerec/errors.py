@@ -13,7 +13,9 @@ Each message says what went wrong *and what to do next*; the CLI prints it as
     ├── TrainingError        training cannot start or cannot continue
     ├── NotFoundError        an unknown user, game, genre or appid
     │   └── AmbiguousNameError   a game name matches several games (lists the candidates)
-    └── InvalidRequestError  an argument is out of range (top-k <= 0, an empty query, ...)
+    ├── InvalidRequestError  an argument is out of range (top-k <= 0, an empty query, ...)
+    └── RequestError         an HTTP request ``gamerec serve`` refuses before the recommender
+                             sees it (size, framing, type, token, route); carries its status
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
+    "RequestError",
     "ServerUnreachableError",
     "TrainingError",
 ]
@@ -125,3 +128,15 @@ class InvalidRequestError(GamerecError):
     """An argument is out of range or malformed."""
 
     http_status = 422
+
+
+class RequestError(GamerecError):
+    """An HTTP request the server refuses before the recommender sees it (size, type, token, route).
+
+    ``http_status`` is the answer's status; ``headers`` are sent with it (``Retry-After``, ...).
+    """
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.http_status = status
+        self.headers = dict(headers or {})

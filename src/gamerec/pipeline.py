@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -635,22 +634,13 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
         timeout_s=options.timeout_s,
         max_workers=options.max_workers,
         max_connections=options.max_connections,
+        max_connections_per_client=options.max_connections_per_client,
         default_top_k=settings.recommend.top_k,
         drain_s=options.drain_s,
-        processes=_process_count(options.processes),
+        processes=options.processes,
         log_level=options.log_level,
         on_ready=lambda url: progress("serve", f"listening on {url}", None),
     )
-
-
-def _process_count(processes: int | str) -> int:
-    """``serve.processes`` as a number: "auto" is the cores this process may use, at most 4."""
-    if processes != "auto":
-        return int(processes)
-    if not hasattr(os, "fork"):
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, cores or 1))
 
 
 def similar(settings: Settings, game: str, k: int | None = None) -> list[dict[str, Any]]:

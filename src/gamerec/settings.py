@@ -344,16 +344,21 @@ class ServeSettings(_Section):
         "code: two is as fast as one and not stuck behind a slow request; processes add cores)",
     )
     max_connections: Count = Field(256, description="open connections at once; more get 503")
+    max_connections_per_client: Count = Field(
+        32,
+        description="open connections at once from one address (per process); at a limit an "
+        "idle one is closed to make room, else 503",
+    )
     drain_s: Wait = Field(30.0, description="on SIGTERM, seconds to finish requests in flight")
     search_threads: int = Field(
         default=1,
         ge=1,
         description="FAISS and BLAS threads per query (requests already run in parallel)",
     )
-    processes: int | Literal["auto"] = Field(
+    processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         default="auto",
-        description="worker processes sharing the port (fork); auto: the cores this process "
-        "may use, at most 4",
+        description='worker processes sharing the port (fork); "auto": one per available core, '
+        "at most 8",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log threshold: info logs one access line per request"

@@ -168,7 +168,8 @@ def test_recommend_for_a_known_user_and_reports_unknown_appids(
     )
     assert status == 200
     assert body["recommendations"] == [r.to_dict() for r in recommender.recommend(user_id=user)]
-    assert body["unknown_appids"] == [999999999]
+    assert body["history"]["unknown_appids"] == [999999999]
+    assert (body["history"]["given"], body["history"]["known"]) == (1, 0)
 
 
 def test_http_library_and_cli_give_the_same_answer(

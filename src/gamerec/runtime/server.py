@@ -9,7 +9,8 @@ Endpoints::
     GET  /                     a small page to search games, build a library, see recommendations
     GET  /health               model and index versions, item count (open even with a token)
     POST /recommend            {"user_id", "time_played": {appid: minutes}, "genres",
-                               "achievements", "top_k", "exclude_owned"} -> {"recommendations"}
+                               "achievements", "top_k", "exclude_owned", "include_dlc"}
+                               -> {"recommendations", "history", "note"}
     GET  /similar/{appid}?k=   games close to a game (an appid, or a URL-encoded name)
     GET  /items?q=&limit=      games whose name contains q;  /items?appids=620,400 by appid
     POST /admin/reload         load the artifacts again (needs the token; refused without one)
@@ -101,7 +102,15 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")  # ASCII digits only ("²" is a dig
 #: the only whitespace of HTTP's grammar (RFC 9112): NBSP, \x85 and the like are not separators
 _SP_HTAB = " \t"
 _WORDS = re.compile(r"[ \t]+")
-_FIELDS = ("user_id", "time_played", "genres", "achievements", "top_k", "exclude_owned")
+_FIELDS = (
+    "user_id",
+    "time_played",
+    "genres",
+    "achievements",
+    "top_k",
+    "exclude_owned",
+    "include_dlc",
+)
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _CODES = {
     400: "bad_request",
@@ -145,6 +154,7 @@ class RecommendRequest:
     achievements: dict[int | str, int] = field(default_factory=dict)
     top_k: int = 10
     exclude_owned: bool = True
+    include_dlc: bool = False
 
 
 def _is_number(value: Any) -> bool:
@@ -222,16 +232,18 @@ def parse_recommend_request(
         raise InvalidRequestError(f"top_k must be a whole number; got {top_k!r:.40}")
     if not 1 <= top_k <= max_top_k:
         raise InvalidRequestError(f"top_k must be between 1 and {max_top_k}; got {top_k}")
-    exclude_owned = payload.get("exclude_owned", True)
-    if not isinstance(exclude_owned, bool):
-        raise InvalidRequestError(f"exclude_owned must be true or false; got {exclude_owned!r:.40}")
+    flags = {}
+    for name, default in (("exclude_owned", True), ("include_dlc", False)):
+        flags[name] = payload.get(name, default)
+        if not isinstance(flags[name], bool):
+            raise InvalidRequestError(f"{name} must be true or false; got {flags[name]!r:.40}")
     return RecommendRequest(
         user_id=user_id,
         played=played,
         genres=list(genres),
         achievements=achievements,
         top_k=top_k,
-        exclude_owned=exclude_owned,
+        **flags,
     )
 
 
@@ -1056,12 +1068,9 @@ class _Handler(BaseHTTPRequestHandler):
                 achievements=request.achievements,
                 k=request.top_k,
                 exclude_owned=request.exclude_owned,
+                include_dlc=request.include_dlc,
             )
-        known = recommender.catalog.by_appid
-        unknown = sorted(a for a in {*request.played, *request.achievements} if a not in known)
-        self._send_json(
-            {"recommendations": [a.to_dict() for a in answers], "unknown_appids": unknown}
-        )
+        self._send_json(answers.to_dict())
 
     def _similar(self, game: str) -> None:
         self._authorize()

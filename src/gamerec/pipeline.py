@@ -19,6 +19,7 @@ from gamerec.artifacts import (
     atomic_path,
     atomic_write_json,
     fingerprint,
+    has_manifest,
     stage_lock,
     staged_dir,
     write_manifest,
@@ -460,9 +461,8 @@ def _train(
         temperature=options.temperature,
         playtime_weight=options.playtime_weight,
     )
-    state_dir = paths.train_state
-    state_dir.mkdir(parents=True, exist_ok=True)
-    resume_path = state_dir / "state.pt"
+    resume_path = paths.train_resume_file
+    resume_path.parent.mkdir(parents=True, exist_ok=True)
     progress("train", f"training on {train_matrix.n_rows:,} users x {n_items:,} games", None)
     result = train_two_tower(
         train_matrix,
@@ -809,7 +809,7 @@ def evaluate(
     scorers: list[Scorer] = []
     model_status = "not trained (run `gamerec train` to compare it)"
     model_manifest: dict[str, Any] = {}
-    if (paths.model / "manifest.json").is_file():
+    if has_manifest(paths.model):
         model_manifest = read_model_manifest(paths.model)
     cold_digest = new_items_digest(data.new_items) if protocol == "cold" else None
     if cold_digest is not None and model_manifest.get("new_items_digest") != cold_digest:

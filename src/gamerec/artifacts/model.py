@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gamerec.artifacts.processed import ITEMS_FILE, read_processed_manifest
+from gamerec.artifacts.processed import ITEMS_FILE, SPLIT_FILE, read_processed_manifest
 from gamerec.artifacts.store import fingerprint, read_manifest, write_manifest
 from gamerec.errors import ArtifactError
 
@@ -37,7 +37,7 @@ EMBEDDINGS_FILE = "item_embeddings.npy"
 USER_TOWER_FILE = "user_tower.npz"
 COPLAY_FILE = "coplay.npy"
 #: the processed/ files a model depends on (their fingerprints go into the model's manifest)
-TRAINED_ON = (ITEMS_FILE, "split.parquet")
+TRAINED_ON = (ITEMS_FILE, SPLIT_FILE)
 #: how far from 1 an embedding's norm may be before it is not "L2-normalised"
 _NORM_TOLERANCE = 1e-3
 _RETRAIN = "run `gamerec train` again"
@@ -173,7 +173,7 @@ def read_model(
     manifest = read_model_manifest(model_dir)
     arrays = manifest.get("arrays")
     if not isinstance(arrays, dict):
-        raise ArtifactError(f"{model_dir}/manifest.json lists no arrays; {_RETRAIN}")
+        raise ArtifactError(f"{model_dir}'s manifest lists no arrays; {_RETRAIN}")
     item_embeddings = _load_npy(model_dir / EMBEDDINGS_FILE, arrays.get(EMBEDDINGS_FILE))
     user_tower = _load_user_tower(model_dir / USER_TOWER_FILE, arrays.get(USER_TOWER_FILE))
     coplay_weights = None
@@ -195,7 +195,7 @@ def read_item_embeddings(model_dir: str | Path) -> tuple[np.ndarray, str]:
     path = model_dir / EMBEDDINGS_FILE
     expected = (manifest.get("files") or {}).get(EMBEDDINGS_FILE)
     if not isinstance(expected, str):
-        raise ArtifactError(f"{model_dir}/manifest.json lists no {EMBEDDINGS_FILE}; {_RETRAIN}")
+        raise ArtifactError(f"{model_dir}'s manifest lists no {EMBEDDINGS_FILE}; {_RETRAIN}")
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; {_RETRAIN}")
     actual = fingerprint(path)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ITEMS_FILE",
+    "SPLIT_FILE",
     "TABLE_FILES",
     "Processed",
     "column_to_numpy",
@@ -34,11 +35,12 @@ __all__ = [
 ]
 
 ITEMS_FILE = "items.parquet"
+SPLIT_FILE = "split.parquet"
 TABLE_FILES = {
     "items": ITEMS_FILE,
     "users": "users.parquet",
     "interactions": "interactions.parquet",
-    "split": "split.parquet",
+    "split": SPLIT_FILE,
 }
 _RERUN = "run `gamerec preprocess` again"
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from gamerec.errors import ArtifactError
 
+#: every stage folder's manifest
+MANIFEST_FILE = "manifest.json"
 #: bumped when any stage's on-disk format changes incompatibly
 FORMAT_VERSION = 1
 
@@ -174,7 +176,7 @@ def write_manifest(
     files = {
         entry.name: fingerprint(entry)
         for entry in sorted(directory.iterdir())
-        if entry.is_file() and entry.name != "manifest.json"
+        if entry.is_file() and entry.name != MANIFEST_FILE
     }
     manifest = {
         "stage": stage,
@@ -186,7 +188,7 @@ def write_manifest(
         "files": files,
         **dict(extra or {}),
     }
-    atomic_write_json(directory / "manifest.json", manifest)
+    atomic_write_json(directory / MANIFEST_FILE, manifest)
     return manifest
 
 
@@ -194,7 +196,7 @@ def read_manifest(directory: str | Path, stage: str, *, verify: bool = False) ->
     """Read and check a stage's manifest; raise ArtifactError naming the command to run."""
     directory = Path(directory)
     command = _STAGE_COMMANDS.get(stage, f"gamerec {stage}")
-    path = directory / "manifest.json"
+    path = directory / MANIFEST_FILE
     if not path.is_file():
         raise ArtifactError(f"no {stage} output in {directory}; run `{command}` first")
     try:
@@ -217,3 +219,8 @@ def read_manifest(directory: str | Path, stage: str, *, verify: bool = False) ->
                     f"{file} is missing or changed since it was written; run `{command}` again"
                 )
     return manifest
+
+
+def has_manifest(directory: str | Path) -> bool:
+    """Whether a stage folder has been written (its manifest exists)."""
+    return (Path(directory) / MANIFEST_FILE).is_file()

@@ -64,3 +64,7 @@ class Workspace:
     def train_state(self) -> Path:
         """Where an interrupted training run keeps its last finished epoch."""
         return self.root / ".train-state"
+
+    @property
+    def train_resume_file(self) -> Path:
+        return self.train_state / "state.pt"

@@ -327,6 +327,7 @@ def _fit_reranker(
                 "lambda": regularisation,
                 "alpha": alpha,
                 "candidates": options.rerank_candidates,
+                "coplay_candidates": options.rerank_coplay_candidates,
             }
             scorer = TwoTowerScorer(tower, item_embeddings, {"rerank": choice}, weights, True)
             ndcg = mean_ndcg(scorer, valid.histories, valid.targets, k=20)

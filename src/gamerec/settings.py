@@ -203,6 +203,9 @@ class TrainSettings(_Section):
     rerank_candidates: Count = Field(
         200, description="two-tower candidates the re-ranker re-orders"
     )
+    rerank_coplay_candidates: int = Field(
+        100, ge=0, description="co-play model's own top games added to the re-ranked candidates"
+    )
     rerank_max_items: Count = Field(
         20_000, description="skip the re-ranker above this catalog size (n x n)"
     )

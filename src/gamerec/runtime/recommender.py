@@ -36,7 +36,7 @@ from gamerec.errors import (
 )
 from gamerec.index.reference import VectorIndex
 from gamerec.towers.inference import NumpyUserTower, manifest_playtime_weight
-from gamerec.towers.rerank import blend
+from gamerec.towers.rerank import blend, coplay_candidates
 
 __all__ = ["HistoryReport", "Recommendation", "Recommendations", "Recommender"]
 
@@ -230,6 +230,7 @@ class Recommender:
         self.coplay = coplay if rerank else None
         self.rerank_alpha = float(rerank.get("alpha", 1.0))
         self.rerank_candidates = int(rerank.get("candidates", 200))
+        self.coplay_candidates = int(rerank.get("coplay_candidates", 0))
         self.genres = list(model_manifest.get("genres", []))
         self._genre_lookup = {g.lower(): g for g in self.genres}
         tokens = list(model_manifest.get("tokens", []))
@@ -548,8 +549,10 @@ class Recommender:
             answers = [self._explain(item, score, items, wanted) for item, score in ranked]
             return Recommendations(answers, report)
         candidates = self._search(user, max(k, self.rerank_candidates), excluded, allowed)
-        ids = np.array([item for item, _ in candidates], dtype=np.int64)
-        first_stage = np.array([score for _, score in candidates], dtype=np.float32)
+        ids = self._with_coplay_candidates(
+            np.array([item for item, _ in candidates], dtype=np.int64), items, excluded, allowed
+        )
+        first_stage = self.item_embeddings[ids] @ user[0]
         contributions = np.asarray(self.coplay[np.ix_(items, ids)])  # (history, candidates)
         final = blend(first_stage[None], contributions.sum(0)[None], self.rerank_alpha)[0]
         order = np.argsort(-final, kind="stable")[:k]
@@ -566,6 +569,17 @@ class Recommender:
             for c in order
         ]
         return Recommendations(answers, report)
+
+    def _with_coplay_candidates(
+        self, ids: np.ndarray, owned: np.ndarray, excluded: np.ndarray, allowed: np.ndarray
+    ) -> np.ndarray:
+        """``ids`` and the co-play model's own top games among ``allowed`` not yet in them."""
+        assert self.coplay is not None
+        eligible = allowed.copy()
+        eligible[ids] = False
+        eligible[excluded] = False
+        extra = coplay_candidates(self.coplay, owned, self.coplay_candidates, eligible)
+        return np.concatenate([ids, extra]) if len(extra) else ids
 
     def _preferences(self, wanted: set[str]) -> np.ndarray | None:
         if not wanted:
@@ -692,28 +706,30 @@ class Recommender:
             owned = [batch.row(row) for row in range(batch.n_rows)]
             top_scores, top_ids = self.index.search(users, wanted_k, owned, self._games)
             if self.coplay is not None:
-                top_ids, top_scores = self._rerank_batch(batch, top_ids, top_scores, k)
+                top_ids, top_scores = self._rerank_batch(batch, users, top_ids, k)
             yield [user_ids[r] for r in rows], top_ids[:, :k], top_scores[:, :k]
 
     def _rerank_batch(
-        self, batch: UserItems, ids: np.ndarray, scores: np.ndarray, k: int
+        self, batch: UserItems, users: np.ndarray, ids: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Second stage for a batch of FAISS candidate lists (``-1`` marks no candidate)."""
+        """Second stage for a batch of candidate lists (``-1`` marks no candidate), each
+        widened by the co-play model's own top games."""
         assert self.coplay is not None
-        valid = ids >= 0
-        safe = np.where(valid, ids, 0)
-        second = np.zeros(ids.shape, dtype=np.float32)
+        top_ids = np.full((batch.n_rows, k), -1, dtype=np.int64)
+        top_scores = np.full((batch.n_rows, k), -np.inf, dtype=np.float32)
         for row in range(batch.n_rows):
             owned = batch.row(row)
-            if len(owned):  # only the (owned x candidates) block, not whole rows of the matrix
-                second[row] = np.asarray(self.coplay[owned[:, None], safe[row][None, :]]).sum(0)
-        final = blend(np.where(valid, scores, 0.0), second, self.rerank_alpha)
-        final = np.where(valid, final, -np.inf)
-        order = np.argsort(-final, axis=1, kind="stable")[:, :k]
-        return (
-            np.take_along_axis(np.where(valid, ids, -1), order, 1),
-            np.take_along_axis(final, order, 1),
-        )
+            found = ids[row][ids[row] >= 0]
+            if len(owned):
+                found = self._with_coplay_candidates(found, owned, owned, self._games)
+            first = (self.item_embeddings[found] @ users[row])[None]
+            # only the (owned x candidates) block, not whole rows of the matrix
+            second = np.asarray(self.coplay[owned[:, None], found[None, :]]).sum(0)[None]
+            final = blend(first, second, self.rerank_alpha)[0]
+            order = np.argsort(-final, kind="stable")[:k]
+            top_ids[row, : len(order)] = found[order]
+            top_scores[row, : len(order)] = final[order]
+        return top_ids, top_scores
 
 
 _PLAYED = re.compile(r"^\s*([0-9]+)\s*(?::\s*([0-9.]+)\s*)?$")  # ASCII digits only

@@ -109,6 +109,7 @@ class TwoTowerScorer:
         self.coplay = coplay
         self.alpha = float(settings.get("alpha", 1.0))
         self.n_candidates = int(settings.get("candidates", 200))
+        self.n_coplay_candidates = int(settings.get("coplay_candidates", 0))
         self.name = "two-tower + re-rank" if self.rerank else "two-tower"
 
     @classmethod
@@ -126,7 +127,14 @@ class TwoTowerScorer:
             return first_stage
         from gamerec.towers.rerank import rerank_scores
 
-        return rerank_scores(first_stage, histories, self.coplay, self.alpha, self.n_candidates)
+        return rerank_scores(
+            first_stage,
+            histories,
+            self.coplay,
+            self.alpha,
+            self.n_candidates,
+            self.n_coplay_candidates,
+        )
 
     def __repr__(self) -> str:
         return f"TwoTowerScorer({self.name}, {json.dumps(self.manifest.get('counts', {}))})"

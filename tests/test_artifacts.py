@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gamerec.artifacts import Workspace, atomic_write_json, stage_lock, staged_dir
 from gamerec.artifacts.model import (
@@ -218,3 +220,17 @@ def test_a_row_with_too_few_eligible_items_is_padded() -> None:
 def test_a_filter_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="one flag per indexed item"):
         ExactIndex(clustered_embeddings(10, 4)).search(np.ones((1, 4)), 3, None, np.ones(9, bool))
+
+
+@given(
+    st.lists(st.one_of(st.booleans(), st.none()), max_size=40),
+    st.integers(min_value=0, max_value=10),
+)
+def test_bool_columns_read_without_pandas_match_pyarrow(values: list, offset: int) -> None:
+    import pyarrow as pa
+
+    from gamerec.artifacts.processed import column_to_numpy
+
+    array = pa.array(values, type=pa.bool_()).slice(min(offset, len(values)))
+    expected = [False if v is None else v for v in array.to_pylist()]
+    assert column_to_numpy(pa.chunked_array([array]), fill=False).tolist() == expected

@@ -50,7 +50,7 @@ def test_help_lists_the_commands_with_their_help() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "preprocess" in result.stdout
-    assert "Turn play histories into processed/" in result.stdout
+    assert "Turn play histories and the catalog into processed/" in result.stdout
     assert "config" in result.stdout
     assert "Inspect the effective settings." in result.stdout
     assert "--config" in result.stdout and "--data-dir" in result.stdout

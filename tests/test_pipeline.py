@@ -71,7 +71,7 @@ def test_a_failed_training_run_leaves_the_last_good_model(
     with pytest.raises(RuntimeError, match="disk on fire"):
         pipeline.train(settings_for(workspace, **QUICK))
     assert snapshot(workspace / "model") == before
-    assert not list(workspace.glob(".model.*"))  # no staging directory left behind
+    assert not list(workspace.glob(".model.*.staging"))  # no staging directory left behind
 
 
 def test_a_model_for_another_split_is_refused_by_eval(

@@ -31,7 +31,17 @@ def answer(name: str, reason: str, appid: int = 620) -> dict[str, Any]:
 @pytest.fixture
 def evil_answers(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     answers = [answer(EVIL, f"because you played {EVIL}"), answer("Portal 2", "popular", 620)]
-    monkeypatch.setattr("gamerec.pipeline.recommend", lambda settings, **kwargs: answers)
+    history = {
+        "given": 2,
+        "known": 1,
+        "used": 1,
+        "not_in_model_appids": [],
+        "unknown_appids": [999],
+    }
+    monkeypatch.setattr(
+        "gamerec.pipeline.recommend",
+        lambda settings, **kwargs: {"recommendations": answers, "history": history, "note": EVIL},
+    )
     monkeypatch.setattr("gamerec.pipeline.similar", lambda settings, game, k=None: answers)
     return answers
 
@@ -43,6 +53,8 @@ def test_a_game_name_with_markup_is_printed_as_it_is(workdir: Path, evil_answers
     assert f"because you played {EVIL}" in result.stdout
     assert "[red]Action" in result.stdout
     assert "\x1b]8;" not in result.stdout  # no terminal hyperlink
+    assert "1 of 2 given games are known; unknown appids: 999" in result.stdout
+    assert result.stdout.rstrip().endswith(EVIL)  # the note, literally
 
 
 def test_a_query_with_markup_is_printed_as_it_is(workdir: Path, evil_answers: list) -> None:

@@ -52,7 +52,8 @@ def test_owned_games_never_come_back_for_a_played_list(recommender: Recommender)
     assert not {a.appid for a in answers} & set(played)
     played_names = {recommender.catalog.names[recommender.catalog.by_appid[a]] for a in played}
     for answer in answers:
-        assert answer.reason.removeprefix("because you played ") in played_names
+        because = answer.reason.removeprefix("because you played ").split("; same tags: ")[0]
+        assert because in played_names
 
 
 def test_include_owned_allows_owned_games(recommender: Recommender) -> None:
@@ -70,7 +71,9 @@ def test_genre_filter_keeps_only_that_genre(recommender: Recommender) -> None:
 def test_genres_only_gets_genre_aware_popularity_and_says_so(recommender: Recommender) -> None:
     answers = recommender.recommend(genres=["Strategy"], k=5)
     assert all("Strategy" in a.genres for a in answers)
-    assert all("no play history" in a.reason for a in answers)
+    assert all(a.reason == "popular with players of Strategy" for a in answers)
+    assert all(a.matched_genres == ["Strategy"] for a in answers)
+    assert answers.note is not None and "no played game known" in answers.note
     players = [recommender.catalog.players[a.item_idx] for a in answers]
     assert players == sorted(players, reverse=True)
     nothing = recommender.recommend(k=3)
@@ -141,6 +144,13 @@ def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_p
         if appid == appid and int(appid) in owned_appids[user]  # appid == appid: not NaN
     ]
     assert clashes == []
+    # only games with an appid: no title-only row, DLC, soundtrack, beta, server or tool
+    assert table["appid"].notna().all()
+    kinds = {
+        int(a): recommender.catalog.kinds[recommender.catalog.by_appid[int(a)]]
+        for a in table["appid"]
+    }
+    assert set(kinds.values()) == {"game"}
     jsonl = tmp_path / "recs.jsonl"
     pipeline.recommend_all(settings, jsonl, k=2)
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
@@ -154,10 +164,17 @@ def test_library_file_gives_recommendations_without_owned_games(trained_workspac
         ["--data-dir", str(trained_workspace), "recommend", "--library", str(LIBRARY), "--json"],
     )
     assert result.exit_code == 0, result.output
-    answers = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
     owned = {game["appid"] for game in json.loads(LIBRARY.read_text())["response"]["games"]}
+    answers = answer["recommendations"]
     assert len(answers) == 10
     assert not owned & {a["appid"] for a in answers}
+    # every game of the library is accounted for
+    history = answer["history"]
+    assert history["given"] == len(owned)
+    assert history["used"] + len(history["not_in_model_appids"]) + len(
+        history["unknown_appids"]
+    ) == len(owned)
 
 
 def test_cli_json_equals_the_library_call(
@@ -180,7 +197,7 @@ def test_cli_json_equals_the_library_call(
         ],
     )
     assert result.exit_code == 0, result.output
-    expected = [a.to_dict() for a in recommender.recommend(user_id=user_id, genres=["action"], k=7)]
+    expected = recommender.recommend(user_id=user_id, genres=["action"], k=7).to_dict()
     assert json.loads(result.stdout) == expected
     similar = runner.invoke(
         app, ["--data-dir", str(trained_workspace), "similar", "portal 2", "--json"]
@@ -280,3 +297,65 @@ def test_blas_thread_count_can_be_set_and_read_back() -> None:
         set_blas_threads(os.cpu_count() or 1)  # OpenBLAS's default: one thread per core
     with pytest.raises(ValueError, match="at least 1"):
         set_blas_threads(0)
+
+
+#: real names from the bundled data that a player can own but must never be recommended
+NOT_GAMES = {
+    "Arma 2 Operation Arrowhead Beta (Obsolete)": "title-only",
+    "Deadlight Original Soundtrack": "soundtrack",
+    "Left 4 Dead 2 Dedicated Server": "server",
+}
+
+
+def test_what_is_not_a_game_is_never_recommended(recommender: Recommender) -> None:
+    catalog = recommender.catalog
+    positions = {name: catalog.names.index(name) for name in NOT_GAMES}
+    assert {name: catalog.kinds[i] for name, i in positions.items()} == NOT_GAMES
+    assert not catalog.recommendable[list(positions.values())].any()
+    # the title-only beta is among the most played games: popularity would pick it first
+    beta = positions["Arma 2 Operation Arrowhead Beta (Obsolete)"]
+    assert beta < recommender.n_items and catalog.players[beta] >= np.sort(catalog.players)[-100]
+    everything = [
+        recommender.recommend(k=50),
+        recommender.recommend(genres=["Action"], k=50),
+        recommender.recommend(played={220: 600, 620: 60}, k=100),
+        recommender.similar(620, k=50),
+    ]
+    user_id, _ = known_user(recommender)
+    everything.append(recommender.recommend(user_id=user_id, k=100))
+    for answers in everything:
+        assert all(a.appid is not None for a in answers)
+        assert {catalog.kinds[a.item_idx] for a in answers} == {"game"}
+
+
+def test_dlc_only_on_request_and_only_for_an_owned_base_game(recommender: Recommender) -> None:
+    catalog = recommender.catalog
+    in_model = range(recommender.n_items)
+    dlc = [i for i in in_model if catalog.kinds[i] == "dlc" and catalog.base_appids[i] >= 0]
+    dlc = [i for i in dlc if int(catalog.base_appids[i]) in catalog.by_appid]
+    assert dlc, "the bundled play data owns some DLC of known base games"
+    item = dlc[0]
+    base = int(catalog.base_appids[item])
+    played = {base: 600.0}
+    k = recommender.max_top_k
+    assert item not in {a.item_idx for a in recommender.recommend(played=played, k=k)}
+    with_dlc = recommender.recommend(played=played, k=k, include_dlc=True)
+    assert item in {a.item_idx for a in with_dlc}
+    # never the DLC of a game the player does not own
+    owned_bases = {base}
+    for answer in with_dlc:
+        if catalog.kinds[answer.item_idx] == "dlc":
+            assert int(catalog.base_appids[answer.item_idx]) in owned_bases
+
+
+def test_given_games_are_reported_known_not_in_model_or_unknown(recommender: Recommender) -> None:
+    catalog = recommender.catalog
+    catalog_only = next(int(a) for a in catalog.appids[recommender.n_items :] if a >= 0)
+    answers = recommender.recommend(played={620: 60, catalog_only: 30, 999_999_999: 5}, k=3)
+    assert answers.history.to_dict() == {
+        "given": 3,
+        "known": 2,
+        "used": 1,
+        "not_in_model_appids": [catalog_only],
+        "unknown_appids": [999_999_999],
+    }

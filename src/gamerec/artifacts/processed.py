@@ -159,8 +159,20 @@ def column_to_numpy(column: Any, fill: int | float | None = None) -> np.ndarray:
     """
     array = column.combine_chunks()
     type_name = str(array.type)
-    if type_name == "bool":  # bit-packed: no buffer view, but no pandas either
-        return np.array(array.fill_null(bool(fill)).to_pylist(), dtype=bool)
+    if type_name == "bool":  # bit-packed; pyarrow.compute would import pandas
+        validity, data = array.buffers()
+        span = slice(array.offset, array.offset + len(array))
+
+        def bits(buffer: Any) -> np.ndarray:
+            unpacked = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+            return unpacked[span].astype(bool)
+
+        flags = bits(data) if len(array) else np.empty(0, dtype=bool)
+        if array.null_count:
+            if fill is None:
+                raise ArtifactError(f"a required column has nulls; {_RERUN}")
+            flags[~bits(validity)] = bool(fill)
+        return flags
     dtype = np.dtype(_NUMPY_TYPES.get(type_name, np.void))
     if dtype == np.void:
         raise ArtifactError(f"unexpected column type {array.type}; {_RERUN}")

@@ -229,7 +229,8 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0
             f"{directory}: the split refers to games outside the catalog ({n_items} games); "
             "run `gamerec preprocess` again"
         )
-    metadata = _metadata(items)
+    # every protocol ranks the games with players (P-COLD's new games are among them)
+    metadata = _metadata(items.iloc[:n_items])
     new_items = None
     if protocol == "cold":
         has_players = np.bincount(item_idx, minlength=n_items) > 0
@@ -237,7 +238,8 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0
             [len(g) + len(t) > 0 for g, t in zip(metadata.genres, metadata.tags, strict=True)],
             dtype=bool,
         )
-        eligible = has_players & items["appid"].notna().to_numpy() & has_content
+        has_appid = items["appid"].notna().to_numpy()[:n_items]
+        eligible = has_players & has_appid & has_content
         new_items = cold_items(eligible, seed)
     return build_protocol(
         split["user_idx"].to_numpy(),

@@ -161,17 +161,11 @@ def column_to_numpy(column: Any, fill: int | float | None = None) -> np.ndarray:
     type_name = str(array.type)
     if type_name == "bool":  # bit-packed; pyarrow.compute would import pandas
         validity, data = array.buffers()
-        span = slice(array.offset, array.offset + len(array))
-
-        def bits(buffer: Any) -> np.ndarray:
-            unpacked = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
-            return unpacked[span].astype(bool)
-
-        flags = bits(data) if len(array) else np.empty(0, dtype=bool)
+        flags = _bits(data, array) if len(array) else np.empty(0, dtype=bool)
         if array.null_count:
             if fill is None:
                 raise ArtifactError(f"a required column has nulls; {_RERUN}")
-            flags[~bits(validity)] = bool(fill)
+            flags[~_bits(validity, array)] = bool(fill)
         return flags
     dtype = np.dtype(_NUMPY_TYPES.get(type_name, np.void))
     if dtype == np.void:
@@ -185,6 +179,11 @@ def column_to_numpy(column: Any, fill: int | float | None = None) -> np.ndarray:
     if array.null_count:
         if fill is None:
             raise ArtifactError(f"a required column has nulls; {_RERUN}")
-        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        values[~bits[array.offset : array.offset + len(array)].astype(bool)] = fill
+        values[~_bits(validity, array)] = fill
     return values
+
+
+def _bits(buffer: Any, array: Any) -> np.ndarray:
+    """One flag per value of ``array`` from a bit-packed ``buffer`` (validity or booleans)."""
+    unpacked = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+    return unpacked[array.offset : array.offset + len(array)].astype(bool)

@@ -26,7 +26,7 @@ CLUSTERS = {
     "A": ("Action", "Sword;Fantasy;Dungeon", "Blade Studio"),
     "B": ("Racing", "Cars;Driving;Speed", "Wheel Works"),
 }
-PLAYED = {"A": range(1000, 1030), "B": range(2000, 2030)}
+PLAYED = {"A": range(1000, 1015), "B": range(2000, 2015)}
 NEW = {"A": range(3000, 3005), "B": range(4000, 4005)}
 
 
@@ -45,9 +45,9 @@ def write_inputs(root: Path) -> dict[str, Path]:
     games, and a second catalog file of new games of each cluster that nobody plays."""
     rng = np.random.default_rng(0)
     lines = ["user,item,playtime\n"]
-    for user in range(160):
+    for user in range(300):
         cluster = "A" if user % 2 == 0 else "B"
-        for appid in rng.choice(list(PLAYED[cluster]), size=8, replace=False):
+        for appid in rng.choice(list(PLAYED[cluster]), size=6, replace=False):
             lines.append(f"u{user},{appid},{int(rng.integers(0, 600))}\n")
     root.mkdir(parents=True, exist_ok=True)
     paths = {"plays": root / "plays.csv", "played": root / "played.csv", "new": root / "new.csv"}
@@ -120,14 +120,14 @@ def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
 ) -> None:
     first, second = grown["first_index"], grown["second_index"]
     assert isinstance(first, dict) and isinstance(second, dict)
-    assert first["items"] == 60 and first["trained"] == 60 and first["mapped"] == 0
-    assert grown["first_catalog"] == 60
-    assert second["items"] == 70 and second["trained"] == 60 and second["mapped"] == 10
+    assert first["items"] == 30 and first["trained"] == 30 and first["mapped"] == 0
+    assert grown["first_catalog"] == 30
+    assert second["items"] == 40 and second["trained"] == 30 and second["mapped"] == 10
     recommender = grown["recommender"]
     assert isinstance(recommender, Recommender)
-    assert recommender.n_items == 70
+    assert recommender.n_items == 40
     # the new games can be recommended, and a history naming them uses them
-    answer = recommender.recommend(played={3000: 60.0, 1000: 60.0}, k=70)
+    answer = recommender.recommend(played={3000: 60.0, 1000: 60.0}, k=40)
     assert answer.history.not_in_model == []
     assert answer.history.known == 2
     assert {r.appid for r in answer} >= set(NEW["A"][1:]) | set(NEW["B"])
@@ -155,7 +155,7 @@ def test_train_records_the_content_mapping_quality(grown: dict[str, object]) -> 
     summary = grown["train"]
     assert isinstance(summary, dict)
     quality = summary["content_mapping"]
-    assert quality["games"] == 60 and quality["held_out_games"] == 6
+    assert quality["games"] == 30 and quality["held_out_games"] == 3
     # two clusters with disjoint tags: the mapping beats each target's mean vector
     assert quality["embedding_held_out_cosine"] > quality["embedding_mean_vector_cosine"]
 
@@ -178,7 +178,9 @@ def test_index_refuses_a_model_written_with_another_content_layout(tmp_path: Pat
     data_dir = tmp_path / "gamerec-data"
     chosen = settings(data_dir, inputs, with_new=True)
     pipeline.preprocess(chosen)
-    pipeline.train(chosen.model_copy(update={"train": chosen.train.model_copy(update={"epochs": 1})}))
+    pipeline.train(
+        chosen.model_copy(update={"train": chosen.train.model_copy(update={"epochs": 1})})
+    )
     manifest = json.loads((data_dir / "model" / "manifest.json").read_text())
     manifest["content"]["layout"] = CONTENT_LAYOUT + 1
     extra = {k: v for k, v in manifest.items() if k not in ("stage", "format_version", "created")}
@@ -204,5 +206,5 @@ def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty() -> None:
     np.testing.assert_allclose(exact_b, [0.25, -0.5], atol=1e-6)
     assert np.abs(shrunk_w).max() < 0.01  # a huge penalty leaves little but the intercept
     # a tiny known answer: y = 2x on centred x = (-1, 0, 1); lambda 1 gives 2 * 2 / (2 + 1)
-    (w, b), = ridge_path(np.array([[0.0], [1.0], [2.0]]), np.array([[0.0], [2.0], [4.0]]), [1.0])
+    ((w, b),) = ridge_path(np.array([[0.0], [1.0], [2.0]]), np.array([[0.0], [2.0], [4.0]]), [1.0])
     assert w[0, 0] == pytest.approx(4 / 3) and b[0] == pytest.approx(2 - 4 / 3)

@@ -168,7 +168,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     from gamerec.artifacts.index import CatalogVectors
     from gamerec.index import build_index as build
     from gamerec.index import measure_recall, resolve_kind, set_threads
-    from gamerec.towers.cold import ContentMapper, token_rows
+    from gamerec.towers.cold import ContentMapper, calibrate_to, token_rows
 
     paths = workspace(settings)
     options = settings.index
@@ -181,9 +181,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     processed_manifest = read_processed_manifest(paths.processed, verify=True)
     items = read_processed(paths.processed, tables=("items",)).items
     position = {key: row for row, key in enumerate(model_keys)}
-    model_rows = np.array(
-        [position.get(str(key), -1) for key in items["item_key"]], dtype=np.int32
-    )
+    model_rows = np.array([position.get(str(key), -1) for key in items["item_key"]], dtype=np.int32)
     trained = model_rows >= 0
     mapped = np.flatnonzero(~trained)
     progress("index", f"embedding {len(mapped):,} games the model was not trained on", None)
@@ -195,7 +193,8 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     token_matrix[trained] = model.user_tower["token_matrix"][model_rows[trained]]
     if len(mapped):
         new_items = items.iloc[mapped]
-        item_vectors[mapped], history[mapped] = mapper.map_items(new_items)
+        mapped_vectors, history[mapped] = mapper.map_items(new_items)
+        item_vectors[mapped] = calibrate_to(mapped_vectors, model.item_embeddings)
         token_matrix[mapped] = token_rows(
             [list(g) for g in new_items["genres"]],
             [list(t) for t in new_items["tags"]],

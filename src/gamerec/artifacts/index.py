@@ -158,7 +158,9 @@ def read_catalog_vectors(
         try:
             array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise ArtifactError(f"{path} is not a readable .npy array ({exc}); {_REINDEX}") from None
+            raise ArtifactError(
+                f"{path} is not a readable .npy array ({exc}); {_REINDEX}"
+            ) from None
         if list(array.shape) != list(expected.get("shape", [])) or str(array.dtype) != expected.get(
             "dtype"
         ):

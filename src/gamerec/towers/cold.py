@@ -30,6 +30,7 @@ __all__ = [
     "CONTENT_LAYOUT",
     "ContentMapper",
     "ContentVocabulary",
+    "calibrate_to",
     "content_features",
     "fit_content_mapper",
     "ridge_path",
@@ -76,7 +77,9 @@ def _numeric_raw(items: pd.DataFrame) -> np.ndarray:
             "log_owners": np.log1p(np.where(owners >= 0, owners, np.nan)),
             "review_share": np.where(reviews > 0, positive / np.maximum(reviews, 1), np.nan),
             "log_reviews": np.log1p(np.where(reviews >= 0, reviews, np.nan)),
-            "log_price": np.log1p(np.where(column("price_cents") >= 0, column("price_cents"), np.nan)),
+            "log_price": np.log1p(
+                np.where(column("price_cents") >= 0, column("price_cents"), np.nan)
+            ),
             "release_year": np.where(column("release_year") > 0, column("release_year"), np.nan),
         }
     return np.stack([raw[name] for name in _NUMERIC], axis=1)
@@ -111,12 +114,17 @@ class ContentVocabulary:
 
         def top(lists: Iterable[Iterable[str]], limit: int) -> list[str]:
             counts = Counter(token for cell in lists for token in set(cell))
-            ranked = sorted((t for t, c in counts.items() if c >= min_games), key=lambda t: (-counts[t], t))
+            ranked = sorted(
+                (t for t, c in counts.items() if c >= min_games), key=lambda t: (-counts[t], t)
+            )
             return ranked[:limit]
 
         raw = _numeric_raw(items)
         known = np.isfinite(raw)
-        mean = [float(raw[known[:, j], j].mean()) if known[:, j].any() else 0.0 for j in range(raw.shape[1])]
+        mean = [
+            float(raw[known[:, j], j].mean()) if known[:, j].any() else 0.0
+            for j in range(raw.shape[1])
+        ]
         std = [
             float(raw[known[:, j], j].std()) if known[:, j].sum() > 1 else 1.0
             for j in range(raw.shape[1])
@@ -146,7 +154,9 @@ class ContentVocabulary:
     def from_dict(cls, value: Mapping[str, Any] | None) -> ContentVocabulary:
         if not isinstance(value, Mapping):
             raise ArtifactError(f"the model has no content mapping for new games; {_RETRAIN}")
-        if value.get("layout") != CONTENT_LAYOUT or list(value.get("numeric") or []) != list(_NUMERIC):
+        if value.get("layout") != CONTENT_LAYOUT or list(value.get("numeric") or []) != list(
+            _NUMERIC
+        ):
             raise ArtifactError(
                 f"the model's content features have layout {value.get('layout')!r}, this gamerec "
                 f"uses layout {CONTENT_LAYOUT}; {_RETRAIN}"
@@ -161,7 +171,9 @@ class ContentVocabulary:
                 numeric_std=[float(s) for s in value["numeric_std"]],
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"the model's content vocabulary is unreadable ({exc}); {_RETRAIN}") from None
+            raise ArtifactError(
+                f"the model's content vocabulary is unreadable ({exc}); {_RETRAIN}"
+            ) from None
 
 
 def content_features(items: pd.DataFrame, vocabulary: ContentVocabulary) -> np.ndarray:
@@ -226,6 +238,28 @@ def ridge_path(
         weight = vectors @ (projected / (np.maximum(values, 0.0) + penalty)[:, None])
         path.append((weight, y_mean - x_mean @ weight))
     return path
+
+
+def calibrate_to(mapped: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Mapped unit vectors with the trained vectors' mean share along their mean direction.
+
+    Ridge shrinks a game toward the average game, so a mapped vector, once normalised, points
+    almost along the mean of all embeddings: close to every user, it would outrank trained
+    games for everyone. Each mapped vector keeps its direction off the mean and gets the
+    trained vectors' average cosine with the mean, so both score on the same scale.
+    """
+    mean = trained.mean(0)
+    norm = float(np.linalg.norm(mean))
+    if norm < 1e-9 or len(mapped) == 0:
+        return mapped
+    direction = mean / norm
+    share = float(np.clip(np.mean(trained @ direction), -1.0, 1.0))
+    along = mapped @ direction
+    rest = mapped - along[:, None] * direction
+    rest_norm = np.linalg.norm(rest, axis=1, keepdims=True)
+    rest = np.divide(rest, rest_norm, out=np.zeros_like(rest), where=rest_norm > 1e-9)
+    out = share * direction + np.sqrt(max(0.0, 1.0 - share**2)) * rest
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _mean_cosine(predicted: np.ndarray, actual: np.ndarray) -> float:

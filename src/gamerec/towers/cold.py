@@ -110,7 +110,7 @@ class ContentVocabulary:
         max_names: int = 200,
         min_games: int = 2,
     ) -> ContentVocabulary:
-        """The most frequent tags/genres/developers/publishers of ``items`` (seen ``min_games``+)."""
+        """The most frequent tags, genres, developers and publishers (on ``min_games``+ games)."""
 
         def top(lists: Iterable[Iterable[str]], limit: int) -> list[str]:
             counts = Counter(token for cell in lists for token in set(cell))
@@ -348,7 +348,7 @@ def fit_content_mapper(
     vocabulary = ContentVocabulary.build(items)
     features = content_features(items, vocabulary)
     order = np.random.default_rng(seed).permutation(len(items))
-    n_held = max(1, int(round(holdout_fraction * len(items)))) if len(items) >= 10 else 0
+    n_held = max(1, round(holdout_fraction * len(items))) if len(items) >= 10 else 0
     held, fit = order[:n_held], order[n_held:]
     chosen: dict[str, float] = {}
     quality: dict[str, Any] = {"games": len(items), "held_out_games": int(n_held)}

@@ -348,14 +348,19 @@ def test_dlc_only_on_request_and_only_for_an_owned_base_game(recommender: Recomm
             assert int(catalog.base_appids[answer.item_idx]) in owned_bases
 
 
-def test_given_games_are_reported_known_not_in_model_or_unknown(recommender: Recommender) -> None:
+def test_given_games_are_reported_known_used_or_unknown(recommender: Recommender) -> None:
     catalog = recommender.catalog
-    catalog_only = next(int(a) for a in catalog.appids[recommender.n_items :] if a >= 0)
-    answers = recommender.recommend(played={620: 60, catalog_only: 30, 999_999_999: 5}, k=3)
+    # a catalog game nobody in the play data owns: indexed from what the catalog says about it
+    new_game = next(
+        int(a)
+        for a, players in zip(catalog.appids, catalog.players, strict=True)
+        if a >= 0 and players == 0 and int(a) > 1_000_000
+    )
+    answers = recommender.recommend(played={620: 60, new_game: 30, 999_999_999: 5}, k=3)
     assert answers.history.to_dict() == {
         "given": 3,
         "known": 2,
-        "used": 1,
-        "not_in_model_appids": [catalog_only],
+        "used": 2,
+        "not_in_model_appids": [],
         "unknown_appids": [999_999_999],
     }

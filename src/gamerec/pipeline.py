@@ -28,10 +28,12 @@ from gamerec.artifacts.index import write_index
 from gamerec.artifacts.model import (
     check_model_matches_processed,
     read_item_embeddings,
+    read_model,
     read_model_manifest,
     write_model,
 )
 from gamerec.artifacts.processed import (
+    ITEMS_FILE,
     games_with_players,
     read_processed,
     read_processed_manifest,
@@ -39,7 +41,13 @@ from gamerec.artifacts.processed import (
 )
 from gamerec.dataio.files import read_text
 from gamerec.dataio.owned import parse_owned_games
-from gamerec.errors import ConfigError, DataError, InvalidRequestError, TrainingError
+from gamerec.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    InvalidRequestError,
+    TrainingError,
+)
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
@@ -145,27 +153,64 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
 
 
 def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
-    """Index ``model/item_embeddings.npy`` with FAISS and write ``index/``.
+    """Embed every game of ``processed/items.parquet`` and index them into ``index/``.
 
-    The kind follows ``settings.index.kind`` (``auto``: exact up to ``exact_max_items``, HNSW
-    above). Returns the summary: kind, parameters, items, dimension, build seconds and the
-    recall@20 of the index against exact search on up to 1,000 items used as queries. On any
-    error the previous ``index/`` is left untouched.
+    A game the model was trained on (found by ``item_key``, so a catalog re-preprocessed,
+    reordered or grown since training needs no retraining) keeps its trained vectors; any
+    other is embedded by the model's content mapping (:mod:`gamerec.towers.cold`). The kind
+    follows ``settings.index.kind`` (``auto``: exact up to ``exact_max_items``, HNSW above).
+    Returns the summary: kind, parameters, items (trained and mapped), dimension, build
+    seconds and the recall@20 of the index against exact search on up to 1,000 items used as
+    queries. On any error the previous ``index/`` is left untouched.
     """
+    import numpy as np
+
+    from gamerec.artifacts.index import CatalogVectors
     from gamerec.index import build_index as build
     from gamerec.index import measure_recall, resolve_kind, set_threads
+    from gamerec.towers.cold import ContentMapper, calibrate_to, token_rows
 
     paths = workspace(settings)
     options = settings.index
     threads = set_threads(options.threads)
-    progress("index", f"reading {paths.model}", None)
-    embeddings, embeddings_fingerprint = read_item_embeddings(paths.model)
-    n_items, dim = embeddings.shape
+    progress("index", f"reading {paths.model} and {paths.processed}", None)
+    _, embeddings_fingerprint = read_item_embeddings(paths.model)
+    model = read_model(paths.model, coplay="skip", content=True)
+    mapper = ContentMapper.from_arrays(model.content_vocabulary, model.content)
+    model_keys = model.item_keys
+    processed_manifest = read_processed_manifest(paths.processed, verify=True)
+    items = read_processed(paths.processed, tables=("items",)).items
+    position = {key: row for row, key in enumerate(model_keys)}
+    model_rows = np.array([position.get(str(key), -1) for key in items["item_key"]], dtype=np.int32)
+    trained = model_rows >= 0
+    mapped = np.flatnonzero(~trained)
+    progress("index", f"embedding {len(mapped):,} games the model was not trained on", None)
+    item_vectors = np.empty((len(items), model.item_embeddings.shape[1]), dtype=np.float32)
+    history = np.empty((len(items), model.user_tower["history"].shape[1]), dtype=np.float32)
+    item_vectors[trained] = model.item_embeddings[model_rows[trained]]
+    history[trained] = model.user_tower["history"][model_rows[trained]]
+    token_matrix = np.empty((len(items), model.user_tower["token_matrix"].shape[1]), np.float32)
+    token_matrix[trained] = model.user_tower["token_matrix"][model_rows[trained]]
+    if len(mapped):
+        new_items = items.iloc[mapped]
+        mapped_vectors, history[mapped] = mapper.map_items(new_items)
+        item_vectors[mapped] = calibrate_to(mapped_vectors, model.item_embeddings)
+        token_matrix[mapped] = token_rows(
+            [list(g) for g in new_items["genres"]],
+            [list(t) for t in new_items["tags"]],
+            [str(t) for t in model.manifest.get("tokens", [])],
+        )
+    if not (np.isfinite(item_vectors).all() and np.isfinite(history).all()):
+        raise ArtifactError(
+            f"the content mapping of {paths.model} gives non-finite vectors; "
+            "run `gamerec train` again"
+        )
+    n_items, dim = item_vectors.shape
     kind = resolve_kind(options.kind, n_items, options.exact_max_items)
-    progress("index", f"building the {kind} index of {n_items:,} x {dim} embeddings", None)
+    progress("index", f"building the {kind} index of {n_items:,} x {dim} vectors", None)
     started = time.perf_counter()
     index, params = build(
-        embeddings,
+        item_vectors,
         kind,
         exact_max_items=options.exact_max_items,
         hnsw_m=options.hnsw_m,
@@ -177,9 +222,10 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     build_seconds = time.perf_counter() - started
     recall_queries = min(1000, n_items)
     progress("index", f"measuring recall@20 on {recall_queries:,} item queries", None)
-    recall = measure_recall(index, embeddings, k=20, n_queries=recall_queries, seed=0)
+    recall = measure_recall(index, item_vectors, k=20, n_queries=recall_queries, seed=0)
     target = paths.index
     progress("index", f"writing {target}", None)
+    counts = {"trained": int(trained.sum()), "mapped": len(mapped)}
     with staged_dir(target) as staging:
         write_index(
             staging,
@@ -188,11 +234,15 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
             embeddings_fingerprint=embeddings_fingerprint,
             settings=options.model_dump(mode="json"),
             recall_at_20=recall,
+            vectors=CatalogVectors(item_vectors, history, token_matrix, model_rows),
+            items_fingerprint=processed_manifest["files"][ITEMS_FILE],
+            counts=counts,
         )
     return {
         "kind": params["kind"],
         "params": params,
         "items": n_items,
+        **counts,
         "dim": dim,
         "build_seconds": round(build_seconds, 3),
         "recall_at_20": recall,
@@ -429,6 +479,7 @@ def _train(
         export_user_tower,
         save_checkpoint,
     )
+    from gamerec.towers.cold import fit_content_mapper
     from gamerec.towers.features import build_item_features
     from gamerec.towers.model import TwoTowerConfig
     from gamerec.towers.train import train_two_tower
@@ -524,6 +575,14 @@ def _train(
             train_matrix, valid, user_tower, item_embeddings, config.playtime_weight, options
         )
         summary["rerank"] = rerank
+    progress("train", "fitting the content mapping for games without players", None)
+    mapper, content_quality = fit_content_mapper(
+        processed.items.iloc[:n_items],
+        item_embeddings,
+        user_tower["history"],
+        seed=options.seed,
+    )
+    summary["content_mapping"] = content_quality
     progress("train", f"writing {paths.model}", None)
     with staged_dir(paths.model) as staging:
         write_model(
@@ -534,6 +593,9 @@ def _train(
             item_embeddings=item_embeddings,
             user_tower=user_tower,
             coplay=coplay,
+            content=mapper.arrays(),
+            content_vocabulary=mapper.vocabulary.to_dict(),
+            item_keys=[str(k) for k in processed.items["item_key"].iloc[:n_items]],
             processed_manifest=processed_manifest,
             settings=options.model_dump(mode="json"),
             counts={"items": n_items, "train_users": train_matrix.n_rows},

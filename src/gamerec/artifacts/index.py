@@ -1,20 +1,28 @@
-"""``index/``: the search index of the model's item embeddings.
+"""``index/``: every catalog game's vectors and the search index over them.
 
-The manifest records the index kind, its parameters, the item count and dimension, and the
-fingerprint of the ``model/`` embeddings file it was built from; :func:`open_index` refuses an
-index built for other embeddings. A ``flat`` index is served by exact numpy search over those
-very embeddings, so recommending with it never imports FAISS.
+``gamerec index`` embeds every row of ``processed/items.parquet``: a game the model was trained
+on keeps its vectors, any other gets the content mapper's (:mod:`gamerec.towers.cold`). The
+catalog-sized arrays (item vectors, the user tower's history rows and genre/tag profiles, and
+which model row each game has, -1 for a mapped one) live here next to the FAISS index.
+
+The manifest records the index kind, its parameters, the item count and dimension, the
+fingerprint of the ``processed/items.parquet`` it was built for and of the ``model/`` embeddings
+file it used; :func:`check_index_matches` is the one check of an index against ``processed/``
+and ``model/``. A ``flat`` index is served by exact numpy search over the catalog vectors, so
+recommending with it never imports FAISS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gamerec.artifacts.model import EMBEDDINGS_FILE
+from gamerec.artifacts.processed import ITEMS_FILE
 from gamerec.artifacts.store import read_manifest, write_manifest
 from gamerec.errors import ArtifactError
 from gamerec.index.reference import ExactIndex, VectorIndex
@@ -22,9 +30,39 @@ from gamerec.index.reference import ExactIndex, VectorIndex
 if TYPE_CHECKING:
     import faiss
 
-__all__ = ["INDEX_FILE", "open_index", "read_index_manifest", "write_index"]
+__all__ = [
+    "INDEX_FILE",
+    "CatalogVectors",
+    "check_index_matches",
+    "open_index",
+    "read_catalog_vectors",
+    "read_index_manifest",
+    "write_index",
+]
 
 INDEX_FILE = "items.faiss"
+#: the catalog-sized arrays, one row per row of processed/items.parquet
+CATALOG_FILES = {
+    "item_vectors": "item_vectors.npy",  # (n, D) float32 unit rows: what the index searches
+    "history": "history.npy",  # (n, H) float32: the user tower's history rows
+    "token_matrix": "token_matrix.npy",  # (n, n_tokens) float32: genre/tag profiles
+    "model_rows": "model_rows.npy",  # (n,) int32: the game's row in model/, -1 if mapped
+}
+_REINDEX = "run `gamerec index`"
+
+
+@dataclass(frozen=True)
+class CatalogVectors:
+    """Every catalog game's vectors, as ``gamerec index`` wrote them."""
+
+    item_vectors: np.ndarray
+    history: np.ndarray
+    token_matrix: np.ndarray
+    model_rows: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_vectors.shape[0])
 
 
 def write_index(
@@ -35,19 +73,35 @@ def write_index(
     embeddings_fingerprint: str,
     settings: Mapping[str, Any],
     recall_at_20: float,
+    vectors: CatalogVectors,
+    items_fingerprint: str,
+    counts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the FAISS index and its manifest into ``directory`` (a staging folder)."""
+    """Write the FAISS index, the catalog vectors and the manifest into ``directory`` (a
+    staging folder). ``items_fingerprint``: the ``processed/items.parquet`` they were built for."""
     from gamerec.index.faiss_index import save_index
 
     n_items, dim = int(index.ntotal), int(index.d)
+    if vectors.n_items != n_items:
+        raise ValueError("the index and the catalog vectors differ in their number of games")
     save_index(index, Path(directory) / INDEX_FILE)
+    arrays = {}
+    for name, file_name in CATALOG_FILES.items():
+        array = getattr(vectors, name)
+        np.save(Path(directory) / file_name, array)
+        arrays[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     return write_manifest(
         directory,
         "index",
         settings=settings,
-        inputs={f"model/{EMBEDDINGS_FILE}": embeddings_fingerprint},
-        counts={"items": n_items, "dim": dim},
+        inputs={
+            f"model/{EMBEDDINGS_FILE}": embeddings_fingerprint,
+            f"processed/{ITEMS_FILE}": items_fingerprint,
+        },
+        counts={"items": n_items, "dim": dim, **dict(counts or {})},
         extra={
+            "arrays": arrays,
+            "processed_items": items_fingerprint,
             "index": {
                 "kind": params["kind"],
                 "params": dict(params),
@@ -62,6 +116,64 @@ def write_index(
 
 def read_index_manifest(index_dir: str | Path, *, verify: bool = True) -> dict[str, Any]:
     return read_manifest(index_dir, "index", verify=verify)
+
+
+def check_index_matches(
+    index_manifest: Mapping[str, Any],
+    processed_manifest: Mapping[str, Any],
+    embeddings_fingerprint: str,
+    index_dir: Path,
+) -> None:
+    """The one check of an index against ``processed/`` and ``model/``: it was built for this
+    ``processed/items.parquet`` and with this model. Either mismatch needs only `gamerec index`
+    (a model whose content features this gamerec cannot read is refused when indexing)."""
+    if index_manifest.get("model_embeddings") != embeddings_fingerprint:
+        raise ArtifactError(f"the index in {index_dir} was built for another model; {_REINDEX}")
+    items = (processed_manifest.get("files") or {}).get(ITEMS_FILE)
+    if index_manifest.get("processed_items") != items:
+        raise ArtifactError(
+            f"the index in {index_dir} was built for another catalog (processed/{ITEMS_FILE} "
+            f"changed since); {_REINDEX}"
+        )
+
+
+def read_catalog_vectors(
+    index_dir: str | Path, manifest: Mapping[str, Any], *, mmap: bool = True
+) -> CatalogVectors:
+    """The catalog vectors of ``index/``, checked against its manifest (shapes and types).
+
+    ``mmap`` maps them (a request reads only the rows it needs); otherwise they are read
+    into memory (a long-running server: a file replaced under a mapping would kill it).
+    """
+    index_dir = Path(index_dir)
+    listed = manifest.get("arrays")
+    if not isinstance(listed, dict):
+        raise ArtifactError(f"{index_dir}/manifest.json lists no catalog vectors; {_REINDEX}")
+    loaded: dict[str, np.ndarray] = {}
+    for name, file_name in CATALOG_FILES.items():
+        path = index_dir / file_name
+        expected = listed.get(name)
+        if not path.is_file() or not isinstance(expected, dict):
+            raise ArtifactError(f"{path} is missing; {_REINDEX}")
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ArtifactError(
+                f"{path} is not a readable .npy array ({exc}); {_REINDEX}"
+            ) from None
+        if list(array.shape) != list(expected.get("shape", [])) or str(array.dtype) != expected.get(
+            "dtype"
+        ):
+            raise ArtifactError(
+                f"{path} holds a {array.dtype} array of shape {tuple(array.shape)}, not what the "
+                f"index's manifest lists; {_REINDEX}"
+            )
+        loaded[name] = array.view(np.ndarray) if mmap else array
+    vectors = CatalogVectors(**loaded)
+    n = vectors.n_items
+    if any(len(getattr(vectors, name)) != n for name in CATALOG_FILES):
+        raise ArtifactError(f"the catalog vectors in {index_dir} differ in length; {_REINDEX}")
+    return vectors
 
 
 def open_index(

@@ -1,4 +1,5 @@
-"""``model/``: the checkpoint, the item embeddings, the numpy user tower and the co-play weights.
+"""``model/``: the checkpoint, the item embeddings, the numpy user tower, the co-play weights
+and the content mapping that embeds games the model was not trained on.
 
 The manifest records the shape and type of every array written, and :func:`read_model` checks
 each array against it, so a truncated or swapped file is an :class:`ArtifactError` that says to
@@ -22,6 +23,7 @@ from gamerec.errors import ArtifactError
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CONTENT_FILE",
     "COPLAY_FILE",
     "EMBEDDINGS_FILE",
     "ModelArtifacts",
@@ -36,6 +38,8 @@ CHECKPOINT_FILE = "model.pt"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 USER_TOWER_FILE = "user_tower.npz"
 COPLAY_FILE = "coplay.npy"
+#: the content mapper's weights (:mod:`gamerec.towers.cold`); its vocabulary is in the manifest
+CONTENT_FILE = "content.npz"
 #: the processed/ files a model depends on (their fingerprints go into the model's manifest)
 TRAINED_ON = (ITEMS_FILE, SPLIT_FILE)
 #: how far from 1 an embedding's norm may be before it is not "L2-normalised"
@@ -52,10 +56,28 @@ class ModelArtifacts:
     user_tower: dict[str, np.ndarray]
     item_embeddings: np.ndarray  # (n_items, D) float32, unit rows
     coplay: np.ndarray | None  # (n_items, n_items) float32, or None
+    content: dict[str, np.ndarray] | None = None  # the content mapper's arrays, when asked for
 
     @property
     def embeddings_fingerprint(self) -> str:
         return str(self.manifest["files"][EMBEDDINGS_FILE])
+
+    @property
+    def content_vocabulary(self) -> dict[str, Any] | None:
+        """The content mapper's vocabulary (:class:`gamerec.towers.cold.ContentVocabulary`)."""
+        value = self.manifest.get("content")
+        return dict(value) if isinstance(value, dict) else None
+
+    @property
+    def item_keys(self) -> list[str]:
+        """``item_key`` of each trained game, in row order: how ``gamerec index`` finds a game
+        of the model in a catalog that was re-preprocessed, reordered or grown since."""
+        keys = self.manifest.get("item_keys")
+        if not isinstance(keys, list) or len(keys) != self.item_embeddings.shape[0]:
+            raise ArtifactError(
+                f"{self.directory}/manifest.json lists no item key per trained game; {_RETRAIN}"
+            )
+        return [str(k) for k in keys]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -73,6 +95,9 @@ def write_model(
     item_embeddings: np.ndarray,
     user_tower: Mapping[str, np.ndarray],
     coplay: np.ndarray | None,
+    content: Mapping[str, np.ndarray] | None = None,
+    content_vocabulary: Mapping[str, Any] | None = None,
+    item_keys: list[str] | None = None,
     processed_manifest: Mapping[str, Any],
     settings: Mapping[str, Any],
     counts: Mapping[str, Any],
@@ -90,6 +115,13 @@ def write_model(
     if coplay is not None:
         np.save(directory / COPLAY_FILE, coplay)
         arrays[COPLAY_FILE] = _describe(coplay)
+    described: dict[str, Any] = {}
+    if content is not None:
+        np.savez(directory / CONTENT_FILE, **content)  # type: ignore[arg-type]
+        arrays[CONTENT_FILE] = {name: _describe(value) for name, value in content.items()}
+        described["content"] = dict(content_vocabulary or {})
+    if item_keys is not None:
+        described["item_keys"] = list(item_keys)
     files = processed_manifest.get("files", {})
     return write_manifest(
         directory,
@@ -97,7 +129,7 @@ def write_model(
         settings=settings,
         inputs={f"processed/{name}": files[name] for name in TRAINED_ON},
         counts=counts,
-        extra={**extra, "arrays": arrays},
+        extra={**extra, **described, "arrays": arrays},
     )
 
 
@@ -108,7 +140,14 @@ def read_model_manifest(model_dir: str | Path) -> dict[str, Any]:
 def check_model_matches_processed(
     model_manifest: Mapping[str, Any], processed_manifest: Mapping[str, Any], model_dir: Path
 ) -> None:
-    """The one check that a model was trained on this ``processed/`` catalog and split."""
+    """The one check of a model against ``processed/``: it was trained on this catalog and split.
+
+    Training, evaluation and indexing-free scoring (:class:`~gamerec.towers.inference.
+    TwoTowerScorer`) rank the games with players in ``processed/``'s order, so they need this
+    very ``processed/``. Recommending does not: it reads ``index/``, which ``gamerec index``
+    builds for any catalog by matching the model's games by item key, and
+    :func:`gamerec.artifacts.index.check_index_matches` checks the index against both.
+    """
     listed = processed_manifest.get("files", {})
     for key, expected in (model_manifest.get("inputs") or {}).items():
         name = key.removeprefix("processed/")
@@ -145,7 +184,7 @@ def _load_npy(path: Path, expected: Any, mmap: bool = False) -> np.ndarray:
     return array.view(np.ndarray) if mmap else array
 
 
-def _load_user_tower(path: Path, expected: Any) -> dict[str, np.ndarray]:
+def _load_npz(path: Path, expected: Any) -> dict[str, np.ndarray]:
     if not isinstance(expected, dict):
         raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
     try:
@@ -161,13 +200,17 @@ def _load_user_tower(path: Path, expected: Any) -> dict[str, np.ndarray]:
 
 
 def read_model(
-    model_dir: str | Path, *, coplay: Literal["skip", "map", "copy"] = "map"
+    model_dir: str | Path,
+    *,
+    coplay: Literal["skip", "map", "copy"] = "map",
+    content: bool = False,
 ) -> ModelArtifacts:
     """Read and check ``model/``.
 
     ``coplay``: ``map`` memory-maps the co-play weights (a one-shot command reads only the
     rows it needs), ``copy`` reads them into memory (a long-running server: a file changed
-    under a mapping would kill the process), ``skip`` leaves them out.
+    under a mapping would kill the process), ``skip`` leaves them out. ``content`` reads the
+    content mapper's arrays (``gamerec index``); a model without them is an ArtifactError.
     """
     model_dir = Path(model_dir)
     manifest = read_model_manifest(model_dir)
@@ -175,13 +218,23 @@ def read_model(
     if not isinstance(arrays, dict):
         raise ArtifactError(f"{model_dir}'s manifest lists no arrays; {_RETRAIN}")
     item_embeddings = _load_npy(model_dir / EMBEDDINGS_FILE, arrays.get(EMBEDDINGS_FILE))
-    user_tower = _load_user_tower(model_dir / USER_TOWER_FILE, arrays.get(USER_TOWER_FILE))
+    user_tower = _load_npz(model_dir / USER_TOWER_FILE, arrays.get(USER_TOWER_FILE))
     coplay_weights = None
     if coplay != "skip" and COPLAY_FILE in arrays:
         coplay_weights = _load_npy(
             model_dir / COPLAY_FILE, arrays[COPLAY_FILE], mmap=coplay == "map"
         )
-    return ModelArtifacts(model_dir, manifest, user_tower, item_embeddings, coplay_weights)
+    content_arrays = None
+    if content:
+        if CONTENT_FILE not in arrays:
+            raise ArtifactError(
+                f"{model_dir} has no content mapping to embed games it was not trained on; "
+                f"{_RETRAIN}"
+            )
+        content_arrays = _load_npz(model_dir / CONTENT_FILE, arrays[CONTENT_FILE])
+    return ModelArtifacts(
+        model_dir, manifest, user_tower, item_embeddings, coplay_weights, content_arrays
+    )
 
 
 def read_item_embeddings(model_dir: str | Path) -> tuple[np.ndarray, str]:

@@ -20,9 +20,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gamerec.artifacts.index import open_index
-from gamerec.artifacts.model import EMBEDDINGS_FILE, read_model, read_processed_for_model
-from gamerec.artifacts.processed import column_to_numpy, games_with_players, read_columns
+from gamerec.artifacts.index import (
+    check_index_matches,
+    open_index,
+    read_catalog_vectors,
+    read_index_manifest,
+)
+from gamerec.artifacts.model import EMBEDDINGS_FILE, read_model
+from gamerec.artifacts.processed import (
+    column_to_numpy,
+    games_with_players,
+    read_columns,
+    read_processed_manifest,
+)
 from gamerec.artifacts.workspace import Workspace
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.ids import appid_or_none, is_appid_text
@@ -204,10 +214,13 @@ class Recommender:
         index_manifest: dict[str, Any],
         max_top_k: int = 1000,
         coplay: np.ndarray | None = None,
+        coplay_rows: np.ndarray | None = None,
     ):
         """``known_users`` maps user ids to rows of ``histories``; it may instead be a function
         returning both, called on first use (a process answering one ``--played`` request
-        never reads the users)."""
+        never reads the users). ``coplay_rows`` (one per game, -1 where none) is each game's
+        row in ``coplay``, which covers only the games the model was trained on; without it
+        game ``i`` is row ``i``."""
         self.catalog = catalog
         self.user_tower = user_tower
         self.item_embeddings = item_embeddings
@@ -228,6 +241,14 @@ class Recommender:
         self.max_top_k = max_top_k
         rerank = model_manifest.get("rerank") or {}
         self.coplay = coplay if rerank else None
+        if coplay_rows is None and coplay is not None:
+            coplay_rows = np.arange(len(coplay), dtype=np.int32)
+        self._coplay_rows = coplay_rows
+        #: the catalog game of each co-play row (the co-play model covers trained games only)
+        self._item_of_coplay_row = np.full(len(coplay) if coplay is not None else 0, -1, np.int64)
+        if coplay_rows is not None and coplay is not None:
+            known = coplay_rows >= 0
+            self._item_of_coplay_row[coplay_rows[known]] = np.flatnonzero(known)
         self.rerank_alpha = float(rerank.get("alpha", 1.0))
         self.rerank_candidates = int(rerank.get("candidates", 200))
         self.coplay_candidates = int(rerank.get("coplay_candidates", 0))
@@ -268,11 +289,27 @@ class Recommender:
         if rerank:
             coplay = "copy" if in_memory else "map"
         model = read_model(workspace.model, coplay=coplay)
-        read_processed_for_model(workspace.processed, model)
-        index, index_manifest = open_index(
-            workspace.index, model.item_embeddings, model.embeddings_fingerprint
+        index_manifest = read_index_manifest(workspace.index)
+        check_index_matches(
+            index_manifest,
+            read_processed_manifest(workspace.processed),
+            model.embeddings_fingerprint,
+            workspace.index,
         )
-        catalog = _Catalog.read(workspace.processed, model.item_embeddings.shape[0])
+        # every catalog game: trained vectors where the model knows it, mapped ones otherwise
+        vectors = read_catalog_vectors(workspace.index, index_manifest, mmap=not in_memory)
+        index, index_manifest = open_index(
+            workspace.index, vectors.item_vectors, model.embeddings_fingerprint, verify=False
+        )
+        catalog = _Catalog.read(workspace.processed, vectors.n_items)
+        user_tower = NumpyUserTower(
+            {
+                **model.user_tower,
+                "history": vectors.history,
+                "token_matrix": vectors.token_matrix,
+            },
+            manifest_playtime_weight(model.manifest),
+        )
 
         def load_users() -> tuple[dict[str, int], UserItems]:
             users = read_columns(workspace.processed, "users", ["user_idx", "user_id"])
@@ -291,8 +328,8 @@ class Recommender:
 
         return cls(
             catalog,
-            NumpyUserTower(model.user_tower, manifest_playtime_weight(model.manifest)),
-            model.item_embeddings,
+            user_tower,
+            vectors.item_vectors,
             index,
             load_users,
             None,
@@ -300,6 +337,7 @@ class Recommender:
             index_manifest,
             max_top_k=max_top_k,
             coplay=model.coplay,
+            coplay_rows=vectors.model_rows,
         )
 
     @property
@@ -325,7 +363,15 @@ class Recommender:
         if (
             self.histories.n_items != self.n_items
             or (len(played) and not 0 <= int(played.min()) <= int(played.max()) < self.n_items)
-            or (self.coplay is not None and self.coplay.shape != (self.n_items, self.n_items))
+            or (
+                self.coplay is not None
+                and (
+                    self._coplay_rows is None
+                    or len(self._coplay_rows) != self.n_items
+                    or self.coplay.shape[0] != self.coplay.shape[1]
+                    or int(self._coplay_rows.max(initial=-1)) >= self.coplay.shape[0]
+                )
+            )
         ):
             raise ArtifactError(
                 "processed/ and model/ disagree on the number of games; "
@@ -553,7 +599,7 @@ class Recommender:
             np.array([item for item, _ in candidates], dtype=np.int64), items, excluded, allowed
         )
         first_stage = self.item_embeddings[ids] @ user[0]
-        contributions = np.asarray(self.coplay[np.ix_(items, ids)])  # (history, candidates)
+        contributions = self._coplay_block(items, ids)  # (history, candidates)
         final = blend(first_stage[None], contributions.sum(0)[None], self.rerank_alpha)[0]
         order = np.argsort(-final, kind="stable")[:k]
         answers = [
@@ -574,12 +620,38 @@ class Recommender:
         self, ids: np.ndarray, owned: np.ndarray, excluded: np.ndarray, allowed: np.ndarray
     ) -> np.ndarray:
         """``ids`` and the co-play model's own top games among ``allowed`` not yet in them."""
-        assert self.coplay is not None
-        eligible = allowed.copy()
-        eligible[ids] = False
-        eligible[excluded] = False
-        extra = coplay_candidates(self.coplay, owned, self.coplay_candidates, eligible)
-        return np.concatenate([ids, extra]) if len(extra) else ids
+        assert self.coplay is not None and self._coplay_rows is not None
+        eligible_items = allowed.copy()
+        eligible_items[ids] = False
+        eligible_items[excluded] = False
+        rows = self._coplay_rows
+        known = rows >= 0
+        eligible = np.zeros(self.coplay.shape[0], dtype=bool)
+        eligible[rows[known & eligible_items]] = True
+        owned_rows = rows[owned]
+        extra_rows = coplay_candidates(
+            self.coplay, owned_rows[owned_rows >= 0], self.coplay_candidates, eligible
+        )
+        if not len(extra_rows):
+            return ids
+        return np.concatenate([ids, self._item_of_coplay_row[extra_rows]])
+
+    def _coplay_block(self, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(history, candidates) co-play weights. Co-play covers only the games the model was
+        trained on: a candidate outside it gets its history's mean contribution over the
+        other candidates, so its blended score rests on the first stage alone."""
+        assert self.coplay is not None and self._coplay_rows is not None
+        history_rows = self._coplay_rows[history]
+        candidate_rows = self._coplay_rows[candidates]
+        owned, known = history_rows >= 0, candidate_rows >= 0
+        block = np.zeros((len(history), len(candidates)), dtype=np.float32)
+        if owned.any() and known.any():
+            block[np.ix_(owned, known)] = self.coplay[
+                np.ix_(history_rows[owned], candidate_rows[known])
+            ]
+            if not known.all():
+                block[:, ~known] = block[:, known].mean(1, keepdims=True)
+        return block
 
     def _preferences(self, wanted: set[str]) -> np.ndarray | None:
         if not wanted:
@@ -724,7 +796,7 @@ class Recommender:
                 found = self._with_coplay_candidates(found, owned, owned, self._games)
             first = (self.item_embeddings[found] @ users[row])[None]
             # only the (owned x candidates) block, not whole rows of the matrix
-            second = np.asarray(self.coplay[owned[:, None], found[None, :]]).sum(0)[None]
+            second = self._coplay_block(owned, found).sum(0)[None]
             final = blend(first, second, self.rerank_alpha)[0]
             order = np.argsort(-final, kind="stable")[:k]
             top_ids[row, : len(order)] = found[order]

@@ -1,0 +1,380 @@
+"""Cold-start games: a mapping from what the catalog says about a game to the trained vectors.
+
+The two-tower learns an ID embedding per game with players. A game nobody in the play data owns
+has no such row, so after training a :class:`ContentMapper` is fit by ridge regression from
+content features that every catalog game has (tags, genres, developer, publisher, SteamSpy
+owners, reviews, price, release year; never a count from the play data) to (a) the trained item
+embedding and (b) the user tower's ``history`` row of the game (Gantner et al., "Learning
+Attribute-to-Feature Mappings for Cold-Start Recommendations", ICDM 2010). ``gamerec index``
+then embeds every catalog game: a trained game keeps its vectors, any other gets the mapped
+ones, so a grown catalog needs no retraining.
+
+numpy only (training fits it in closed form; indexing applies it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gamerec.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "CONTENT_LAYOUT",
+    "ContentMapper",
+    "ContentVocabulary",
+    "calibrate_to",
+    "content_features",
+    "fit_content_mapper",
+    "ridge_path",
+    "token_rows",
+]
+
+#: the layout of the content features; a model written with another one must be retrained
+CONTENT_LAYOUT = 1
+#: ridge penalties tried on the held-out games (the features are multi-hot and standardised)
+DEFAULT_LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+_NUMERIC = ("log_owners", "review_share", "log_reviews", "log_price", "release_year")
+_RETRAIN = "run `gamerec train` again (then `gamerec index`)"
+
+
+def _names(value: Any) -> list[str]:
+    """A developer/publisher cell as a list of normalised names ("A, B" names two studios)."""
+    parts: Iterable[Any]
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list | tuple | np.ndarray):
+        parts = value
+    else:  # None, NaN, pandas' NA
+        return []
+    return [p for p in (str(part).strip().lower() for part in parts) if p]
+
+
+def _lists(values: Iterable[Any]) -> list[list[str]]:
+    return [[str(v) for v in (cell if cell is not None else [])] for cell in values]
+
+
+def _numeric_raw(items: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
+    def column(name: str) -> np.ndarray:
+        if name not in items:
+            return np.full(len(items), np.nan)
+        return pd.to_numeric(items[name], errors="coerce").astype("float64").to_numpy()
+
+    owners = (column("owners_low") + column("owners_high")) / 2
+    positive, negative = column("positive"), column("negative")
+    reviews = positive + negative
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = {
+            "log_owners": np.log1p(np.where(owners >= 0, owners, np.nan)),
+            "review_share": np.where(reviews > 0, positive / np.maximum(reviews, 1), np.nan),
+            "log_reviews": np.log1p(np.where(reviews >= 0, reviews, np.nan)),
+            "log_price": np.log1p(
+                np.where(column("price_cents") >= 0, column("price_cents"), np.nan)
+            ),
+            "release_year": np.where(column("release_year") > 0, column("release_year"), np.nan),
+        }
+    return np.stack([raw[name] for name in _NUMERIC], axis=1)
+
+
+@dataclass(frozen=True)
+class ContentVocabulary:
+    """What the content features are: vocabularies and numeric standardisation (JSON-able)."""
+
+    tags: list[str]
+    genres: list[str]
+    developers: list[str]
+    publishers: list[str]
+    numeric_mean: list[float]
+    numeric_std: list[float]
+
+    @property
+    def n_features(self) -> int:
+        sizes = (self.tags, self.genres, self.developers, self.publishers)
+        return sum(len(s) for s in sizes) + 2 * len(_NUMERIC)
+
+    @classmethod
+    def build(
+        cls,
+        items: pd.DataFrame,
+        *,
+        max_tags: int = 300,
+        max_names: int = 200,
+        min_games: int = 2,
+    ) -> ContentVocabulary:
+        """The most frequent tags, genres, developers and publishers (on ``min_games``+ games)."""
+
+        def top(lists: Iterable[Iterable[str]], limit: int) -> list[str]:
+            counts = Counter(token for cell in lists for token in set(cell))
+            ranked = sorted(
+                (t for t, c in counts.items() if c >= min_games), key=lambda t: (-counts[t], t)
+            )
+            return ranked[:limit]
+
+        raw = _numeric_raw(items)
+        known = np.isfinite(raw)
+        mean = [
+            float(raw[known[:, j], j].mean()) if known[:, j].any() else 0.0
+            for j in range(raw.shape[1])
+        ]
+        std = [
+            float(raw[known[:, j], j].std()) if known[:, j].sum() > 1 else 1.0
+            for j in range(raw.shape[1])
+        ]
+        return cls(
+            tags=top(_lists(items["tags"]), max_tags),
+            genres=top(_lists(items["genres"]), max_tags),
+            developers=top(map(_names, items["developer"]), max_names),
+            publishers=top(map(_names, items["publisher"]), max_names),
+            numeric_mean=mean,
+            numeric_std=[s if s > 0 else 1.0 for s in std],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layout": CONTENT_LAYOUT,
+            "numeric": list(_NUMERIC),
+            "tags": self.tags,
+            "genres": self.genres,
+            "developers": self.developers,
+            "publishers": self.publishers,
+            "numeric_mean": self.numeric_mean,
+            "numeric_std": self.numeric_std,
+        }
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> ContentVocabulary:
+        if not isinstance(value, Mapping):
+            raise ArtifactError(f"the model has no content mapping for new games; {_RETRAIN}")
+        if value.get("layout") != CONTENT_LAYOUT or list(value.get("numeric") or []) != list(
+            _NUMERIC
+        ):
+            raise ArtifactError(
+                f"the model's content features have layout {value.get('layout')!r}, this gamerec "
+                f"uses layout {CONTENT_LAYOUT}; {_RETRAIN}"
+            )
+        try:
+            return cls(
+                tags=[str(t) for t in value["tags"]],
+                genres=[str(g) for g in value["genres"]],
+                developers=[str(d) for d in value["developers"]],
+                publishers=[str(p) for p in value["publishers"]],
+                numeric_mean=[float(m) for m in value["numeric_mean"]],
+                numeric_std=[float(s) for s in value["numeric_std"]],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"the model's content vocabulary is unreadable ({exc}); {_RETRAIN}"
+            ) from None
+
+
+def content_features(items: pd.DataFrame, vocabulary: ContentVocabulary) -> np.ndarray:
+    """(n_items, n_features) float32: multi-hot tags, genres, developers, publishers (each
+    block scaled to unit norm per game), then standardised numbers and whether each was known."""
+    blocks: list[np.ndarray] = []
+    for lists, names in (
+        (_lists(items["tags"]), vocabulary.tags),
+        (_lists(items["genres"]), vocabulary.genres),
+        ([_names(v) for v in items["developer"]], vocabulary.developers),
+        ([_names(v) for v in items["publisher"]], vocabulary.publishers),
+    ):
+        position = {name: i for i, name in enumerate(names)}
+        block = np.zeros((len(items), len(names)), dtype=np.float32)
+        for row, cell in enumerate(lists):
+            for token in cell:
+                column = position.get(token)
+                if column is not None:
+                    block[row, column] = 1.0
+        norms = np.sqrt(block.sum(1, keepdims=True))
+        blocks.append(np.divide(block, norms, out=block, where=norms > 0))
+    raw = _numeric_raw(items)
+    known = np.isfinite(raw)
+    standard = (raw - np.asarray(vocabulary.numeric_mean)) / np.asarray(vocabulary.numeric_std)
+    blocks.append(np.where(known, standard, 0.0).astype(np.float32))
+    blocks.append(known.astype(np.float32))
+    return np.concatenate(blocks, axis=1)
+
+
+def token_rows(
+    genres: Sequence[Sequence[str]], tags: Sequence[Sequence[str]], tokens: Sequence[str]
+) -> np.ndarray:
+    """(n, n_tokens) genre/tag profiles over the model's ``tokens``, as the user tower reads
+    them (:func:`gamerec.towers.features.build_item_features`: multi-hot, rows summing to 1)."""
+    position = {t: i for i, t in enumerate(tokens)}
+    matrix = np.zeros((len(genres), len(tokens)), dtype=np.float32)
+    for row, (gs, ts) in enumerate(zip(genres, tags, strict=True)):
+        for token in [f"genre:{g}" for g in gs] + [f"tag:{t}" for t in ts]:
+            column = position.get(token)
+            if column is not None:
+                matrix[row, column] = 1.0
+    totals = matrix.sum(1, keepdims=True)
+    return np.divide(matrix, totals, out=matrix, where=totals > 0)
+
+
+def ridge_path(
+    features: np.ndarray, targets: np.ndarray, lambdas: Sequence[float]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ridge regression with an unpenalised intercept, for every penalty in ``lambdas``:
+    ``W = (Xc'Xc + lambda I)^-1 Xc'Yc`` on centred data, ``b = mean(Y) - mean(X) W``.
+
+    One eigendecomposition of the Gram matrix serves every penalty.
+    """
+    x = features.astype(np.float64)
+    y = targets.astype(np.float64)
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc, yc = x - x_mean, y - y_mean
+    values, vectors = np.linalg.eigh(xc.T @ xc)
+    projected = vectors.T @ (xc.T @ yc)
+    path = []
+    for penalty in lambdas:
+        weight = vectors @ (projected / (np.maximum(values, 0.0) + penalty)[:, None])
+        path.append((weight, y_mean - x_mean @ weight))
+    return path
+
+
+def calibrate_to(mapped: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Mapped unit vectors with the trained vectors' mean share along their mean direction.
+
+    Ridge shrinks a game toward the average game, so a mapped vector, once normalised, points
+    almost along the mean of all embeddings: close to every user, it would outrank trained
+    games for everyone. Each mapped vector keeps its direction off the mean and gets the
+    trained vectors' average cosine with the mean, so both score on the same scale.
+    """
+    mean = trained.mean(0)
+    norm = float(np.linalg.norm(mean))
+    if norm < 1e-9 or len(mapped) == 0:
+        return mapped
+    direction = mean / norm
+    share = float(np.clip(np.mean(trained @ direction), -1.0, 1.0))
+    along = mapped @ direction
+    rest = mapped - along[:, None] * direction
+    rest_norm = np.linalg.norm(rest, axis=1, keepdims=True)
+    rest = np.divide(rest, rest_norm, out=np.zeros_like(rest), where=rest_norm > 1e-9)
+    out = share * direction + np.sqrt(max(0.0, 1.0 - share**2)) * rest
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _mean_cosine(predicted: np.ndarray, actual: np.ndarray) -> float:
+    num = (predicted * actual).sum(1)
+    den = np.linalg.norm(predicted, axis=1) * np.linalg.norm(actual, axis=1)
+    return float(np.mean(num / np.maximum(den, 1e-12)))
+
+
+@dataclass
+class ContentMapper:
+    """Content features -> (unit item embedding, user-tower history row)."""
+
+    vocabulary: ContentVocabulary
+    embedding_weight: np.ndarray  # (n_features, D)
+    embedding_bias: np.ndarray  # (D,)
+    history_weight: np.ndarray  # (n_features, H)
+    history_bias: np.ndarray  # (H,)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "embedding_weight": self.embedding_weight,
+            "embedding_bias": self.embedding_bias,
+            "history_weight": self.history_weight,
+            "history_bias": self.history_bias,
+        }
+
+    @classmethod
+    def from_arrays(
+        cls, vocabulary: Mapping[str, Any] | None, arrays: Mapping[str, np.ndarray] | None
+    ) -> ContentMapper:
+        """The mapper a model stored; ArtifactError (retrain) on another layout or shapes."""
+        vocab = ContentVocabulary.from_dict(vocabulary)
+        if arrays is None or any(
+            name not in arrays
+            for name in ("embedding_weight", "embedding_bias", "history_weight", "history_bias")
+        ):
+            raise ArtifactError(f"the model has no content mapping for new games; {_RETRAIN}")
+        mapper = cls(
+            vocab,
+            np.asarray(arrays["embedding_weight"], dtype=np.float32),
+            np.asarray(arrays["embedding_bias"], dtype=np.float32),
+            np.asarray(arrays["history_weight"], dtype=np.float32),
+            np.asarray(arrays["history_bias"], dtype=np.float32),
+        )
+        if (
+            mapper.embedding_weight.shape[0] != vocab.n_features
+            or mapper.history_weight.shape[0] != vocab.n_features
+            or mapper.embedding_bias.shape != mapper.embedding_weight.shape[1:]
+            or mapper.history_bias.shape != mapper.history_weight.shape[1:]
+        ):
+            raise ArtifactError(
+                f"the model's content mapping does not fit its vocabulary "
+                f"({vocab.n_features} features); {_RETRAIN}"
+            )
+        return mapper
+
+    def map_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(unit item embeddings (n, D), history rows (n, H)), float32."""
+        embeddings = features @ self.embedding_weight + self.embedding_bias
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        embeddings = embeddings / np.maximum(norms, 1e-12)
+        history = features @ self.history_weight + self.history_bias
+        return embeddings.astype(np.float32), history.astype(np.float32)
+
+    def map_items(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.map_features(content_features(items, self.vocabulary))
+
+
+def fit_content_mapper(
+    items: pd.DataFrame,
+    item_embeddings: np.ndarray,
+    history: np.ndarray,
+    *,
+    seed: int = 0,
+    holdout_fraction: float = 0.1,
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+) -> tuple[ContentMapper, dict[str, Any]]:
+    """Fit the mapper on the trained games (``items`` row i has ``item_embeddings[i]`` and
+    ``history[i]``). Each target's penalty is the one with the best mean cosine on a seeded
+    held-out ``holdout_fraction`` of the games; the mapper is then refit on every game.
+
+    Returns the mapper and its fit quality: held-out mean cosine of mapped vs trained vectors.
+    """
+    if len(items) != len(item_embeddings) or len(items) != len(history):
+        raise ValueError("items, item_embeddings and history must have one row per game")
+    vocabulary = ContentVocabulary.build(items)
+    features = content_features(items, vocabulary)
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_held = max(1, round(holdout_fraction * len(items))) if len(items) >= 10 else 0
+    held, fit = order[:n_held], order[n_held:]
+    chosen: dict[str, float] = {}
+    quality: dict[str, Any] = {"games": len(items), "held_out_games": int(n_held)}
+    final: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, targets in (("embedding", item_embeddings), ("history", history)):
+        best = float(lambdas[len(lambdas) // 2])
+        if n_held:
+            scores = [
+                _mean_cosine(features[held] @ w + b, targets[held])
+                for w, b in ridge_path(features[fit], targets[fit], lambdas)
+            ]
+            best_at = int(np.argmax(scores))
+            best = float(lambdas[best_at])
+            quality[f"{name}_held_out_cosine"] = round(scores[best_at], 4)
+            # what a game's mean vector alone would score: the bar the mapping must clear
+            mean_only = np.broadcast_to(targets[fit].mean(0), targets[held].shape)
+            quality[f"{name}_mean_vector_cosine"] = round(_mean_cosine(mean_only, targets[held]), 4)
+        chosen[name] = best
+        final[name] = ridge_path(features, targets, [best])[0]
+    quality["lambda"] = chosen
+    quality["features"] = vocabulary.n_features
+    mapper = ContentMapper(
+        vocabulary,
+        final["embedding"][0].astype(np.float32),
+        final["embedding"][1].astype(np.float32),
+        final["history"][0].astype(np.float32),
+        final["history"][1].astype(np.float32),
+    )
+    return mapper, quality

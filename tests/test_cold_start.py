@@ -1,0 +1,210 @@
+"""Games nobody in the play data owns: the content mapping, `gamerec index` over the whole
+catalog, and recommending them without retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gamerec import pipeline
+from gamerec.artifacts.model import read_model
+from gamerec.errors import ArtifactError
+from gamerec.runtime.recommender import Recommender
+from gamerec.settings import Settings
+from gamerec.towers.cold import CONTENT_LAYOUT, ContentMapper, ridge_path
+
+STEAM_CSV_HEADER = (
+    "appid,name,release_date,english,developer,publisher,platforms,required_age,categories,"
+    "genres,steamspy_tags,achievements,positive_ratings,negative_ratings,average_playtime,"
+    "median_playtime,owners,price\n"
+)
+#: cluster A and B: disjoint tags, genres and studios
+CLUSTERS = {
+    "A": ("Action", "Sword;Fantasy;Dungeon", "Blade Studio"),
+    "B": ("Racing", "Cars;Driving;Speed", "Wheel Works"),
+}
+PLAYED = {"A": range(1000, 1015), "B": range(2000, 2015)}
+NEW = {"A": range(3000, 3005), "B": range(4000, 4005)}
+
+
+def catalog_rows(appids: range, cluster: str) -> str:
+    genre, tags, studio = CLUSTERS[cluster]
+    return "".join(
+        f"{appid},{cluster} game {appid},2015-03-0{1 + appid % 9},1,{studio},{studio},windows,0,"
+        f"Single-player,{genre},{tags},0,{900 + appid % 50},{100 + appid % 7},10,10,"
+        f"20000-50000,{4.99 + appid % 3}\n"
+        for appid in appids
+    )
+
+
+def write_inputs(root: Path) -> dict[str, Path]:
+    """Plays of 120 users (half play only cluster A, half only B), the catalog of the played
+    games, and a second catalog file of new games of each cluster that nobody plays."""
+    rng = np.random.default_rng(0)
+    lines = ["user,item,playtime\n"]
+    for user in range(300):
+        cluster = "A" if user % 2 == 0 else "B"
+        for appid in rng.choice(list(PLAYED[cluster]), size=6, replace=False):
+            lines.append(f"u{user},{appid},{int(rng.integers(0, 600))}\n")
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {"plays": root / "plays.csv", "played": root / "played.csv", "new": root / "new.csv"}
+    paths["plays"].write_text("".join(lines))
+    paths["played"].write_text(
+        STEAM_CSV_HEADER + catalog_rows(PLAYED["A"], "A") + catalog_rows(PLAYED["B"], "B")
+    )
+    paths["new"].write_text(
+        STEAM_CSV_HEADER + catalog_rows(NEW["A"], "A") + catalog_rows(NEW["B"], "B")
+    )
+    return paths
+
+
+def settings(data_dir: Path, inputs: dict[str, Path], with_new: bool) -> Settings:
+    specs = [
+        {"kind": "csv", "path": str(inputs["plays"]), "value_column": "playtime"},
+        {"kind": "steam-csv", "path": str(inputs["played"])},
+    ]
+    if with_new:
+        specs.append({"kind": "steam-csv", "path": str(inputs["new"])})
+    return Settings.load(
+        overrides={
+            "data_dir": data_dir,
+            "preprocess.inputs": specs,
+            "train.epochs": 12,
+            "train.hidden_dim": 32,
+            "train.embedding_dim": 16,
+            "train.batch_size": 32,
+            "train.rerank": True,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Trained on the played games' catalog; then the catalog grows by the new games."""
+    root = tmp_path_factory.mktemp("grown")
+    inputs = write_inputs(root / "inputs")
+    data_dir = root / "gamerec-data"
+    before = settings(data_dir, inputs, with_new=False)
+    pipeline.preprocess(before)
+    train_summary = pipeline.train(before)
+    first_index = pipeline.build_index(before)
+    first_catalog = len(Recommender.from_dir(data_dir).catalog.names)
+    after = settings(data_dir, inputs, with_new=True)
+    pipeline.preprocess(after)  # the catalog grows; no `gamerec train`
+    with pytest.raises(ArtifactError, match=r"another catalog.*run `gamerec index`"):
+        Recommender.from_dir(data_dir)
+    second_index = pipeline.build_index(after)
+    return {
+        "data_dir": data_dir,
+        "train": train_summary,
+        "first_index": first_index,
+        "first_catalog": first_catalog,
+        "second_index": second_index,
+        "recommender": Recommender.from_dir(data_dir),
+    }
+
+
+def new_game_ranks(recommender: Recommender, cluster: str) -> tuple[list[int], list[int]]:
+    """Ranks of cluster A's and B's new games for a player of ``cluster``'s played games."""
+    played = {appid: 120.0 for appid in list(PLAYED[cluster])[:6]}
+    answer = recommender.recommend(played=played, k=len(recommender.catalog.names))
+    rank = {r.appid: position for position, r in enumerate(answer)}
+    return [rank[a] for a in NEW["A"]], [rank[a] for a in NEW["B"]]
+
+
+def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
+    grown: dict[str, object],
+) -> None:
+    first, second = grown["first_index"], grown["second_index"]
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert first["items"] == 30 and first["trained"] == 30 and first["mapped"] == 0
+    assert grown["first_catalog"] == 30
+    assert second["items"] == 40 and second["trained"] == 30 and second["mapped"] == 10
+    recommender = grown["recommender"]
+    assert isinstance(recommender, Recommender)
+    assert recommender.n_items == 40
+    # the new games can be recommended, and a history naming them uses them
+    answer = recommender.recommend(played={3000: 60.0, 1000: 60.0}, k=40)
+    assert answer.history.not_in_model == []
+    assert answer.history.known == 2
+    assert {r.appid for r in answer} >= set(NEW["A"][1:]) | set(NEW["B"])
+
+
+def test_players_of_a_cluster_get_its_new_games_first(grown: dict[str, object]) -> None:
+    recommender = grown["recommender"]
+    assert isinstance(recommender, Recommender)
+    for cluster, (mine, theirs) in (
+        ("A", new_game_ranks(recommender, "A")),
+        ("B", tuple(reversed(new_game_ranks(recommender, "B")))),
+    ):
+        assert max(mine) < min(theirs), (cluster, mine, theirs)
+
+
+def test_players_of_a_cluster_get_its_new_games_first_without_co_play(
+    grown: dict[str, object],
+) -> None:
+    recommender = Recommender.from_dir(grown["data_dir"], rerank=False)  # type: ignore[arg-type]
+    mine, theirs = new_game_ranks(recommender, "A")
+    assert max(mine) < min(theirs)
+
+
+def test_train_records_the_content_mapping_quality(grown: dict[str, object]) -> None:
+    summary = grown["train"]
+    assert isinstance(summary, dict)
+    quality = summary["content_mapping"]
+    assert quality["games"] == 30 and quality["held_out_games"] == 3
+    # two clusters with disjoint tags: the mapping beats each target's mean vector
+    assert quality["embedding_held_out_cosine"] > quality["embedding_mean_vector_cosine"]
+
+
+def test_a_model_of_another_content_layout_must_be_retrained(grown: dict[str, object]) -> None:
+    data_dir = grown["data_dir"]
+    assert isinstance(data_dir, Path)
+    model = read_model(data_dir / "model", coplay="skip", content=True)
+    vocabulary = {**(model.content_vocabulary or {}), "layout": CONTENT_LAYOUT + 1}
+    with pytest.raises(ArtifactError, match=r"layout .*run `gamerec train`"):
+        ContentMapper.from_arrays(vocabulary, model.content)
+    with pytest.raises(ArtifactError, match=r"no content mapping.*run `gamerec train`"):
+        ContentMapper.from_arrays(None, model.content)
+
+
+def test_index_refuses_a_model_written_with_another_content_layout(tmp_path: Path) -> None:
+    from gamerec.artifacts.store import write_manifest
+
+    inputs = write_inputs(tmp_path / "inputs")
+    data_dir = tmp_path / "gamerec-data"
+    chosen = settings(data_dir, inputs, with_new=True)
+    pipeline.preprocess(chosen)
+    pipeline.train(
+        chosen.model_copy(update={"train": chosen.train.model_copy(update={"epochs": 1})})
+    )
+    manifest = json.loads((data_dir / "model" / "manifest.json").read_text())
+    manifest["content"]["layout"] = CONTENT_LAYOUT + 1
+    extra = {k: v for k, v in manifest.items() if k not in ("stage", "format_version", "created")}
+    write_manifest(
+        data_dir / "model",
+        "model",
+        settings=extra.pop("settings"),
+        inputs=extra.pop("inputs"),
+        counts=extra.pop("counts"),
+        extra={k: v for k, v in extra.items() if k != "files"},
+    )
+    with pytest.raises(ArtifactError, match=r"layout .*run `gamerec train`"):
+        pipeline.build_index(chosen)
+
+
+def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty() -> None:
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((200, 4))
+    weight = np.array([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0], [-1.0, 1.0]])
+    targets = features @ weight + np.array([0.25, -0.5])
+    (exact_w, exact_b), (shrunk_w, _) = ridge_path(features, targets, [1e-9, 1e6])
+    np.testing.assert_allclose(exact_w, weight, atol=1e-6)
+    np.testing.assert_allclose(exact_b, [0.25, -0.5], atol=1e-6)
+    assert np.abs(shrunk_w).max() < 0.01  # a huge penalty leaves little but the intercept
+    # a tiny known answer: y = 2x on centred x = (-1, 0, 1); lambda 1 gives 2 * 2 / (2 + 1)
+    ((w, b),) = ridge_path(np.array([[0.0], [1.0], [2.0]]), np.array([[0.0], [2.0], [4.0]]), [1.0])
+    assert w[0, 0] == pytest.approx(4 / 3) and b[0] == pytest.approx(2 - 4 / 3)

@@ -157,7 +157,7 @@ def column_to_numpy(column: Any, fill: int | float | None = None) -> np.ndarray:
 
     Not ``column.to_numpy()``: pyarrow's conversion imports pandas (about 1 s and 50 MB).
     """
-    array = column.combine_chunks()
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     type_name = str(array.type)
     if type_name == "bool":  # bit-packed; pyarrow.compute would import pandas
         validity, data = array.buffers()

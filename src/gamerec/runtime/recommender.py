@@ -127,24 +127,86 @@ class Recommendations(list[Recommendation]):
         }
 
 
+class _ListColumn(Sequence[list[str]]):
+    """A ``list<string>`` column, one list per game, built on access.
+
+    Converting 25,000 lists of tags to Python up front costs a tenth of a second of every
+    ``gamerec recommend``; a request reads a few dozen. The distinct strings are few, so each
+    list is a slice of codes into them.
+    """
+
+    def __init__(self, column: Any):
+        array = column.combine_chunks()
+        self._offsets = column_to_numpy(array.offsets)
+        encoded = array.values.dictionary_encode()
+        self.vocabulary: list[str] = [str(v) for v in encoded.dictionary.to_pylist()]
+        self.codes = column_to_numpy(encoded.indices)
+        self._cache: dict[int, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        found = self._cache.get(item)
+        if found is None:
+            codes = self.codes[self._offsets[item] : self._offsets[item + 1]]
+            found = self._cache[item] = [self.vocabulary[c] for c in codes.tolist()]
+        return found
+
+    def masks(self, n_rows: int) -> dict[str, np.ndarray]:
+        """For each distinct lower-cased string, which of the first ``n_rows`` lists hold it."""
+        lengths = np.diff(self._offsets[: n_rows + 1])
+        rows = np.repeat(np.arange(n_rows), lengths)
+        codes = self.codes[: len(rows)]
+        out: dict[str, np.ndarray] = {}
+        for code, value in enumerate(self.vocabulary):
+            key = value.lower()
+            mask = out.setdefault(key, np.zeros(n_rows, dtype=bool))
+            mask[rows[codes == code]] = True
+        return out
+
+
 @dataclass
 class _Catalog:
     """Every game of ``processed/items.parquet``; the first ``n_model`` are in the model."""
 
     appids: np.ndarray  # (n,) int64, -1 where unknown
     names: list[str]
-    genres: list[list[str]]
-    tags: list[list[str]]
+    genres: _ListColumn
+    tags: _ListColumn
     players: np.ndarray  # (n,) training users owning it: the popularity fallback
     kinds: list[str]
     recommendable: np.ndarray  # (n,) bool: a game with an appid
     base_appids: np.ndarray  # (n,) int64: a DLC's base game, -1 where none
     release_years: np.ndarray  # (n,) int64, -1 where unknown
-    owners: list[str | None]
+    owners_low: np.ndarray  # (n,) int64, -1 where unknown
+    owners_high: np.ndarray
     n_model: int
     by_appid: dict[int, int] = field(default_factory=dict)
-    by_title: dict[str, list[int]] = field(default_factory=dict)
-    lower_names: list[str] = field(default_factory=list)
+    _by_title: dict[str, list[int]] | None = None
+    _lower_names: list[str] | None = None
+
+    def owners(self, item: int) -> str | None:
+        low, high = int(self.owners_low[item]), int(self.owners_high[item])
+        return f"{low:,} .. {high:,}" if low >= 0 and high >= 0 else None
+
+    @property
+    def lower_names(self) -> list[str]:
+        if self._lower_names is None:
+            self._lower_names = [n.lower() for n in self.names]
+        return self._lower_names
+
+    @property
+    def by_title(self) -> dict[str, list[int]]:
+        """Normalised title -> positions (built on first use: only name lookups need it)."""
+        if self._by_title is None:
+            by_title: dict[str, list[int]] = {}
+            for position, name in enumerate(self.names):
+                by_title.setdefault(normalise_title(name), []).append(position)
+            self._by_title = by_title
+        return self._by_title
 
     @classmethod
     def read(cls, processed_dir: Path, n_model: int) -> _Catalog:
@@ -173,29 +235,23 @@ class _Catalog:
                 f"{with_players:,} played; run `gamerec train` and `gamerec index` again"
             )
         appids = column_to_numpy(columns["appid"], fill=-1).astype(np.int64)
-        names = [str(n) for n in columns["name"].to_pylist()]
-        low = column_to_numpy(columns["owners_low"], fill=-1)
-        high = column_to_numpy(columns["owners_high"], fill=-1)
         catalog = cls(
             appids=appids,
-            names=names,
-            genres=[list(g or []) for g in columns["genres"].to_pylist()],
-            tags=[list(t or []) for t in columns["tags"].to_pylist()],
+            names=[str(n) for n in columns["name"].to_pylist()],
+            genres=_ListColumn(columns["genres"]),
+            tags=_ListColumn(columns["tags"]),
             players=column_to_numpy(columns["n_users"]).astype(np.float64),
             kinds=[str(k) for k in columns["kind"].to_pylist()],
             recommendable=column_to_numpy(columns["recommendable"], fill=False),
             base_appids=column_to_numpy(columns["base_appid"], fill=-1).astype(np.int64),
             release_years=column_to_numpy(columns["release_year"], fill=-1).astype(np.int64),
-            owners=[
-                f"{lo:,} .. {hi:,}" if lo >= 0 and hi >= 0 else None
-                for lo, hi in zip(low.tolist(), high.tolist(), strict=True)
-            ],
+            owners_low=column_to_numpy(columns["owners_low"], fill=-1).astype(np.int64),
+            owners_high=column_to_numpy(columns["owners_high"], fill=-1).astype(np.int64),
             n_model=n_model,
         )
-        catalog.by_appid = {int(a): i for i, a in enumerate(appids) if a >= 0}
-        catalog.lower_names = [n.lower() for n in names]
-        for position, name in enumerate(names):
-            catalog.by_title.setdefault(normalise_title(name), []).append(position)
+        catalog.by_appid = dict(
+            zip(appids[appids >= 0].tolist(), np.flatnonzero(appids >= 0).tolist(), strict=True)
+        )
         return catalog
 
 
@@ -258,10 +314,9 @@ class Recommender:
         self._token_position = {t: i for i, t in enumerate(tokens)}
         self._n_tokens = len(tokens)
         n = catalog.n_model
-        item_genres_lower = [{g.lower() for g in gs} for gs in catalog.genres[:n]]
+        genre_masks = catalog.genres.masks(n)
         self._genre_items = {
-            key: np.array([key in genres for genres in item_genres_lower], dtype=bool)
-            for key in self._genre_lookup
+            key: genre_masks.get(key, np.zeros(n, dtype=bool)) for key in self._genre_lookup
         }
         #: what may be recommended to anyone: games with an appid
         self._games = catalog.recommendable[:n].copy()
@@ -289,7 +344,9 @@ class Recommender:
         if rerank:
             coplay = "copy" if in_memory else "map"
         model = read_model(workspace.model, coplay=coplay)
-        index_manifest = read_index_manifest(workspace.index)
+        # a server loads once and checks every byte; a one-shot command checks the arrays'
+        # shapes and types against the manifest but does not hash ~100 MB on every call
+        index_manifest = read_index_manifest(workspace.index, verify=in_memory)
         check_index_matches(
             index_manifest,
             read_processed_manifest(workspace.processed),
@@ -698,7 +755,7 @@ class Recommender:
             item_idx=int(item),
             tags=catalog.tags[item][:5],
             release_year=year if year >= 0 else None,
-            owners=catalog.owners[item],
+            owners=catalog.owners(item),
             matched_genres=[g for g in catalog.genres[item] if g.lower() in wanted],
         )
 

@@ -234,6 +234,12 @@ def test_corrupt_index_file_is_refused(trained_workspace: Path, tmp_path: Path) 
     workspace = _copy(trained_workspace, tmp_path)
     index_file = workspace / "index" / "items.faiss"
     index_file.write_bytes(index_file.read_bytes()[:100])
+    # a server checks every byte of index/ once; a truncated catalog array is refused by its
+    # shape on every load (a one-shot command of a flat index never reads items.faiss)
+    with pytest.raises(ArtifactError, match="changed since it was written; run `gamerec index`"):
+        Recommender.from_dir(workspace, in_memory=True)
+    history = workspace / "index" / "history.npy"
+    history.write_bytes(history.read_bytes()[:-4096])
     with pytest.raises(ArtifactError, match="gamerec index"):
         Recommender.from_dir(workspace)
 

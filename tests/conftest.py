@@ -154,13 +154,15 @@ def rank_of_target(scores: np.ndarray, histories: UserItems, targets: UserItems)
     return better.sum(1)  # 0 = ranked first
 
 
-def train_checkerboard(**overrides: Any) -> tuple[Any, Any]:
-    """The small two-tower model of the checkerboard, trained (``overrides``: train options)."""
+def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
+    """The small two-tower model of the checkerboard, trained (``train``: other training
+    histories; ``overrides``: train options)."""
     from gamerec.towers.features import build_item_features
     from gamerec.towers.model import TwoTowerConfig
     from gamerec.towers.train import train_two_tower
 
-    train, _ = checkerboard(200)
+    if train is None:
+        train, _ = checkerboard(200)
     valid_histories, valid_targets = checkerboard(40, offset=1000)
     features = build_item_features(checkerboard_items())
     config = TwoTowerConfig(

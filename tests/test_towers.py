@@ -188,30 +188,12 @@ def test_a_non_finite_loss_stops_training_with_advice(tmp_path):
     train, _ = checkerboard(200)
     train.values[::7] = np.nan
     state = tmp_path / "state.pt"
-    features = build_item_features(checkerboard_items())
-    config = TwoTowerConfig(
-        n_items=N_ITEMS,
-        n_tokens=features.n_tokens,
-        n_numeric=features.numeric.shape[1],
-        embedding_dim=16,
-        hidden_dim=32,
-    )
     with pytest.raises(TrainingError) as raised:
-        train_two_tower(
+        train_checkerboard(
             train,
-            features,
-            config,
             validate=lambda scorer: 0.0,
             epochs=2,
             patience=2,
-            batch_size=32,
-            learning_rate=0.01,
-            weight_decay=0.0,
-            holdout_fraction=0.2,
-            max_full_softmax_items=1000,
-            sampled_negatives=8,
-            seed=0,
-            threads=1,
             resume_path=state,
             resume_key="k",
         )

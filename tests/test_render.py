@@ -82,5 +82,7 @@ def test_a_data_dir_with_markup_is_printed_as_it_is(workdir: Path) -> None:
 
     missing = CliRunner().invoke(app, ["--data-dir", "[/x] [link=x]y[/link]", "index"])
     assert missing.exit_code == 1
-    assert "index: reading [/x] [link=x]y[/link]/model\n" in missing.stderr
+    assert "index: reading [/x] [link=x]y[/link]/model and [/x] [link=x]y[/link]/processed\n" in (
+        missing.stderr
+    )
     assert "Error: no model output in [/x] [link=x]y[/link]/model;" in missing.stderr

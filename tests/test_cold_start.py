@@ -110,6 +110,7 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def new_game_ranks(recommender: Recommender, cluster: str) -> tuple[list[int], list[int]]:
     """Ranks of cluster A's and B's new games for a player of ``cluster``'s played games."""
     played = {appid: 120.0 for appid in list(PLAYED[cluster])[:6]}
+    recommender.new_games_share = 0.5  # room for all ten new games among the 40 places
     answer = recommender.recommend(played=played, k=len(recommender.catalog.names))
     rank = {r.appid: position for position, r in enumerate(answer)}
     return [rank[a] for a in NEW["A"]], [rank[a] for a in NEW["B"]]
@@ -127,10 +128,16 @@ def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
     assert isinstance(recommender, Recommender)
     assert recommender.n_items == 40
     # the new games can be recommended, and a history naming them uses them
+    recommender.new_games_share = 0.5
     answer = recommender.recommend(played={3000: 60.0, 1000: 60.0}, k=40)
     assert answer.history.not_in_model == []
     assert answer.history.known == 2
     assert {r.appid for r in answer} >= set(NEW["A"][1:]) | set(NEW["B"])
+    # by default a fifth of the places go to games nobody plays, spread through the list
+    recommender.new_games_share = 0.2
+    answer = recommender.recommend(played={1000: 60.0}, k=10)
+    fresh = [rank for rank, r in enumerate(answer) if r.reason.startswith("new to gamerec")]
+    assert fresh == [3, 7]
 
 
 def test_players_of_a_cluster_get_its_new_games_first(grown: dict[str, object]) -> None:

@@ -53,7 +53,10 @@ def test_recommend_for_a_steam_library_file(trained_workspace: Path, tmp_path: P
     assert set(appids) <= catalog_appids(trained_workspace) - set(library)  # owned ones left out
     expected = Recommender.from_dir(trained_workspace).recommend(played=library, k=5)
     assert appids == [answer.appid for answer in expected]
-    assert all(row[4].startswith("because you played ") for row in rows)
+    assert all(
+        row[4].removeprefix("new to gamerec's players; ").startswith("because you played ")
+        for row in rows
+    )
 
 
 def test_batch_recommendations_to_parquet(trained_workspace: Path, tmp_path: Path) -> None:

@@ -625,6 +625,7 @@ def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender
         max_top_k=settings.recommend.max_top_k,
         rerank=settings.recommend.rerank,
         in_memory=in_memory,
+        new_games_share=settings.recommend.new_games_share,
     )
 
 

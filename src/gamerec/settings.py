@@ -330,6 +330,13 @@ class RecommendSettings(_Section):
         default=True,
         description="re-rank the two-tower's candidates with the co-play model, if trained",
     )
+    new_games_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of each answer's places for games nobody in the play data owns "
+        "(ranked among themselves by the two-tower)",
+    )
 
 
 class ServeSettings(_Section):

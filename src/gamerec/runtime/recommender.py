@@ -271,12 +271,16 @@ class Recommender:
         max_top_k: int = 1000,
         coplay: np.ndarray | None = None,
         coplay_rows: np.ndarray | None = None,
+        trained: np.ndarray | None = None,
+        new_games_share: float = 0.2,
     ):
         """``known_users`` maps user ids to rows of ``histories``; it may instead be a function
         returning both, called on first use (a process answering one ``--played`` request
         never reads the users). ``coplay_rows`` (one per game, -1 where none) is each game's
         row in ``coplay``, which covers only the games the model was trained on; without it
-        game ``i`` is row ``i``."""
+        game ``i`` is row ``i``. ``trained`` flags the games the model was trained on (default:
+        all); the others are embedded from what the catalog says and take ``new_games_share``
+        of each answer's places."""
         self.catalog = catalog
         self.user_tower = user_tower
         self.item_embeddings = item_embeddings
@@ -322,6 +326,9 @@ class Recommender:
         self._games = catalog.recommendable[:n].copy()
         self._dlc = np.array([kind == Kind.DLC for kind in catalog.kinds[:n]], dtype=bool)
         self._popularity_order = np.argsort(-catalog.players[:n], kind="stable")
+        #: games the model was trained on; the others' vectors come from the content mapping
+        self._trained = np.ones(n, dtype=bool) if trained is None else np.asarray(trained, bool)
+        self.new_games_share = new_games_share
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -331,6 +338,7 @@ class Recommender:
         max_top_k: int = 1000,
         rerank: bool = True,
         in_memory: bool = False,
+        new_games_share: float = 0.2,
     ) -> Recommender:
         """Load ``processed/``, ``model/`` and ``index/`` of a workspace once.
 
@@ -395,6 +403,8 @@ class Recommender:
             max_top_k=max_top_k,
             coplay=model.coplay,
             coplay_rows=vectors.model_rows,
+            trained=np.asarray(vectors.model_rows) >= 0,
+            new_games_share=new_games_share,
         )
 
     @property
@@ -647,10 +657,37 @@ class Recommender:
         history = UserItems(np.array([0, len(items)], np.int64), items, values, self.n_items)
         user = self.user_tower.embed(history, self._preferences(wanted))
         excluded = items if exclude_owned else np.empty(0, dtype=np.int32)
+        # games nobody in the play data owns rank among themselves: their mapped vectors sit
+        # nearer the centre than trained ones, so in one list they would crowd everything out
+        new_games = allowed & ~self._trained
+        n_new = self._new_game_places(k) if new_games.any() else 0
+        ranked = self._ranked_played(user, items, excluded, allowed & self._trained, wanted, k)
+        fresh = (
+            [
+                self._explain(item, score, items, wanted, prefix="new to gamerec's players; ")
+                for item, score in self._search(user, n_new, excluded, new_games)
+            ]
+            if n_new
+            else []
+        )
+        return Recommendations(_interleave(ranked[: k - len(fresh)], fresh, k), report)
+
+    def _new_game_places(self, k: int) -> int:
+        return round(k * self.new_games_share)
+
+    def _ranked_played(
+        self,
+        user: np.ndarray,
+        items: np.ndarray,
+        excluded: np.ndarray,
+        allowed: np.ndarray,
+        wanted: set[str],
+        k: int,
+    ) -> list[Recommendation]:
+        """The top ``k`` games the model was trained on: two-tower, then the co-play stage."""
         if self.coplay is None:
             ranked = self._search(user, k, excluded, allowed)
-            answers = [self._explain(item, score, items, wanted) for item, score in ranked]
-            return Recommendations(answers, report)
+            return [self._explain(item, score, items, wanted) for item, score in ranked]
         candidates = self._search(user, max(k, self.rerank_candidates), excluded, allowed)
         ids = self._with_coplay_candidates(
             np.array([item for item, _ in candidates], dtype=np.int64), items, excluded, allowed
@@ -659,7 +696,7 @@ class Recommender:
         contributions = self._coplay_block(items, ids)  # (history, candidates)
         final = blend(first_stage[None], contributions.sum(0)[None], self.rerank_alpha)[0]
         order = np.argsort(-final, kind="stable")[:k]
-        answers = [
+        return [
             self._explain(
                 int(ids[c]),
                 float(final[c]),
@@ -671,7 +708,6 @@ class Recommender:
             )
             for c in order
         ]
-        return Recommendations(answers, report)
 
     def _with_coplay_candidates(
         self, ids: np.ndarray, owned: np.ndarray, excluded: np.ndarray, allowed: np.ndarray
@@ -766,12 +802,13 @@ class Recommender:
         history: np.ndarray,
         wanted: set[str],
         because: int | None = None,
+        prefix: str = "",
     ) -> Recommendation:
         """``because``: the played game that most supports ``item`` (default: the closest one)."""
         if because is None:
             similarity = self.item_embeddings[history] @ self.item_embeddings[item]
             because = int(history[int(np.argmax(similarity))])
-        reason = f"because you played {self.catalog.names[because]}"
+        reason = f"{prefix}because you played {self.catalog.names[because]}"
         played_tags = set(self.catalog.tags[because])
         shared = [t for t in self.catalog.tags[item] if t in played_tags][:_REASON_TAGS]
         if shared:
@@ -803,7 +840,7 @@ class Recommender:
                 "owns it); run `gamerec train` with data that includes it"
             )
         query = self.item_embeddings[item : item + 1]
-        ranked = self._search(query, k, np.array([item]), self._games)
+        ranked = self._search(query, k, np.array([item]), self._games & self._trained)
         return [self._recommendation(i, s, f"similar to {name}", set()) for i, s in ranked]
 
     def recommend_all(
@@ -833,7 +870,9 @@ class Recommender:
             users = self.user_tower.embed(batch)
             wanted_k = max(k, self.rerank_candidates) if self.coplay is not None else k
             owned = [batch.row(row) for row in range(batch.n_rows)]
-            top_scores, top_ids = self.index.search(users, wanted_k, owned, self._games)
+            top_scores, top_ids = self.index.search(
+                users, wanted_k, owned, self._games & self._trained
+            )
             if self.coplay is not None:
                 top_ids, top_scores = self._rerank_batch(batch, users, top_ids, k)
             yield [user_ids[r] for r in rows], top_ids[:, :k], top_scores[:, :k]
@@ -859,6 +898,17 @@ class Recommender:
             top_ids[row, : len(order)] = found[order]
             top_scores[row, : len(order)] = final[order]
         return top_ids, top_scores
+
+
+def _interleave(
+    first: list[Recommendation], second: list[Recommendation], k: int
+) -> list[Recommendation]:
+    """``first`` with ``second``'s answers spread evenly through it (k=10, two: ranks 4 and 8)."""
+    merged = list(first)
+    step = k // (len(second) + 1)
+    for j, answer in enumerate(second):
+        merged.insert(min(len(merged), (j + 1) * step + j), answer)
+    return merged[:k]
 
 
 _PLAYED = re.compile(r"^\s*([0-9]+)\s*(?::\s*([0-9.]+)\s*)?$")  # ASCII digits only

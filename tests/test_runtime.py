@@ -46,11 +46,9 @@ def test_owned_games_never_come_back_for_a_known_user(recommender: Recommender) 
     # games with players and games nobody plays each come best first; a fifth are the latter
     new = [a.reason.startswith("new to gamerec's players") for a in answers]
     assert sum(new) == 10
-    for part in (
-        [a for a, n in zip(answers, new) if n],
-        [a for a, n in zip(answers, new) if not n],
-    ):
-        assert [a.score for a in part] == sorted((a.score for a in part), reverse=True)
+    for kind in (True, False):
+        part = [a.score for a, n in zip(answers, new, strict=True) if n is kind]
+        assert part == sorted(part, reverse=True)
 
 
 def test_owned_games_never_come_back_for_a_played_list(recommender: Recommender) -> None:

@@ -376,3 +376,22 @@ def test_given_games_are_reported_known_used_or_unknown(recommender: Recommender
         "not_in_model_appids": [],
         "unknown_appids": [999_999_999],
     }
+
+
+def test_filtered_searches_over_kept_subsets_answer_as_the_full_index(
+    trained_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = Recommender.from_dir(trained_workspace)
+    plain = Recommender.from_dir(trained_workspace)
+    monkeypatch.setattr(plain, "_exact_subset", lambda allowed: None)
+    user_id, _ = known_user(fast)
+    requests = [
+        {"played": {620: 600.0, 400: 60.0}, "k": 20},
+        {"played": {620: 600.0, 400: 60.0}, "genres": ["RPG"], "k": 20},
+        {"user_id": user_id, "genres": ["Action", "Strategy"], "k": 30},
+        {"user_id": user_id, "k": 10, "exclude_owned": False},
+    ]
+    for request in requests:
+        assert fast.recommend(**request).to_dict() == plain.recommend(**request).to_dict()
+    assert fast.similar(620, k=15) == plain.similar(620, k=15)
+    assert len(fast._subsets) >= 3  # trained, new, and each genre filter

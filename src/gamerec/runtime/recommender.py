@@ -11,6 +11,7 @@ not known.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,7 +45,7 @@ from gamerec.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from gamerec.index.reference import VectorIndex
+from gamerec.index.reference import ExactIndex, VectorIndex
 from gamerec.towers.inference import NumpyUserTower, manifest_playtime_weight
 from gamerec.towers.rerank import blend, coplay_candidates
 
@@ -54,6 +55,8 @@ __all__ = ["HistoryReport", "Recommendation", "Recommendations", "Recommender"]
 MINUTES_PER_ACHIEVEMENT = 30.0
 #: how many shared tags a reason names
 _REASON_TAGS = 2
+#: exact sub-indexes kept per Recommender (one per distinct filter: trained or new x genres)
+_MAX_SUBSETS = 64
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,7 @@ class Recommender:
         #: games the model was trained on; the others' vectors come from the content mapping
         self._trained = np.ones(n, dtype=bool) if trained is None else np.asarray(trained, bool)
         self.new_games_share = new_games_share
+        self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -760,9 +764,35 @@ class Recommender:
         self, user: np.ndarray, k: int, excluded: np.ndarray, allowed: np.ndarray
     ) -> list[tuple[int, float]]:
         """The index's top ``k`` for one query, among ``allowed``, without ``excluded``."""
-        scores, ids = self.index.search(user.astype(np.float32), k, [excluded], allowed)
+        query = user.astype(np.float32)
+        subset = self._exact_subset(allowed)
+        if subset is None:
+            scores, ids = self.index.search(query, k, [excluded], allowed)
+        else:
+            # the same exact search over only the allowed rows: a request's filters (trained
+            # or new games, a genre) repeat, and scanning 25,000 rows to keep 1,000 is the
+            # larger part of a request
+            members, index = subset
+            position = np.searchsorted(members, excluded)
+            inside = position < len(members)
+            inside[inside] = members[position[inside]] == excluded[inside]
+            scores, local = index.search(query, k, [position[inside]])
+            ids = np.where(local >= 0, members[np.maximum(local, 0)], -1)
         keep = ids[0] >= 0
         return list(zip(ids[0][keep].tolist(), scores[0][keep].tolist(), strict=True))
+
+    def _exact_subset(self, allowed: np.ndarray) -> tuple[np.ndarray, ExactIndex] | None:
+        """An exact index of the ``allowed`` rows alone, kept for the filters that repeat."""
+        if not isinstance(self.index, ExactIndex):
+            return None
+        key = hashlib.blake2b(np.packbits(allowed).tobytes(), digest_size=16).digest()
+        subset = self._subsets.get(key)
+        if subset is None:
+            if len(self._subsets) >= _MAX_SUBSETS:
+                return None
+            members = np.flatnonzero(allowed)
+            subset = self._subsets[key] = (members, ExactIndex(self.item_embeddings[members]))
+        return subset
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:
         """(n_items,) bool: games having at least one of the ``wanted`` genres (read only)."""

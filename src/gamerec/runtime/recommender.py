@@ -665,7 +665,6 @@ class Recommender:
         # nearer the centre than trained ones, so in one list they would crowd everything out
         new_games = allowed & ~self._trained
         n_new = self._new_game_places(k) if new_games.any() else 0
-        ranked = self._ranked_played(user, items, excluded, allowed & self._trained, wanted, k)
         fresh = (
             [
                 self._explain(item, score, items, wanted, prefix="new to gamerec's players; ")
@@ -674,7 +673,9 @@ class Recommender:
             if n_new
             else []
         )
-        return Recommendations(_interleave(ranked[: k - len(fresh)], fresh, k), report)
+        trained = allowed & self._trained
+        ranked = self._ranked_played(user, items, excluded, trained, wanted, k - len(fresh))
+        return Recommendations(_interleave(ranked, fresh, k), report)
 
     def _new_game_places(self, k: int) -> int:
         return round(k * self.new_games_share)

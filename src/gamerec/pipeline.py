@@ -276,10 +276,11 @@ def fetch_steamspy(
     the only source of genres and tags. Resumes where an earlier run stopped. Returns what was
     fetched, skipped and failed per phase.
     """
+    from gamerec.dataio.crawl import crawl_items
     from gamerec.dataio.steamspy import (
+        SavedAppdetails,
         SteamSpyClient,
         crawl_all_pages,
-        crawl_appdetails,
         page_records,
         top_appids_by_owners,
     )
@@ -297,7 +298,9 @@ def fetch_steamspy(
         pages_summary = crawl_all_pages(client, root / "all", pages=pages, progress=progress)
         records = page_records(root / "all")
         appids = top_appids_by_owners(records, details)
-        details_summary = crawl_appdetails(client, root / "appdetails", appids, progress=progress)
+        details_summary = crawl_items(
+            appids, SavedAppdetails(root / "appdetails"), client.appdetails, client.http, progress
+        ).counts("not_found")
     return {
         "pages": {**pages_summary, "apps": len(records)},
         "appdetails": details_summary,
@@ -314,11 +317,12 @@ def fetch_owned(
     (``GAMEREC_STEAM_API_KEY``). Private profiles are reported and remembered; calls are counted
     per UTC day against ``fetch.daily_limit``. Returns what was fetched, skipped and failed.
     """
+    from gamerec.dataio.crawl import crawl_items
     from gamerec.dataio.steamweb import (
         KEY_HELP,
         DailyQuota,
+        SavedLibraries,
         SteamWebClient,
-        crawl_owned,
         validate_steamids,
     )
 
@@ -336,9 +340,12 @@ def fetch_owned(
         before_request=quota.spend,
         **_retry_options(settings),
     ) as client:
-        summary = crawl_owned(client, paths.owned, wanted, progress=progress)
+        crawled = crawl_items(
+            wanted, SavedLibraries(paths.owned), client.owned_games, client.http, progress
+        )
     return {
-        **summary,
+        **crawled.counts("private"),
+        "private_steamids": sorted(crawled.missing),
         "calls_today": quota.used(),
         "daily_limit": options.daily_limit,
         "output": str(paths.owned),

@@ -19,12 +19,12 @@ fetches the rest; appids SteamSpy does not know and the end of the catalog are r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Unpack
 
 from gamerec.artifacts import atomic_write_bytes, atomic_write_json
-from gamerec.dataio.crawl import ItemList, SavedAnswers, crawl_items, read_json_or_none
+from gamerec.dataio.crawl import ItemList, SavedAnswers, read_json_or_none
 from gamerec.dataio.http_client import (
     ClientOptions,
     ClosingClient,
@@ -41,9 +41,9 @@ from gamerec.errors import FetchError
 __all__ = [
     "ALL_STATE_FILE",
     "NOT_FOUND_FILE",
+    "SavedAppdetails",
     "SteamSpyClient",
     "crawl_all_pages",
-    "crawl_appdetails",
     "is_blank_record",
     "page_records",
     "top_appids_by_owners",
@@ -274,8 +274,14 @@ def top_appids_by_owners(records: dict[int, dict[str, Any]], n: int) -> list[int
     return [appid for appid, _ in sorted(records.items(), key=rank)[: max(n, 0)]]
 
 
-class _SavedAppdetails(SavedAnswers[int]):
-    """``APPID.json`` answers, and ``_not_found.json`` for appids SteamSpy does not know."""
+class SavedAppdetails(SavedAnswers[int]):
+    """``APPID.json`` answers of ``request=appdetails``, and ``_not_found.json`` for appids
+    SteamSpy does not know (asked once, never again).
+
+    Crawled with :func:`gamerec.dataio.crawl.crawl_items`: appids already saved or known to be
+    unknown are skipped; a failure after retries is reported under ``failed``; ``fetched``,
+    ``skipped``, ``not_found`` and ``failed`` partition the distinct ``requested`` appids.
+    """
 
     stage = "steamspy appdetails"
     missing_list = ItemList(NOT_FOUND_FILE, "appids", int, "known to be unknown")
@@ -292,21 +298,3 @@ class _SavedAppdetails(SavedAnswers[int]):
 
     def describe(self, item: int, data: Any, missing: bool) -> str:
         return f"appid {item}: " + ("unknown to SteamSpy" if missing else f"{data.get('name')}")
-
-
-def crawl_appdetails(
-    client: SteamSpyClient,
-    directory: str | Path,
-    appids: Sequence[int],
-    *,
-    progress: ProgressFn = no_progress,
-) -> dict[str, Any]:
-    """Fetch ``request=appdetails`` for each appid into ``directory/APPID.json``.
-
-    Skips appids already saved (valid) or known to SteamSpy as unknown; records newly unknown
-    ones in ``_not_found.json``. A failure after retries is reported under ``failed``. The
-    summary's ``fetched``, ``skipped`` (saved before), ``not_found`` and ``failed`` partition
-    the distinct ``requested`` appids.
-    """
-    saved = _SavedAppdetails(Path(directory))
-    return crawl_items(appids, saved, client.appdetails, client.http, progress).counts("not_found")

@@ -25,7 +25,7 @@ import fcntl
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Unpack
@@ -33,14 +33,12 @@ from typing import Any, Unpack
 import httpx
 
 from gamerec.artifacts import atomic_write_json
-from gamerec.dataio.crawl import ItemList, SavedAnswers, crawl_items
+from gamerec.dataio.crawl import ItemList, SavedAnswers
 from gamerec.dataio.files import read_bytes, read_text
 from gamerec.dataio.http_client import (
     ClientOptions,
     ClosingClient,
     Fetched,
-    ProgressFn,
-    no_progress,
     polite_client,
 )
 from gamerec.dataio.owned import parse_owned_games
@@ -55,8 +53,8 @@ from gamerec.errors import (
 __all__ = [
     "PRIVATE_FILE",
     "DailyQuota",
+    "SavedLibraries",
     "SteamWebClient",
-    "crawl_owned",
     "read_steamids",
     "validate_steamid",
     "validate_steamids",
@@ -258,8 +256,13 @@ class SteamWebClient(ClosingClient):
         )
 
 
-class _SavedLibraries(SavedAnswers[str]):
-    """``STEAMID.json`` libraries, and ``_private.json`` for profiles that show no games."""
+class SavedLibraries(SavedAnswers[str]):
+    """``STEAMID.json`` libraries, and ``_private.json`` for profiles that show no games.
+
+    Crawled with :func:`gamerec.dataio.crawl.crawl_items`: libraries already saved and profiles
+    known to be private are skipped; ``fetched``, ``skipped``, ``private`` and ``failed``
+    partition the distinct ``requested`` steamids.
+    """
 
     stage = "steam libraries"
     missing_list = ItemList(PRIVATE_FILE, "steamids", str, "known private")
@@ -277,23 +280,3 @@ class _SavedLibraries(SavedAnswers[str]):
         if missing:
             return f"{item}: private profile, skipped"
         return f"{item}: {len(data['response']['games']):,} games"
-
-
-def crawl_owned(
-    client: SteamWebClient,
-    directory: str | Path,
-    steamids: Sequence[str],
-    *,
-    progress: ProgressFn = no_progress,
-) -> dict[str, Any]:
-    """Fetch each player's library into ``directory/STEAMID.json``.
-
-    Libraries already saved and profiles known to be private are skipped; newly private ones
-    are recorded in ``_private.json``. ``fetched``, ``skipped`` (saved before), ``private`` and
-    ``failed`` partition the distinct ``requested`` steamids.
-    """
-    saved = _SavedLibraries(Path(directory))
-    summary = crawl_items(
-        validate_steamids(steamids), saved, client.owned_games, client.http, progress
-    )
-    return {**summary.counts("private"), "private_steamids": sorted(summary.missing)}

@@ -107,7 +107,7 @@ def recommend(body: Body) -> dict:
         user_id=body.user_id, played=body.time_played, genres=body.genres,
         achievements=body.achievements, k=body.top_k, exclude_owned=body.exclude_owned,
     )
-    return {"recommendations": [a.to_dict() for a in answers]}
+    return answers.to_dict()  # the same answer as gamerec serve's
 """
 
 

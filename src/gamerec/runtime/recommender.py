@@ -333,6 +333,9 @@ class Recommender:
         self._trained = np.ones(n, dtype=bool) if trained is None else np.asarray(trained, bool)
         self.new_games_share = new_games_share
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
+        self._filter_masks: dict[frozenset[str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: id of a kept mask -> (the mask, its sub-index): no hashing for the kept filters
+        self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -617,6 +620,22 @@ class Recommender:
             allowed = allowed & self._genre_mask(wanted)
         return allowed
 
+    def _filters(
+        self, wanted: set[str], owned: np.ndarray, include_dlc: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(allowed, allowed and trained, allowed and new) masks, kept per genre filter: the
+        same few filters come back on every request (DLC depends on the player: not kept)."""
+        key = frozenset(wanted)
+        masks = None if include_dlc else self._filter_masks.get(key)
+        if masks is None:
+            allowed = self._allowed(wanted, owned, include_dlc)
+            masks = (allowed, allowed & self._trained, allowed & ~self._trained)
+            if not include_dlc and len(self._filter_masks) < _MAX_SUBSETS:
+                for mask in masks:
+                    mask.setflags(write=False)
+                self._filter_masks[key] = masks
+        return masks
+
     def recommend(
         self,
         user_id: str | None = None,
@@ -652,7 +671,7 @@ class Recommender:
                 merged[item] = max(merged.get(item, 0.0), value)
             items = np.array(sorted(merged), dtype=np.int32)
             values = np.array([merged[i] for i in items], dtype=np.float32)
-        allowed = self._allowed(wanted, items, include_dlc)
+        allowed, trained, new_games = self._filters(wanted, items, include_dlc)
         if len(items) == 0:
             note = "no played game known to the model: the most played games" + (
                 f" of {self._genre_label(wanted)}" if wanted else ""
@@ -663,7 +682,6 @@ class Recommender:
         excluded = items if exclude_owned else np.empty(0, dtype=np.int32)
         # games nobody in the play data owns rank among themselves: their mapped vectors sit
         # nearer the centre than trained ones, so in one list they would crowd everything out
-        new_games = allowed & ~self._trained
         n_new = self._new_game_places(k) if new_games.any() else 0
         fresh = (
             [
@@ -673,7 +691,6 @@ class Recommender:
             if n_new
             else []
         )
-        trained = allowed & self._trained
         ranked = self._ranked_played(user, items, excluded, trained, wanted, k - len(fresh))
         return Recommendations(_interleave(ranked, fresh, k), report)
 
@@ -786,6 +803,9 @@ class Recommender:
         """An exact index of the ``allowed`` rows alone, kept for the filters that repeat."""
         if not isinstance(self.index, ExactIndex):
             return None
+        kept = self._subset_of_mask.get(id(allowed))
+        if kept is not None and kept[0] is allowed:
+            return kept[1]
         key = hashlib.blake2b(np.packbits(allowed).tobytes(), digest_size=16).digest()
         subset = self._subsets.get(key)
         if subset is None:
@@ -793,6 +813,8 @@ class Recommender:
                 return None
             members = np.flatnonzero(allowed)
             subset = self._subsets[key] = (members, ExactIndex(self.item_embeddings[members]))
+        if not allowed.flags.writeable:  # a kept filter mask: found by identity next time
+            self._subset_of_mask[id(allowed)] = (allowed, subset)
         return subset
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from gamerec.artifacts import (
     Workspace,
     atomic_path,
@@ -163,8 +165,6 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     seconds and the recall@20 of the index against exact search on up to 1,000 items used as
     queries. On any error the previous ``index/`` is left untouched.
     """
-    import numpy as np
-
     from gamerec.artifacts.index import CatalogVectors
     from gamerec.index import build_index as build
     from gamerec.index import measure_recall, resolve_kind, set_threads
@@ -397,8 +397,6 @@ def _fit_reranker(
 
 def _ndcg_part(valid: Any, k: int = 20) -> Callable[[Any, int, int], tuple[float, int]]:
     """``part(scorer, index, parts)``: NDCG@k summed over every ``parts``-th validation user."""
-    import numpy as np
-
     from gamerec.evaluation.metrics import metric_key
     from gamerec.evaluation.protocol import evaluate_scorer
 
@@ -729,7 +727,6 @@ def recommend_all(
     it is ranked, with columnar arrays rather than Python rows, so memory stays flat however
     many users there are.
     """
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -806,8 +803,6 @@ def demo(
     their fold-in games only, so the held-out ones can be checked against the answer) and for a
     new user who gave nothing but ``sample_genres``.
     """
-    import numpy as np
-
     settings = settings.model_copy(deep=True)
     settings.preprocess.inputs = []  # the bundled dataset, whatever gamerec.toml says
     report: dict[str, Any] = {"preprocess": preprocess(settings, progress)}

@@ -9,6 +9,7 @@ answer atomically as it arrives, so that Ctrl-C, a crash or a rate limit loses n
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ class ItemList:
         atomic_write_json(directory / self.file, {self.key: sorted(items)})
 
 
-class SavedAnswers(Generic[Key]):
+class SavedAnswers(ABC, Generic[Key]):
     """A folder of answers, ``ITEM.json`` each, and a state file listing the missing items.
 
     Subclasses say which answers are complete, which say the item is missing, and how to
@@ -66,17 +67,17 @@ class SavedAnswers(Generic[Key]):
         self.directory = directory
         self.missing: set[Key] = self.missing_list.read(directory)
 
+    @abstractmethod
     def is_complete(self, item: Key, data: Any) -> bool:
         """``data``, read back from a saved file, is a whole answer for ``item``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def says_missing(self, data: Any) -> bool:
         """The answer says the item does not exist or is not shown."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self, item: Key, data: Any, missing: bool) -> str:
         """One progress line about the answer for ``item``."""
-        raise NotImplementedError
 
     def is_saved(self, item: Key) -> bool:
         for name in (f"{item}.json", f"{item}.json.gz"):

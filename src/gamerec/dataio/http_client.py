@@ -27,6 +27,7 @@ import math
 import random
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -220,11 +221,12 @@ def polite_client(
     return PoliteClient(retry=retry, headers=headers, secrets=secrets, **cast(Any, options))
 
 
-class ClosingClient:
+class ClosingClient(ABC):
     """``with client:`` closes it; subclasses say what closing means."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the connections."""
 
     def __enter__(self) -> Self:
         return self

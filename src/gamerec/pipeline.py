@@ -44,7 +44,6 @@ from gamerec.artifacts.processed import (
 from gamerec.dataio.files import read_text
 from gamerec.dataio.owned import parse_owned_games
 from gamerec.errors import (
-    ArtifactError,
     ConfigError,
     DataError,
     InvalidRequestError,
@@ -165,10 +164,9 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     seconds and the recall@20 of the index against exact search on up to 1,000 items used as
     queries. On any error the previous ``index/`` is left untouched.
     """
-    from gamerec.artifacts.index import CatalogVectors
     from gamerec.index import build_index as build
     from gamerec.index import measure_recall, resolve_kind, set_threads
-    from gamerec.towers.cold import ContentMapper, calibrate_to, token_rows
+    from gamerec.towers.cold import embed_catalog
 
     paths = workspace(settings)
     options = settings.index
@@ -176,35 +174,12 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     progress("index", f"reading {paths.model} and {paths.processed}", None)
     _, embeddings_fingerprint = read_item_embeddings(paths.model)
     model = read_model(paths.model, coplay="skip", content=True)
-    mapper = ContentMapper.from_arrays(model.content_vocabulary, model.content)
-    model_keys = model.item_keys
     processed_manifest = read_processed_manifest(paths.processed, verify=True)
     items = read_processed(paths.processed, tables=("items",)).items
-    position = {key: row for row, key in enumerate(model_keys)}
-    model_rows = np.array([position.get(str(key), -1) for key in items["item_key"]], dtype=np.int32)
-    trained = model_rows >= 0
-    mapped = np.flatnonzero(~trained)
-    progress("index", f"embedding {len(mapped):,} games the model was not trained on", None)
-    item_vectors = np.empty((len(items), model.item_embeddings.shape[1]), dtype=np.float32)
-    history = np.empty((len(items), model.user_tower["history"].shape[1]), dtype=np.float32)
-    item_vectors[trained] = model.item_embeddings[model_rows[trained]]
-    history[trained] = model.user_tower["history"][model_rows[trained]]
-    token_matrix = np.empty((len(items), model.user_tower["token_matrix"].shape[1]), np.float32)
-    token_matrix[trained] = model.user_tower["token_matrix"][model_rows[trained]]
-    if len(mapped):
-        new_items = items.iloc[mapped]
-        mapped_vectors, history[mapped] = mapper.map_items(new_items)
-        item_vectors[mapped] = calibrate_to(mapped_vectors, model.item_embeddings)
-        token_matrix[mapped] = token_rows(
-            [list(g) for g in new_items["genres"]],
-            [list(t) for t in new_items["tags"]],
-            [str(t) for t in model.manifest.get("tokens", [])],
-        )
-    if not (np.isfinite(item_vectors).all() and np.isfinite(history).all()):
-        raise ArtifactError(
-            f"the content mapping of {paths.model} gives non-finite vectors; "
-            "run `gamerec train` again"
-        )
+    progress("index", f"embedding the {len(items):,} games of the catalog", None)
+    vectors = embed_catalog(model, items)
+    item_vectors = vectors.item_vectors
+    trained = vectors.model_rows >= 0
     n_items, dim = item_vectors.shape
     kind = resolve_kind(options.kind, n_items, options.exact_max_items)
     progress("index", f"building the {kind} index of {n_items:,} x {dim} vectors", None)
@@ -225,7 +200,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     recall = measure_recall(index, item_vectors, k=20, n_queries=recall_queries, seed=0)
     target = paths.index
     progress("index", f"writing {target}", None)
-    counts = {"trained": int(trained.sum()), "mapped": len(mapped)}
+    counts = {"trained": int(trained.sum()), "mapped": int((~trained).sum())}
     with staged_dir(target) as staging:
         write_index(
             staging,
@@ -234,7 +209,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
             embeddings_fingerprint=embeddings_fingerprint,
             settings=options.model_dump(mode="json"),
             recall_at_20=recall,
-            vectors=CatalogVectors(item_vectors, history, token_matrix, model_rows),
+            vectors=vectors,
             items_fingerprint=processed_manifest["files"][ITEMS_FILE],
             counts=counts,
         )

@@ -26,12 +26,16 @@ from gamerec.errors import ArtifactError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from gamerec.artifacts.index import CatalogVectors
+    from gamerec.artifacts.model import ModelArtifacts
+
 __all__ = [
     "CONTENT_LAYOUT",
     "ContentMapper",
     "ContentVocabulary",
     "calibrate_to",
     "content_features",
+    "embed_catalog",
     "fit_content_mapper",
     "ridge_path",
     "token_rows",
@@ -378,3 +382,41 @@ def fit_content_mapper(
         final["history"][1].astype(np.float32),
     )
     return mapper, quality
+
+
+def embed_catalog(model: ModelArtifacts, items: pd.DataFrame) -> CatalogVectors:
+    """Every row of ``items``: a game the model was trained on (found by ``item_key``, so a
+    catalog re-preprocessed, reordered or grown since training needs no retraining) keeps its
+    trained vectors; any other is embedded by the model's content mapping."""
+    from gamerec.artifacts.index import CatalogVectors
+
+    mapper = ContentMapper.from_arrays(model.content_vocabulary, model.content)
+    position = {key: row for row, key in enumerate(model.item_keys)}
+    model_rows = np.array([position.get(str(key), -1) for key in items["item_key"]], np.int32)
+    trained = model_rows >= 0
+    mapped = np.flatnonzero(~trained)
+    tower = model.user_tower
+
+    def known_rows(array: np.ndarray) -> np.ndarray:
+        out = np.empty((len(items), array.shape[1]), dtype=np.float32)
+        out[trained] = array[model_rows[trained]]
+        return out
+
+    item_vectors = known_rows(model.item_embeddings)
+    history = known_rows(tower["history"])
+    token_matrix = known_rows(tower["token_matrix"])
+    if len(mapped):
+        new_items = items.iloc[mapped]
+        mapped_vectors, history[mapped] = mapper.map_items(new_items)
+        item_vectors[mapped] = calibrate_to(mapped_vectors, model.item_embeddings)
+        token_matrix[mapped] = token_rows(
+            [list(g) for g in new_items["genres"]],
+            [list(t) for t in new_items["tags"]],
+            [str(t) for t in model.manifest.get("tokens", [])],
+        )
+    if not (np.isfinite(item_vectors).all() and np.isfinite(history).all()):
+        raise ArtifactError(
+            f"the content mapping of {model.directory} gives non-finite vectors; "
+            "run `gamerec train` again"
+        )
+    return CatalogVectors(item_vectors, history, token_matrix, model_rows)

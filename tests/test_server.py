@@ -1315,11 +1315,13 @@ def test_worker_processes_share_the_port_reload_and_drain(trained_workspace: Pat
 
 
 @pytest.mark.slow
-def test_the_server_process_never_imports_torch_or_pandas(trained_workspace: Path) -> None:
+def test_the_server_process_never_imports_torch_pandas_or_faiss(trained_workspace: Path) -> None:
     script = (
         "import sys, threading\n"
         "from gamerec.runtime.recommender import Recommender\n"
         "from gamerec.runtime.server import GamerecServer\n"
+        "from gamerec.runtime.blas import set_blas_threads\n"
+        "set_blas_threads(1)\n"
         f"workspace = {str(trained_workspace)!r}\n"
         "server = GamerecServer(lambda: Recommender.from_dir(workspace), port=0)\n"
         "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
@@ -1328,7 +1330,7 @@ def test_the_server_process_never_imports_torch_or_pandas(trained_workspace: Pat
         "c.request('POST', '/recommend', body=json.dumps({'time_played': {'620': 60}}),"
         " headers={'Content-Type': 'application/json'})\n"
         "assert c.getresponse().status == 200\n"
-        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'faiss') if m in sys.modules))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True

@@ -77,13 +77,19 @@ def load_index_for_model(
     index_dir: Path, model_dir: Path, *, ef_search: int | None = None, verify: bool = True
 ) -> object:
     """The index as the runtime opens it: FAISS's own object, or the exact numpy index."""
-    from gamerec.artifacts.index import read_catalog_vectors, read_index_manifest
+    from gamerec.artifacts.index import (
+        check_index_matches,
+        read_catalog_vectors,
+        read_index_manifest,
+    )
+    from gamerec.artifacts.processed import read_processed_manifest
 
     _, digest = read_item_embeddings(model_dir)
-    vectors = read_catalog_vectors(index_dir, read_index_manifest(index_dir, verify=False))
-    index, _ = open_index(
-        index_dir, vectors.item_vectors, digest, ef_search=ef_search, verify=verify
-    )
+    manifest = read_index_manifest(index_dir, verify=verify)
+    processed = read_processed_manifest(index_dir.parent / "processed")
+    check_index_matches(manifest, processed, digest, index_dir)
+    vectors = read_catalog_vectors(index_dir, manifest)
+    index = open_index(index_dir, manifest, vectors.item_vectors, ef_search=ef_search)
     return index.index if isinstance(index, FaissIndex) else index
 
 

@@ -178,37 +178,31 @@ def read_catalog_vectors(
 
 def open_index(
     index_dir: str | Path,
-    item_embeddings: np.ndarray,
-    embeddings_fingerprint: str,
+    manifest: Mapping[str, Any],
+    item_vectors: np.ndarray,
     *,
     ef_search: int | None = None,
     nprobe: int | None = None,
-    verify: bool = True,
-) -> tuple[VectorIndex, dict[str, Any]]:
-    """The index of a model's ``item_embeddings`` (whose file has ``embeddings_fingerprint``),
-    and its manifest.
+) -> VectorIndex:
+    """The search index over ``item_vectors``, as ``manifest`` (read and checked with
+    :func:`check_index_matches`) describes it.
 
-    Refuses (ArtifactError naming the command) an index whose files changed since they were
-    written (with ``verify``), that was built from other embeddings, or whose shape differs
-    from theirs. ``ef_search`` / ``nprobe`` override the search settings it was built with.
+    A ``flat`` index is exact numpy search over the vectors (its file is never read); another
+    kind is loaded from its file and refused (ArtifactError naming the command) when unreadable
+    or of another shape than the vectors. ``ef_search`` / ``nprobe`` override the search
+    settings it was built with.
     """
     index_dir = Path(index_dir)
-    manifest = read_index_manifest(index_dir, verify=verify)
-    if manifest.get("model_embeddings") != embeddings_fingerprint:
-        raise ArtifactError(
-            f"the index in {index_dir} was built for another model; run `gamerec index`"
-        )
     info = manifest.get("index")
     stored = dict(info.get("params", {})) if isinstance(info, dict) else {}
     if stored.get("kind") == "flat":
-        # exhaustive inner products over these very embeddings: numpy answers the same
-        return ExactIndex(item_embeddings), manifest
+        # exhaustive inner products over these very vectors: numpy answers the same
+        return ExactIndex(item_vectors)
     from gamerec.index.faiss_index import FaissIndex, load_index
 
     if ef_search is not None:
         stored["ef_search"] = ef_search
     if nprobe is not None:
         stored["nprobe"] = nprobe
-    n_items, dim = item_embeddings.shape
-    raw = load_index(index_dir / INDEX_FILE, dim=dim, n_items=n_items, params=stored)
-    return FaissIndex(raw), manifest
+    n_items, dim = item_vectors.shape
+    return FaissIndex(load_index(index_dir / INDEX_FILE, dim=dim, n_items=n_items, params=stored))

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gamerec.artifacts.processed import ITEMS_FILE, SPLIT_FILE, read_processed_manifest
+from gamerec.artifacts.processed import ITEMS_FILE, SPLIT_FILE
 from gamerec.artifacts.store import fingerprint, read_manifest, write_manifest
 from gamerec.errors import ArtifactError
 
@@ -274,10 +274,3 @@ def read_item_embeddings(model_dir: str | Path) -> tuple[np.ndarray, str]:
             f"product would not be cosine; {_RETRAIN}"
         )
     return np.ascontiguousarray(embeddings), actual
-
-
-def read_processed_for_model(processed_dir: Path, model: ModelArtifacts) -> dict[str, Any]:
-    """``processed/``'s manifest, checked to be the one ``model`` was trained on."""
-    processed_manifest = read_processed_manifest(processed_dir)
-    check_model_matches_processed(model.manifest, processed_manifest, model.directory)
-    return processed_manifest

@@ -370,9 +370,7 @@ class Recommender:
         )
         # every catalog game: trained vectors where the model knows it, mapped ones otherwise
         vectors = read_catalog_vectors(workspace.index, index_manifest, mmap=not in_memory)
-        index, index_manifest = open_index(
-            workspace.index, vectors.item_vectors, model.embeddings_fingerprint, verify=False
-        )
+        index = open_index(workspace.index, index_manifest, vectors.item_vectors)
         catalog = _Catalog.read(workspace.processed, vectors.n_items)
         user_tower = NumpyUserTower(
             {

@@ -30,7 +30,6 @@ from gamerec.artifacts.index import (
 from gamerec.artifacts.model import EMBEDDINGS_FILE, read_model
 from gamerec.artifacts.processed import (
     column_to_numpy,
-    games_with_players,
     read_columns,
     read_processed_manifest,
 )
@@ -173,7 +172,7 @@ class _ListColumn(Sequence[list[str]]):
 
 @dataclass
 class _Catalog:
-    """Every game of ``processed/items.parquet``; the first ``n_model`` are in the model."""
+    """Every game of ``processed/items.parquet``; ``n_model``: how many the index holds (all)."""
 
     appids: np.ndarray  # (n,) int64, -1 where unknown
     names: list[str]
@@ -228,14 +227,12 @@ class _Catalog:
                 "release_year",
                 "owners_low",
                 "owners_high",
-                "has_players",
             ],
         )
-        with_players = games_with_players(column_to_numpy(columns["has_players"], fill=False))
-        if n_model not in (with_players, len(columns["appid"])):
+        if n_model != len(columns["appid"]):
             raise ArtifactError(
-                f"the model has {n_model:,} games, the catalog {len(columns['appid']):,} with "
-                f"{with_players:,} played; run `gamerec train` and `gamerec index` again"
+                f"the index holds {n_model:,} games, the catalog {len(columns['appid']):,}; "
+                "run `gamerec index` again"
             )
         appids = column_to_numpy(columns["appid"], fill=-1).astype(np.int64)
         catalog = cls(

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from gamerec.dataio.catalog import (
     METADATA_COLUMNS,
+    catalog_schema,
     load_steam_csv,
     load_ucsd,
     merge_metadata,
@@ -215,26 +216,7 @@ def base_index(
     return index
 
 
-SCHEMA = pa.schema(
-    [
-        ("appid", pa.int32()),
-        ("name", pa.string()),
-        ("genres", pa.list_(pa.string())),
-        ("tags", pa.list_(pa.string())),
-        ("developer", pa.string()),
-        ("publisher", pa.string()),
-        ("price_cents", pa.int32()),
-        ("owners_low", pa.int32()),
-        ("owners_high", pa.int32()),
-        ("positive", pa.int32()),
-        ("negative", pa.int32()),
-        ("release_date", pa.string()),
-        ("release_year", pa.int16()),
-        ("kind", pa.dictionary(pa.int8(), pa.string())),
-        ("base_appid", pa.int32()),
-        ("aliases", pa.list_(pa.string())),
-    ]
-)
+SCHEMA = catalog_schema()
 
 
 def write(frame: pd.DataFrame, path: Path) -> None:

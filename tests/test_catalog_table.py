@@ -11,7 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gamerec.dataio.catalog import CATALOG_COLUMNS, METADATA_COLUMNS, load_catalog_table
+from gamerec.dataio.catalog import (
+    CATALOG_COLUMNS,
+    METADATA_COLUMNS,
+    catalog_schema,
+    load_catalog_table,
+)
 from gamerec.dataio.datasets import data_file
 from gamerec.dataio.kinds import KINDS
 from gamerec.dataio.preprocess import Source, load_sources
@@ -20,26 +25,7 @@ from gamerec.settings import InputSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLED = data_file("catalog-2025-01-01.parquet")
-SCHEMA = pa.schema(
-    [
-        ("appid", pa.int32()),
-        ("name", pa.string()),
-        ("genres", pa.list_(pa.string())),
-        ("tags", pa.list_(pa.string())),
-        ("developer", pa.string()),
-        ("publisher", pa.string()),
-        ("price_cents", pa.int32()),
-        ("owners_low", pa.int32()),
-        ("owners_high", pa.int32()),
-        ("positive", pa.int32()),
-        ("negative", pa.int32()),
-        ("release_date", pa.string()),
-        ("release_year", pa.int16()),
-        ("kind", pa.dictionary(pa.int8(), pa.string())),
-        ("base_appid", pa.int32()),
-        ("aliases", pa.list_(pa.string())),
-    ]
-)
+SCHEMA = catalog_schema()
 # three real rows of the bundled catalog
 ROWS: list[dict[str, Any]] = [
     {

@@ -34,6 +34,7 @@ __all__ = [
     "CATALOG_COLUMNS",
     "EXTRA_COLUMNS",
     "METADATA_COLUMNS",
+    "catalog_schema",
     "load_catalog_table",
     "load_steam_csv",
     "load_steamspy",
@@ -405,6 +406,34 @@ def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 CATALOG_COLUMNS = [*METADATA_COLUMNS, "release_year", "kind", "base_appid", "aliases"]
+
+
+def catalog_schema() -> Any:
+    """The Parquet schema of a catalog table, as ``scripts/build_catalog.py`` writes it."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("appid", pa.int32()),
+            ("name", pa.string()),
+            ("genres", pa.list_(pa.string())),
+            ("tags", pa.list_(pa.string())),
+            ("developer", pa.string()),
+            ("publisher", pa.string()),
+            ("price_cents", pa.int32()),
+            ("owners_low", pa.int32()),
+            ("owners_high", pa.int32()),
+            ("positive", pa.int32()),
+            ("negative", pa.int32()),
+            ("release_date", pa.string()),
+            ("release_year", pa.int16()),
+            ("kind", pa.dictionary(pa.int8(), pa.string())),
+            ("base_appid", pa.int32()),
+            ("aliases", pa.list_(pa.string())),
+        ]
+    )
+
+
 _CATALOG_COUNTS = ["price_cents", "owners_low", "owners_high", "positive", "negative"]
 
 

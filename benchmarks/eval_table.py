@@ -1,6 +1,6 @@
 """The README's evaluation table: P-SG, P-LOO and P-COLD on the bundled data, per split seed.
 
-    python benchmarks/eval_table.py                # split seeds 0, 1, 2 (about 3 min each)
+    python benchmarks/eval_table.py                # split seeds 0, 1, 2 (~1.5 min each, 2 cores)
     python benchmarks/eval_table.py --seeds 0
 
 For each seed: ``gamerec preprocess`` (``preprocess.seed``), ``train``, ``index`` and ``eval``
@@ -75,10 +75,11 @@ def print_seed(result: dict[str, Any]) -> None:
                 if reference == "content":
                     print(f"    - {reference} (new games): Recall@20 {cell(versus['recall@20'])}")
     answers = result["library"]["recommendations"]
-    new = [a for a in answers if a["appid"] and a["appid"] >= 1_000_000]
+    new = [a for a in answers if a["reason"].startswith("new to gamerec's players")]
     print(
         f"-- library of {result['library']['history']['given']} games: "
-        f"{len(new)} of the top {len(answers)} have appid >= 1,000,000 (2019+); "
+        f"{len(new)} of the top {len(answers)} are games nobody in the play data owns "
+        f"(ranks {[answers.index(a) + 1 for a in new]}): {[a['name'] for a in new]}; "
         f"years known: {[a['release_year'] for a in answers if a['release_year']]}"
     )
 

@@ -217,17 +217,33 @@ def workspace(bundled_workspace: Path, workdir: Path) -> Path:
 
 def test_cli_eval_cold_reports_new_games(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAMEREC_EVAL__BASELINES", '["popularity", "itemknn"]')
+    monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "2")  # a real model, trained quickly
     args = ["--data-dir", str(workspace), "eval", "-p", "cold", "--k", "20", "--bootstrap", "50"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["protocol"] == "cold" and report["protocol_name"] == "P-COLD"
-    assert set(report["methods"]) == {"popularity", "itemknn", "content"}
-    assert report["new_games"]["games"] > 0 and report["new_games"]["targets"] > 0
-    knn = report["methods"]["itemknn"]["new_games"]["metrics"]["recall@20"]["mean"]
-    content = report["methods"]["content"]["new_games"]["metrics"]["recall@20"]["mean"]
-    assert content > knn  # item-kNN has nothing to say about a game nobody trained on owns
+    assert set(report["methods"]) == {
+        "popularity",
+        "itemknn",
+        "content",
+        "two-tower",
+        "two-tower + re-rank",
+    }
+    hidden = report["new_games"]["games"]
+    assert hidden > 0 and report["new_games"]["targets"] > 0
+    # the model under test knows every game with players but the hidden ones
+    assert report["cold_model"]["items"] == report["n_items"] - hidden
+    assert report["cold_model"]["epochs_run"] == 2
+    new_recall = {
+        name: method["new_games"]["metrics"]["recall@20"]["mean"]
+        for name, method in report["methods"].items()
+    }
+    # item-kNN has nothing to say about a game nobody trained on owns
+    assert new_recall["content"] > new_recall["itemknn"] == 0.0
+    assert new_recall["two-tower + re-rank"] > new_recall["popularity"]
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0, table.output
     assert "P-COLD" in table.stdout and "new games only" in table.stdout
     assert "content - itemknn: Recall@20" in table.stdout
+    assert "two-tower + re-rank - content: Recall@20" in table.stdout

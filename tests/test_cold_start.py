@@ -8,13 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gamerec import pipeline
+from gamerec.artifacts.index import read_catalog_vectors, read_index_manifest
 from gamerec.artifacts.model import read_model
+from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
 from gamerec.runtime.recommender import Recommender
 from gamerec.settings import Settings
-from gamerec.towers.cold import CONTENT_LAYOUT, ContentMapper, ridge_path
+from gamerec.towers.cold import (
+    CONTENT_LAYOUT,
+    ContentMapper,
+    interleave,
+    new_game_slots,
+    ridge_path,
+)
+from gamerec.towers.inference import (
+    CatalogScorer,
+    NumpyUserTower,
+    TwoTowerScorer,
+    manifest_playtime_weight,
+)
 
 STEAM_CSV_HEADER = (
     "appid,name,release_date,english,developer,publisher,platforms,required_age,categories,"
@@ -137,7 +153,7 @@ def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
     recommender.new_games_share = 0.2
     answer = recommender.recommend(played={1000: 60.0}, k=10)
     fresh = [rank for rank, r in enumerate(answer) if r.reason.startswith("new to gamerec")]
-    assert fresh == [3, 7]
+    assert fresh == [4, 9]
 
 
 def test_players_of_a_cluster_get_its_new_games_first(grown: dict[str, object]) -> None:
@@ -215,3 +231,111 @@ def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty() -> None:
     # a tiny known answer: y = 2x on centred x = (-1, 0, 1); lambda 1 gives 2 * 2 / (2 + 1)
     ((w, b),) = ridge_path(np.array([[0.0], [1.0], [2.0]]), np.array([[0.0], [2.0], [4.0]]), [1.0])
     assert w[0, 0] == pytest.approx(4 / 3) and b[0] == pytest.approx(2 - 4 / 3)
+
+
+# --- where new games go in an answer ---------------------------------------------------------
+
+
+def test_new_games_take_every_fifth_place_at_the_default_share() -> None:
+    assert new_game_slots(20, 0.2).tolist() == [4, 9, 14, 19]
+    assert new_game_slots(10, 0.5).tolist() == [1, 3, 5, 7, 9]
+    assert new_game_slots(4, 0.2).tolist() == []
+    assert new_game_slots(3, 0.0).tolist() == []
+    assert new_game_slots(3, 1.0).tolist() == [0, 1, 2]
+
+
+@given(
+    st.integers(0, 40),
+    st.integers(0, 40),
+    st.integers(1, 60),
+    st.sampled_from([0.0, 0.1, 0.2, 0.25, 1 / 3, 0.5, 1.0]),
+)
+def test_interleave_keeps_each_list_in_order_and_its_top_is_the_shorter_answer(
+    n_trained: int, n_new: int, k: int, share: float
+) -> None:
+    trained = [f"t{i}" for i in range(n_trained)]
+    new = [f"n{i}" for i in range(n_new)]
+    answer = interleave(trained, new, k, share)
+    assert len(answer) == min(k, n_trained + n_new)
+    assert [a for a in answer if a[0] == "t"] == trained[: sum(a[0] == "t" for a in answer)]
+    assert [a for a in answer if a[0] == "n"] == new[: sum(a[0] == "n" for a in answer)]
+    for shorter in range(1, k):  # what the evaluation measures at K is the answer of K
+        assert interleave(trained, new, shorter, share) == answer[:shorter]
+    slots = set(new_game_slots(k, share).tolist())
+    for place, item in enumerate(answer):
+        if place in slots and item[0] == "t":
+            assert sum(a[0] == "n" for a in answer) == n_new  # only when new games ran out
+        if place not in slots and item[0] == "n":
+            assert sum(a[0] == "t" for a in answer) == n_trained
+
+
+@pytest.mark.parametrize("rerank", [True, False])
+def test_the_evaluation_scores_what_the_recommender_answers(
+    grown: dict[str, object], rerank: bool
+) -> None:
+    """P-COLD's CatalogScorer, built from the model and the index the recommender reads, ranks
+    every history exactly as Recommender.recommend answers it, new games and re-ranking
+    included: the evaluation measures what a player gets."""
+    data_dir = grown["data_dir"]
+    assert isinstance(data_dir, Path)
+    recommender = Recommender.from_dir(data_dir, rerank=rerank)
+    model = read_model(data_dir / "model", coplay="copy")
+    vectors = read_catalog_vectors(data_dir / "index", read_index_manifest(data_dir / "index"))
+    n_items = vectors.n_items
+    tower = NumpyUserTower(
+        {**model.user_tower, "history": vectors.history, "token_matrix": vectors.token_matrix},
+        manifest_playtime_weight(model.manifest),
+    )
+    trained = vectors.model_rows >= 0
+    coplay = None
+    if model.coplay is not None:
+        rows = vectors.model_rows[trained]
+        coplay = np.zeros((n_items, n_items), dtype=np.float32)
+        coplay[np.ix_(np.flatnonzero(trained), np.flatnonzero(trained))] = model.coplay[
+            np.ix_(rows, rows)
+        ]
+    scorer = CatalogScorer(
+        TwoTowerScorer(tower, vectors.item_vectors, model.manifest, coplay, rerank),
+        ~trained,
+        share=0.2,
+        length=20,
+    )
+    assert scorer.trained.rerank is rerank
+    recommender.new_games_share = 0.2
+    histories = [
+        {1000: 60.0, 1003: 600.0, 1007: 0.0},
+        {2001: 30.0, 2002: 90.0},
+        {1001: 10.0, 2004: 300.0, 3000: 45.0},  # a new game in the history too
+    ]
+    by_appid = recommender.catalog.by_appid
+    for played in histories:
+        items = np.array(sorted(by_appid[a] for a in played), dtype=np.int64)
+        minutes = np.array(
+            [played[int(recommender.catalog.appids[i])] for i in items], dtype=np.float32
+        )
+        scores = scorer.score(UserItems(np.array([0, len(items)]), items, minutes, n_items))[0]
+        ranked = np.argsort(-scores, kind="stable")[: np.isfinite(scores).sum()]
+        answer = recommender.recommend(played=played, k=20)
+        assert ranked.tolist() == [a.item_idx for a in answer], played
+        assert sum(not trained[i] for i in ranked) == 4  # places 5, 10, 15 and 20
+
+
+def test_eval_cold_trains_the_two_tower_without_the_new_games(tmp_path: Path) -> None:
+    """`gamerec eval --protocol cold` trains a model that never saw the hidden games, and it
+    finds a player's new games of their own cluster from what the catalog says of them."""
+    inputs = write_inputs(tmp_path / "inputs")
+    cold_settings = settings(tmp_path / "gamerec-data", inputs, with_new=True)
+    pipeline.preprocess(cold_settings)
+    report = pipeline.evaluate(cold_settings, protocol="cold", ks=[10])
+    hidden = report["new_games"]["games"]
+    assert hidden == 6  # a fifth of the 30 games with players
+    assert report["model"].startswith("evaluated: trained for P-COLD")
+    assert report["cold_model"]["items"] == report["n_items"] - hidden == 24
+    assert not (tmp_path / "gamerec-data" / "model").exists()  # model/ is not touched
+    methods = report["methods"]
+    new_recall = {
+        name: method["new_games"]["metrics"]["recall@10"]["mean"]
+        for name, method in methods.items()
+    }
+    assert new_recall["two-tower"] >= 0.8 and new_recall["two-tower + re-rank"] >= 0.8
+    assert new_recall["two-tower"] > new_recall["ease"] + 0.5

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,12 +161,20 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     reordered or grown since training needs no retraining) keeps its trained vectors; any
     other is embedded by the model's content mapping (:mod:`gamerec.towers.cold`). The kind
     follows ``settings.index.kind`` (``auto``: exact up to ``exact_max_items``, HNSW above).
-    Returns the summary: kind, parameters, items (trained and mapped), dimension, build
-    seconds and the recall@20 of the index against exact search on up to 1,000 items used as
-    queries. On any error the previous ``index/`` is left untouched.
+    Trained and mapped games get an index each (recommending ranks them apart). Returns the
+    summary: kind, parameters, items (trained and mapped), dimension, build seconds and the
+    recall@20 of the indexes against exact search on up to 1,000 items used as queries, each
+    among its own kind. On any error the previous ``index/`` is left untouched.
     """
+    from gamerec.index import (
+        FaissIndex,
+        PartitionedIndex,
+        VectorIndex,
+        measure_recall,
+        resolve_kind,
+        set_threads,
+    )
     from gamerec.index import build_index as build
-    from gamerec.index import measure_recall, resolve_kind, set_threads
     from gamerec.towers.cold import embed_catalog
 
     paths = workspace(settings)
@@ -184,28 +193,47 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     kind = resolve_kind(options.kind, n_items, options.exact_max_items)
     progress("index", f"building the {kind} index of {n_items:,} x {dim} vectors", None)
     started = time.perf_counter()
-    index, params = build(
-        item_vectors,
-        kind,
-        exact_max_items=options.exact_max_items,
-        hnsw_m=options.hnsw_m,
-        hnsw_ef_construction=options.hnsw_ef_construction,
-        hnsw_ef_search=options.hnsw_ef_search,
-        ivf_nlist=options.ivf_nlist,
-        ivf_nprobe=options.ivf_nprobe,
-    )
+    # trained and mapped games are ranked apart (their norms differ), so each kind gets its
+    # own index: one approximate index over both finds half of a trained game's neighbours
+    parts: dict[str, Any] = {}
+    part_params: dict[str, dict[str, Any]] = {}
+    searchers: list[tuple[np.ndarray, VectorIndex]] = []
+    for name, members in vectors.part_members().items():
+        if members.size == 0:
+            continue
+        parts[name], part_params[name] = build(
+            item_vectors[members],
+            kind,
+            exact_max_items=options.exact_max_items,
+            hnsw_m=options.hnsw_m,
+            hnsw_ef_construction=options.hnsw_ef_construction,
+            hnsw_ef_search=options.hnsw_ef_search,
+            ivf_nlist=options.ivf_nlist,
+            ivf_nprobe=options.ivf_nprobe,
+        )
+        padded = bool(part_params[name].get("norm_padding"))
+        searchers.append((members, FaissIndex(parts[name], norm_padding=padded)))
+    params = {**part_params[max(part_params, key=lambda name: parts[name].ntotal)], "kind": kind}
     build_seconds = time.perf_counter() - started
     recall_queries = min(1000, n_items)
     progress("index", f"measuring recall@20 on {recall_queries:,} item queries", None)
-    recall = measure_recall(index, item_vectors, k=20, n_queries=recall_queries, seed=0)
+    recall = measure_recall(
+        PartitionedIndex(searchers, n_items),
+        item_vectors,
+        k=20,
+        n_queries=recall_queries,
+        seed=0,
+        groups=[trained, ~trained],
+    )
     target = paths.index
     progress("index", f"writing {target}", None)
     counts = {"trained": int(trained.sum()), "mapped": int((~trained).sum())}
     with staged_dir(target) as staging:
         write_index(
             staging,
-            index,
+            parts,
             params=params,
+            part_params=part_params,
             embeddings_fingerprint=embeddings_fingerprint,
             settings=options.model_dump(mode="json"),
             recall_at_20=recall,
@@ -446,43 +474,42 @@ def train(
     return summary
 
 
-def _train(
-    settings: Settings,
+@dataclass
+class _FittedModel:
+    """A two-tower fit on one training matrix, its second stage and its content mapping."""
+
+    result: Any  # towers.train.TrainResult
+    features: Any  # towers.features.ItemFeatures
+    config: Any  # towers.model.TwoTowerConfig
+    summary: dict[str, Any]
+    user_tower: dict[str, np.ndarray] = field(default_factory=dict)
+    item_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    coplay: np.ndarray | None = None
+    rerank: dict[str, Any] | None = None
+    mapper: Any = None  # towers.cold.ContentMapper
+
+
+def _fit_towers(
+    options: Any,
+    items: Any,
+    train_matrix: Any,
+    valid: Any,
     progress: Progress,
-    on_epoch: Callable[[Any], None] | None,
-    workers: Any,
-) -> dict[str, Any]:
-    from gamerec.dataio.splits import split_histories, train_histories
+    *,
+    on_epoch: Callable[[Any], None] | None = None,
+    workers: Any = None,
+    resume_path: Path | None = None,
+    resume_key: str = "",
+) -> _FittedModel:
+    """Train the two towers on ``train_matrix`` (columns are ``items``' rows), early-stopping
+    on the ``valid`` users' NDCG@20: what ``gamerec train`` and P-COLD's evaluation share."""
     from gamerec.evaluation.protocol import mean_ndcg
-    from gamerec.towers.checkpoint import (
-        export_item_embeddings,
-        export_user_tower,
-        save_checkpoint,
-    )
-    from gamerec.towers.cold import fit_content_mapper
     from gamerec.towers.features import build_item_features
     from gamerec.towers.model import TwoTowerConfig
     from gamerec.towers.train import train_two_tower
 
-    paths = workspace(settings)
-    options = settings.train
-    processed_manifest = read_processed_manifest(paths.processed, verify=True)
-    progress("train", f"reading {paths.processed}", None)
-    processed = read_processed(paths.processed)
-    # the model ranks the games with players; the rest of the catalog is not in it
-    n_items = games_with_players(processed.items["has_players"])
-    _, train_matrix = train_histories(processed.split, processed.interactions, n_items)
-    if train_matrix.n_rows == 0:
-        raise TrainingError(
-            f"{paths.processed} has no training users; run `gamerec preprocess` with more data"
-        )
-    valid = split_histories(processed.split, processed.interactions, n_items, "valid")
-    if valid.histories.n_rows == 0:
-        raise TrainingError(
-            "no validation users to early-stop on; run `gamerec preprocess` with more users or a "
-            "larger preprocess.valid_fraction"
-        )
-    features = build_item_features(processed.items.iloc[:n_items])
+    n_items = len(items)
+    features = build_item_features(items)
     config = TwoTowerConfig(
         n_items=n_items,
         n_tokens=features.n_tokens,
@@ -493,8 +520,6 @@ def _train(
         temperature=options.temperature,
         playtime_weight=options.playtime_weight,
     )
-    resume_path = paths.train_resume_file
-    resume_path.parent.mkdir(parents=True, exist_ok=True)
     progress("train", f"training on {train_matrix.n_rows:,} users x {n_items:,} games", None)
     result = train_two_tower(
         train_matrix,
@@ -514,32 +539,42 @@ def _train(
         device=options.device,
         threads=options.threads,
         resume_path=resume_path,
-        resume_key=_resume_key(processed_manifest, options),
+        resume_key=resume_key,
         on_epoch=on_epoch,
         workers=workers,
         validate_part=_ndcg_part(valid, k=20) if workers is not None else None,
     )
-    if workers is not None:
-        from gamerec.towers.distributed import stop_workers
-
-        stop_workers()  # training is over: rank 0 writes alone, the others are done
-    history = [vars(report) for report in result.history]
     summary = {
         "best_epoch": result.best_epoch,
         "valid_ndcg_at_20": result.best_metric,
-        "epochs_run": len(history),
+        "epochs_run": len(result.history),
         "seconds": result.seconds,
         "resumed_from_epoch": result.resumed_from_epoch,
         "sampled_softmax": result.sampled_softmax,
         "users": train_matrix.n_rows,
         "items": n_items,
         "workers": 1 if workers is None else workers.world_size,
-        "history": history,
+        "history": [vars(report) for report in result.history],
     }
-    if workers is not None and workers.rank != 0:
-        return {**summary, "rank": workers.rank, "written": False, "output": str(paths.model)}
-    user_tower = export_user_tower(result.model, features)
-    item_embeddings = export_item_embeddings(result.model, features)
+    return _FittedModel(result, features, config, summary)
+
+
+def _fit_stages(
+    options: Any,
+    items: Any,
+    train_matrix: Any,
+    valid: Any,
+    fitted: _FittedModel,
+    progress: Progress,
+) -> _FittedModel:
+    """Export the towers of ``fitted``, then fit its co-play re-ranker and content mapping."""
+    from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
+    from gamerec.towers.cold import fit_content_mapper
+
+    n_items = len(items)
+    summary = fitted.summary
+    user_tower = export_user_tower(fitted.result.model, fitted.features)
+    item_embeddings = export_item_embeddings(fitted.result.model, fitted.features)
     coplay, rerank = None, None
     if options.rerank and n_items > options.rerank_max_items:
         # dense games x games weights: bounded by the games with players, never the catalog
@@ -552,30 +587,94 @@ def _train(
     elif options.rerank:
         progress("train", "fitting the co-play re-ranker on the training users", None)
         coplay, rerank = _fit_reranker(
-            train_matrix, valid, user_tower, item_embeddings, config.playtime_weight, options
+            train_matrix,
+            valid,
+            user_tower,
+            item_embeddings,
+            fitted.config.playtime_weight,
+            options,
         )
         summary["rerank"] = rerank
     progress("train", "fitting the content mapping for games without players", None)
     mapper, content_quality = fit_content_mapper(
-        processed.items.iloc[:n_items],
-        item_embeddings,
-        user_tower["history"],
-        seed=options.seed,
+        items, item_embeddings, user_tower["history"], seed=options.seed
     )
     summary["content_mapping"] = content_quality
+    fitted.user_tower, fitted.item_embeddings = user_tower, item_embeddings
+    fitted.coplay, fitted.rerank, fitted.mapper = coplay, rerank, mapper
+    return fitted
+
+
+def _train(
+    settings: Settings,
+    progress: Progress,
+    on_epoch: Callable[[Any], None] | None,
+    workers: Any,
+) -> dict[str, Any]:
+    from gamerec.dataio.splits import split_histories, train_histories
+    from gamerec.towers.checkpoint import save_checkpoint
+
+    paths = workspace(settings)
+    options = settings.train
+    processed_manifest = read_processed_manifest(paths.processed, verify=True)
+    progress("train", f"reading {paths.processed}", None)
+    processed = read_processed(paths.processed)
+    # the model ranks the games with players; the rest of the catalog is not in it
+    n_items = games_with_players(processed.items["has_players"])
+    _, train_matrix = train_histories(processed.split, processed.interactions, n_items)
+    if train_matrix.n_rows == 0:
+        raise TrainingError(
+            f"{paths.processed} has no training users; run `gamerec preprocess` with more data"
+        )
+    valid = split_histories(processed.split, processed.interactions, n_items, "valid")
+    if valid.histories.n_rows == 0:
+        raise TrainingError(
+            "no validation users to early-stop on; run `gamerec preprocess` with more users or a "
+            "larger preprocess.valid_fraction"
+        )
+    items = processed.items.iloc[:n_items]
+    resume_path = paths.train_resume_file
+    resume_path.parent.mkdir(parents=True, exist_ok=True)
+    fitted = _fit_towers(
+        options,
+        items,
+        train_matrix,
+        valid,
+        progress,
+        on_epoch=on_epoch,
+        workers=workers,
+        resume_path=resume_path,
+        resume_key=_resume_key(processed_manifest, options),
+    )
+    if workers is not None:
+        from gamerec.towers.distributed import stop_workers
+
+        stop_workers()  # training is over: rank 0 writes alone, the others are done
+    summary = fitted.summary
+    history = summary.pop("history")
+    if workers is not None and workers.rank != 0:
+        return {
+            **summary,
+            "history": history,
+            "rank": workers.rank,
+            "written": False,
+            "output": str(paths.model),
+        }
+    fitted = _fit_stages(options, items, train_matrix, valid, fitted, progress)
+    features, config = fitted.features, fitted.config
     progress("train", f"writing {paths.model}", None)
     with staged_dir(paths.model) as staging:
         write_model(
             staging,
             write_checkpoint=lambda path: save_checkpoint(
-                path, result.model, {"tokens": features.tokens}
+                path, fitted.result.model, {"tokens": features.tokens}
             ),
-            item_embeddings=item_embeddings,
-            user_tower=user_tower,
-            coplay=coplay,
-            content=mapper.arrays(),
-            content_vocabulary=mapper.vocabulary.to_dict(),
-            item_keys=[str(k) for k in processed.items["item_key"].iloc[:n_items]],
+            item_embeddings=fitted.item_embeddings,
+            user_tower=fitted.user_tower,
+            coplay=fitted.coplay,
+            content=fitted.mapper.arrays(),
+            content_vocabulary=fitted.mapper.vocabulary.to_dict(),
+            item_keys=[str(k) for k in items["item_key"]],
             processed_manifest=processed_manifest,
             settings=options.model_dump(mode="json"),
             counts={"items": n_items, "train_users": train_matrix.n_rows},
@@ -584,13 +683,13 @@ def _train(
                 "tokens": features.tokens,
                 "genres": features.genres,
                 "numeric_names": features.numeric_names,
-                "summary": {k: v for k, v in summary.items() if k != "history"},
+                "summary": summary,
                 "history": history,
-                "rerank": rerank,
+                "rerank": fitted.rerank,
             },
         )
     resume_path.unlink(missing_ok=True)
-    return {**summary, "output": str(paths.model)}
+    return {**summary, "history": history, "output": str(paths.model)}
 
 
 def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
@@ -818,6 +917,90 @@ def demo(
     return report
 
 
+def _cold_start_scorers(
+    settings: Settings, data: Any, ks: list[int], progress: Progress
+) -> tuple[list[Any], dict[str, Any]]:
+    """The two-tower under P-COLD, as a player would meet it: trained (``train`` settings) on
+    the protocol's training users with the new games hidden, so the model knows only the
+    others; its co-play re-ranker and content mapping fit on the same; every game it was not
+    trained on embedded by the content mapping (:func:`gamerec.towers.cold.embed_items`, what
+    ``gamerec index`` does); answers ranked as the recommender ranks them, new games in
+    ``recommend.new_games_share`` of the places (:class:`~gamerec.towers.inference.CatalogScorer`).
+
+    Returns the scorers (without and with the re-ranker) and the training summary.
+    """
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.dataio.splits import HeldOutUsers
+    from gamerec.evaluation.metrics import check_ks
+    from gamerec.towers.cold import embed_items
+    from gamerec.towers.inference import CatalogScorer, NumpyUserTower, TwoTowerScorer
+
+    paths = workspace(settings)
+    options = settings.train
+    items = read_processed(paths.processed, tables=("items",)).items.iloc[: data.n_items]
+    kept = np.setdiff1d(np.arange(data.n_items), data.new_items)
+    column_of = np.full(data.n_items, -1, dtype=np.int64)
+    column_of[kept] = np.arange(len(kept))
+
+    def model_columns(matrix: UserItems) -> UserItems:
+        rows = np.repeat(np.arange(matrix.n_rows), matrix.row_lengths())
+        columns = column_of[matrix.indices]
+        assert (columns >= 0).all(), "P-COLD's training rows still name a new game"
+        return UserItems.from_pairs(rows, columns, matrix.values, matrix.n_rows, len(kept))
+
+    train_matrix = model_columns(data.train)
+    valid = HeldOutUsers(
+        data.valid.user_idx,
+        model_columns(data.valid.histories),
+        model_columns(data.valid.targets),
+        data.valid.skipped,
+    )
+    if train_matrix.n_rows == 0 or valid.histories.n_rows == 0:
+        raise TrainingError(
+            "P-COLD needs training and validation users to train the two-tower on; run "
+            "`gamerec preprocess` with more data"
+        )
+    model_items = items.iloc[kept]
+    progress(
+        "eval", f"training the two-tower with the {len(data.new_items):,} new games hidden", None
+    )
+    fitted = _fit_towers(options, model_items, train_matrix, valid, progress)
+    fitted = _fit_stages(options, model_items, train_matrix, valid, fitted, progress)
+    vectors = embed_items(
+        fitted.mapper,
+        [str(key) for key in model_items["item_key"]],
+        fitted.item_embeddings,
+        fitted.user_tower,
+        fitted.features.tokens,
+        items,
+    )
+    tower = NumpyUserTower(
+        {**fitted.user_tower, "history": vectors.history, "token_matrix": vectors.token_matrix},
+        fitted.config.playtime_weight,
+    )
+    coplay = None
+    if fitted.coplay is not None:  # in the evaluation's columns: a new game co-plays with none
+        coplay = np.zeros((data.n_items, data.n_items), dtype=np.float32)
+        coplay[np.ix_(kept, kept)] = fitted.coplay
+    manifest = {"rerank": fitted.rerank}
+    new = np.zeros(data.n_items, dtype=bool)
+    new[data.new_items] = True
+    length = check_ks(ks, data.n_items)[-1]
+    share = settings.recommend.new_games_share
+    scorers = [
+        CatalogScorer(
+            TwoTowerScorer(tower, vectors.item_vectors, manifest, coplay, rerank),
+            new,
+            share,
+            length,
+        )
+        for rerank in ((False, True) if coplay is not None else (False,))
+    ]
+    summary = {k: v for k, v in fitted.summary.items() if k != "history"}
+    summary["new_games_share"] = share
+    return scorers, summary
+
+
 def evaluate(
     settings: Settings,
     protocol: str | None = None,
@@ -827,13 +1010,14 @@ def evaluate(
     """Evaluate the baselines and, when ``model/`` exists, the two-tower model side by side.
 
     ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG), ``loo`` (P-LOO) or ``cold``
-    (P-COLD: new games; the two-tower only when ``model/manifest.json`` says it was trained with
-    the same games hidden, ``new_items_digest``) on the test users of ``processed/``; ``ks``
+    (P-COLD: new games; the two-tower is trained for it with the new games hidden, as
+    :func:`_cold_start_scorers` says, ``model/`` is not used) on the test users of
+    ``processed/``; ``ks``
     (default ``eval.k``) the cut-offs. Writes ``eval/report.json`` atomically and returns the
     report: per method, per metric and K, the mean over users and its bootstrap 95% CI, plus
     fit times and the chosen EASE lambda.
     """
-    from gamerec.evaluation.protocol import Scorer, load_protocol, new_items_digest
+    from gamerec.evaluation.protocol import Scorer, load_protocol
     from gamerec.evaluation.report import compare
 
     paths = workspace(settings)
@@ -849,18 +1033,17 @@ def evaluate(
 
     scorers: list[Scorer] = []
     model_status = "not trained (run `gamerec train` to compare it)"
-    model_manifest: dict[str, Any] = {}
-    if has_manifest(paths.model):
+    cold_model: dict[str, Any] | None = None
+    if protocol == "cold":
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            model_status = f"skipped: training it needs PyTorch ({exc})"
+        else:
+            scorers, cold_model = _cold_start_scorers(settings, data, ks, progress)
+            model_status = "evaluated: trained for P-COLD with the new games hidden"
+    elif has_manifest(paths.model):
         model_manifest = read_model_manifest(paths.model)
-    cold_digest = new_items_digest(data.new_items) if protocol == "cold" else None
-    if cold_digest is not None and model_manifest.get("new_items_digest") != cold_digest:
-        if model_manifest:
-            model_status = (
-                "not evaluated: P-COLD needs a model trained with the same new games hidden "
-                f"(new_items_digest {cold_digest} in model/manifest.json); this one was trained "
-                "on them"
-            )
-    elif model_manifest:
         check_model_matches_processed(model_manifest, processed_manifest, paths.model)
         try:
             from gamerec.towers.inference import TwoTowerScorer
@@ -893,6 +1076,7 @@ def evaluate(
         split_seed=processed_manifest.get("settings", {}).get("seed"),
         processed=str(paths.processed),
         model=model_status,
+        **({"cold_model": cold_model} if cold_model is not None else {}),
         seconds=round(time.perf_counter() - started, 3),
     )
     target = paths.eval

@@ -3,7 +3,8 @@
 ``gamerec index`` embeds every row of ``processed/items.parquet``: a game the model was trained
 on keeps its vectors, any other gets the content mapper's (:mod:`gamerec.towers.cold`). The
 catalog-sized arrays (item vectors, the user tower's history rows and genre/tag profiles, and
-which model row each game has, -1 for a mapped one) live here next to the FAISS index.
+which model row each game has, -1 for a mapped one) live here next to the FAISS indexes: one
+over the trained games and one over the mapped ones, as recommending ranks them apart.
 
 The manifest records the index kind, its parameters, the item count and dimension, the
 fingerprint of the ``processed/items.parquet`` it was built for and of the ``model/`` embeddings
@@ -25,13 +26,14 @@ from gamerec.artifacts.model import EMBEDDINGS_FILE
 from gamerec.artifacts.processed import ITEMS_FILE
 from gamerec.artifacts.store import read_manifest, write_manifest
 from gamerec.errors import ArtifactError
-from gamerec.index.reference import ExactIndex, VectorIndex
+from gamerec.index.reference import ExactIndex, PartitionedIndex, VectorIndex
 
 if TYPE_CHECKING:
     import faiss
 
 __all__ = [
     "INDEX_FILE",
+    "PART_FILES",
     "CatalogVectors",
     "check_index_matches",
     "open_index",
@@ -41,9 +43,11 @@ __all__ = [
 ]
 
 INDEX_FILE = "items.faiss"
+#: one FAISS index per part of the catalog: the trained games, and those the mapping embeds
+PART_FILES = {"trained": INDEX_FILE, "mapped": "items-mapped.faiss"}
 #: the catalog-sized arrays, one row per row of processed/items.parquet
 CATALOG_FILES = {
-    "item_vectors": "item_vectors.npy",  # (n, D) float32 unit rows: what the index searches
+    "item_vectors": "item_vectors.npy",  # (n, D) float32: what the index searches
     "history": "history.npy",  # (n, H) float32: the user tower's history rows
     "token_matrix": "token_matrix.npy",  # (n, n_tokens) float32: genre/tag profiles
     "model_rows": "model_rows.npy",  # (n,) int32: the game's row in model/, -1 if mapped
@@ -64,12 +68,18 @@ class CatalogVectors:
     def n_items(self) -> int:
         return int(self.item_vectors.shape[0])
 
+    def part_members(self) -> dict[str, np.ndarray]:
+        """The catalog ids of each part (see :data:`PART_FILES`), sorted."""
+        trained = np.asarray(self.model_rows) >= 0
+        return {"trained": np.flatnonzero(trained), "mapped": np.flatnonzero(~trained)}
+
 
 def write_index(
     directory: str | Path,
-    index: faiss.Index,
+    parts: Mapping[str, faiss.Index],
     *,
     params: Mapping[str, Any],
+    part_params: Mapping[str, Mapping[str, Any]],
     embeddings_fingerprint: str,
     settings: Mapping[str, Any],
     recall_at_20: float,
@@ -77,14 +87,20 @@ def write_index(
     items_fingerprint: str,
     counts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the FAISS index, the catalog vectors and the manifest into ``directory`` (a
-    staging folder). ``items_fingerprint``: the ``processed/items.parquet`` they were built for."""
+    """Write the FAISS indexes (one per non-empty part, rows in catalog order), the catalog
+    vectors and the manifest into ``directory`` (a staging folder). ``items_fingerprint``: the
+    ``processed/items.parquet`` they were built for."""
     from gamerec.index.faiss_index import save_index
 
-    n_items, dim = int(index.ntotal), int(index.d)
-    if vectors.n_items != n_items:
-        raise ValueError("the index and the catalog vectors differ in their number of games")
-    save_index(index, Path(directory) / INDEX_FILE)
+    n_items, dim = vectors.item_vectors.shape
+    members = vectors.part_members()
+    if set(parts) != {name for name, ids in members.items() if ids.size}:
+        raise ValueError("an index is needed for each non-empty part of the catalog")
+    for name, index in parts.items():
+        padding = 1 if part_params[name].get("norm_padding") else 0
+        if int(index.ntotal) != members[name].size or int(index.d) != dim + padding:
+            raise ValueError(f"the {name} index does not match the catalog vectors")
+        save_index(index, Path(directory) / PART_FILES[name])
     arrays = {}
     for name, file_name in CATALOG_FILES.items():
         array = getattr(vectors, name)
@@ -107,6 +123,10 @@ def write_index(
                 "params": dict(params),
                 "n_items": n_items,
                 "dim": dim,
+                "parts": {
+                    name: {"items": int(index.ntotal), "params": dict(part_params[name])}
+                    for name, index in parts.items()
+                },
             },
             "model_embeddings": embeddings_fingerprint,
             "recall_at_20": recall_at_20,
@@ -179,30 +199,45 @@ def read_catalog_vectors(
 def open_index(
     index_dir: str | Path,
     manifest: Mapping[str, Any],
-    item_vectors: np.ndarray,
+    vectors: CatalogVectors,
     *,
     ef_search: int | None = None,
     nprobe: int | None = None,
 ) -> VectorIndex:
-    """The search index over ``item_vectors``, as ``manifest`` (read and checked with
+    """The search index over the catalog ``vectors``, as ``manifest`` (read and checked with
     :func:`check_index_matches`) describes it.
 
-    A ``flat`` index is exact numpy search over the vectors (its file is never read); another
-    kind is loaded from its file and refused (ArtifactError naming the command) when unreadable
-    or of another shape than the vectors. ``ef_search`` / ``nprobe`` override the search
-    settings it was built with.
+    A ``flat`` index is exact numpy search over the vectors (its files are never read);
+    another kind is one FAISS index per part of the catalog, loaded from its file and refused
+    (ArtifactError naming the command) when unreadable or of another shape than its part.
+    ``ef_search`` / ``nprobe`` override the search settings it was built with.
     """
     index_dir = Path(index_dir)
     info = manifest.get("index")
     stored = dict(info.get("params", {})) if isinstance(info, dict) else {}
     if stored.get("kind") == "flat":
         # exhaustive inner products over these very vectors: numpy answers the same
-        return ExactIndex(item_vectors)
+        return ExactIndex(vectors.item_vectors)
     from gamerec.index.faiss_index import FaissIndex, load_index
 
-    if ef_search is not None:
-        stored["ef_search"] = ef_search
-    if nprobe is not None:
-        stored["nprobe"] = nprobe
-    n_items, dim = item_vectors.shape
-    return FaissIndex(load_index(index_dir / INDEX_FILE, dim=dim, n_items=n_items, params=stored))
+    listed = info.get("parts") if isinstance(info, dict) else None
+    if not isinstance(listed, dict):
+        raise ArtifactError(f"{index_dir}/manifest.json lists no index parts; {_REINDEX}")
+    overrides = {"ef_search": ef_search, "nprobe": nprobe}
+    parts: list[tuple[np.ndarray, VectorIndex]] = []
+    for name, members in vectors.part_members().items():
+        if members.size == 0:
+            continue
+        part = listed.get(name)
+        if not isinstance(part, dict):
+            raise ArtifactError(f"{index_dir} has no index of the {name} games; {_REINDEX}")
+        params = dict(part.get("params", {}))
+        params.update({key: value for key, value in overrides.items() if value is not None})
+        index = load_index(
+            index_dir / PART_FILES[name],
+            dim=vectors.item_vectors.shape[1],
+            n_items=members.size,
+            params=params,
+        )
+        parts.append((members, FaissIndex(index, norm_padding=bool(params.get("norm_padding")))))
+    return PartitionedIndex(parts, vectors.n_items)

@@ -64,7 +64,6 @@ __all__ = [
     "evaluate_scorer",
     "load_protocol",
     "mean_ndcg",
-    "new_items_digest",
     "only_items",
     "summarise",
     "without_items",
@@ -152,13 +151,6 @@ def cold_items(eligible: np.ndarray, seed: int, fraction: float = COLD_FRACTION)
     size = round(fraction * len(candidates))
     chosen = np.random.default_rng(seed).choice(candidates, size=size, replace=False)
     return np.sort(chosen).astype(np.int64)
-
-
-def new_items_digest(new_items: np.ndarray) -> str:
-    """A short fingerprint of P-COLD's new games: a model trained with them hidden records it."""
-    import hashlib
-
-    return hashlib.sha256(np.asarray(new_items, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
 def build_protocol(

@@ -1,9 +1,10 @@
-"""Search indexes of the item embeddings: one :class:`VectorIndex` protocol, two kinds.
+"""Search indexes of the item embeddings: one :class:`VectorIndex` protocol, three kinds.
 
-:class:`ExactIndex` (numpy, exact; serves a ``flat`` index without importing FAISS) and
-:class:`~gamerec.index.faiss_index.FaissIndex` (FAISS flat, HNSW or IVF) answer the same
-``search(queries, k, exclude, allowed)``; exclusion, filtering and widening live there and
-nowhere else. The FAISS parts load on first use.
+:class:`ExactIndex` (numpy, exact; serves a ``flat`` index without importing FAISS),
+:class:`~gamerec.index.faiss_index.FaissIndex` (FAISS flat, HNSW or IVF) and
+:class:`PartitionedIndex` (one index per part of a catalog: trained and mapped games) answer
+the same ``search(queries, k, exclude, allowed)``; exclusion, filtering and widening live
+there and nowhere else. The FAISS parts load on first use.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gamerec.index.reference import (
     ExactIndex,
+    PartitionedIndex,
     VectorIndex,
     clustered_embeddings,
     exact_search,
@@ -62,6 +64,7 @@ __all__ = [
     "ExactIndex",
     "FaissIndex",
     "IndexKind",
+    "PartitionedIndex",
     "VectorIndex",
     "build_index",
     "clustered_embeddings",

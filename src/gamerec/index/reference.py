@@ -19,6 +19,7 @@ __all__ = [
     "ExactIndex",
     "Exclusions",
     "Mask",
+    "PartitionedIndex",
     "SearchResult",
     "VectorIndex",
     "clustered_embeddings",
@@ -181,6 +182,69 @@ class ExactIndex:
 
 def _empty(n_queries: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     return np.empty((n_queries, 0), np.float32), np.empty((n_queries, 0), np.int64)
+
+
+class PartitionedIndex:
+    """One :class:`VectorIndex` over disjoint parts of a catalog, each its own index.
+
+    ``parts`` pairs the sorted catalog ids of a part with an index over those rows alone (row
+    ``i`` of the part's index is catalog id ``members[i]``). A search asks each part holding
+    an allowed id and merges the answers by score. Trained games (unit vectors) and games
+    embedded by the content mapping (shorter vectors) are never ranked together, and an
+    approximate index over both finds half of a trained game's neighbours (HNSW recall@20 0.51
+    on the bundled catalog) where one per kind finds nearly all.
+    """
+
+    def __init__(self, parts: Sequence[tuple[npt.ArrayLike, VectorIndex]], n_items: int):
+        self.parts = [(np.asarray(members, dtype=np.int64), index) for members, index in parts]
+        covered = np.zeros(n_items, dtype=np.int64)
+        for members, index in self.parts:
+            if index.ntotal != members.size or (members.size and np.any(np.diff(members) <= 0)):
+                raise InvalidRequestError("each part needs sorted ids, one per row of its index")
+            np.add.at(covered, members, 1)
+        if np.any(covered != 1):
+            raise InvalidRequestError("the parts must hold every catalog id exactly once")
+        dims = {index.d for _, index in self.parts}
+        if len(dims) > 1:
+            raise InvalidRequestError(f"the parts hold vectors of different dimensions {dims}")
+        self.ntotal = n_items
+        self.d = dims.pop() if dims else 0
+
+    def search(
+        self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
+    ) -> SearchResult:
+        """See :class:`VectorIndex`."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.d:
+            raise InvalidRequestError(f"queries must be (m, {self.d}) vectors, got shape {q.shape}")
+        mask = check_allowed(allowed, self.ntotal)
+        excluded = excluded_ids(exclude, q.shape[0], self.ntotal) if exclude is not None else None
+        width = result_width(k, self.ntotal, excluded)
+        found_scores = [np.full((q.shape[0], 0), -np.inf, dtype=np.float32)]
+        found_ids = [np.full((q.shape[0], 0), -1, dtype=np.int64)]
+        for members, index in self.parts:
+            part_mask = mask[members] if mask is not None else None
+            if members.size == 0 or (part_mask is not None and not part_mask.any()):
+                continue
+            part_exclude = None
+            if excluded is not None:
+                part_exclude = []
+                for ids in excluded:
+                    position = np.minimum(np.searchsorted(members, ids), members.size - 1)
+                    part_exclude.append(position[members[position] == ids])
+            scores, local = index.search(q, width, part_exclude, part_mask)
+            found_scores.append(scores)
+            found_ids.append(np.where(local >= 0, members[np.maximum(local, 0)], -1))
+        scores = np.concatenate(found_scores, axis=1)
+        ids = np.concatenate(found_ids, axis=1)
+        order = np.lexsort((ids, -scores), axis=1)[:, :width]
+        scores = np.take_along_axis(scores, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        if scores.shape[1] < width:  # every part filtered away: pad as a filtered search does
+            pad = width - scores.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        return scores, ids
 
 
 def recall_at_k(found: npt.ArrayLike, truth: npt.ArrayLike) -> float:

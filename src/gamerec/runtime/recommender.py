@@ -45,6 +45,7 @@ from gamerec.errors import (
     NotFoundError,
 )
 from gamerec.index.reference import ExactIndex, VectorIndex
+from gamerec.towers.cold import interleave, new_game_slots
 from gamerec.towers.inference import NumpyUserTower, manifest_playtime_weight
 from gamerec.towers.rerank import blend, coplay_candidates
 
@@ -367,7 +368,7 @@ class Recommender:
         )
         # every catalog game: trained vectors where the model knows it, mapped ones otherwise
         vectors = read_catalog_vectors(workspace.index, index_manifest, mmap=not in_memory)
-        index = open_index(workspace.index, index_manifest, vectors.item_vectors)
+        index = open_index(workspace.index, index_manifest, vectors)
         catalog = _Catalog.read(workspace.processed, vectors.n_items)
         user_tower = NumpyUserTower(
             {
@@ -677,7 +678,7 @@ class Recommender:
         excluded = items if exclude_owned else np.empty(0, dtype=np.int32)
         # games nobody in the play data owns rank among themselves: their mapped vectors sit
         # nearer the centre than trained ones, so in one list they would crowd everything out
-        n_new = self._new_game_places(k) if new_games.any() else 0
+        n_new = len(new_game_slots(k, self.new_games_share)) if new_games.any() else 0
         fresh = (
             [
                 self._explain(item, score, items, wanted, prefix="new to gamerec's players; ")
@@ -687,10 +688,7 @@ class Recommender:
             else []
         )
         ranked = self._ranked_played(user, items, excluded, trained, wanted, k - len(fresh))
-        return Recommendations(_interleave(ranked, fresh, k), report)
-
-    def _new_game_places(self, k: int) -> int:
-        return round(k * self.new_games_share)
+        return Recommendations(interleave(ranked, fresh, k, self.new_games_share), report)
 
     def _ranked_played(
         self,
@@ -946,17 +944,6 @@ class Recommender:
             top_ids[row, : len(order)] = found[order]
             top_scores[row, : len(order)] = final[order]
         return top_ids, top_scores
-
-
-def _interleave(
-    first: list[Recommendation], second: list[Recommendation], k: int
-) -> list[Recommendation]:
-    """``first`` with ``second``'s answers spread evenly through it (k=10, two: ranks 4 and 8)."""
-    merged = list(first)
-    step = k // (len(second) + 1)
-    for j, answer in enumerate(second):
-        merged.insert(min(len(merged), (j + 1) * step + j), answer)
-    return merged[:k]
 
 
 _PLAYED = re.compile(r"^\s*([0-9]+)\s*(?::\s*([0-9.]+)\s*)?$")  # ASCII digits only

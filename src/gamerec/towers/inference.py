@@ -18,6 +18,7 @@ from gamerec.towers.features import history_weights, token_preferences, unit_his
 
 __all__ = [
     "USER_TOWER_ARRAYS",
+    "CatalogScorer",
     "NumpyUserTower",
     "TwoTowerScorer",
     "manifest_playtime_weight",
@@ -122,7 +123,13 @@ class TwoTowerScorer:
         return cls.from_model(read_model(model_dir, coplay="map" if rerank else "skip"), rerank)
 
     def score(self, histories: UserItems) -> np.ndarray:
-        first_stage = self.user_tower.embed(histories) @ self.item_embeddings.T
+        return self.second_stage(
+            self.user_tower.embed(histories) @ self.item_embeddings.T, histories
+        )
+
+    def second_stage(self, first_stage: np.ndarray, histories: UserItems) -> np.ndarray:
+        """``first_stage`` (n_rows, n_items) re-ranked, when this scorer re-ranks; a game
+        scored ``-inf`` there is never a candidate."""
         if not self.rerank or self.coplay is None:
             return first_stage
         from gamerec.towers.rerank import rerank_scores
@@ -138,6 +145,57 @@ class TwoTowerScorer:
 
     def __repr__(self) -> str:
         return f"TwoTowerScorer({self.name}, {json.dumps(self.manifest.get('counts', {}))})"
+
+
+class CatalogScorer:
+    """The two-tower as :class:`gamerec.runtime.recommender.Recommender` answers, as a scorer
+    for the evaluation (P-COLD): the games the model was trained on are ranked by ``trained``
+    (re-ranked when it re-ranks), the other games (``new``, a bool mask; embedded by the
+    content mapping) among themselves, and the two lists are interleaved with
+    :func:`gamerec.towers.cold.interleave` over the first ``length`` places.
+
+    Scores are ranks made into numbers (``length`` for the first place, down to 1); every game
+    past the answer scores ``-inf``.
+    """
+
+    def __init__(self, trained: TwoTowerScorer, new: np.ndarray, share: float, length: int):
+        if new.shape != (trained.item_embeddings.shape[0],):
+            raise ValueError("new must be a bool mask over the scorer's games")
+        self.trained = trained
+        self.new = np.asarray(new, dtype=bool)
+        self.share = share
+        self.length = length
+        self.name = trained.name
+
+    def score(self, histories: UserItems) -> np.ndarray:
+        from gamerec.towers.cold import interleave, new_game_slots
+
+        first_stage = self.trained.user_tower.embed(histories) @ self.trained.item_embeddings.T
+        rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+        first_stage[rows, histories.indices] = -np.inf
+        new_scores = np.where(self.new, first_stage, -np.inf)
+        first_stage[:, self.new] = -np.inf
+        trained_scores = self.trained.second_stage(first_stage, histories)
+        n_new = len(new_game_slots(self.length, self.share))
+        out = np.full(first_stage.shape, -np.inf, dtype=np.float32)
+        for row in range(histories.n_rows):
+            answer = interleave(
+                _best(trained_scores[row], self.length),
+                _best(new_scores[row], n_new),
+                self.length,
+                self.share,
+            )
+            out[row, answer] = np.arange(len(answer), 0, -1, dtype=np.float32)
+        return out
+
+
+def _best(scores: np.ndarray, n: int) -> list[int]:
+    """The (at most ``n``) games of finite score, best first."""
+    n = min(n, int(np.isfinite(scores).sum()))
+    if n <= 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n]
+    return top[np.argsort(-scores[top], kind="stable")].tolist()
 
 
 def manifest_playtime_weight(manifest: dict) -> float:

@@ -43,15 +43,28 @@ def coplay_candidates(
     return top[np.argsort(-scores[top], kind="stable")].astype(np.int64)
 
 
-def _standardise(values: np.ndarray) -> np.ndarray:
-    mean = values.mean(1, keepdims=True)
-    std = values.std(1, keepdims=True)
+def _standardise(values: np.ndarray, where: np.ndarray | None) -> np.ndarray:
+    if where is None:
+        mean = values.mean(1, keepdims=True)
+        std = values.std(1, keepdims=True)
+    else:
+        counts = np.maximum(where.sum(1, keepdims=True), 1)
+        mean = np.where(where, values, 0.0).sum(1, keepdims=True) / counts
+        std = np.sqrt(np.where(where, (values - mean) ** 2, 0.0).sum(1, keepdims=True) / counts)
     return (values - mean) / np.where(std > 0, std, 1.0)
 
 
-def blend(first_stage: np.ndarray, second_stage: np.ndarray, alpha: float) -> np.ndarray:
-    """``alpha * z(first) + (1 - alpha) * z(second)`` over each row's candidates."""
-    return alpha * _standardise(first_stage) + (1.0 - alpha) * _standardise(second_stage)
+def blend(
+    first_stage: np.ndarray,
+    second_stage: np.ndarray,
+    alpha: float,
+    where: np.ndarray | None = None,
+) -> np.ndarray:
+    """``alpha * z(first) + (1 - alpha) * z(second)`` over each row's candidates (those
+    ``where`` is True, when given: a row's padding must not move its mean and spread)."""
+    return alpha * _standardise(first_stage, where) + (1.0 - alpha) * _standardise(
+        second_stage, where
+    )
 
 
 def rerank_scores(
@@ -86,7 +99,7 @@ def rerank_scores(
     first = np.take_along_axis(scores, safe, 1)
     usable = np.isfinite(first) & (candidates >= 0)
     second = coplay_scores(weights, histories, safe)
-    blended = blend(np.where(usable, first, 0.0), second, alpha)
+    blended = blend(np.where(usable, first, 0.0), second, alpha, usable)
     out = np.full_like(scores, -np.inf)
     at_row, at_column = np.nonzero(usable)  # usable candidates are distinct within a row
     out[at_row, candidates[at_row, at_column]] = blended[at_row, at_column]

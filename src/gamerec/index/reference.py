@@ -158,6 +158,17 @@ class ExactIndex:
         width = result_width(k, self.ntotal, excluded)
         if mask is None and excluded is None:
             return exact_search(self.vectors, q, width) if width else _empty(q.shape[0])
+        if q.shape[0] == 1 and width:  # one request: 1-D arrays, a third of the numpy calls
+            scores = (q @ self.vectors.T)[0]
+            if mask is not None:
+                scores[~mask] = -np.inf
+            if excluded is not None:
+                scores[excluded[0]] = -np.inf
+            top = np.argpartition(-scores, width - 1)[:width]
+            top_scores = scores[top]
+            order = np.lexsort((top, -top_scores))
+            top, top_scores = top[order], top_scores[order]
+            return top_scores[None], np.where(np.isneginf(top_scores), -1, top)[None]
         scores_out = np.full((q.shape[0], width), -np.inf, dtype=np.float32)
         ids_out = np.full((q.shape[0], width), -1, dtype=np.int64)
         if width == 0:

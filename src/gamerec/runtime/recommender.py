@@ -310,6 +310,7 @@ class Recommender:
         if coplay_rows is not None and coplay is not None:
             known = coplay_rows >= 0
             self._item_of_coplay_row[coplay_rows[known]] = np.flatnonzero(known)
+        self._rows_with_item = np.flatnonzero(self._item_of_coplay_row >= 0)
         self.rerank_alpha = float(rerank.get("alpha", 1.0))
         self.rerank_candidates = int(rerank.get("candidates", 200))
         self.coplay_candidates = int(rerank.get("coplay_candidates", 0))
@@ -331,6 +332,8 @@ class Recommender:
         self._trained = np.ones(n, dtype=bool) if trained is None else np.asarray(trained, bool)
         self.new_games_share = new_games_share
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
+        #: item -> (appid, name, genres, top tags, release year, owners) as answers show them
+        self._item_fields: dict[int, tuple[Any, ...]] = {}
         self._filter_masks: dict[frozenset[str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         #: id of a kept mask -> (the mask, its sub-index): no hashing for the kept filters
         self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
@@ -729,13 +732,14 @@ class Recommender:
     ) -> np.ndarray:
         """``ids`` and the co-play model's own top games among ``allowed`` not yet in them."""
         assert self.coplay is not None and self._coplay_rows is not None
-        eligible_items = allowed.copy()
-        eligible_items[ids] = False
-        eligible_items[excluded] = False
+        # in the co-play model's rows (the trained games), not the whole catalog's
         rows = self._coplay_rows
-        known = rows >= 0
         eligible = np.zeros(self.coplay.shape[0], dtype=bool)
-        eligible[rows[known & eligible_items]] = True
+        with_item = self._rows_with_item
+        eligible[with_item] = allowed[self._item_of_coplay_row[with_item]]
+        for blocked in (ids, excluded):
+            blocked_rows = rows[blocked]
+            eligible[blocked_rows[blocked_rows >= 0]] = False
         owned_rows = rows[owned]
         extra_rows = coplay_candidates(
             self.coplay, owned_rows[owned_rows >= 0], self.coplay_candidates, eligible
@@ -825,20 +829,31 @@ class Recommender:
     def _recommendation(
         self, item: int, score: float, reason: str, wanted: set[str]
     ) -> Recommendation:
-        catalog = self.catalog
-        appid = int(catalog.appids[item])
-        year = int(catalog.release_years[item])
+        fields = self._item_fields.get(item)
+        if fields is None:  # what a game shows never changes: read from the catalog once
+            catalog = self.catalog
+            appid = int(catalog.appids[item])
+            year = int(catalog.release_years[item])
+            fields = self._item_fields[item] = (
+                appid if appid >= 0 else None,
+                catalog.names[item],
+                catalog.genres[item],
+                catalog.tags[item][:5],
+                year if year >= 0 else None,
+                catalog.owners(item),
+            )
+        appid, name, genres, tags, release_year, owners = fields
         return Recommendation(
-            appid=appid if appid >= 0 else None,
-            name=catalog.names[item],
+            appid=appid,
+            name=name,
             score=round(float(score), 6),
-            genres=catalog.genres[item],
+            genres=genres,
             reason=reason,
             item_idx=int(item),
-            tags=catalog.tags[item][:5],
-            release_year=year if year >= 0 else None,
-            owners=catalog.owners(item),
-            matched_genres=[g for g in catalog.genres[item] if g.lower() in wanted],
+            tags=list(tags),
+            release_year=release_year,
+            owners=owners,
+            matched_genres=[g for g in genres if g.lower() in wanted] if wanted else [],
         )
 
     def _explain(

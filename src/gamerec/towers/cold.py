@@ -14,6 +14,7 @@ numpy only (training fits it in closed form; indexing applies it).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -433,15 +434,21 @@ def new_game_slots(k: int, share: float) -> np.ndarray:
     one each time ``share`` adds up to a whole game (0.2: places 4, 9, 14, ...), so the first K
     places of a longer answer are the answer of K (and the evaluation's lists are the
     recommender's)."""
+    return np.array(_slots(k, share), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def _slots(k: int, share: float) -> tuple[int, ...]:
+    # every answer of one size asks this again: computed once per (k, share)
     ranks = np.arange(1, max(k, 0) + 1)
     whole = np.floor(ranks * share + 1e-9)
-    return np.flatnonzero(np.diff(whole, prepend=0.0) > 0)
+    return tuple(np.flatnonzero(np.diff(whole, prepend=0.0) > 0).tolist())
 
 
 def interleave(trained: Sequence[T], new: Sequence[T], k: int, share: float) -> list[T]:
     """An answer of up to ``k``: ``new`` (best first) at :func:`new_game_slots`, ``trained``
     (best first) everywhere else; when one list runs out the other fills its places."""
-    slots = set(new_game_slots(k, share).tolist())
+    slots = set(_slots(k, share))
     answer: list[T] = []
     next_trained = next_new = 0
     for place in range(k):

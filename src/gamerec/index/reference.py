@@ -133,6 +133,28 @@ def check_allowed(allowed: npt.ArrayLike | None, n_items: int) -> npt.NDArray[np
     return mask
 
 
+def _checked_search(
+    queries: npt.ArrayLike,
+    k: int,
+    exclude: Exclusions,
+    allowed: Mask,
+    n_items: int,
+    dim: int,
+) -> tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.bool_] | None,
+    list[npt.NDArray[np.int64]] | None,
+    int,
+]:
+    """A search's arguments checked: ``(queries, allowed mask, excluded ids, result width)``."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise InvalidRequestError(f"queries must be (m, {dim}) vectors, got shape {q.shape}")
+    mask = check_allowed(allowed, n_items)
+    excluded = excluded_ids(exclude, q.shape[0], n_items) if exclude is not None else None
+    return q, mask, excluded, result_width(k, n_items, excluded)
+
+
 class ExactIndex:
     """A flat inner-product index in numpy: the :class:`VectorIndex` of a ``flat`` index.
 
@@ -150,12 +172,8 @@ class ExactIndex:
         self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
     ) -> SearchResult:
         """See :class:`VectorIndex`."""
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.d:
-            raise InvalidRequestError(f"queries must be (m, {self.d}) vectors, got shape {q.shape}")
-        mask = check_allowed(allowed, self.ntotal)
-        excluded = excluded_ids(exclude, q.shape[0], self.ntotal) if exclude is not None else None
-        width = result_width(k, self.ntotal, excluded)
+        checked = _checked_search(queries, k, exclude, allowed, self.ntotal, self.d)
+        q, mask, excluded, width = checked
         if mask is None and excluded is None:
             return exact_search(self.vectors, q, width) if width else _empty(q.shape[0])
         if q.shape[0] == 1 and width:  # one request: 1-D arrays, a third of the numpy calls
@@ -225,12 +243,8 @@ class PartitionedIndex:
         self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
     ) -> SearchResult:
         """See :class:`VectorIndex`."""
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.d:
-            raise InvalidRequestError(f"queries must be (m, {self.d}) vectors, got shape {q.shape}")
-        mask = check_allowed(allowed, self.ntotal)
-        excluded = excluded_ids(exclude, q.shape[0], self.ntotal) if exclude is not None else None
-        width = result_width(k, self.ntotal, excluded)
+        checked = _checked_search(queries, k, exclude, allowed, self.ntotal, self.d)
+        q, mask, excluded, width = checked
         found_scores = [np.full((q.shape[0], 0), -np.inf, dtype=np.float32)]
         found_ids = [np.full((q.shape[0], 0), -1, dtype=np.int64)]
         for members, index in self.parts:

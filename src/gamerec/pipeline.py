@@ -213,7 +213,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
         )
         padded = bool(part_params[name].get("norm_padding"))
         searchers.append((members, FaissIndex(parts[name], norm_padding=padded)))
-    params = {**part_params[max(part_params, key=lambda name: parts[name].ntotal)], "kind": kind}
+    params = part_params[max(part_params, key=lambda name: parts[name].ntotal)]
     build_seconds = time.perf_counter() - started
     recall_queries = min(1000, n_items)
     progress("index", f"measuring recall@20 on {recall_queries:,} item queries", None)
@@ -651,15 +651,8 @@ def _train(
 
         stop_workers()  # training is over: rank 0 writes alone, the others are done
     summary = fitted.summary
-    history = summary.pop("history")
     if workers is not None and workers.rank != 0:
-        return {
-            **summary,
-            "history": history,
-            "rank": workers.rank,
-            "written": False,
-            "output": str(paths.model),
-        }
+        return {**summary, "rank": workers.rank, "written": False, "output": str(paths.model)}
     fitted = _fit_stages(options, items, train_matrix, valid, fitted, progress)
     features, config = fitted.features, fitted.config
     progress("train", f"writing {paths.model}", None)
@@ -683,13 +676,13 @@ def _train(
                 "tokens": features.tokens,
                 "genres": features.genres,
                 "numeric_names": features.numeric_names,
-                "summary": summary,
-                "history": history,
+                "summary": {k: v for k, v in summary.items() if k != "history"},
+                "history": summary["history"],
                 "rerank": fitted.rerank,
             },
         )
     resume_path.unlink(missing_ok=True)
-    return {**summary, "history": history, "output": str(paths.model)}
+    return {**summary, "output": str(paths.model)}
 
 
 def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
@@ -1012,10 +1005,9 @@ def evaluate(
     ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG), ``loo`` (P-LOO) or ``cold``
     (P-COLD: new games; the two-tower is trained for it with the new games hidden, as
     :func:`_cold_start_scorers` says, ``model/`` is not used) on the test users of
-    ``processed/``; ``ks``
-    (default ``eval.k``) the cut-offs. Writes ``eval/report.json`` atomically and returns the
-    report: per method, per metric and K, the mean over users and its bootstrap 95% CI, plus
-    fit times and the chosen EASE lambda.
+    ``processed/``; ``ks`` (default ``eval.k``) the cut-offs. Writes ``eval/report.json``
+    atomically and returns the report: per method, per metric and K, the mean over users and
+    its bootstrap 95% CI, plus fit times and the chosen EASE lambda.
     """
     from gamerec.evaluation.protocol import Scorer, load_protocol
     from gamerec.evaluation.report import compare

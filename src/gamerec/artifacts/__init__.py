@@ -1,6 +1,7 @@
 """The workspace on disk: one owner per folder.
 
-- :mod:`gamerec.artifacts.store`: atomic writes, staged stage folders, manifests, stage locks.
+- :mod:`gamerec.artifacts.store`: staged stage folders, manifests, stage locks (atomic file
+  writes are :mod:`gamerec.atomic`, a leaf every layer may use).
 - :mod:`gamerec.artifacts.workspace`: where every folder of a workspace is.
 - :mod:`gamerec.artifacts.processed`: ``processed/`` (the catalog, users, interactions, split).
 - :mod:`gamerec.artifacts.model`: ``model/`` (checkpoint, item embeddings, user tower, co-play).
@@ -13,9 +14,6 @@ that names the command to run.
 
 from gamerec.artifacts.store import (
     FORMAT_VERSION,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_json,
     fingerprint,
     has_manifest,
     read_manifest,
@@ -24,6 +22,7 @@ from gamerec.artifacts.store import (
     write_manifest,
 )
 from gamerec.artifacts.workspace import Workspace
+from gamerec.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "FORMAT_VERSION",

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from gamerec.atomic import atomic_write_json, current_umask
 from gamerec.errors import ArtifactError
 
 #: every stage folder's manifest
@@ -35,43 +36,6 @@ _STAGE_COMMANDS = {
     "index": "gamerec index",
     "eval": "gamerec eval",
 }
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        # mkstemp makes 0600 files; a file written in place by open() would follow the umask
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def atomic_write_json(path: str | Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _umask() -> int:
-    # os.umask is the only portable way to read it; set it straight back
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
 
 
 _held_locks: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth)
@@ -139,7 +103,7 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
         try:
             yield staging
             # mkdtemp makes 0700 folders: a server running as another user could not read them
-            os.chmod(staging, 0o777 & ~_umask())
+            os.chmod(staging, 0o777 & ~current_umask())
             backup = final.with_name(final.name + ".old")
             if backup.exists():
                 shutil.rmtree(backup)

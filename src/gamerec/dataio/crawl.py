@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from gamerec.artifacts import atomic_write_bytes, atomic_write_json
+from gamerec.atomic import atomic_write_bytes, atomic_write_json
 from gamerec.dataio.files import read_bytes
 from gamerec.dataio.http_client import (
     FailureBudget,

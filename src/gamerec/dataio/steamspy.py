@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Unpack
 
-from gamerec.artifacts import atomic_write_bytes, atomic_write_json
+from gamerec.atomic import atomic_write_bytes, atomic_write_json
 from gamerec.dataio.crawl import ItemList, SavedAnswers, read_json_or_none
 from gamerec.dataio.http_client import (
     ClientOptions,

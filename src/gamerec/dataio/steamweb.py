@@ -32,7 +32,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from gamerec.artifacts import atomic_write_json
+from gamerec.atomic import atomic_write_json
 from gamerec.dataio.crawl import ItemList, SavedAnswers
 from gamerec.dataio.files import read_bytes, read_text
 from gamerec.dataio.http_client import (

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gamerec.artifacts import FORMAT_VERSION, atomic_path
+from gamerec.artifacts import FORMAT_VERSION
+from gamerec.atomic import atomic_path
 from gamerec.errors import ArtifactError
 from gamerec.towers.features import ItemFeatures
 from gamerec.towers.model import TwoTower, TwoTowerConfig

@@ -1,0 +1,127 @@
+"""Editions of one game: the family rules, on real catalog names (known answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gamerec.dataio.families import base_title, find_families, studio_names
+
+#: (name, developer, publisher, owners) rows of the bundled 2025 catalog
+CATALOG = [
+    ("The Elder Scrolls V: Skyrim", "Bethesda Game Studios", "Bethesda Softworks", 7.5e6),
+    (
+        "The Elder Scrolls V: Skyrim Special Edition",
+        "Bethesda Game Studios",
+        "Bethesda Softworks",
+        15e6,
+    ),
+    ("The Elder Scrolls V: Skyrim VR", "Bethesda Game Studios", "Bethesda Softworks", 1.5e6),
+    ("DARK SOULS: Prepare To Die Edition", "FromSoftware", "Bandai Namco Entertainment", 3.5e6),
+    ("DARK SOULS: REMASTERED", "QLOC", "FromSoftware, Inc, Bandai Namco Entertainment", 3.5e6),
+    ("Age of Empires III (2007)", "Ensemble Studios", "Xbox Game Studios", 3.5e6),
+    (
+        "Age of Empires III: Definitive Edition",
+        "World's Edge, Tantalus Media",
+        "Xbox Game Studios",
+        1.5e6,
+    ),
+    ("The Binding of Isaac", "Edmund McMillen, Florian Himsl", "Edmund McMillen", 7.5e6),
+    ("The Binding of Isaac: Rebirth", "Nicalis, Inc., Edmund McMillen", "Nicalis, Inc.", 7.5e6),
+    ("Resident Evil 4 (2005)", "Capcom", "Capcom", 3.5e6),
+    ("Resident Evil 4", "CAPCOM Co., Ltd.", "CAPCOM Co., Ltd.", 7.5e6),
+    ("Bounce", "Mikhail Melnikov", "Mikhail Melnikov", 35e3),
+    ("Bounce", "Xian'Yu", "Xian'Yu", 35e3),
+    ("BioShock", "2K Boston, 2K Australia", "2K", 3.5e6),
+    ("BioShock 2", "2K Marin", "2K", 3.5e6),
+    ("Seek Girl", "DSGame", "DSGame", 350e3),
+    ("Seek Girl Ⅲ", "DSGame", "DSGame", 350e3),
+    ("X Rebirth", "Egosoft", "Egosoft", 75e3),
+    ("X Rebirth VR Edition", "Egosoft", "Egosoft", 35e3),
+    ("The Elder Scrolls V Skyrim Legendary Edition", None, None, np.nan),  # a title-only row
+]
+
+
+def families() -> dict[str, str]:
+    names = [row[0] for row in CATALOG]
+    found = find_families(
+        names,
+        [row[1] for row in CATALOG],
+        [row[2] for row in CATALOG],
+        np.array([row[3] for row in CATALOG], dtype=float),
+        np.zeros(len(CATALOG)),
+        eligible=np.array([row[1] is not None for row in CATALOG]),
+    )
+    return {f"{name}#{row}": names[found.representative[row]] for row, name in enumerate(names)}
+
+
+def test_editions_of_one_game_answer_with_the_most_owned_edition() -> None:
+    answer = families()
+    skyrim = [k for k in answer if "Skyrim" in k]
+    assert len(skyrim) == 4  # the title-only Legendary Edition row joins too
+    assert {answer[k] for k in skyrim} == {"The Elder Scrolls V: Skyrim Special Edition"}
+    assert answer["DARK SOULS: Prepare To Die Edition#3"] == answer["DARK SOULS: REMASTERED#4"]
+    assert answer["Age of Empires III (2007)#5"] == "Age of Empires III (2007)"  # more owners
+    assert answer["Age of Empires III: Definitive Edition#6"] == "Age of Empires III (2007)"
+    assert answer["The Binding of Isaac: Rebirth#8"] == answer["The Binding of Isaac#7"]
+    assert answer["Resident Evil 4 (2005)#9"] == "Resident Evil 4"  # the remake sells more
+    assert answer["X Rebirth VR Edition#18"] == "X Rebirth"
+
+
+def test_strangers_and_sequels_stay_apart() -> None:
+    answer = families()
+    assert answer["Bounce#11"] == "Bounce" and answer["Bounce#12"] == "Bounce"
+    assert [k for k, v in answer.items() if k.startswith("Bounce")] == ["Bounce#11", "Bounce#12"]
+    found = find_families(
+        ["Bounce", "Bounce"], ["Mikhail Melnikov", "Xian'Yu"], [None, None], np.ones(2), np.ones(2)
+    )
+    assert found.representative.tolist() == [0, 1] and found.n_families == 0
+    assert answer["BioShock 2#14"] == "BioShock 2"
+    assert answer["Seek Girl Ⅲ#16"] == "Seek Girl Ⅲ"
+
+
+def test_the_summary_counts_families_with_examples() -> None:
+    names = [row[0] for row in CATALOG]
+    found = find_families(
+        names,
+        [row[1] for row in CATALOG],
+        [row[2] for row in CATALOG],
+        np.array([row[3] for row in CATALOG], dtype=float),
+        np.zeros(len(CATALOG)),
+    )
+    assert found.summary["families"] == 6  # Skyrim, Dark Souls, AoE III, Isaac, RE4, X Rebirth
+    assert found.summary["members"] == 4 + 2 + 2 + 2 + 2 + 2
+    assert any("Skyrim" in example for example in found.summary["examples"])
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("The Elder Scrolls V: Skyrim Special Edition", "the elder scrolls v skyrim"),
+        ("Batman: Arkham City - Game of the Year Edition", "batman arkham city"),
+        ("Borderlands Game of the Year Enhanced", "borderlands"),
+        ("Deus Ex: Human Revolution - Director's Cut", "deus ex human revolution"),
+        ("DOOM (1993)", "doom"),
+        ("STAR WARS™ Battlefront™ II", "star wars battlefront ii"),
+        ("Seek Girl Ⅲ", "seek girl iii"),
+        ("X Rebirth", "x rebirth"),
+        ("封灵档案", "封灵档案"),
+        ("", ""),
+    ],
+)
+def test_base_titles(name: str, base: str) -> None:
+    assert base_title(name) == base
+
+
+def test_studio_names_set_corporate_words_aside() -> None:
+    assert studio_names("CAPCOM Co., Ltd.") == studio_names("Capcom") == {"capcom"}
+    assert studio_names("FromSoftware, Inc", None) == {"fromsoftware"}
+    assert studio_names(["Valve"], "Valve Corporation") == {"valve"}
+
+
+@given(st.text(max_size=60))
+def test_base_title_is_total_and_idempotent(name: str) -> None:
+    once = base_title(name)
+    assert base_title(once) == once

@@ -13,17 +13,16 @@ import sys
 from pathlib import Path
 
 import gamerec
-from gamerec import pipeline
 
 
 def main(library: Path, data_dir: Path, k: int) -> None:
     try:
-        played = pipeline.read_library(library)  # {appid: minutes played}
+        history = gamerec.History.from_library(library)  # appid -> minutes played
         recommender = gamerec.Recommender.from_dir(data_dir)
-        answers = recommender.recommend(played=played, k=k)  # owned games are left out
+        answers = recommender.recommend(history=history, k=k)  # owned games are left out
     except gamerec.GamerecError as error:  # a bad file, no model yet: says what to do
         sys.exit(f"Error: {error}")
-    print(f"{len(played)} games in the library")
+    print(f"{len(history.played)} games in the library")
     for rank, answer in enumerate(answers, start=1):
         print(f"{rank}\t{answer.appid}\t{answer.score:.3f}\t{answer.name}\t{answer.reason}")
 

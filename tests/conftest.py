@@ -159,7 +159,7 @@ def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
     histories; ``overrides``: train options)."""
     from gamerec.towers.features import build_item_features
     from gamerec.towers.model import TwoTowerConfig
-    from gamerec.towers.train import train_two_tower
+    from gamerec.towers.train import TrainConfig, TrainRun, train_two_tower
 
     if train is None:
         train, _ = checkerboard(200)
@@ -180,7 +180,6 @@ def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
         return float((ranks < 3).mean())
 
     options: dict[str, Any] = dict(
-        validate=validate,
         epochs=30,
         patience=30,
         batch_size=32,
@@ -190,7 +189,10 @@ def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
         max_full_softmax_items=1000,
         sampled_negatives=8,
         seed=0,
-        threads=1,
     )
-    options.update(overrides)
-    return train_two_tower(train, features, config, **options), features
+    run: dict[str, Any] = {"validate": validate, "threads": 1}
+    for name, value in overrides.items():
+        (options if name in TrainConfig.__dataclass_fields__ else run)[name] = value
+    return train_two_tower(train, features, config, TrainConfig(**options), TrainRun(**run)), (
+        features
+    )

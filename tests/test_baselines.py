@@ -25,26 +25,31 @@ from gamerec.evaluation.baselines import (
     check_ease_size,
     tune_ease,
 )
-from gamerec.evaluation.protocol import evaluate_scorer, mean_ndcg
+from gamerec.evaluation.protocol import Method as RankingMethod
+from gamerec.evaluation.protocol import evaluate_scorer, mean_ndcg, ranked_items
+from gamerec.ranking import Ranker
+from gamerec.ranking.scorer import Scorer
 from gamerec.towers.ease import ease_weights, gram_matrix
-from gamerec.towers.scorer import Scorer
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    fit: Callable[[UserItems, HeldOutUsers], Scorer]
+    fit: Callable[[UserItems, HeldOutUsers], RankingMethod]
     personalised: bool
-    ranks_history: bool = True  # False: a history's games score -inf (never candidates)
 
 
-def two_tower(train: UserItems, valid: HeldOutUsers, rerank: bool = False) -> Scorer:
-    """A small two-tower trained on ``train`` (seeded), early-stopped on ``valid``."""
+def two_tower(train: UserItems, valid: HeldOutUsers, rerank: bool = False) -> Ranker:
+    """A small two-tower trained on ``train`` (seeded), early-stopped on ``valid``, ranking
+    through the one engine (with its co-play second stage when ``rerank``)."""
+    from gamerec.artifacts.model import RerankPolicy
+    from gamerec.index import ExactIndex
+    from gamerec.ranking import CoPlay, RankingEngine, RankingPolicy
+    from gamerec.ranking.user_tower import NumpyUserTower
     from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
     from gamerec.towers.features import build_item_features
-    from gamerec.towers.inference import NumpyUserTower, TwoTowerScorer
     from gamerec.towers.model import TwoTowerConfig
-    from gamerec.towers.train import train_two_tower
+    from gamerec.towers.train import TrainConfig, TrainRun, train_two_tower
 
     n_items = train.n_items
     items = pd.DataFrame(
@@ -69,25 +74,30 @@ def two_tower(train: UserItems, valid: HeldOutUsers, rerank: bool = False) -> Sc
         train,
         features,
         config,
-        validate=lambda scorer: mean_ndcg(scorer, valid.histories, valid.targets, k=5),
-        epochs=40,
-        patience=40,
-        batch_size=16,
-        learning_rate=0.02,
-        weight_decay=0.0,
-        holdout_fraction=0.2,
-        max_full_softmax_items=1000,
-        sampled_negatives=8,
-        seed=0,
-        threads=1,
+        TrainConfig(
+            epochs=40,
+            patience=40,
+            batch_size=16,
+            learning_rate=0.02,
+            holdout_fraction=0.2,
+            max_full_softmax_items=1000,
+            sampled_negatives=8,
+        ),
+        TrainRun(
+            validate=lambda scorer: mean_ndcg(scorer, valid.histories, valid.targets, k=5),
+            threads=1,
+        ),
     )
     tower = NumpyUserTower(export_user_tower(result.model, features))
     embeddings = export_item_embeddings(result.model, features)
+    trained = np.ones(n_items, dtype=bool)
     if not rerank:
-        return TwoTowerScorer(tower, embeddings, {})
-    weights = ease_weights(gram_matrix(train), 10.0)
-    settings = {"rerank": {"alpha": 0.5, "candidates": n_items}}
-    return TwoTowerScorer(tower, embeddings, settings, weights, rerank=True)
+        return RankingEngine(tower, embeddings, ExactIndex(embeddings), trained, RankingPolicy())
+    policy = RerankPolicy(alpha=0.5, regularisation=10.0, candidates=n_items)
+    coplay = CoPlay(ease_weights(gram_matrix(train), 10.0))
+    return RankingEngine(
+        tower, embeddings, ExactIndex(embeddings), trained, RankingPolicy(policy), coplay
+    )
 
 
 METHODS = [
@@ -107,7 +117,6 @@ METHODS = [
         "two-tower-reranked",
         lambda train, valid: two_tower(train, valid, rerank=True),
         personalised=True,
-        ranks_history=False,
     ),
 ]
 
@@ -163,43 +172,61 @@ def method(request: pytest.FixtureRequest) -> Method:
     return request.param
 
 
-def test_implements_the_scorer_interface(method: Method) -> None:
+def test_implements_a_ranking_interface(method: Method) -> None:
     train, valid, _ = checkerboard()
-    scorer = method.fit(train, valid)
-    assert isinstance(scorer, Scorer)
-    assert isinstance(scorer.name, str) and scorer.name
+    fitted = method.fit(train, valid)
+    assert isinstance(fitted, Scorer) or hasattr(fitted, "rank_lists")
+    assert isinstance(fitted.name, str) and fitted.name
 
 
-def test_scores_every_game_as_finite_float32(method: Method) -> None:
+def test_ranks_distinct_games_never_from_the_history(method: Method) -> None:
     train, _ = random_data()
     valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
-    scores = method.fit(train, valid).score(train)
-    assert scores.shape == (train.n_rows, train.n_items)
-    assert scores.dtype == np.float32
-    if method.ranks_history:
-        assert np.isfinite(scores).all()
-    else:  # exactly the history's games are left out
-        np.testing.assert_array_equal(np.isfinite(scores), train.to_dense(bool) == 0)
+    fitted = method.fit(train, valid)
+    if isinstance(fitted, Scorer):  # a baseline scores every game, as a finite float32
+        scores = fitted.score(train)
+        assert scores.shape == (train.n_rows, train.n_items)
+        assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    top = ranked_items(fitted, train, 8, None)
+    assert top.shape == (train.n_rows, 8)
+    for row in range(train.n_rows):
+        listed = top[row][top[row] >= 0]
+        assert len(set(listed.tolist())) == len(listed)
+        assert not set(listed.tolist()) & set(train.row(row).tolist())
+        # a list runs short only when too few games are left
+        assert len(listed) == min(8, train.n_items - len(set(train.row(row).tolist())))
 
 
-def test_a_user_is_scored_the_same_alone_or_in_a_batch(method: Method) -> None:
+def test_a_user_is_ranked_the_same_alone_or_in_a_batch(method: Method) -> None:
     train, _ = random_data(1)
     valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
-    scorer = method.fit(train, valid)
-    together = scorer.score(train)
+    fitted = method.fit(train, valid)
+    together = ranked_items(fitted, train, 10, None)
     order = np.random.default_rng(0).permutation(train.n_rows)
-    np.testing.assert_allclose(scorer.score(train.take_rows(order)), together[order], atol=1e-5)
+    shuffled = ranked_items(fitted, train.take_rows(order), 10, None)
+    np.testing.assert_array_equal(shuffled, together[order])
     for row in (0, 7, train.n_rows - 1):
-        alone = scorer.score(train.take_rows(np.array([row])))
-        np.testing.assert_allclose(alone[0], together[row], atol=1e-5)
+        alone = ranked_items(fitted, train.take_rows(np.array([row])), 10, None)
+        np.testing.assert_array_equal(alone[0], together[row])
 
 
 def test_fitting_is_deterministic(method: Method) -> None:
     train, _ = random_data(2)
     valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
-    first = method.fit(train, valid).score(train)
-    second = method.fit(train, valid).score(train)
+    first = ranked_items(method.fit(train, valid), train, 10, None)
+    second = ranked_items(method.fit(train, valid), train, 10, None)
     np.testing.assert_array_equal(first, second)
+
+
+def test_only_allowed_games_are_ranked(method: Method) -> None:
+    train, _ = random_data(3)
+    valid = eval_users([[0, 1], [2]], [[3], [4]], train.n_items)
+    allowed = np.zeros(train.n_items, dtype=bool)
+    allowed[::3] = True
+    allowed.setflags(write=False)
+    top = ranked_items(method.fit(train, valid), train, 5, allowed)
+    assert allowed[top[top >= 0]].all()
+    assert (top >= 0).sum() > 0
 
 
 def test_checkerboard_withheld_game_ranks_first_iff_personalised(method: Method) -> None:
@@ -347,10 +374,9 @@ def test_ease_weights_closed_form_on_a_tiny_matrix(
 
 def test_the_reranker_and_the_baseline_share_one_ease() -> None:
     import gamerec.evaluation.baselines as baselines
-    import gamerec.towers.rerank as rerank
+    import gamerec.towers.fit as fit
 
-    assert baselines.ease_weights is ease_weights
-    assert not hasattr(rerank, "ease_weights") and not hasattr(rerank, "gram_matrix")
+    assert baselines.ease_weights is fit.ease_weights is ease_weights
 
 
 def test_the_reranker_size_error_names_its_own_setting() -> None:

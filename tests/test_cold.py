@@ -13,7 +13,7 @@ from gamerec.cli import app
 from gamerec.dataio.matrix import UserItems
 from gamerec.evaluation.baselines import EASE, ContentTfidf, ItemKNN, Popularity, content_tokens
 from gamerec.evaluation.protocol import ItemMetadata, build_protocol, cold_items
-from gamerec.evaluation.report import compare
+from gamerec.evaluation.report import EvalConfig, compare
 
 
 def matrix(rows: list[list[int]], n_items: int) -> UserItems:
@@ -175,8 +175,7 @@ def test_new_game_metrics_count_only_new_game_targets() -> None:
         ["popularity", "ease", "content"],
         [N_ITEMS],
         scorers=[FixedScorer(scores)],
-        bootstrap=50,
-        ease_lambdas=[10.0],
+        config=EvalConfig(bootstrap=50, ease_lambdas=(10.0,)),
     )
     test = data.test
     new_targets = np.isin(test.targets.indices, new)

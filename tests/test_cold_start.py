@@ -12,25 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gamerec import pipeline
-from gamerec.artifacts.index import read_catalog_vectors, read_index_manifest
 from gamerec.artifacts.model import read_model
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
+from gamerec.evaluation.cold import catalog_engines
+from gamerec.ranking.stages import interleave, new_game_slots
 from gamerec.runtime.recommender import Recommender
 from gamerec.settings import Settings
-from gamerec.towers.cold import (
-    CONTENT_LAYOUT,
-    ContentMapper,
-    interleave,
-    new_game_slots,
-    ridge_path,
-)
-from gamerec.towers.inference import (
-    CatalogScorer,
-    NumpyUserTower,
-    TwoTowerScorer,
-    manifest_playtime_weight,
-)
+from gamerec.towers.cold import CONTENT_LAYOUT, ContentMapper, ridge_path
 
 STEAM_CSV_HEADER = (
     "appid,name,release_date,english,developer,publisher,platforms,required_age,categories,"
@@ -143,11 +132,12 @@ def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
     recommender = grown["recommender"]
     assert isinstance(recommender, Recommender)
     assert recommender.n_items == 40
-    # the new games can be recommended, and a history naming them uses them
+    # the new games can be recommended, and a history naming them uses them (placed by what
+    # the catalog says about them, which the answer reports)
     recommender.new_games_share = 0.5
     answer = recommender.recommend(played={3000: 60.0, 1000: 60.0}, k=40)
-    assert answer.history.not_in_model == []
-    assert answer.history.known == 2
+    assert answer.history.not_in_model == [3000]
+    assert answer.history.known == answer.history.used == 2
     assert {r.appid for r in answer} >= set(NEW["A"][1:]) | set(NEW["B"])
     # by default a fifth of the places go to games nobody plays, spread through the list
     recommender.new_games_share = 0.2
@@ -270,38 +260,25 @@ def test_interleave_keeps_each_list_in_order_and_its_top_is_the_shorter_answer(
 
 
 @pytest.mark.parametrize("rerank", [True, False])
-def test_the_evaluation_scores_what_the_recommender_answers(
+def test_the_evaluation_ranks_what_the_recommender_answers(
     grown: dict[str, object], rerank: bool
 ) -> None:
-    """P-COLD's CatalogScorer, built from the model and the index the recommender reads, ranks
-    every history exactly as Recommender.recommend answers it, new games and re-ranking
-    included: the evaluation measures what a player gets."""
+    """P-COLD's engines, built from a model as the evaluation builds them (every catalog game
+    embedded as `gamerec index` embeds it), rank every history exactly as
+    Recommender.recommend answers it, new games and re-ranking included: the evaluation
+    measures what a player gets."""
+    from gamerec.artifacts.processed import read_processed
+
     data_dir = grown["data_dir"]
     assert isinstance(data_dir, Path)
-    recommender = Recommender.from_dir(data_dir, rerank=rerank)
-    model = read_model(data_dir / "model", coplay="copy")
-    vectors = read_catalog_vectors(data_dir / "index", read_index_manifest(data_dir / "index"))
-    n_items = vectors.n_items
-    tower = NumpyUserTower(
-        {**model.user_tower, "history": vectors.history, "token_matrix": vectors.token_matrix},
-        manifest_playtime_weight(model.manifest),
-    )
-    trained = vectors.model_rows >= 0
-    coplay = None
-    if model.coplay is not None:
-        rows = vectors.model_rows[trained]
-        coplay = np.zeros((n_items, n_items), dtype=np.float32)
-        coplay[np.ix_(np.flatnonzero(trained), np.flatnonzero(trained))] = model.coplay[
-            np.ix_(rows, rows)
-        ]
-    scorer = CatalogScorer(
-        TwoTowerScorer(tower, vectors.item_vectors, model.manifest, coplay, rerank),
-        ~trained,
-        share=0.2,
-        length=20,
-    )
-    assert scorer.trained.rerank is rerank
-    recommender.new_games_share = 0.2
+    recommender = Recommender.from_dir(data_dir, rerank=rerank, new_games_share=0.2)
+    items = read_processed(data_dir / "processed", tables=("items",)).items
+    model = read_model(data_dir / "model", coplay="copy", content=True)
+    engines = catalog_engines(model, items, 0.2)
+    engine = engines[-1] if rerank else engines[0]
+    assert engine.reranks is rerank
+    n_items = engine.n_items
+    allowed = recommender.catalog.recommendable.copy()
     histories = [
         {1000: 60.0, 1003: 600.0, 1007: 0.0},
         {2001: 30.0, 2002: 90.0},
@@ -309,15 +286,15 @@ def test_the_evaluation_scores_what_the_recommender_answers(
     ]
     by_appid = recommender.catalog.by_appid
     for played in histories:
-        items = np.array(sorted(by_appid[a] for a in played), dtype=np.int64)
+        items_played = np.array(sorted(by_appid[a] for a in played), dtype=np.int32)
         minutes = np.array(
-            [played[int(recommender.catalog.appids[i])] for i in items], dtype=np.float32
+            [played[int(recommender.catalog.appids[i])] for i in items_played], dtype=np.float32
         )
-        scores = scorer.score(UserItems(np.array([0, len(items)]), items, minutes, n_items))[0]
-        ranked = np.argsort(-scores, kind="stable")[: np.isfinite(scores).sum()]
+        one = UserItems(np.array([0, len(items_played)]), items_played, minutes, n_items)
+        ranked = engine.rank_lists(one, 20, allowed)[0]
         answer = recommender.recommend(played=played, k=20)
-        assert ranked.tolist() == [a.item_idx for a in answer], played
-        assert sum(not trained[i] for i in ranked) == 4  # places 5, 10, 15 and 20
+        assert ranked[ranked >= 0].tolist() == [a.item_idx for a in answer], played
+        assert sum(not engine.trained[i] for i in ranked) == 4  # places 5, 10, 15 and 20
 
 
 def test_eval_cold_trains_the_two_tower_without_the_new_games(tmp_path: Path) -> None:

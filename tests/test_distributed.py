@@ -243,9 +243,10 @@ def test_two_workers_take_the_same_steps_as_one_process(tmp_path: Path, sampled:
 def test_torchrun_two_workers_match_one_process_and_only_rank_0_writes(
     tmp_path: Path, bundled_workspace: Path
 ) -> None:
+    from gamerec.artifacts.model import read_model
     from gamerec.evaluation.metrics import metric_key
     from gamerec.evaluation.protocol import bootstrap_ci, evaluate_scorer, load_protocol
-    from gamerec.towers.inference import TwoTowerScorer
+    from gamerec.ranking import RankingEngine
 
     one = workspace(tmp_path / "one", bundled_workspace)
     two = workspace(tmp_path / "two", bundled_workspace)
@@ -282,8 +283,10 @@ def test_torchrun_two_workers_match_one_process_and_only_rank_0_writes(
     key = metric_key("ndcg", 20)
 
     def ndcg(model_dir: Path) -> np.ndarray:
-        scorer = TwoTowerScorer.from_dir(model_dir)
-        return evaluate_scorer(scorer, data.valid.histories, data.valid.targets, [20]).per_user[key]
+        engine = RankingEngine.from_model(read_model(model_dir, coplay="skip"), rerank=False)
+        return evaluate_scorer(
+            engine, data.valid.histories, data.valid.targets, [20], allowed=data.allowed
+        ).per_user[key]
 
     alone, together = ndcg(one / "model"), ndcg(two / "model")
     low, high = bootstrap_ci({key: alone}, resamples=1000, seed=0)[key]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gamerec import pipeline
+from gamerec.dataio.history import History
 from gamerec.runtime.recommender import Recommender
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -45,7 +45,7 @@ def test_recommend_for_a_steam_library_file(trained_workspace: Path, tmp_path: P
     lines = run_example(
         "recommend_for_steam_library.py", LIBRARY, trained_workspace, 5, cwd=tmp_path
     )
-    library = pipeline.read_library(LIBRARY)
+    library = dict(History.from_library(LIBRARY).played)
     assert lines[0] == f"{len(library)} games in the library"
     rows = [line.split("\t") for line in lines[1:]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]

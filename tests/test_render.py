@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from gamerec.cli import app
+from gamerec.runtime.recommender import HistoryReport, Recommendation, Recommendations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
 #: a closing tag that matches nothing (rich raises on it) and a terminal hyperlink
@@ -17,30 +17,19 @@ EVIL = "Evil [/bold] Game [link=http://x]y[/link]"
 WIDE = {"COLUMNS": "400"}  # one table row per line, so names are not wrapped
 
 
-def answer(name: str, reason: str, appid: int = 620) -> dict[str, Any]:
-    return {
-        "appid": appid,
-        "name": name,
-        "score": 0.5,
-        "genres": ["[red]Action", "RPG"],
-        "reason": reason,
-        "item_idx": 0,
-    }
+def answer(name: str, reason: str, appid: int = 620) -> Recommendation:
+    return Recommendation(
+        appid=appid, name=name, score=0.5, genres=["[red]Action", "RPG"], reason=reason, item_idx=0
+    )
 
 
 @pytest.fixture
-def evil_answers(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def evil_answers(monkeypatch: pytest.MonkeyPatch) -> list[Recommendation]:
     answers = [answer(EVIL, f"because you played {EVIL}"), answer("Portal 2", "popular", 620)]
-    history = {
-        "given": 2,
-        "known": 1,
-        "used": 1,
-        "not_in_model_appids": [],
-        "unknown_appids": [999],
-    }
+    history = HistoryReport(given=2, used=1, not_in_model=[], unknown=[999])
     monkeypatch.setattr(
         "gamerec.pipeline.recommend",
-        lambda settings, **kwargs: {"recommendations": answers, "history": history, "note": EVIL},
+        lambda settings, **kwargs: Recommendations(answers, history, EVIL),
     )
     monkeypatch.setattr("gamerec.pipeline.similar", lambda settings, game, k=None: answers)
     return answers

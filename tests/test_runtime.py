@@ -16,8 +16,15 @@ from typer.testing import CliRunner
 
 from gamerec import pipeline
 from gamerec.cli import app
-from gamerec.errors import AmbiguousNameError, ArtifactError, InvalidRequestError, NotFoundError
-from gamerec.runtime.recommender import Recommender, parse_played
+from gamerec.dataio.history import History
+from gamerec.errors import (
+    AmbiguousNameError,
+    ArtifactError,
+    InvalidRequestError,
+    NotFoundError,
+    UsageError,
+)
+from gamerec.runtime.recommender import Recommender
 from gamerec.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -119,17 +126,31 @@ def test_bad_top_k_is_refused(recommender: Recommender, k: int) -> None:
         recommender.recommend(played={620: 10}, k=k)
 
 
-def test_unknown_user_and_genre_are_clear_errors(recommender: Recommender) -> None:
-    with pytest.raises(NotFoundError, match="unknown user 'nobody'"):
-        recommender.recommend(user_id="nobody")
+def test_an_unknown_user_is_answered_like_a_new_one(recommender: Recommender) -> None:
+    """Popular games of the genres asked for, and a note naming the user and what to do."""
+    answer = recommender.recommend(user_id="u_123", genres=["rpg"], k=5)
+    assert len(answer) == 5
+    assert all("RPG" in a.genres for a in answer)
+    assert answer == recommender.recommend(genres=["rpg"], k=5)
+    assert answer.note is not None and "unknown user 'u_123'" in answer.note
+    assert "gamerec users" in answer.note and "--played" in answer.note
+    # with games given, those games answer for the unknown user
+    played = recommender.recommend(user_id="u_123", played={620: 60.0}, k=5)
+    assert [a.appid for a in played] == [
+        a.appid for a in recommender.recommend(played={620: 60.0}, k=5)
+    ]
+    assert played.note is not None and "answered from the games given" in played.note
+
+
+def test_an_unknown_genre_is_a_clear_error(recommender: Recommender) -> None:
     with pytest.raises(NotFoundError, match=r"valid genres: .*RPG"):
         recommender.recommend(genres=["not-a-genre"])
 
 
-def test_parse_played() -> None:
-    assert parse_played("620:1200, 400:300,570") == {620: 1200.0, 400: 300.0, 570: 0.0}
-    with pytest.raises(InvalidRequestError, match="appid:minutes"):
-        parse_played("portal:12")
+def test_parse_pairs() -> None:
+    assert History.parse_pairs("620:1200, 400:300,570") == {620: 1200.0, 400: 300.0, 570: 0.0}
+    with pytest.raises(UsageError, match="appid:amount"):
+        History.parse_pairs("portal:12")
 
 
 def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_path: Path) -> None:
@@ -178,9 +199,11 @@ def test_library_file_gives_recommendations_without_owned_games(trained_workspac
     # every game of the library is accounted for
     history = answer["history"]
     assert history["given"] == len(owned)
-    assert history["used"] + len(history["not_in_model_appids"]) + len(
-        history["unknown_appids"]
-    ) == len(owned)
+    assert history["used"] == history["known"] == len(owned) - len(history["unknown_appids"])
+    # of the games used, those nobody in the play data owns are listed: they are placed by
+    # what the catalog says about them
+    mapped = set(history["not_in_model_appids"])
+    assert mapped and mapped <= owned - set(history["unknown_appids"])
 
 
 def test_cli_json_equals_the_library_call(
@@ -212,22 +235,43 @@ def test_cli_json_equals_the_library_call(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["recommend", "--user", "nobody"], "unknown user 'nobody'"),
-        (["recommend", "--genres", "nope"], "valid genres"),
-        (["recommend", "--played", "620:1", "-k", "0"], "top-k must be a positive integer"),
-        (["recommend", "--played", "6x0"], "appid:minutes"),
-        (["similar", "half-life 2: ep"], "matches"),
-        (["similar", "zzzz not a game"], "no game named"),
-        (["recommend", "--all"], "--out"),
+        (["recommend", "--genres", "nope"], "valid genres", 1),
+        (["recommend", "--played", "620:1", "-k", "0"], "top-k must be a positive integer", 1),
+        (["recommend", "--played", "6x0"], "--played expects appid:amount", 2),
+        (["recommend", "--achievements", "620:1.5"], "whole numbers", 2),
+        (["similar", "half-life 2: ep"], "matches", 1),
+        (["similar", "zzzz not a game"], "no game named", 1),
+        (["recommend", "--all"], "--out", 2),
+        (
+            ["recommend", "--library", "nope.json"],
+            "nope.json: no such file (given with --library)",
+            1,
+        ),
     ],
 )
-def test_cli_bad_input_is_one_error_line(trained_workspace: Path, args, message) -> None:
+def test_cli_bad_input_is_one_error_line(trained_workspace: Path, args, message, code) -> None:
+    """One line on stderr, no traceback; a malformed option exits 2, as usage errors do."""
     result = runner.invoke(app, ["--data-dir", str(trained_workspace), *args])
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert "Error:" in result.stderr and message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_cli_unknown_user_gets_popular_games_and_a_note(trained_workspace: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["--data-dir", str(trained_workspace), "recommend", "--user", "u_123", "--genres", "rpg"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "unknown user 'u_123'" in " ".join(result.stdout.split())
+    as_json = runner.invoke(
+        app,
+        ["--data-dir", str(trained_workspace), "recommend", "-u", "u_123", "-g", "rpg", "--json"],
+    )
+    answers = json.loads(as_json.stdout)["recommendations"]
+    assert answers and all(a["reason"] == "popular with players of RPG" for a in answers)
 
 
 def _copy(workspace: Path, tmp_path: Path) -> Path:
@@ -373,7 +417,7 @@ def test_given_games_are_reported_known_used_or_unknown(recommender: Recommender
         "given": 3,
         "known": 2,
         "used": 2,
-        "not_in_model_appids": [],
+        "not_in_model_appids": [new_game],
         "unknown_appids": [999_999_999],
     }
 
@@ -383,7 +427,7 @@ def test_filtered_searches_over_kept_subsets_answer_as_the_full_index(
 ) -> None:
     fast = Recommender.from_dir(trained_workspace)
     plain = Recommender.from_dir(trained_workspace)
-    monkeypatch.setattr(plain, "_exact_subset", lambda allowed: None)
+    monkeypatch.setattr(plain.engine, "_exact_subset", lambda allowed: None)
     user_id, _ = known_user(fast)
     requests = [
         {"played": {620: 600.0, 400: 60.0}, "k": 20},
@@ -394,4 +438,22 @@ def test_filtered_searches_over_kept_subsets_answer_as_the_full_index(
     for request in requests:
         assert fast.recommend(**request).to_dict() == plain.recommend(**request).to_dict()
     assert fast.similar(620, k=15) == plain.similar(620, k=15)
-    assert len(fast._subsets) >= 3  # trained, new, and each genre filter
+    assert len(fast.engine._subsets) >= 3  # trained, new, and each genre filter
+
+
+def test_recommend_all_rows_are_the_answers_of_recommend(recommender: Recommender) -> None:
+    """One engine: for 200 known users, the batch answer (`recommend --all`) is exactly what
+    `recommend --user` answers them, in the same order, new-game places included."""
+    chosen = set(list(recommender.known_users)[:200])
+    rows: dict[str, list[int]] = {}
+    for user_ids, items, _ in recommender.recommend_all(k=20, batch_size=64):
+        for user_id, row in zip(user_ids, items, strict=True):
+            if user_id in chosen:
+                rows[user_id] = row[row >= 0].tolist()
+    assert len(rows) == 200
+    new_games = 0
+    for user_id in sorted(chosen):
+        answer = recommender.recommend(user_id=user_id, k=20)
+        assert rows[user_id] == [a.item_idx for a in answer], user_id
+        new_games += sum(not recommender.engine.trained[a.item_idx] for a in answer)
+    assert new_games > 0  # the batch answers carry games nobody in the play data owns too

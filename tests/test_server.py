@@ -349,15 +349,15 @@ def test_wrong_content_type_is_415(server: GamerecServer, content_type: str | No
     assert status == 200
 
 
-def test_unknown_user_game_and_genre_are_404(server: GamerecServer) -> None:
+def test_an_unknown_user_is_answered_and_an_unknown_genre_is_404(server: GamerecServer) -> None:
     status, _, body = call(server, "POST", "/recommend", {"user_id": "nobody-at-all"})
-    assert_error(status, body, 404, "not_found")
-    assert "unknown user" in body["error"]["message"]
+    assert status == 200 and len(body["recommendations"]) == 10
+    assert "unknown user 'nobody-at-all'" in body["note"]
     status, _, body = call(server, "POST", "/recommend", {"genres": ["Pinball Wizardry"]})
     assert_error(status, body, 404, "not_found")
     for odd in ("\ud800", "ポータル\u0000", "\u202e💥"):  # lone surrogates, NUL, emoji
         status, _, body = call(server, "POST", "/recommend", {"user_id": odd})
-        assert_error(status, body, 404, "not_found")
+        assert status == 200 and "unknown user" in body["note"]
         status, _, body = call(server, "POST", "/recommend", {"genres": [odd]})
         assert_error(status, body, 404, "not_found")
     status, _, body = call(server, "GET", "/similar/999999999")
@@ -1023,15 +1023,15 @@ def test_unicode_digits_are_not_appids(server: GamerecServer, game: str) -> None
 def test_unicode_digits_in_the_library_and_the_cli(
     recommender: Recommender, trained_workspace: Path
 ) -> None:
+    from gamerec.dataio.history import History
     from gamerec.errors import NotFoundError
-    from gamerec.runtime.recommender import parse_played
 
     with pytest.raises(NotFoundError):
         recommender.similar("²")
     with pytest.raises(InvalidRequestError):
         recommender.recommend(played={"²": 60})  # not appid 2
     with pytest.raises(InvalidRequestError):
-        parse_played("٦٢٠:60")
+        History.parse_pairs("٦٢٠:60")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}
     done = subprocess.run(
         [sys.executable, "-m", "gamerec", "--data-dir", str(trained_workspace), "similar", "²"],

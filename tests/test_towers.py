@@ -15,6 +15,7 @@ from conftest import (
 )
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError, GamerecError, TrainingError
+from gamerec.ranking.user_tower import NumpyUserTower
 from gamerec.towers.checkpoint import (
     export_item_embeddings,
     export_user_tower,
@@ -23,9 +24,8 @@ from gamerec.towers.checkpoint import (
 )
 from gamerec.towers.ease import check_ease_size, ease_weights
 from gamerec.towers.features import build_item_features
-from gamerec.towers.inference import NumpyUserTower
 from gamerec.towers.model import TwoTowerConfig
-from gamerec.towers.train import train_two_tower, user_inputs
+from gamerec.towers.train import TrainConfig, TrainRun, train_two_tower, user_inputs
 
 
 @pytest.fixture(scope="module")
@@ -129,16 +129,8 @@ def test_training_split_without_usable_users_is_a_clear_error():
             lonely,
             features,
             config,
-            validate=lambda scorer: 0.0,
-            epochs=1,
-            patience=1,
-            batch_size=4,
-            learning_rate=0.01,
-            weight_decay=0.0,
-            holdout_fraction=0.2,
-            max_full_softmax_items=100,
-            sampled_negatives=4,
-            seed=0,
+            TrainConfig(epochs=1, patience=1, batch_size=4, max_full_softmax_items=100),
+            TrainRun(validate=lambda scorer: 0.0),
         )
 
 

@@ -23,10 +23,12 @@ from gamerec.errors import (
     RequestError,
     ServerUnreachableError,
     TrainingError,
+    UsageError,
 )
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
+    from gamerec.dataio.history import History
     from gamerec.pipeline import (
         build_index,
         demo,
@@ -37,12 +39,14 @@ if TYPE_CHECKING:
         recommend_all,
         train,
     )
-    from gamerec.runtime.recommender import Recommendation, Recommender
+    from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "History": "gamerec.dataio.history",
     "Recommendation": "gamerec.runtime.recommender",
+    "Recommendations": "gamerec.runtime.recommender",
     "Recommender": "gamerec.runtime.recommender",
     "build_index": "gamerec.pipeline",
     "demo": "gamerec.pipeline",
@@ -72,15 +76,18 @@ __all__ = [
     "DataError",
     "FetchError",
     "GamerecError",
+    "History",
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
     "Recommendation",
+    "Recommendations",
     "Recommender",
     "RequestError",
     "ServerUnreachableError",
     "Settings",
     "TrainingError",
+    "UsageError",
     "__version__",
     "build_index",
     "demo",

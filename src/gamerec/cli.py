@@ -24,7 +24,8 @@ __all__ = ["app", "main"]
 
 
 class _GamerecGroup(typer.core.TyperGroup):
-    """Turns every GamerecError into ``Error: <message>`` on stderr and exit code 1."""
+    """Turns every GamerecError into ``Error: <message>`` on stderr and its exit code (1, or 2
+    for a malformed option)."""
 
     # typer.Exit, not click's: recent Typer vendors its own click and only knows its own Exit.
     def invoke(self, ctx: Any) -> Any:
@@ -36,8 +37,8 @@ class _GamerecGroup(typer.core.TyperGroup):
             if exc.exit_at_once:  # what was written is written; teardown could hang
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os._exit(1)
-            raise typer.Exit(1) from None
+                os._exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             render.interrupted()
             raise typer.Exit(130) from None
@@ -351,25 +352,22 @@ def recommend(
     Example: gamerec recommend --user 76561197970982479 --genres rpg --top-k 5
     """
     from gamerec import pipeline
-    from gamerec.errors import InvalidRequestError
-    from gamerec.runtime.recommender import parse_played
+    from gamerec.dataio.history import History
+    from gamerec.errors import UsageError
 
     settings = _options(ctx).settings()
     if all_users:
         if out is None:
-            raise InvalidRequestError("--all needs --out recs.parquet or --out recs.jsonl")
+            raise UsageError("--all needs --out recs.parquet or --out recs.jsonl")
         summary = pipeline.recommend_all(settings, out, k=top_k, progress=render.progress_line)
         render.result(summary, json_output, render.recommend_all_summary)
         return
     answers = pipeline.recommend(
         settings,
         user_id=user,
-        played=parse_played(played) if played else None,
+        history=History.from_command_line(played, achievements),
         library=library,
         genres=_split_list(genres),
-        achievements={a: int(n) for a, n in parse_played(achievements).items()}
-        if achievements
-        else None,
         k=top_k,
         exclude_owned=not include_owned,
         include_dlc=include_dlc,
@@ -380,6 +378,22 @@ def recommend(
         json_output,
         lambda a: render.recommendation_answer(f"Recommended for {who}", a),
     )
+
+
+@app.command()
+def users(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many ids to list.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """List user ids gamerec knows (those with the most games first), for recommend --user.
+
+    Example: gamerec users --limit 5
+    """
+    from gamerec import pipeline
+
+    summary = pipeline.users(_options(ctx).settings(), limit)
+    render.result(summary, json_output, render.users_table)
 
 
 @app.command()

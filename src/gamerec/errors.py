@@ -1,7 +1,7 @@
 """Every failure a user can cause or meet, as one exception hierarchy.
 
 Each message says what went wrong *and what to do next*; the CLI prints it as
-``Error: <message>`` without a traceback and exits 1.
+``Error: <message>`` without a traceback and exits 1 (2 for a :class:`UsageError`).
 
     GamerecError
     ├── ConfigError          invalid settings: a bad value, an unknown key, an unreadable file
@@ -14,6 +14,7 @@ Each message says what went wrong *and what to do next*; the CLI prints it as
     ├── NotFoundError        an unknown user, game, genre or appid
     │   └── AmbiguousNameError   a game name matches several games (lists the candidates)
     ├── InvalidRequestError  an argument is out of range (top-k <= 0, an empty query, ...)
+    │   └── UsageError       a command-line option is malformed (exit code 2, as for usage)
     └── RequestError         an HTTP request ``gamerec serve`` refuses before the recommender
                              sees it (size, framing, type, token, route); carries its status
 """
@@ -36,6 +37,7 @@ __all__ = [
     "RequestError",
     "ServerUnreachableError",
     "TrainingError",
+    "UsageError",
 ]
 
 
@@ -44,6 +46,8 @@ class GamerecError(Exception):
 
     #: the HTTP status a server answers this error with
     http_status = 400
+    #: the command line's exit code
+    exit_code = 1
     #: True when the message was already shown (a training worker told to stop says so at once)
     already_reported = False
     #: True when this process holds something whose teardown would hang (a training worker whose
@@ -128,6 +132,12 @@ class InvalidRequestError(GamerecError):
     """An argument is out of range or malformed."""
 
     http_status = 422
+
+
+class UsageError(InvalidRequestError):
+    """A command-line option is malformed: the command exits 2, as for any usage error."""
+
+    exit_code = 2
 
 
 class RequestError(GamerecError):

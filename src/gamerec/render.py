@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from gamerec.runtime.recommender import Recommendation, Recommendations
 
 __all__ = [
     "EpochBars",
@@ -237,7 +240,7 @@ def fetch_owned_summary(summary: dict[str, Any]) -> None:
         errors.print(_text(f"private profile, no library shown: {steamid}"))
 
 
-def recommendations(title: str, answers: list[dict[str, Any]]) -> None:
+def recommendations(title: str, answers: Sequence[Recommendation]) -> None:
     """A ranked table of games; ``title`` and every cell are printed literally."""
     table = Table(title=_text(title), title_justify="left")
     table.add_column("#", justify="right")
@@ -249,42 +252,59 @@ def recommendations(title: str, answers: list[dict[str, Any]]) -> None:
     table.add_column("why", style="dim")
     for rank, answer in enumerate(answers, 1):
         # the genres a --genres filter matched come first
-        matched = answer.get("matched_genres") or []
-        genres = [*matched, *(g for g in answer["genres"] if g not in matched)][:3]
-        year = answer.get("release_year")
+        matched = answer.matched_genres
+        genres = [*matched, *(g for g in answer.genres if g not in matched)][:3]
+        year = answer.release_year
         table.add_row(
             str(rank),
-            _text(answer["name"]),
-            _text(answer["appid"] or ""),
+            _text(answer.name),
+            _text(answer.appid or ""),
             _text("" if year is None else year),
             _text(", ".join(genres)),
-            f"{answer['score']:.3f}",
-            _text(answer["reason"]),
+            f"{answer.score:.3f}",
+            _text(answer.reason),
         )
     stdout().print(table)
 
 
-def recommendation_answer(title: str, answer: dict[str, Any]) -> None:
+def recommendation_answer(title: str, answer: Recommendations) -> None:
     """The table, then one line on the given games and the answer's note, if any."""
-    recommendations(title, answer["recommendations"])
-    history = answer["history"]
-    if history["given"]:
-        line = f"{history['known']:,} of {history['given']:,} given games are known"
-        if history["not_in_model_appids"]:
+    recommendations(title, answer)
+    history = answer.history
+    if history.given:
+        line = f"{history.known:,} of {history.given:,} given games are known"
+        if history.not_in_model:
             line += (
-                f"; {len(history['not_in_model_appids']):,} in the catalog but not in the model "
-                f"({_appid_list(history['not_in_model_appids'])})"
+                f"; {len(history.not_in_model):,} nobody in the play data owns, placed by "
+                f"what the catalog says about them ({_appid_list(history.not_in_model)})"
             )
-        if history["unknown_appids"]:
-            line += f"; unknown appids: {_appid_list(history['unknown_appids'])}"
+        if history.unknown:
+            line += f"; unknown appids: {_appid_list(history.unknown)}"
         stdout().print(Text(line, style="dim"))
-    if answer.get("note"):
-        stdout().print(Text(answer["note"], style="dim"))
+    if answer.note:
+        stdout().print(Text(answer.note, style="dim"))
 
 
 def _appid_list(appids: list[int], most: int = 12) -> str:
     shown = ", ".join(str(a) for a in appids[:most])
     return shown + (f" and {len(appids) - most:,} more" if len(appids) > most else "")
+
+
+def users_table(summary: dict[str, Any]) -> None:
+    table = Table(
+        title=f"{summary['users']:,} known users (those with the most games first)",
+        title_justify="left",
+    )
+    table.add_column("user id")
+    table.add_column("games", justify="right")
+    for row in summary["examples"]:
+        table.add_row(_text(row["user_id"]), f"{row['games']:,}")
+    stdout().print(table)
+    if summary["examples"]:
+        stdout().print(
+            _text(f"Try: gamerec recommend --user {summary['examples'][0]['user_id']}"),
+            style="dim",
+        )
 
 
 def recommend_all_summary(summary: dict[str, Any]) -> None:
@@ -333,7 +353,7 @@ def eval_report(report: dict[str, Any]) -> None:
     main_k = 20 if 20 in ks else ks[-1]
     table = _ranking_table(
         f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
-        f"{report['n_items']:,} games",
+        f"{report.get('ranked_games', report['n_items']):,} games ranked",
         ks,
     )
     table.add_column(f"Coverage@{main_k}", justify="right")
@@ -414,12 +434,20 @@ def _eval_notes(report: dict[str, Any], main_k: int) -> list[str]:
         )
     notes.append(
         f"Pop% = mean popularity percentile, among training users, of the top {main_k} "
-        "(100 = the most owned game); Coverage = share of the catalog recommended to anyone."
+        "(100 = the most owned game); Coverage = share of the ranked games recommended to anyone."
     )
     if report.get("ease_lambda") is not None:
         notes.append(f"EASE lambda = {report['ease_lambda']:g}, chosen on the validation users.")
+    if report.get("targets_dropped"):
+        notes.append(
+            f"Every method ranks the games recommend may answer: {report['targets_dropped']:,} "
+            "held-out targets that are not games (DLC, title-only rows, tools, ...) are dropped."
+        )
     if report.get("users_skipped"):
-        notes.append(f"{report['users_skipped']:,} test users skipped: {report['skip_reason']}.")
+        notes.append(
+            f"{report['users_skipped']:,} test users skipped: {report['skip_reason']}, or no "
+            "target that may be recommended."
+        )
     if report.get("model") and report["model"] != "evaluated":
         notes.append(f"two-tower model: {report['model']}")
     if report.get("output"):
@@ -540,9 +568,20 @@ class EpochBars:
 Renderer = Callable[[Any], None]
 
 
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
 def result(value: Any, as_json: bool, human: Renderer) -> None:
-    """``value`` as JSON for scripts, else through ``human``."""
+    """``value`` as JSON for scripts (a typed result by its ``to_dict()``), else through
+    ``human``."""
     if as_json:
-        print_json(value)
+        print_json(_jsonable(value))
     else:
         human(value)

@@ -27,6 +27,8 @@ __all__ = [
     "COPLAY_FILE",
     "EMBEDDINGS_FILE",
     "ModelArtifacts",
+    "ModelDescription",
+    "RerankPolicy",
     "check_model_matches_processed",
     "read_item_embeddings",
     "read_model",
@@ -45,6 +47,67 @@ TRAINED_ON = (ITEMS_FILE, SPLIT_FILE)
 #: how far from 1 an embedding's norm may be before it is not "L2-normalised"
 _NORM_TOLERANCE = 1e-3
 _RETRAIN = "run `gamerec train` again"
+
+
+@dataclass(frozen=True)
+class RerankPolicy:
+    """The co-play second stage as ``gamerec train`` chose it on the validation users: the
+    co-play model's regularisation, the two-tower's weight in the blend, and how many
+    candidates each stage contributes."""
+
+    alpha: float
+    regularisation: float
+    candidates: int = 200
+    coplay_candidates: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "lambda": self.regularisation,
+            "candidates": self.candidates,
+            "coplay_candidates": self.coplay_candidates,
+        }
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> RerankPolicy:
+        return cls(
+            alpha=float(value["alpha"]),
+            regularisation=float(value["lambda"]),
+            candidates=int(value.get("candidates", 200)),
+            coplay_candidates=int(value.get("coplay_candidates", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What ``model/manifest.json`` says about how the model ranks, read once and typed.
+
+    ``tokens`` are the genre/tag columns the user tower reads (``"genre:RPG"``), ``genres``
+    the genres a request may ask for, ``rerank`` the second stage (None: the model has
+    none), ``playtime_weight`` how much playtime counts in a history.
+    """
+
+    tokens: tuple[str, ...]
+    genres: tuple[str, ...]
+    playtime_weight: float
+    rerank: RerankPolicy | None
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: Mapping[str, Any], where: str | Path = "model/"
+    ) -> ModelDescription:
+        try:
+            rerank = manifest.get("rerank")
+            return cls(
+                tokens=tuple(str(t) for t in manifest.get("tokens", [])),
+                genres=tuple(str(g) for g in manifest.get("genres", [])),
+                playtime_weight=float((manifest.get("config") or {}).get("playtime_weight", 0.0)),
+                rerank=RerankPolicy.from_dict(rerank) if isinstance(rerank, Mapping) else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"{where}/manifest.json does not describe the model ({exc!r}); {_RETRAIN}"
+            ) from None
 
 
 @dataclass
@@ -82,6 +145,10 @@ class ModelArtifacts:
     @property
     def config(self) -> dict[str, Any]:
         return dict(self.manifest.get("config") or {})
+
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription.from_manifest(self.manifest, self.directory)
 
 
 def _describe(array: np.ndarray) -> dict[str, Any]:

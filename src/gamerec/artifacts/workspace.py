@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gamerec.artifacts.report import REPORT_FILE
+
 __all__ = ["Workspace"]
 
 
@@ -58,7 +60,7 @@ class Workspace:
 
     @property
     def eval_report(self) -> Path:
-        return self.eval / "report.json"
+        return self.eval / REPORT_FILE
 
     @property
     def train_state(self) -> Path:

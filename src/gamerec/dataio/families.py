@@ -134,11 +134,8 @@ def studio_names(*cells: object) -> set[str]:
         else:
             continue
         for part in parts:
-            words = [
-                w
-                for w in _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", str(part)).lower()).split()
-                if w not in _CORPORATE
-            ]
+            plain = _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", str(part)).lower())
+            words = [w for w in plain.split() if w not in _CORPORATE]
             if words:
                 names.add(" ".join(words))
     return names

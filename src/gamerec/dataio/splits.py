@@ -27,6 +27,7 @@ __all__ = [
     "split_histories",
     "split_matrices",
     "train_histories",
+    "training_matrices",
 ]
 
 #: how an evaluated user's games are split into input and targets
@@ -41,6 +42,8 @@ class HeldOutUsers:
     histories: UserItems  # input games with playtime
     targets: UserItems  # held-out games with playtime
     skipped: int = 0  # users of the group left out (no input or no target)
+    #: target games left out because they may not be recommended (DLC, title-only rows, ...)
+    dropped_targets: int = 0
 
     @property
     def n_users(self) -> int:
@@ -72,33 +75,35 @@ def _held_out(
     playtime: np.ndarray,
     role: np.ndarray,
     n_items: int,
+    recommendable: np.ndarray | None,
 ) -> HeldOutUsers:
-    """Histories and targets of one group's rows (all arrays already restricted to the group)."""
+    """Histories and targets of one group's rows (all arrays already restricted to the group).
+
+    A target that may not be recommended is dropped (it stays out of the input, as the other
+    targets do): no method could ever rank it, and ``recommend`` never would."""
     users = np.unique(user_idx)
+    usable = np.ones(len(items), dtype=bool) if recommendable is None else recommendable[items]
     if len(users) == 0:
-        kept = users
         is_target = np.zeros(0, dtype=bool)
     elif holdout == "sg":
         is_target = role == "target"
-        has_target = np.isin(users, user_idx[is_target])
-        has_foldin = np.isin(users, user_idx[~is_target])
-        kept = users[has_target & has_foldin]
     else:
         # most-played game per user: sort by user, playtime descending, item ascending
         order = np.lexsort((items, -playtime, user_idx))
         first = order[np.r_[True, user_idx[order][1:] != user_idx[order][:-1]]]
-        played = playtime[first] > 0
-        kept = user_idx[first][played]
         is_target = np.zeros(len(user_idx), dtype=bool)
-        is_target[first[played]] = True
+        is_target[first[playtime[first] > 0]] = True
+    target = is_target & usable
+    kept = users[np.isin(users, user_idx[target]) & np.isin(users, user_idx[~is_target])]
     in_kept = np.isin(user_idx, kept)
     history = in_kept & ~is_target
-    target = in_kept & is_target
+    target &= in_kept
     return HeldOutUsers(
         user_idx=kept.astype(np.int64),
         histories=_matrix(user_idx[history], items[history], playtime[history], kept, n_items),
         targets=_matrix(user_idx[target], items[target], playtime[target], kept, n_items),
         skipped=len(users) - len(kept),
+        dropped_targets=int((is_target & ~usable).sum()),
     )
 
 
@@ -110,12 +115,14 @@ def split_matrices(
     role: np.ndarray,
     n_items: int,
     holdout: str = "sg",
+    recommendable: np.ndarray | None = None,
 ) -> SplitMatrices:
     """The split's matrices from its columns (one entry per interaction).
 
     ``group`` holds ``train``/``valid``/``test`` and ``role`` ``train``/``foldin``/``target``
     (strings or a categorical); ``playtime`` is ``playtime_min`` of the same interaction;
-    ``holdout`` one of :data:`HOLDOUTS`.
+    ``holdout`` one of :data:`HOLDOUTS`. ``recommendable`` ((n_items,) bool) keeps only the
+    targets that may be recommended.
     """
     if holdout not in HOLDOUTS:
         raise ValueError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
@@ -133,14 +140,24 @@ def split_matrices(
     def users_of(name: str) -> HeldOutUsers:
         mask = group == name
         return _held_out(
-            holdout, user_idx[mask], item_idx[mask], playtime[mask], role[mask], n_items
+            holdout,
+            user_idx[mask],
+            item_idx[mask],
+            playtime[mask],
+            role[mask],
+            n_items,
+            recommendable,
         )
 
     return SplitMatrices(n_items, train_users, train, users_of("valid"), users_of("test"))
 
 
 def _from_frames(
-    split: pd.DataFrame, interactions: pd.DataFrame, n_items: int, holdout: str = "sg"
+    split: pd.DataFrame,
+    interactions: pd.DataFrame,
+    n_items: int,
+    holdout: str = "sg",
+    recommendable: np.ndarray | None = None,
 ) -> SplitMatrices:
     return split_matrices(
         split["user_idx"].to_numpy(),
@@ -150,6 +167,7 @@ def _from_frames(
         split["role"].astype(str).to_numpy(),
         n_items,
         holdout,
+        recommendable,
     )
 
 
@@ -162,8 +180,25 @@ def train_histories(
 
 
 def split_histories(
-    split: pd.DataFrame, interactions: pd.DataFrame, n_items: int, group: str
+    split: pd.DataFrame,
+    interactions: pd.DataFrame,
+    n_items: int,
+    group: str,
+    recommendable: np.ndarray | None = None,
 ) -> HeldOutUsers:
-    """Fold-in histories and targets of the ``valid`` or ``test`` users (P-SG)."""
-    matrices = _from_frames(split, interactions, n_items)
+    """Fold-in histories and targets of the ``valid`` or ``test`` users (P-SG); with
+    ``recommendable``, only the targets that may be recommended."""
+    matrices = _from_frames(split, interactions, n_items, "sg", recommendable)
     return matrices.valid if group == "valid" else matrices.test
+
+
+def training_matrices(
+    split: pd.DataFrame,
+    interactions: pd.DataFrame,
+    n_items: int,
+    recommendable: np.ndarray | None = None,
+) -> SplitMatrices:
+    """What training reads, built once: the training users' histories and the validation
+    users' fold-ins and targets (P-SG; with ``recommendable``, only the targets that may be
+    recommended, as the evaluation ranks)."""
+    return _from_frames(split, interactions, n_items, "sg", recommendable)

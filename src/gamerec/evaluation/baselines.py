@@ -11,7 +11,7 @@
   on the validation users.
 
 All are fit on a :class:`UserItems` of training histories (binarised: owning a game counts,
-playtime does not) and implement :class:`gamerec.towers.scorer.Scorer`. ``X^T X`` is counted
+playtime does not) and implement :class:`gamerec.ranking.scorer.Scorer`. ``X^T X`` is counted
 from each user's pairs of games, so nothing needs scipy; the item x item matrices are dense,
 which is what bounds the catalog size (see ``EASE.max_items``).
 """
@@ -27,9 +27,9 @@ import numpy as np
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ConfigError
 from gamerec.evaluation.protocol import mean_ndcg
+from gamerec.ranking.scorer import Scorer
+from gamerec.ranking.user_tower import history_weights
 from gamerec.towers.ease import check_ease_size, ease_weights, gram_matrix
-from gamerec.towers.features import history_weights
-from gamerec.towers.scorer import Scorer
 
 __all__ = [
     "BASELINES",
@@ -250,12 +250,14 @@ def tune_ease(
     k: int = 20,
     gram: np.ndarray | None = None,
     batch_size: int = 1024,
+    allowed: np.ndarray | None = None,
 ) -> tuple[EASE, dict[float, float]]:
     """Choose lambda from the grid by validation NDCG@k; return the model and what was tried.
 
     Each lambda costs a dense ``n_items x n_items`` inversion, so the grid (sorted) is walked
     rather than swept: start at its middle, step towards the better neighbour, stop when the
-    next lambda is worse (validation NDCG is unimodal in lambda in practice). Returns the chosen
+    next lambda is worse (validation NDCG is unimodal in lambda in practice), ranking the
+    ``allowed`` games (all when None) as the evaluation does. Returns the chosen
     model and ``{lambda: validation NDCG@k}`` for every lambda tried. Without validation users,
     or with a single lambda, the middle of the grid is used and the dict is empty.
     """
@@ -276,7 +278,9 @@ def tune_ease(
         nonlocal best
         if position not in tried:
             model = EASE(grid[position], max_items).fit(train, gram)
-            ndcg = mean_ndcg(model, valid_histories, valid_targets, k=k, batch_size=batch_size)
+            ndcg = mean_ndcg(
+                model, valid_histories, valid_targets, k=k, batch_size=batch_size, allowed=allowed
+            )
             tried[position] = ndcg
             if best is None or ndcg > best[0]:
                 best = (ndcg, model)

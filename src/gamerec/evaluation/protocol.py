@@ -19,12 +19,17 @@ tag or genre) become new games (``new_items``): their rows are removed from the 
 validation users, so nothing is fit or tuned on them; the test users and their 80/20 split are
 P-SG's, new games included, and metrics are also reported over the new-game targets alone.
 
-Ranking is over the whole catalog with the history's games removed (their score is ``-inf``).
-Users are scored in batches, so memory stays at ``batch_size x n_items`` floats.
+Every method ranks what ``recommend`` may answer: the recommendable games (no DLC, title-only
+row, soundtrack, ...), never a history game. A target that may not be recommended is dropped
+(its count is reported): no method could rank it. The two-tower ranks through the one ranking
+engine (:class:`~gamerec.ranking.RankingEngine`, a :class:`~gamerec.ranking.Ranker`), so its
+lists are what ``recommend`` answers; a baseline's scores are masked the same way. Users are
+ranked in batches, so memory stays at ``batch_size x n_items`` floats.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,16 +53,20 @@ from gamerec.evaluation.metrics import (
     ranking_metrics,
     top_k,
 )
-from gamerec.towers.scorer import Scorer
+from gamerec.ranking import Ranker
+from gamerec.ranking.scorer import Scorer
 
 __all__ = [
     "COLD_FRACTION",
     "PROTOCOLS",
     "HeldOutUsers",
     "ItemMetadata",
+    "Method",
     "ProtocolData",
+    "Ranker",
     "Scorer",
     "UserMetrics",
+    "ValidationUsers",
     "bootstrap_ci",
     "build_protocol",
     "cold_items",
@@ -65,6 +74,7 @@ __all__ = [
     "load_protocol",
     "mean_ndcg",
     "only_items",
+    "ranked_items",
     "summarise",
     "without_items",
 ]
@@ -106,6 +116,19 @@ class ProtocolData:
     #: P-COLD's new games (sorted item_idx): in no training or validation row; else empty
     new_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     metadata: ItemMetadata | None = None
+    #: (n_items,) bool: the games ``recommend`` may answer; every method ranks these alone
+    recommendable: np.ndarray | None = None
+
+    @functools.cached_property
+    def allowed(self) -> np.ndarray:
+        """(n_items,) bool, read-only: what every method ranks."""
+        mask = (
+            np.ones(self.n_items, dtype=bool)
+            if self.recommendable is None
+            else np.array(self.recommendable, dtype=bool)
+        )
+        mask.setflags(write=False)
+        return mask
 
     @property
     def name(self) -> str:
@@ -159,18 +182,27 @@ def build_protocol(
     protocol: str = "sg",
     new_items: np.ndarray | None = None,
     metadata: ItemMetadata | None = None,
+    recommendable: np.ndarray | None = None,
 ) -> ProtocolData:
     """Build a protocol from the split's columns, those of :func:`split_matrices`.
 
     ``columns``: ``user_idx``, ``item_idx``, ``playtime``, ``group``, ``role`` (one entry per
     interaction). ``new_items`` (P-COLD only, e.g. from :func:`cold_items`): the games whose
-    rows are taken out of the training and validation users.
+    rows are taken out of the training and validation users. ``recommendable``: what may be
+    ranked (targets outside it are dropped and counted).
     """
     _check_protocol(protocol)
     user_idx, item_idx, playtime, group, role = columns
     holdout = "sg" if protocol == "cold" else protocol
     matrices = split_matrices(
-        user_idx, item_idx, playtime, group, role, n_items=n_items, holdout=holdout
+        user_idx,
+        item_idx,
+        playtime,
+        group,
+        role,
+        n_items=n_items,
+        holdout=holdout,
+        recommendable=recommendable,
     )
     hidden = np.zeros(0, dtype=np.int64)
     train, valid = matrices.train, matrices.valid
@@ -182,6 +214,7 @@ def build_protocol(
             without_items(valid.histories, hidden),
             without_items(valid.targets, hidden),
             valid.skipped,
+            valid.dropped_targets,
         )
     return ProtocolData(
         protocol=protocol,
@@ -192,6 +225,7 @@ def build_protocol(
         test=matrices.test,
         new_items=hidden,
         metadata=metadata,
+        recommendable=None if recommendable is None else np.asarray(recommendable, bool),
     )
 
 
@@ -221,8 +255,10 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0
             f"{directory}: the split refers to games outside the catalog ({n_items} games); "
             "run `gamerec preprocess` again"
         )
-    # every protocol ranks the games with players (P-COLD's new games are among them)
+    # every protocol ranks the games with players (P-COLD's new games are among them), those
+    # that may be recommended
     metadata = _metadata(items.iloc[:n_items])
+    recommendable = items["recommendable"].to_numpy(dtype=bool)[:n_items]
     new_items = None
     if protocol == "cold":
         has_players = np.bincount(item_idx, minlength=n_items) > 0
@@ -231,7 +267,7 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0
             dtype=bool,
         )
         has_appid = items["appid"].notna().to_numpy()[:n_items]
-        eligible = has_players & has_appid & has_content
+        eligible = has_players & has_appid & has_content & recommendable
         new_items = cold_items(eligible, seed)
     return build_protocol(
         split["user_idx"].to_numpy(),
@@ -243,6 +279,7 @@ def load_protocol(processed_dir: str | Path, protocol: str = "sg", seed: int = 0
         protocol=protocol,
         new_items=new_items,
         metadata=metadata,
+        recommendable=recommendable,
     )
 
 
@@ -291,20 +328,56 @@ class UserMetrics:
         return float(self.per_user[key].mean()) if self.n_users else float("nan")
 
 
+#: a ranking method: a baseline's scores, or a ranker that makes its own lists (the engine)
+Method = Scorer | Ranker
+
+
+def ranked_items(
+    method: Method, histories: UserItems, k: int, allowed: np.ndarray | None
+) -> np.ndarray:
+    """(n_rows, k) each row's best games among ``allowed``, never a history game."""
+    n_items = histories.n_items
+    if hasattr(method, "rank_lists"):
+        mask = np.ones(n_items, dtype=bool) if allowed is None else allowed
+        top = np.asarray(method.rank_lists(histories, k, mask))
+        if top.shape != (histories.n_rows, k):
+            raise ArtifactError(
+                f"{method.name} ranked {top.shape} games for {histories.n_rows} users at K = {k}"
+            )
+        return top
+    raw = method.score(histories)
+    if getattr(raw, "shape", None) != (histories.n_rows, n_items):
+        raise ArtifactError(
+            f"{getattr(method, 'name', 'the scorer')} returned scores of shape "
+            f"{getattr(raw, 'shape', None)} for {histories.n_rows} users and {n_items} games; "
+            "it was built for another catalog: run `gamerec train` again"
+        )
+    scores = np.array(raw, dtype=np.float32)
+    scores[
+        np.repeat(np.arange(histories.n_rows), histories.row_lengths()), histories.indices
+    ] = -np.inf
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    return top_k(scores, k)
+
+
 def evaluate_scorer(
-    scorer: Scorer,
+    scorer: Method,
     histories: UserItems,
     targets: UserItems,
     ks: Sequence[int] = DEFAULT_KS,
     *,
+    allowed: np.ndarray | None = None,
     popularity: np.ndarray | None = None,
     batch_size: int = 1024,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> UserMetrics:
-    """Rank the whole catalog for every row with targets; return per-user metric arrays.
+    """Rank the catalog (``allowed`` games only, when given) for every row with targets;
+    return per-user metric arrays.
 
-    History items are masked to ``-inf``. ``popularity`` (training owners per item) adds
-    ``pop_pct@K``. ``on_batch(done, total)`` is called after each batch of ``batch_size`` rows.
+    History items never come back. ``popularity`` (training owners per item) adds
+    ``pop_pct@K``; coverage counts the share of ``allowed`` games recommended to anyone.
+    ``on_batch(done, total)`` is called after each batch of ``batch_size`` rows.
     """
     if histories.n_rows != targets.n_rows or histories.n_items != targets.n_items:
         raise ValueError(
@@ -325,16 +398,7 @@ def evaluate_scorer(
     for start in range(0, len(rows), batch_size):
         batch = np.arange(start, min(start + batch_size, len(rows)))
         h, t = hist.take_rows(batch), targ.take_rows(batch)
-        raw = scorer.score(h)
-        if getattr(raw, "shape", None) != (len(batch), n_items):
-            raise ArtifactError(
-                f"{getattr(scorer, 'name', 'the scorer')} returned scores of shape "
-                f"{getattr(raw, 'shape', None)} for {len(batch)} users and {n_items} games; "
-                "it was built for another catalog: run `gamerec train` again"
-            )
-        scores = np.array(raw, dtype=np.float32)
-        scores[np.repeat(np.arange(len(batch)), h.row_lengths()), h.indices] = -np.inf
-        top = top_k(scores, k_max)
+        top = ranked_items(scorer, h, k_max, allowed)
         values = ranking_metrics(hit_matrix(top, t), t.row_lengths(), ks)
         if percentiles is not None:
             values.update(popularity_bias(top, percentiles, ks))
@@ -348,21 +412,59 @@ def evaluate_scorer(
     return UserMetrics(
         rows=rows,
         per_user=per_user,
-        aggregate=coverage(top_items, ks, n_items),
+        aggregate=coverage(top_items, ks, n_items if allowed is None else int(allowed.sum())),
         top_items=top_items,
         seconds=time.perf_counter() - started,
     )
 
 
 def mean_ndcg(
-    scorer: Scorer, histories: UserItems, targets: UserItems, k: int = 20, batch_size: int = 1024
+    scorer: Method,
+    histories: UserItems,
+    targets: UserItems,
+    k: int = 20,
+    batch_size: int = 1024,
+    allowed: np.ndarray | None = None,
 ) -> float:
     """Mean NDCG@k over the rows with targets (K capped at the catalog size): for early stopping."""
     k = min(k, histories.n_items)
-    result = evaluate_scorer(scorer, histories, targets, [k], batch_size=batch_size)
+    result = evaluate_scorer(
+        scorer, histories, targets, [k], batch_size=batch_size, allowed=allowed
+    )
     if result.n_users == 0:
         raise InvalidRequestError("no user with a target game to evaluate on")
     return result.mean(metric_key("ndcg", k))
+
+
+class ValidationUsers:
+    """The validation users' NDCG@20, among ``allowed`` games: what early stopping and the
+    re-ranker's choice go by (:class:`gamerec.towers.fit.Validation`)."""
+
+    def __init__(self, users: HeldOutUsers, allowed: np.ndarray | None = None, k: int = 20):
+        if users.histories.n_rows == 0:
+            raise InvalidRequestError("no validation users to tune on")
+        self.users = users
+        self.allowed = allowed
+        self.k = min(k, users.histories.n_items)
+        self._rows = np.flatnonzero(users.targets.row_lengths() > 0)
+
+    def ndcg(self, method: Method) -> float:
+        return mean_ndcg(
+            method, self.users.histories, self.users.targets, self.k, allowed=self.allowed
+        )
+
+    def ndcg_part(self, method: Method, part: int, parts: int) -> tuple[float, int]:
+        mine = self._rows[part::parts]
+        if len(mine) == 0:
+            return 0.0, 0
+        result = evaluate_scorer(
+            method,
+            self.users.histories.take_rows(mine),
+            self.users.targets.take_rows(mine),
+            [self.k],
+            allowed=self.allowed,
+        )
+        return float(result.per_user[metric_key("ndcg", self.k)].sum()), result.n_users
 
 
 def bootstrap_ci(

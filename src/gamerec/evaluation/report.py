@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ConfigError, DataError
 from gamerec.evaluation.baselines import (
     BASELINES,
@@ -25,16 +27,18 @@ from gamerec.evaluation.baselines import (
 )
 from gamerec.evaluation.metrics import check_ks, metric_key
 from gamerec.evaluation.protocol import (
+    Method,
     ProtocolData,
+    UserMetrics,
     bootstrap_ci,
     evaluate_scorer,
     only_items,
     summarise,
 )
+from gamerec.ranking.scorer import Scorer
 from gamerec.towers.ease import check_ease_size, gram_matrix
-from gamerec.towers.scorer import Scorer
 
-__all__ = ["CONFIDENCE", "TUNING_K", "compare"]
+__all__ = ["CONFIDENCE", "TUNING_K", "EvalConfig", "compare"]
 
 #: confidence level of the reported intervals
 CONFIDENCE = 0.95
@@ -46,38 +50,50 @@ def _quiet(message: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """How :func:`compare` measures: the bootstrap, and how the baselines are fit."""
+
+    bootstrap: int = 1000
+    seed: int = 0
+    ease_lambdas: tuple[float, ...] = DEFAULT_EASE_LAMBDAS
+    ease_max_items: int = 20_000
+    itemknn_neighbors: int | None = None
+    batch_size: int = 1024
+    playtime_weight: float = 0.0  # the content baseline weighs histories as the two-tower
+
+
 def compare(
     data: ProtocolData,
     baselines: Sequence[str],
     ks: Sequence[int],
     *,
-    scorers: Sequence[Scorer] = (),
-    bootstrap: int = 1000,
-    seed: int = 0,
-    ease_lambdas: Sequence[float] = DEFAULT_EASE_LAMBDAS,
-    ease_max_items: int = 20_000,
-    itemknn_neighbors: int | None = None,
-    batch_size: int = 1024,
-    playtime_weight: float = 0.0,
+    scorers: Sequence[Method] = (),
+    config: EvalConfig | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> dict[str, Any]:
     """Fit ``baselines`` on ``data.train``, evaluate them and ``scorers`` on ``data.test``.
 
-    The bootstrap resamples the same users for every method (``seed``), so the intervals of two
+    Every method ranks ``data.allowed`` (the games ``recommend`` may answer). The bootstrap
+    resamples the same users for every method (``config.seed``), so the intervals of two
     methods describe the same resampled populations. Under P-COLD (``data.new_items``) each
     method also gets ``new_games``: the same metrics over the new-game targets alone (ranking
     still over the whole catalog), popularity ranks by SteamSpy owners, and the content
-    baseline is compared with every other baseline. ``playtime_weight`` weighs the content
-    baseline's history as the two-tower's.
+    baseline is compared with every other baseline.
     """
+    comparison = _Comparison(data, ks, config or EvalConfig(), progress)
+    return comparison.run(_checked_baselines(data, baselines, comparison.config), scorers)
+
+
+def _checked_baselines(
+    data: ProtocolData, baselines: Sequence[str], config: EvalConfig
+) -> list[str]:
     unknown = [name for name in baselines if name not in BASELINES]
     if unknown:
         raise ConfigError(
             f"unknown baseline(s) {', '.join(map(repr, unknown))}; "
             f"eval.baselines takes {', '.join(BASELINES)}"
         )
-    baselines = list(dict.fromkeys(baselines))  # each once, in the given order
-    ks = check_ks(ks, data.n_items)
     test = data.test
     if test.n_users == 0:
         skipped = f" ({test.skipped:,} skipped: {data.skip_reason})" if test.skipped else ""
@@ -90,45 +106,118 @@ def compare(
             "the split has no training users to fit the baselines on; run `gamerec preprocess` "
             "with more data"
         )
-    cold = data.protocol == "cold"
     if "content" in baselines and data.metadata is None:
         raise DataError(
             "the content baseline needs the catalog's tags, genres, developer and publisher; "
             "load the protocol with load_protocol or pass metadata to build_protocol"
         )
     if "ease" in baselines:
-        check_ease_size(data.n_items, ease_max_items)
-        if not ease_lambdas or min(ease_lambdas) <= 0:
+        check_ease_size(data.n_items, config.ease_max_items)
+        if not config.ease_lambdas or min(config.ease_lambdas) <= 0:
             raise ConfigError(
-                f"eval.ease_lambdas must be positive numbers, got {list(ease_lambdas)}; "
+                f"eval.ease_lambdas must be positive numbers, got {list(config.ease_lambdas)}; "
                 "e.g. [30, 100, 300]"
             )
+    return list(dict.fromkeys(baselines))  # each once, in the given order
 
-    popularity = data.popularity()
-    tuning_k = min(TUNING_K, data.n_items)
-    methods: dict[str, dict[str, Any]] = {}
-    gram: np.ndarray | None = None
-    gram_seconds = 0.0
 
-    def shared_gram() -> np.ndarray:
-        nonlocal gram, gram_seconds
-        if gram is None:
+class _Comparison:
+    """The state of one :func:`compare`: per-user metrics of every method so far."""
+
+    def __init__(
+        self,
+        data: ProtocolData,
+        ks: Sequence[int],
+        config: EvalConfig,
+        progress: Callable[[str], None],
+    ):
+        self.data, self.config, self.progress = data, config, progress
+        self.ks = check_ks(ks, data.n_items)
+        self.allowed = data.allowed
+        self.popularity = data.popularity()
+        self.tuning_k = min(TUNING_K, data.n_items)
+        self.methods: dict[str, dict[str, Any]] = {}
+        self.per_user: dict[str, Mapping[str, np.ndarray]] = {}
+        self.per_user_new: dict[str, Mapping[str, np.ndarray]] = {}
+        cold = data.protocol == "cold"
+        self.new_targets = only_items(data.test.targets, data.new_items) if cold else None
+        self._gram: np.ndarray | None = None
+        self.gram_seconds = 0.0
+
+    def run(self, baselines: list[str], scorers: Sequence[Method]) -> dict[str, Any]:
+        data = self.data
+        ease_lambda: float | None = None
+        for position, name in enumerate(baselines):
+            self.progress(f"{name}: fitting on {data.train.n_rows:,} training users")
+            # X^T X is computed once for item-kNN and EASE; both fit times include it
+            shared = self.gram_seconds if self._gram is not None and name != "popularity" else 0
             started = time.perf_counter()
-            gram = gram_matrix(data.train)
-            gram_seconds = time.perf_counter() - started
-        return gram
+            scorer, params = self._fit(name)
+            self._record(scorer, "baseline", time.perf_counter() - started + shared, params)
+            if name == "ease":
+                ease_lambda = float(params["lambda"])
+            del scorer
+            if not {"itemknn", "ease"} & set(baselines[position + 1 :]):
+                self._gram = None  # free the n x n matrix before the next method
+        if self.new_targets is not None and "content" in baselines:
+            self._compare_with("content", [name for name in baselines if name != "content"])
+        for method in scorers:
+            self.progress(
+                f"{method.name}: ranking {int(self.allowed.sum()):,} games for "
+                f"{data.test.n_users:,} test users"
+            )
+            self._record(method, "model", None, {})
+            self._compare_with(method.name, baselines)
+        return self._report(ease_lambda)
 
-    per_user: dict[str, Mapping[str, np.ndarray]] = {}
-    per_user_new: dict[str, Mapping[str, np.ndarray]] = {}
-    new_targets = only_items(test.targets, data.new_items) if cold else None
+    def _report(self, ease_lambda: float | None) -> dict[str, Any]:
+        data, test, config = self.data, self.data.test, self.config
+        report: dict[str, Any] = {
+            "protocol": data.protocol,
+            "protocol_name": data.name,
+            "ks": self.ks,
+            "n_items": data.n_items,
+            "ranked_games": int(self.allowed.sum()),
+            "train_users": data.train.n_rows,
+            "validation_users": data.valid.n_users,
+            "users_evaluated": test.n_users,
+            "users_skipped": test.skipped,
+            "skip_reason": data.skip_reason,
+            "targets_dropped": test.dropped_targets,
+            "targets": test.targets.nnz,
+            "bootstrap": {
+                "resamples": config.bootstrap,
+                "seed": config.seed,
+                "confidence": CONFIDENCE,
+            },
+            "ease_lambda": ease_lambda,
+            "methods": self.methods,
+        }
+        if self.new_targets is not None:
+            report["new_games"] = {
+                "games": len(data.new_items),
+                "targets": self.new_targets.nnz,
+                "users_with_new_targets": int((self.new_targets.row_lengths() > 0).sum()),
+            }
+        return report
 
-    def record(scorer: Scorer, kind: str, fit_seconds: float | None, params: dict) -> None:
-        result = evaluate_scorer(
-            scorer, test.histories, test.targets, ks, popularity=popularity, batch_size=batch_size
+    def _evaluate(self, scorer: Method, targets: UserItems) -> UserMetrics:
+        return evaluate_scorer(
+            scorer,
+            self.data.test.histories,
+            targets,
+            self.ks,
+            allowed=self.allowed,
+            popularity=self.popularity,
+            batch_size=self.config.batch_size,
         )
-        metrics = summarise(result, bootstrap, seed, CONFIDENCE)
-        per_user[scorer.name] = result.per_user
-        methods[scorer.name] = {
+
+    def _record(self, scorer: Method, kind: str, fit_seconds: float | None, params: dict) -> None:
+        config = self.config
+        result = self._evaluate(scorer, self.data.test.targets)
+        metrics = summarise(result, config.bootstrap, config.seed, CONFIDENCE)
+        self.per_user[scorer.name] = result.per_user
+        self.methods[scorer.name] = {
             "kind": kind,
             "params": params,
             "fit_seconds": None if fit_seconds is None else round(fit_seconds, 3),
@@ -136,29 +225,51 @@ def compare(
             "users": result.n_users,
             "metrics": metrics,
         }
-        if new_targets is not None:
-            new = evaluate_scorer(
-                scorer,
-                test.histories,
-                new_targets,
-                ks,
-                popularity=popularity,
-                batch_size=batch_size,
-            )
-            per_user_new[scorer.name] = new.per_user
-            methods[scorer.name]["new_games"] = {
+        if self.new_targets is not None:
+            new = self._evaluate(scorer, self.new_targets)
+            self.per_user_new[scorer.name] = new.per_user
+            self.methods[scorer.name]["new_games"] = {
                 "users": new.n_users,
-                "metrics": summarise(new, bootstrap, seed, CONFIDENCE),
+                "metrics": summarise(new, config.bootstrap, config.seed, CONFIDENCE),
             }
-        headline = metric_key("recall", ks[0] if TUNING_K not in ks else TUNING_K)
+        headline = metric_key("recall", self.ks[0] if TUNING_K not in self.ks else TUNING_K)
         ndcg = headline.replace("recall", "ndcg")
         fitted = "" if fit_seconds is None else f"fit {fit_seconds:.1f} s, "
-        progress(
+        self.progress(
             f"{scorer.name}: {headline} {metrics[headline]['mean']:.3f}, "
             f"{ndcg} {metrics[ndcg]['mean']:.3f} ({fitted}ranking {result.seconds:.1f} s)"
         )
 
-    def fit(name: str) -> tuple[Scorer, dict[str, Any]]:
+    def _compare_with(self, method: str, others: Sequence[str]) -> None:
+        config = self.config
+        entry = self.methods[method]
+        entry["versus"] = {
+            name: paired_differences(
+                self.per_user[method], self.per_user[name], config.bootstrap, config.seed
+            )
+            for name in others
+        }
+        if self.new_targets is not None:
+            entry["new_games"]["versus"] = {
+                name: paired_differences(
+                    self.per_user_new[method],
+                    self.per_user_new[name],
+                    config.bootstrap,
+                    config.seed,
+                )
+                for name in others
+            }
+
+    def _shared_gram(self) -> np.ndarray:
+        if self._gram is None:
+            started = time.perf_counter()
+            self._gram = gram_matrix(self.data.train)
+            self.gram_seconds = time.perf_counter() - started
+        return self._gram
+
+    def _fit(self, name: str) -> tuple[Scorer, dict[str, Any]]:
+        data, config = self.data, self.config
+        cold = data.protocol == "cold"
         if name == "popularity":
             owners = data.metadata.owners if cold and data.metadata is not None else None
             popular = Popularity(owners).fit(data.train)
@@ -167,15 +278,20 @@ def compare(
             assert data.metadata is not None
             meta = data.metadata
             tokens = content_tokens(meta.genres, meta.tags, meta.developer, meta.publisher)
-            content = ContentTfidf(tokens, playtime_weight).fit(data.train)
+            content = ContentTfidf(tokens, config.playtime_weight).fit(data.train)
             return content, content.params()
         if name == "itemknn":
-            knn = ItemKNN(itemknn_neighbors, batch_size).fit(data.train, shared_gram())
-            return knn, {**knn.params(), "cooccurrence_seconds": round(gram_seconds, 3)}
+            knn = ItemKNN(config.itemknn_neighbors, config.batch_size).fit(
+                data.train, self._shared_gram()
+            )
+            return knn, {**knn.params(), "cooccurrence_seconds": round(self.gram_seconds, 3)}
+        return self._fit_ease()
+
+    def _fit_ease(self) -> tuple[Scorer, dict[str, Any]]:
+        data, config, tuning_k = self.data, self.config, self.tuning_k
         valid = data.valid
-        cooc = shared_gram()
-        grid = sorted({float(lam) for lam in ease_lambdas})
-        progress(
+        grid = sorted({float(lam) for lam in config.ease_lambdas})
+        self.progress(
             f"ease: choosing lambda in {grid[0]:g}..{grid[-1]:g} by NDCG@{tuning_k} of "
             f"{valid.n_users:,} validation users"
         )
@@ -183,11 +299,12 @@ def compare(
             data.train,
             valid.histories,
             valid.targets,
-            ease_lambdas,
-            max_items=ease_max_items,
+            config.ease_lambdas,
+            max_items=config.ease_max_items,
             k=tuning_k,
-            gram=cooc,
-            batch_size=batch_size,
+            gram=self._shared_gram(),
+            batch_size=config.batch_size,
+            allowed=self.allowed,
         )
         return ease, {
             **ease.params(),
@@ -200,63 +317,8 @@ def compare(
                 if tried
                 else "middle of the grid (no validation users or a single lambda)"
             ),
-            "cooccurrence_seconds": round(gram_seconds, 3),
+            "cooccurrence_seconds": round(self.gram_seconds, 3),
         }
-
-    ease_lambda: float | None = None
-    for position, name in enumerate(baselines):
-        progress(f"{name}: fitting on {data.train.n_rows:,} training users")
-        # X^T X is computed once for item-kNN and EASE; both fit times include it
-        shared = gram_seconds if gram is not None and name != "popularity" else 0.0
-        started = time.perf_counter()
-        scorer, params = fit(name)
-        record(scorer, "baseline", time.perf_counter() - started + shared, params)
-        if name == "ease":
-            ease_lambda = float(params["lambda"])
-        del scorer
-        if not {"itemknn", "ease"} & set(baselines[position + 1 :]):
-            gram = None  # free the n x n matrix before the next method
-
-    def compare_with(method: str, others: Sequence[str]) -> None:
-        entry = methods[method]
-        entry["versus"] = {
-            name: paired_differences(per_user[method], per_user[name], bootstrap, seed)
-            for name in others
-        }
-        if new_targets is not None:
-            entry["new_games"]["versus"] = {
-                name: paired_differences(per_user_new[method], per_user_new[name], bootstrap, seed)
-                for name in others
-            }
-
-    if cold and "content" in baselines:
-        compare_with("content", [name for name in baselines if name != "content"])
-    for scorer in scorers:
-        progress(f"{scorer.name}: ranking {data.n_items:,} games for {test.n_users:,} test users")
-        record(scorer, "model", None, {})
-        compare_with(scorer.name, baselines)
-
-    report = {
-        "protocol": data.protocol,
-        "protocol_name": data.name,
-        "ks": ks,
-        "n_items": data.n_items,
-        "train_users": data.train.n_rows,
-        "validation_users": data.valid.n_users,
-        "users_evaluated": test.n_users,
-        "users_skipped": test.skipped,
-        "skip_reason": data.skip_reason,
-        "bootstrap": {"resamples": bootstrap, "seed": seed, "confidence": CONFIDENCE},
-        "ease_lambda": ease_lambda,
-        "methods": methods,
-    }
-    if new_targets is not None:
-        report["new_games"] = {
-            "games": len(data.new_items),
-            "targets": new_targets.nnz,
-            "users_with_new_targets": int((new_targets.row_lengths() > 0).sum()),
-        }
-    return report
 
 
 def paired_differences(

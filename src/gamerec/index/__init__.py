@@ -23,8 +23,11 @@ from gamerec.index.reference import (
 if TYPE_CHECKING:
     from gamerec.index.faiss_index import (
         FaissIndex,
+        IndexConfig,
         IndexKind,
+        PartitionedBuild,
         build_index,
+        build_parts,
         configure_index,
         default_nlist,
         index_kind,
@@ -38,8 +41,11 @@ if TYPE_CHECKING:
 
 _FAISS_NAMES = (
     "FaissIndex",
+    "IndexConfig",
     "IndexKind",
+    "PartitionedBuild",
     "build_index",
+    "build_parts",
     "configure_index",
     "default_nlist",
     "index_kind",
@@ -63,10 +69,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ExactIndex",
     "FaissIndex",
+    "IndexConfig",
     "IndexKind",
+    "PartitionedBuild",
     "PartitionedIndex",
     "VectorIndex",
     "build_index",
+    "build_parts",
     "clustered_embeddings",
     "configure_index",
     "default_nlist",

@@ -14,11 +14,10 @@ numpy only (training fits it in closed form; indexing applies it).
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,8 +37,6 @@ __all__ = [
     "embed_catalog",
     "embed_items",
     "fit_content_mapper",
-    "interleave",
-    "new_game_slots",
     "ridge_path",
     "token_rows",
 ]
@@ -50,8 +47,6 @@ CONTENT_LAYOUT = 1
 DEFAULT_LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 _NUMERIC = ("log_owners", "review_share", "log_reviews", "log_price", "release_year")
 _RETRAIN = "run `gamerec train` again (then `gamerec index`)"
-
-T = TypeVar("T")
 
 
 def _names(value: Any) -> list[str]:
@@ -427,40 +422,3 @@ def embed_items(
             f"the content mapping of {source} gives non-finite vectors; run `gamerec train` again"
         )
     return CatalogVectors(item_vectors, history, token_matrix, model_rows)
-
-
-def new_game_slots(k: int, share: float) -> np.ndarray:
-    """The places (0-based) of an answer of ``k`` that go to games nobody in the play data owns:
-    one each time ``share`` adds up to a whole game (0.2: places 4, 9, 14, ...), so the first K
-    places of a longer answer are the answer of K (and the evaluation's lists are the
-    recommender's)."""
-    return np.array(_slots(k, share), dtype=np.int64)
-
-
-@functools.lru_cache(maxsize=256)
-def _slots(k: int, share: float) -> tuple[int, ...]:
-    # every answer of one size asks this again: computed once per (k, share)
-    ranks = np.arange(1, max(k, 0) + 1)
-    whole = np.floor(ranks * share + 1e-9)
-    return tuple(np.flatnonzero(np.diff(whole, prepend=0.0) > 0).tolist())
-
-
-def interleave(trained: Sequence[T], new: Sequence[T], k: int, share: float) -> list[T]:
-    """An answer of up to ``k``: ``new`` (best first) at :func:`new_game_slots`, ``trained``
-    (best first) everywhere else; when one list runs out the other fills its places."""
-    slots = set(_slots(k, share))
-    answer: list[T] = []
-    next_trained = next_new = 0
-    for place in range(k):
-        take_new = place in slots and next_new < len(new)
-        if not take_new and next_trained >= len(trained):
-            take_new = next_new < len(new)
-        if take_new:
-            answer.append(new[next_new])
-            next_new += 1
-        elif next_trained < len(trained):
-            answer.append(trained[next_trained])
-            next_trained += 1
-        else:
-            break
-    return answer

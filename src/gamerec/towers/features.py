@@ -12,18 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamerec.dataio.matrix import UserItems
-
 if TYPE_CHECKING:  # recommending imports this module and must not pay for pandas
     import pandas as pd
 
-__all__ = [
-    "ItemFeatures",
-    "build_item_features",
-    "history_weights",
-    "token_preferences",
-    "unit_history_weights",
-]
+__all__ = ["ItemFeatures", "build_item_features"]
 
 _YEAR = re.compile(r"(19[7-9]\d|20[0-4]\d)")
 
@@ -103,29 +95,3 @@ def build_item_features(items: pd.DataFrame, min_token_items: int = 3) -> ItemFe
     numeric = np.stack(columns, axis=1).astype(np.float32)
     genres = sorted(t.split(":", 1)[1] for t in tokens if t.startswith("genre:"))
     return ItemFeatures(tokens, token_matrix, names, numeric, genres)
-
-
-def history_weights(minutes: np.ndarray, playtime_weight: float) -> np.ndarray:
-    """How much a game in a history counts: ``1 + playtime_weight * log1p(hours played)``.
-
-    ``playtime_weight`` 0 makes ownership alone count (on steam-200k that ranks best: about
-    half of the owned games were never played, yet they say as much about taste).
-    """
-    hours = np.asarray(minutes, dtype=np.float32) / 60.0
-    return (1.0 + playtime_weight * np.log1p(hours)).astype(np.float32)
-
-
-def unit_history_weights(histories: UserItems, raw_weights: np.ndarray) -> np.ndarray:
-    """``raw_weights`` (one per history entry) scaled to unit L2 norm within each history."""
-    row_of = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
-    norms = np.sqrt(np.bincount(row_of, raw_weights**2, minlength=histories.n_rows))
-    return raw_weights / np.maximum(norms[row_of], 1e-12)
-
-
-def token_preferences(
-    histories: UserItems, token_matrix: np.ndarray, weights: np.ndarray
-) -> np.ndarray:
-    """(n_rows, n_tokens): each user's playtime-weighted genre/tag profile, summing to 1."""
-    prefs = histories.row_sums(token_matrix[histories.indices] * weights[:, None])
-    totals = prefs.sum(1, keepdims=True)
-    return np.divide(prefs, totals, out=prefs, where=totals > 0)

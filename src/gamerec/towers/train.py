@@ -24,10 +24,12 @@ takes the same early-stopping decision; only rank 0 writes the per-epoch resume 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gamerec.artifacts import atomic_path
+from gamerec.atomic import atomic_path
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import TrainingError
+from gamerec.ranking.scorer import Scorer
+from gamerec.ranking.user_tower import history_weights, token_preferences, unit_history_weights
 from gamerec.towers.distributed import (
     Workers,
     all_reduce_sum,
@@ -47,16 +51,17 @@ from gamerec.towers.distributed import (
     gather_candidates,
     rank_slice,
 )
-from gamerec.towers.features import (
-    ItemFeatures,
-    history_weights,
-    token_preferences,
-    unit_history_weights,
-)
+from gamerec.towers.features import ItemFeatures
 from gamerec.towers.model import TwoTower, TwoTowerConfig
-from gamerec.towers.scorer import Scorer
 
-__all__ = ["EpochReport", "TrainResult", "resolve_device", "train_two_tower"]
+__all__ = [
+    "EpochReport",
+    "TrainConfig",
+    "TrainResult",
+    "TrainRun",
+    "resolve_device",
+    "train_two_tower",
+]
 
 
 @dataclass
@@ -184,248 +189,380 @@ class _TorchScorer:
             return (users @ self.item_embeddings.T).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a training run does. Every field changes the model it ends with, so all of them
+    (and nothing else) go into the key a run resumes by (:meth:`resume_key`)."""
+
+    epochs: int = 40
+    patience: int = 6
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    lr_decay: float = 0.5  # learning rate x this after an epoch without a validation gain
+    weight_decay: float = 0.0
+    holdout_fraction: float = 0.2  # share of a user's games held out as targets each epoch
+    max_full_softmax_items: int = 10_000  # above: sampled softmax with logQ correction
+    sampled_negatives: int = 4096
+    seed: int = 0
+
+    def resume_key(self, model: Mapping[str, Any], data: Any) -> str:
+        """The key of a run of a model shaped by ``model`` on ``data`` (anything JSON-able
+        naming the training data): a saved state resumes only a run with the same key.
+        Threads, device and workers are not in it: they change how fast a run goes, not
+        where it ends."""
+        blob = json.dumps(
+            {"train": asdict(self), "model": dict(model), "data": data},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainRun:
+    """How a run executes, none of which changes the model it ends with.
+
+    ``validate(scorer)`` returns the early-stopping metric (higher is better; NDCG@20 on the
+    validation users). ``resume_path`` holds a per-epoch training state, resumed when it was
+    written under the same ``resume_key``. ``workers`` (from
+    :func:`gamerec.towers.distributed.start_workers`) trains as one of several processes;
+    ``device`` is then the workers' device. ``validate_part(scorer, part, parts)`` returns the
+    metric's sum and the number of users over part ``part`` of ``parts`` of the validation
+    users; without it rank 0 validates alone and broadcasts the result.
+    """
+
+    validate: Callable[[Scorer], float]
+    device: str = "cpu"
+    threads: int | None = None
+    resume_path: Path | None = None
+    resume_key: str = ""
+    on_epoch: Callable[[EpochReport], None] | None = None
+    on_batch: Callable[[int, int], None] | None = None
+    workers: Workers | None = None
+    validate_part: Callable[[Scorer, int, int], tuple[float, int]] | None = None
+
+
+@dataclass
+class _Progress:
+    """Where a run stands after an epoch: what a resumed run reads back."""
+
+    next_epoch: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    best_state: dict[str, Any] = field(default_factory=dict)
+    history: list[EpochReport] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+@dataclass
+class _Setup:
+    """Everything an epoch needs, built once per run."""
+
+    model: TwoTower
+    optimizer: _Optimizer
+    device: torch.device
+    item_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    sampling_probability: np.ndarray  # (n_items,) popularity^0.75, for sampled negatives
+    log_q: torch.Tensor  # (n_items,) its log, the logQ correction
+    sampled: bool
+    step: nn.Module | None  # the DDP-wrapped towers, across workers
+
+
 def train_two_tower(
     train: UserItems,
     features: ItemFeatures,
-    config: TwoTowerConfig,
-    *,
-    validate: Callable[[Scorer], float],
-    epochs: int,
-    patience: int,
-    batch_size: int,
-    learning_rate: float,
-    weight_decay: float,
-    holdout_fraction: float,
-    lr_decay: float = 1.0,
-    max_full_softmax_items: int,
-    sampled_negatives: int,
-    seed: int,
-    device: str = "cpu",
-    threads: int | None = None,
-    resume_path: Path | None = None,
-    resume_key: str = "",
-    on_epoch: Callable[[EpochReport], None] | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-    workers: Workers | None = None,
-    validate_part: Callable[[Scorer, int, int], tuple[float, int]] | None = None,
+    model_config: TwoTowerConfig,
+    config: TrainConfig,
+    run: TrainRun,
 ) -> TrainResult:
-    """Train and return the model at its best validation epoch.
-
-    ``validate(scorer)`` returns the early-stopping metric (higher is better; NDCG@20 on the
-    validation users). ``resume_path`` holds a per-epoch training state: if it exists and was
-    written for the same ``resume_key`` (data + settings fingerprint), training resumes there.
-
-    ``workers`` (from :func:`gamerec.towers.distributed.start_workers`) trains as one of
-    several processes; ``device`` is then the workers' device. ``validate_part(scorer, part,
-    parts)`` returns the metric's sum and the number of users over part ``part`` of ``parts``
-    of the validation users; without it rank 0 validates alone and broadcasts the result.
-    """
+    """Train on ``train``'s users and return the model at its best validation epoch."""
     started = time.perf_counter()
-    if threads:
-        torch.set_num_threads(threads)
-    if workers is not None and workers.world_size < 2:
-        workers = None  # one worker is just the single-process path
-    torch_device = workers.device if workers is not None else resolve_device(device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    workers = run.workers if run.workers is not None and run.workers.world_size >= 2 else None
     trainable = np.flatnonzero(train.row_lengths() >= 2)
     if len(trainable) == 0:
         raise TrainingError(
             "the training split has no user with 2+ games; run `gamerec preprocess` with more "
             "data or a smaller --min-user-items"
         )
-    torch.manual_seed(seed)
-    model = TwoTower(config).to(torch_device)
-    sampled = config.n_items > max_full_softmax_items
+    setup = _set_up(train, features, model_config, config, run, workers)
+    progress = _resume(setup, run)
+    if workers is not None:
+        with collective_errors(workers):
+            _check_same_start(progress.next_epoch, workers)
+            setup.step = _wrap_ddp(setup.model, workers)
+    with collective_errors(workers):
+        for epoch in range(progress.next_epoch, config.epochs):
+            if progress.bad_epochs >= config.patience:
+                break
+            report = _run_epoch(epoch, train, trainable, features, setup, config, run, workers)
+            _after_epoch(report, setup, progress, run, workers, config.lr_decay)
+    setup.model.load_state_dict(progress.best_state)
+    setup.model.eval()
+    return TrainResult(
+        model=setup.model,
+        best_epoch=progress.best_epoch,
+        best_metric=progress.best_metric,
+        history=progress.history,
+        seconds=time.perf_counter() - started,
+        resumed_from_epoch=progress.resumed_from,
+        sampled_softmax=setup.sampled,
+    )
+
+
+def _set_up(
+    train: UserItems,
+    features: ItemFeatures,
+    model_config: TwoTowerConfig,
+    config: TrainConfig,
+    run: TrainRun,
+    workers: Workers | None,
+) -> _Setup:
+    device = workers.device if workers is not None else resolve_device(run.device)
+    torch.manual_seed(config.seed)
+    model = TwoTower(model_config).to(device)
+    sampled = model_config.n_items > config.max_full_softmax_items
     optimizer = _Optimizer(
         model,
-        learning_rate,
-        weight_decay,
+        config.learning_rate,
+        config.weight_decay,
         # a sampled batch touches a few thousand rows of the two catalog-sized tables; dense
         # gradients and a dense Adam step would cost the whole catalog every batch, which made
         # an epoch grow with users x games. NCCL cannot all-reduce sparse gradients; gloo can.
-        sparse_tables=sampled and not (workers is not None and torch_device.type == "cuda"),
+        sparse_tables=sampled and not (workers is not None and device.type == "cuda"),
     )
     item_inputs = (
-        torch.arange(config.n_items, device=torch_device),
-        torch.from_numpy(features.token_matrix).to(torch_device),
-        torch.from_numpy(features.numeric).to(torch_device),
+        torch.arange(model_config.n_items, device=device),
+        torch.from_numpy(features.token_matrix).to(device),
+        torch.from_numpy(features.numeric).to(device),
     )
-    popularity = np.bincount(train.indices, minlength=config.n_items).astype(np.float64) + 1.0
+    popularity = np.bincount(train.indices, minlength=model_config.n_items).astype(np.float64)
+    popularity += 1.0
     sampling_probability = popularity**0.75 / (popularity**0.75).sum()
-    log_q = torch.from_numpy(np.log(sampling_probability).astype(np.float32)).to(torch_device)
+    log_q = torch.from_numpy(np.log(sampling_probability).astype(np.float32)).to(device)
+    return _Setup(model, optimizer, device, item_inputs, sampling_probability, log_q, sampled, None)
 
-    start_epoch, best_metric, best_epoch, bad_epochs = 0, -math.inf, -1, 0
-    best_state: dict[str, Any] = copy.deepcopy(model.state_dict())
-    history: list[EpochReport] = []
-    resumed_from: int | None = None
-    if resume_path is not None and resume_path.is_file():
-        state = _load_state(resume_path)
-        if state is not None and state.get("resume_key") == resume_key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            best_state = state["best_model"]
-            start_epoch = int(state["epoch"]) + 1
-            best_metric, best_epoch = float(state["best_metric"]), int(state["best_epoch"])
-            bad_epochs = int(state["bad_epochs"])
-            history = [EpochReport(**report) for report in state["history"]]
-            resumed_from = start_epoch
-    step: nn.Module | None = None
-    if workers is not None:
-        with collective_errors(workers):
-            _check_same_start(start_epoch, workers)
-            step = _wrap_ddp(model, workers)
 
-    n_batches = math.ceil(len(trainable) / batch_size)
-    with collective_errors(workers):
-        for epoch in range(start_epoch, epochs):
-            if bad_epochs >= patience:
-                break
-            epoch_started = time.perf_counter()
-            rng = np.random.default_rng([seed, epoch])
-            torch.manual_seed(_epoch_seed(seed, epoch, workers))
-            model.train()
-            order = rng.permutation(trainable)
-            total_loss, examples = 0.0, 0
-            for batch_number, start in enumerate(range(0, len(order), batch_size)):
-                batch = train.take_rows(order[start : start + batch_size])
-                inputs, target_rows, target_items = holdout_split(batch, holdout_fraction, rng)
-                if workers is not None:  # this worker's share of the batch's users
-                    first, end = rank_slice(batch.n_rows, workers)
-                    inputs = inputs.take_rows(np.arange(first, end))
-                    mine = (target_rows >= first) & (target_rows < end)
-                    target_rows, target_items = target_rows[mine] - first, target_items[mine]
-                user_args = user_inputs(
-                    inputs, features.token_matrix, torch_device, config.playtime_weight
-                )
-                if step is None:
-                    users = model.user_tower(*user_args)
-                input_rows = torch.from_numpy(
-                    np.repeat(np.arange(inputs.n_rows), inputs.row_lengths())
-                ).to(torch_device)
-                input_items = torch.from_numpy(inputs.indices.astype(np.int64)).to(torch_device)
-                rows_t = torch.from_numpy(target_rows).to(torch_device)
-                items_t = torch.from_numpy(target_items.astype(np.int64)).to(torch_device)
-                n_targets = torch.bincount(rows_t, minlength=inputs.n_rows).clamp(min=1).float()
-                if not sampled:
-                    if step is None:
-                        item_embeddings = model.item_tower(*item_inputs)
-                    else:  # every worker scores the whole catalog: nothing to gather
-                        users, item_embeddings = step(user_args, item_inputs)
-                    logits = model.logits(users, item_embeddings)  # (B, N)
-                    logits = logits.index_put((input_rows, input_items), torch.tensor(-1e9))
-                    log_probs = F.log_softmax(logits, dim=1)
-                    picked = log_probs[rows_t, items_t]
-                else:
-                    drawn = rng.choice(config.n_items, sampled_negatives, p=sampling_probability)
-                    if step is None or workers is None:
-                        negatives = torch.from_numpy(drawn).to(torch_device)
-                        candidates = torch.cat([items_t, negatives])
-                        candidates, position = torch.unique(candidates, return_inverse=True)
-                        item_embeddings = model.item_tower(
-                            candidates, item_inputs[1][candidates], item_inputs[2][candidates]
-                        )
-                        target_columns = position[: len(items_t)]
-                    else:
-                        # embed this worker's targets and share of the negatives, then gather
-                        share = torch.from_numpy(drawn[workers.rank :: workers.world_size])
-                        local = torch.unique(torch.cat([items_t, share.to(torch_device)]))
-                        users, local_embeddings = step(
-                            user_args, (local, item_inputs[1][local], item_inputs[2][local])
-                        )
-                        candidates, item_embeddings = gather_candidates(
-                            local, local_embeddings, workers
-                        )
-                        target_columns = torch.searchsorted(candidates, items_t)
-                    logits = model.logits(users, item_embeddings) - log_q[candidates]  # logQ
-                    lookup = torch.full(
-                        (config.n_items,), -1, device=torch_device, dtype=torch.long
-                    )
-                    lookup[candidates] = torch.arange(len(candidates), device=torch_device)
-                    column = lookup[input_items]
-                    seen = column >= 0
-                    logits = logits.index_put((input_rows[seen], column[seen]), torch.tensor(-1e9))
-                    log_probs = F.log_softmax(logits, dim=1)
-                    picked = log_probs[rows_t, target_columns]
-                per_user = torch.zeros(inputs.n_rows, device=torch_device).index_add(
-                    0, rows_t, picked
-                )
-                if workers is None:
-                    loss = -(per_user / n_targets).mean()
-                    batch_loss = float(loss.detach()) * batch.n_rows
-                else:
-                    # DDP averages gradients over workers: scale so the average is the gradient
-                    # of the whole batch's mean loss, whatever each worker's share of users
-                    user_losses = -(per_user / n_targets)
-                    loss = user_losses.sum() * (workers.world_size / batch.n_rows)
-                    batch_loss = float(user_losses.detach().sum())
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total_loss += batch_loss
-                examples += batch.n_rows
-                if on_batch is not None:
-                    on_batch(batch_number + 1, n_batches)
-            if workers is not None:
-                total_loss = all_reduce_sum([total_loss], workers)[0]
-            if not math.isfinite(total_loss):  # the same sum on every worker: all stop
-                raise TrainingError(
-                    f"the training loss became {total_loss} in epoch {epoch + 1}, so the model "
-                    "is no longer usable; nothing was written, the last good model/ is kept. "
-                    "Check the inputs for extreme playtimes, or lower train.learning_rate "
-                    f"(now {optimizer.learning_rate:g}), and run again"
-                )
-            model.eval()
-            metric = _validate(
-                _TorchScorer(model, features, item_inputs, torch_device),
-                validate,
-                validate_part,
-                workers,
-            )
-            improved = metric > best_metric
-            if improved:
-                best_metric, best_epoch, bad_epochs = metric, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad_epochs += 1
-                optimizer.decay(lr_decay)
-            seconds = time.perf_counter() - epoch_started
-            report = EpochReport(
-                epoch=epoch,
-                loss=total_loss / max(examples, 1),
-                examples_per_s=examples / max(seconds, 1e-9),
-                valid_metric=metric,
-                best=improved,
-                seconds=seconds,
-                learning_rate=optimizer.learning_rate,
-            )
-            history.append(report)
-            if resume_path is not None and (workers is None or workers.is_writer):
-                _save_state(
-                    resume_path,
-                    {
-                        "resume_key": resume_key,
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "best_model": best_state,
-                        "best_metric": best_metric,
-                        "best_epoch": best_epoch,
-                        "bad_epochs": bad_epochs,
-                        "history": [vars(r) for r in history],
-                    },
-                )
-            if on_epoch is not None:
-                on_epoch(report)
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(
-        model=model,
-        best_epoch=best_epoch,
-        best_metric=best_metric,
-        history=history,
-        seconds=time.perf_counter() - started,
-        resumed_from_epoch=resumed_from,
-        sampled_softmax=sampled,
+def _resume(setup: _Setup, run: TrainRun) -> _Progress:
+    """The saved state of an interrupted run with the same key, else a fresh start."""
+    progress = _Progress(best_state=copy.deepcopy(setup.model.state_dict()))
+    if run.resume_path is None or not run.resume_path.is_file():
+        return progress
+    state = _load_state(run.resume_path)
+    if state is None or state.get("resume_key") != run.resume_key:
+        return progress
+    setup.model.load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    progress.best_state = state["best_model"]
+    progress.next_epoch = int(state["epoch"]) + 1
+    progress.best_metric, progress.best_epoch = (
+        float(state["best_metric"]),
+        int(state["best_epoch"]),
     )
+    progress.bad_epochs = int(state["bad_epochs"])
+    progress.history = [EpochReport(**report) for report in state["history"]]
+    progress.resumed_from = progress.next_epoch
+    return progress
+
+
+def _run_epoch(
+    epoch: int,
+    train: UserItems,
+    trainable: np.ndarray,
+    features: ItemFeatures,
+    setup: _Setup,
+    config: TrainConfig,
+    run: TrainRun,
+    workers: Workers | None,
+) -> EpochReport:
+    """One pass over the training users, then validation; the report of the epoch."""
+    epoch_started = time.perf_counter()
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(_epoch_seed(config.seed, epoch, workers))
+    setup.model.train()
+    order = rng.permutation(trainable)
+    n_batches = math.ceil(len(trainable) / config.batch_size)
+    total_loss, examples = 0.0, 0
+    for batch_number, start in enumerate(range(0, len(order), config.batch_size)):
+        batch = train.take_rows(order[start : start + config.batch_size])
+        loss, batch_loss = _batch_loss(batch, features, setup, config, rng, workers)
+        setup.optimizer.zero_grad()
+        loss.backward()
+        setup.optimizer.step()
+        total_loss += batch_loss
+        examples += batch.n_rows
+        if run.on_batch is not None:
+            run.on_batch(batch_number + 1, n_batches)
+    if workers is not None:
+        total_loss = all_reduce_sum([total_loss], workers)[0]
+    if not math.isfinite(total_loss):  # the same sum on every worker: all stop
+        raise TrainingError(
+            f"the training loss became {total_loss} in epoch {epoch + 1}, so the model "
+            "is no longer usable; nothing was written, the last good model/ is kept. "
+            "Check the inputs for extreme playtimes, or lower train.learning_rate "
+            f"(now {setup.optimizer.learning_rate:g}), and run again"
+        )
+    setup.model.eval()
+    metric = _validate(
+        _TorchScorer(setup.model, features, setup.item_inputs, setup.device),
+        run.validate,
+        run.validate_part,
+        workers,
+    )
+    seconds = time.perf_counter() - epoch_started
+    return EpochReport(
+        epoch=epoch,
+        loss=total_loss / max(examples, 1),
+        examples_per_s=examples / max(seconds, 1e-9),
+        valid_metric=metric,
+        best=False,
+        seconds=seconds,
+    )
+
+
+def _batch_loss(
+    batch: UserItems,
+    features: ItemFeatures,
+    setup: _Setup,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    workers: Workers | None,
+) -> tuple[torch.Tensor, float]:
+    """The hold-out-target loss of one batch of users: (the loss to step on, its sum over the
+    batch's users for the epoch's report)."""
+    device, model = setup.device, setup.model
+    inputs, target_rows, target_items = holdout_split(batch, config.holdout_fraction, rng)
+    if workers is not None:  # this worker's share of the batch's users
+        first, end = rank_slice(batch.n_rows, workers)
+        inputs = inputs.take_rows(np.arange(first, end))
+        mine = (target_rows >= first) & (target_rows < end)
+        target_rows, target_items = target_rows[mine] - first, target_items[mine]
+    user_args = user_inputs(inputs, features.token_matrix, device, model.config.playtime_weight)
+    input_rows = torch.from_numpy(np.repeat(np.arange(inputs.n_rows), inputs.row_lengths())).to(
+        device
+    )
+    input_items = torch.from_numpy(inputs.indices.astype(np.int64)).to(device)
+    rows_t = torch.from_numpy(target_rows).to(device)
+    items_t = torch.from_numpy(target_items.astype(np.int64)).to(device)
+    n_targets = torch.bincount(rows_t, minlength=inputs.n_rows).clamp(min=1).float()
+    if not setup.sampled:
+        picked = _full_softmax(user_args, input_rows, input_items, rows_t, items_t, setup)
+    else:
+        picked = _sampled_softmax(
+            user_args, input_rows, input_items, rows_t, items_t, setup, config, rng, workers
+        )
+    per_user = torch.zeros(inputs.n_rows, device=device).index_add(0, rows_t, picked)
+    if workers is None:
+        loss = -(per_user / n_targets).mean()
+        return loss, float(loss.detach()) * batch.n_rows
+    # DDP averages gradients over workers: scale so the average is the gradient of the whole
+    # batch's mean loss, whatever each worker's share of users
+    user_losses = -(per_user / n_targets)
+    loss = user_losses.sum() * (workers.world_size / batch.n_rows)
+    return loss, float(user_losses.detach().sum())
+
+
+def _full_softmax(
+    user_args: tuple[torch.Tensor, ...],
+    input_rows: torch.Tensor,
+    input_items: torch.Tensor,
+    rows_t: torch.Tensor,
+    items_t: torch.Tensor,
+    setup: _Setup,
+) -> torch.Tensor:
+    """Log-probability of each target over the whole catalog, the inputs masked."""
+    model = setup.model
+    if setup.step is None:
+        users = model.user_tower(*user_args)
+        item_embeddings = model.item_tower(*setup.item_inputs)
+    else:  # every worker scores the whole catalog: nothing to gather
+        users, item_embeddings = setup.step(user_args, setup.item_inputs)
+    logits = model.logits(users, item_embeddings)  # (B, N)
+    logits = logits.index_put((input_rows, input_items), torch.tensor(-1e9))
+    return F.log_softmax(logits, dim=1)[rows_t, items_t]
+
+
+def _sampled_softmax(
+    user_args: tuple[torch.Tensor, ...],
+    input_rows: torch.Tensor,
+    input_items: torch.Tensor,
+    rows_t: torch.Tensor,
+    items_t: torch.Tensor,
+    setup: _Setup,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    workers: Workers | None,
+) -> torch.Tensor:
+    """Log-probability of each target over the batch's targets and sampled negatives (logQ
+    corrected), the inputs masked."""
+    model, device, item_inputs = setup.model, setup.device, setup.item_inputs
+    n_items = model.config.n_items
+    drawn = rng.choice(n_items, config.sampled_negatives, p=setup.sampling_probability)
+    if setup.step is None or workers is None:
+        users = model.user_tower(*user_args)
+        negatives = torch.from_numpy(drawn).to(device)
+        candidates, position = torch.unique(torch.cat([items_t, negatives]), return_inverse=True)
+        item_embeddings = model.item_tower(
+            candidates, item_inputs[1][candidates], item_inputs[2][candidates]
+        )
+        target_columns = position[: len(items_t)]
+    else:
+        # embed this worker's targets and share of the negatives, then gather
+        share = torch.from_numpy(drawn[workers.rank :: workers.world_size])
+        local = torch.unique(torch.cat([items_t, share.to(device)]))
+        users, local_embeddings = setup.step(
+            user_args, (local, item_inputs[1][local], item_inputs[2][local])
+        )
+        candidates, item_embeddings = gather_candidates(local, local_embeddings, workers)
+        target_columns = torch.searchsorted(candidates, items_t)
+    logits = model.logits(users, item_embeddings) - setup.log_q[candidates]  # logQ
+    lookup = torch.full((n_items,), -1, device=device, dtype=torch.long)
+    lookup[candidates] = torch.arange(len(candidates), device=device)
+    column = lookup[input_items]
+    seen = column >= 0
+    logits = logits.index_put((input_rows[seen], column[seen]), torch.tensor(-1e9))
+    return F.log_softmax(logits, dim=1)[rows_t, target_columns]
+
+
+def _after_epoch(
+    report: EpochReport,
+    setup: _Setup,
+    progress: _Progress,
+    run: TrainRun,
+    workers: Workers | None,
+    lr_decay: float,
+) -> None:
+    """Keep the best model, lower the step on a setback, save the state, report."""
+    report.best = report.valid_metric > progress.best_metric
+    if report.best:
+        progress.best_metric, progress.best_epoch = report.valid_metric, report.epoch
+        progress.bad_epochs = 0
+        progress.best_state = copy.deepcopy(setup.model.state_dict())
+    else:
+        progress.bad_epochs += 1
+        setup.optimizer.decay(lr_decay)
+    report.learning_rate = setup.optimizer.learning_rate
+    progress.history.append(report)
+    progress.next_epoch = report.epoch + 1
+    if run.resume_path is not None and (workers is None or workers.is_writer):
+        _save_state(
+            run.resume_path,
+            {
+                "resume_key": run.resume_key,
+                "epoch": report.epoch,
+                "model": setup.model.state_dict(),
+                "optimizer": setup.optimizer.state_dict(),
+                "best_model": progress.best_state,
+                "best_metric": progress.best_metric,
+                "best_epoch": progress.best_epoch,
+                "bad_epochs": progress.bad_epochs,
+                "history": [vars(r) for r in progress.history],
+            },
+        )
+    if run.on_epoch is not None:
+        run.on_epoch(report)
 
 
 class _Optimizer:

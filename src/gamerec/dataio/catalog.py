@@ -463,7 +463,8 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     """A bundled or rebuilt catalog table (``scripts/build_catalog.py``): one app per row.
 
     Returns :data:`METADATA_COLUMNS` plus ``release_year`` (Int16), ``kind`` (a
-    :class:`gamerec.dataio.kinds.Kind` value), ``base_appid`` (Int64, the base game of a DLC)
+    :class:`gamerec.dataio.kinds.Kind` value), ``base_appid`` (Int64, the base game of a DLC,
+    demo or soundtrack)
     and ``aliases`` (other names of the app, for title matching). Every value is checked; the
     first bad one is reported with its row and appid.
     """
@@ -471,7 +472,7 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from gamerec.dataio.kinds import KINDS
+    from gamerec.dataio.kinds import KINDS, KINDS_WITH_BASE
 
     path = Path(path)
     if not path.is_file():
@@ -544,10 +545,14 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
         )
     out["kind"] = kinds.astype(str)
     base = _catalog_int(path, frame, "base_appid")
-    bad_base = (base <= 0).fillna(False) | (base.notna() & (out["kind"] != "dlc"))
+    with_base = out["kind"].isin([str(kind) for kind in KINDS_WITH_BASE])
+    bad_base = (base <= 0).fillna(False) | (base.notna() & ~with_base)
     if bad_base.any():
         raise _catalog_rows_error(
-            path, frame, bad_base, "base_appid must be a positive appid, and only on a dlc row"
+            path,
+            frame,
+            bad_base,
+            "base_appid must be a positive appid, and only on a dlc, demo or soundtrack row",
         )
     out["base_appid"] = base
     out["aliases"] = lists["aliases"]

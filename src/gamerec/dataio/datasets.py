@@ -13,7 +13,10 @@ from pathlib import Path
 
 from gamerec.dataio.preprocess import Source
 
-__all__ = ["bundled_sources", "data_file"]
+__all__ = ["BUNDLED_CATALOG", "bundled_sources", "data_file"]
+
+#: the catalog table the package ships (``scripts/build_catalog.py`` rebuilds it)
+BUNDLED_CATALOG = "catalog-2025-01-01.parquet"
 
 
 def data_file(name: str) -> Path:
@@ -24,5 +27,5 @@ def data_file(name: str) -> Path:
 def bundled_sources() -> list[Source]:
     return [
         Source("steam-200k", data_file("steam-200k.csv.gz")),
-        Source("catalog", data_file("catalog-2025-01-01.parquet")),
+        Source("catalog", data_file(BUNDLED_CATALOG)),
     ]

@@ -221,6 +221,26 @@ def test_bundled_catalog_holds_the_popular_2025_games_with_tags() -> None:
     assert (frame["base_appid"].notna() <= with_base).all()
 
 
+def test_bundled_catalog_takes_release_dates_and_kinds_from_the_store_records() -> None:
+    """Built with ``--store`` over the three store shards: the store's date where no 2019-era
+    source had one, and its word over the older ones."""
+    frame = load_catalog_table(BUNDLED).set_index("appid")
+    for appid, name, released in [
+        (1086940, "Baldur's Gate 3", "2023-08-03"),
+        (1245620, "ELDEN RING", "2022-02-24"),
+        (292000, "No More Room in Hell 2", "2024-10-22"),
+        (293480, "FRONTIERS", "2020-01-01"),  # steam.csv said 2014-12-15 (early access)
+    ]:
+        assert frame.loc[appid, "name"] == name
+        assert frame.loc[appid, "release_date"] == released
+        assert frame.loc[appid, "release_year"] == int(released[:4])
+    assert frame.loc[1087320, "kind"] == "tool"  # the store's "game" of the Education genre
+    assert frame.loc[292030, "release_year"] == 2015  # The Witcher 3: both sources agree
+    games = frame[frame["kind"] == "game"]
+    assert len(games) == 24_282
+    assert games["release_year"].isna().sum() == 12_134
+
+
 def test_bundled_catalog_knows_a_real_2025_library() -> None:
     document = json.loads(
         (FIXTURES / "steam-webapi" / "GetOwnedGames_include_appinfo.json").read_text()

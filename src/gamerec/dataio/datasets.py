@@ -3,7 +3,9 @@
 Kaggle "Steam Video Games" (Tamber) for play histories, and the catalog built by
 ``scripts/build_catalog.py``: the SteamSpy 2025-01-01 crawl's games with 20,000+ owners (and
 every game steam-200k names), with tags and genres from SteamSpy appdetails, Kaggle "Steam Store
-Games" (Nik Davis) and the UCSD steam_games.json (McAuley lab). See the README for attribution.
+Games" (Nik Davis) and the UCSD steam_games.json (McAuley lab), and kinds, base games and release
+dates from the Steam store records of BlueBoxWare/steamdb where they cover an app (116 apps).
+See the README for attribution.
 """
 
 from __future__ import annotations

@@ -11,12 +11,14 @@ the store's types can: a ``dlc`` whose name says soundtrack ("Tricky Fox - Sound
 tool (rule 3 below: 9 of the 318 games of the store fixtures, "Game Character Hub", "KARA
 Accounting", "GameGuru MAX"), keeps that kind: the store lists betas, dedicated servers,
 benchmarks and software as games. A type gamerec does not map (``hardware``, ``advertising``)
-leaves the app to the rules below. Without store data,
+leaves the app to the rules below. In the bundled catalog the store decides 116 rows (the apps
+of the three store shards it holds, ``build_catalog.py --store``; 1 DLC, 2 tools). Without
+store data,
 
 :func:`classify` decides one :class:`Kind` per catalog row, in this order (the first rule that
 fires wins). Counts are measured on the bundled catalog (``catalog-2025-01-01.parquet``: the
 24,012 SteamSpy apps with 20,000+ owners plus 774 apps steam-200k's titles link to, less one
-app no source names: 24,785 rows, 24,283 of them games) by ``scripts/build_catalog.py``, which
+app no source names: 24,785 rows, 24,282 of them games) by ``scripts/build_catalog.py``, which
 prints them.
 
 1. **No appid** -> ``title-only``: a player cannot find or buy it (steam-200k titles that link
@@ -66,13 +68,13 @@ prints them.
 
    - UCSD ``specs`` "Game demo" -> ``demo`` (4 rows: "Saints Row: The Third Initiation
      Station"); "Downloadable Content" -> ``soundtrack`` when the tags hold "Soundtrack", else
-     ``dlc`` (214 rows: "Fallout 3 - Point Lookout", "DOOM 3 Resurrection of Evil"). UCSD types
+     ``dlc`` (213 rows: "Fallout 3 - Point Lookout", "DOOM 3 Resurrection of Evil"). UCSD types
      12,691 apps as DLC and none of them is in SteamSpy's 2025 ``all`` list (SteamSpy lists no
      DLC), nor in steam.csv.
    - genres (SteamSpy appdetails ``genre``, steam.csv ``genres``, UCSD ``genres``) holding a
      software genre (Utilities, Design & Illustration, Animation & Modeling, Video Production,
      Audio Production, Photo Editing, Web Publishing, Game Development, Software Training,
-     Accounting), or "Education" without a game genre -> ``tool`` (118 rows: "Wallpaper
+     Accounting), or "Education" without a game genre -> ``tool`` (117 rows: "Wallpaper
      Engine", "Blender", "RPG Maker MV"). Software genres on games are rare: 23 of the 214
      steam.csv apps with one also have a game genre, nearly all VR or music apps.
    - tags "Movie", "Documentary", "Feature Film" or "360 Video" with no game genre -> ``video``

@@ -52,7 +52,7 @@ from gamerec.dataio.kinds import (
     find_base_appid,
     kind_from_name,
 )
-from gamerec.dataio.steamstore import load_store, store_report
+from gamerec.dataio.store_records import load_store, store_report
 
 OUT = Path(__file__).resolve().parents[1] / "src/gamerec/dataio/data/catalog-2025-01-01.parquet"
 MAX_TAGS = 20

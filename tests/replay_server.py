@@ -159,7 +159,7 @@ _CATEGORY_NAMES = {
 def live_form(record: dict[str, Any]) -> dict[str, Any]:
     """A recorded record with genres and categories as the live API sends them: genre ids as
     text (``{"id": "1", "description": "Action"}``), category ids as numbers."""
-    from gamerec.dataio.steamstore import STORE_GENRES
+    from gamerec.dataio.store_records import STORE_GENRES
 
     live = dict(record)
     if isinstance(record.get("genres"), list):

@@ -26,7 +26,7 @@ from gamerec.dataio.catalog import METADATA_COLUMNS, load_catalog_table, merge_m
 from gamerec.dataio.datasets import BUNDLED_CATALOG, data_file
 from gamerec.dataio.interactions import RAW_COLUMNS, LoadedInteractions
 from gamerec.dataio.preprocess import Source, build_processed, load_sources
-from gamerec.dataio.steamstore import (
+from gamerec.dataio.store_records import (
     NOT_FOUND_FILE,
     STORE_GENRES,
     ReleaseDate,
@@ -219,12 +219,20 @@ def test_the_store_wins_for_kind_base_and_date_and_fills_the_other_gaps() -> Non
 
 def test_the_store_overrides_a_catalog_tables_kind_base_and_year(tmp_path: Path) -> None:
     bundled = load_catalog_table(data_file(BUNDLED_CATALOG))
-    table = bundled[bundled["appid"].isin([1086940, 1245620, 292230])]
-    assert table["release_year"].isna().sum() == 2  # BG3 and ELDEN RING: no year without it
+    table = bundled[bundled["appid"].isin([292230, 1086940, 1245620])].sort_values("appid")
+    # what a catalog built without the store could say: Game Character Hub a game of 2000,
+    # Baldur's Gate 3 a DLC of Dota 2 without a year, ELDEN RING without a year
+    table = table.assign(
+        release_year=pd.array([2000, None, None], dtype="Int16"),
+        release_date=["2000-01-01", None, None],
+        kind=["game", "dlc", "game"],
+        base_appid=pd.array([None, 570, None], dtype="Int64"),
+    )
     processed = build([1086940, 1245620, 292230], [table, load_store(STORE_FIXTURES)])
     items = processed.items.set_index("appid")
     assert items.loc[[1086940, 1245620, 292230], "release_year"].tolist() == [2023, 2022, 2014]
-    assert items.loc[292230, "kind"] == "tool"
+    assert items.loc[[1086940, 1245620, 292230], "kind"].tolist() == ["game", "game", "tool"]
+    assert items.loc[[1086940, 1245620, 292230], "base_appid"].isna().all()
     assert processed.summary["catalog"]["kind_from"] == {"store": 3}
     assert processed.summary["catalog"]["year_from"]["store"] == 3
 

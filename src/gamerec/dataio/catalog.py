@@ -385,7 +385,7 @@ def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """One row per appid (plus rows without appid, kept for title matching).
 
     For scalar fields the first source that has a value wins; genres, tags and aliases are
-    united. A Steam store frame (:func:`gamerec.dataio.steamstore.load_store`, known by its
+    united. A Steam store frame (:func:`gamerec.dataio.store_records.load_store`, known by its
     ``store_type`` column) is applied last, whatever its place: its word wins for the kind, the
     base game and the release date, and it fills the gaps of the other fields (see
     :func:`_apply_store`). Returns :data:`METADATA_COLUMNS`, :data:`EXTRA_COLUMNS` and

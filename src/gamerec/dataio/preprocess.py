@@ -43,7 +43,7 @@ from gamerec.dataio.interactions import (
     load_steam_200k,
 )
 from gamerec.dataio.kinds import KINDS_WITH_BASE, RECOMMENDABLE_KINDS, Kind, classify_why
-from gamerec.dataio.steamstore import load_store, store_report
+from gamerec.dataio.store_records import load_store, store_report
 from gamerec.errors import DataError
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Rebuild the bundled catalog, src/gamerec/dataio/data/catalog-2025-01-01.parquet.
 
-    python scripts/build_catalog.py /path/to/shared/data [--min-owners 20000]
+    python scripts/build_catalog.py /path/to/shared/data [--min-owners 20000] \
+        [--store /path/to/shared/data/steam-store] [--store gamerec-data/raw/store]
 
 Reads the SteamSpy 2025-01-01 ``all`` crawl (pages overlap: deduplicated by appid), SteamSpy
 appdetails (tags as a Python dict string), Kaggle Steam Store Games ``steam.csv`` and the UCSD
@@ -9,6 +10,11 @@ UCSD; genres and tags united). Keeps every app with SteamSpy ``owners_low >= --m
 every app a steam-200k title links to by normalised title (through any source's name), so the
 play log's games keep their metadata. Each row gets its kind (gamerec.dataio.kinds) and, for DLC,
 the appid of its base game. Prints what it kept, the kind counts with examples, and the size.
+
+``--store`` (repeatable) adds Steam store ``appdetails`` records of the kept apps: a ``raw/store``
+folder of ``gamerec fetch store`` or files of records keyed by appid (the steam-store shards).
+As in ``gamerec preprocess`` (gamerec.dataio.catalog.merge_metadata), the store's word wins for
+the kind, the base game and the release date, and fills the gaps of the other fields.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ from gamerec.dataio.catalog import (
 )
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.kinds import (
+    KINDS_WITH_BASE,
     Kind,
     base_key,
     classify,
     find_base_appid,
     kind_from_name,
 )
+from gamerec.dataio.store_records import load_store, store_report
 
 OUT = Path(__file__).resolve().parents[1] / "src/gamerec/dataio/data/catalog-2025-01-01.parquet"
 MAX_TAGS = 20
@@ -114,17 +122,20 @@ def release_year(date: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def main(shared: Path, min_owners: int) -> None:
+def main(shared: Path, min_owners: int, store_paths: list[Path]) -> None:
     spy = steamspy_frame(shared)
-    store = load_steam_csv(shared / "steam-store-games/steam.csv.gz")
+    steam_csv = load_steam_csv(shared / "steam-store-games/steam.csv.gz")
     ucsd = load_ucsd(shared / "ucsd/steam_games.json.gz")
     ucsd = ucsd[ucsd["appid"].notna()]
     specs, ucsd_titles = ucsd_extras(shared / "ucsd/steam_games.json.gz")
-    print(f"steam.csv: {len(store):,} apps; UCSD: {len(ucsd):,} apps with an appid")
+    print(f"steam.csv: {len(steam_csv):,} apps; UCSD: {len(ucsd):,} apps with an appid")
+    stores = [load_store(path) for path in store_paths]
+    for path, frame in zip(store_paths, stores, strict=True):
+        print(f"store {path}: {store_report(frame)}")
 
     # every name any source gives an appid: the keys steam-200k's titles are matched on
     names: list[tuple[int, str]] = []
-    for frame in (spy, store, ucsd):
+    for frame in (spy, steam_csv, ucsd):
         names += [
             (int(a), n)
             for a, n in zip(frame["appid"], frame["name"], strict=True)
@@ -132,7 +143,7 @@ def main(shared: Path, min_owners: int) -> None:
         ]
     names += ucsd_titles
     reviews: dict[int, int] = {}
-    for frame in (ucsd, store, spy):  # later sources overwrite: SteamSpy's 2025 counts win
+    for frame in (ucsd, steam_csv, spy):  # later sources overwrite: SteamSpy's 2025 counts win
         counts = frame["positive"].fillna(0).astype("int64") + frame["negative"].fillna(0).astype(
             "int64"
         )
@@ -158,9 +169,8 @@ def main(shared: Path, min_owners: int) -> None:
         f"kept: {len(popular):,} apps with {min_owners:,}+ owners, "
         f"{len(keep - popular):,} more linked from steam-200k"
     )
-    merged = merge_metadata([f[f["appid"].isin(keep)] for f in (spy, store, ucsd)]).reset_index(
-        drop=True
-    )
+    sources = [f[f["appid"].isin(keep)] for f in (spy, steam_csv, ucsd, *stores)]
+    merged = merge_metadata(sources).reset_index(drop=True)
     merged = merged[merged["appid"].notna()].sort_values("appid").reset_index(drop=True)
     unnamed = merged["name"].isna()
     dropped = [int(a) for a in merged["appid"][unnamed]]
@@ -178,34 +188,64 @@ def main(shared: Path, min_owners: int) -> None:
             aliases[appid].append(title)
     merged["aliases"] = [aliases.get(int(a), []) for a in merged["appid"]]
 
+    by_store = (merged["kind_from"] == "store").to_numpy()
     merged["kind"] = [
-        classify(
+        kind
+        if from_store
+        else classify(
             name, appid=int(appid), genres=genres, tags=tags, specs=specs.get(int(appid), [])
         ).value
-        for appid, name, genres, tags in zip(
-            merged["appid"], merged["name"], merged["genres"], merged["tags"], strict=True
+        for appid, name, genres, tags, kind, from_store in zip(
+            merged["appid"],
+            merged["name"],
+            merged["genres"],
+            merged["tags"],
+            merged["kind"],
+            by_store,
+            strict=True,
         )
     ]
-    bases = base_index(spy, store, ucsd, specs, reviews)
+    bases = base_index(spy, steam_csv, ucsd, specs, reviews)
+    with_base = {kind.value for kind in KINDS_WITH_BASE}
     merged["base_appid"] = [
-        find_base_appid(name, bases, appid=int(appid)) if kind == Kind.DLC else None
-        for appid, name, kind in zip(merged["appid"], merged["name"], merged["kind"], strict=True)
+        # the store's fullgame where it names one, else the name's base game of a DLC
+        None
+        if kind not in with_base
+        else int(base)
+        if from_store and pd.notna(base)
+        else find_base_appid(name, bases, appid=int(appid))
+        if kind == Kind.DLC
+        else None
+        for appid, name, kind, base, from_store in zip(
+            merged["appid"],
+            merged["name"],
+            merged["kind"],
+            merged["base_appid"],
+            by_store,
+            strict=True,
+        )
     ]
-    merged["release_year"] = merged["release_date"].map(release_year)
+    dated_by_store = (merged["year_from"] == "store").to_numpy()
+    merged["release_year"] = [
+        int(year) if from_store else release_year(date)
+        for year, date, from_store in zip(
+            merged["release_year"], merged["release_date"], dated_by_store, strict=True
+        )
+    ]
     write(merged, OUT)
     report(merged, popular, links, specs)
 
 
 def base_index(
     spy: pd.DataFrame,
-    store: pd.DataFrame,
+    steam_csv: pd.DataFrame,
     ucsd: pd.DataFrame,
     specs: dict[int, list[str]],
     reviews: dict[int, int],
 ) -> dict[tuple[str, ...], int]:
     """Word keys of every game's name (any source, not typed DLC) -> appid, most reviewed first."""
     games: list[tuple[int, str]] = []  # every source's name: renamed games keep old keys
-    for frame in (spy, store, ucsd):
+    for frame in (spy, steam_csv, ucsd):
         for appid, name in zip(frame["appid"].astype(int), frame["name"], strict=True):
             typed_dlc = "Downloadable Content" in specs.get(appid, [])
             if isinstance(name, str) and not typed_dlc and kind_from_name(name) is None:
@@ -247,18 +287,26 @@ def report(
         f"with aliases {(frame['aliases'].map(len) > 0).sum():,}"
     )
     by_name = frame["name"].map(kind_from_name)
+    by_store = frame["kind_from"] == "store"
     for kind in Kind:
         rows = frame[frame["kind"] == kind.value]
         if rows.empty or kind is Kind.GAME:
             continue
-        named = by_name[rows.index].notna().sum()
+        stored = by_store[rows.index].sum()
+        named = (by_name[rows.index].notna() & ~by_store[rows.index]).sum()
         print(
-            f"  {kind.value}: {len(rows):,} rows ({named:,} by name, {len(rows) - named:,} by "
-            f"type; {rows['appid'].isin(popular).sum():,} among the popular) "
-            f"e.g. {list(rows['name'].head(6))}"
+            f"  {kind.value}: {len(rows):,} rows ({stored:,} by the store, {named:,} by name, "
+            f"{len(rows) - stored - named:,} by type; {rows['appid'].isin(popular).sum():,} "
+            f"among the popular) e.g. {list(rows['name'].head(6))}"
         )
     dlc = frame[frame["kind"] == Kind.DLC.value]
     print(f"  dlc with base_appid: {dlc['base_appid'].notna().sum():,} of {len(dlc):,}")
+    games = frame[frame["kind"] == Kind.GAME.value]
+    print(
+        f"  the store decided the kind of {by_store.sum():,} rows and the release year of "
+        f"{(frame['year_from'] == 'store').sum():,}; games without a release year: "
+        f"{games['release_year'].isna().sum():,} of {len(games):,}"
+    )
     print(f"  UCSD specs known for {sum(a in specs for a in frame['appid']):,} rows")
 
 
@@ -266,5 +314,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shared", type=Path, help="the shared data folder")
     parser.add_argument("--min-owners", type=int, default=20_000)
+    parser.add_argument(
+        "--store",
+        type=Path,
+        action="append",
+        default=[],
+        help="Steam store appdetails: a raw/store folder or record files (repeatable)",
+    )
     arguments = parser.parse_args()
-    main(arguments.shared, arguments.min_owners)
+    main(arguments.shared, arguments.min_owners, arguments.store)

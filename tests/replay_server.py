@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 that replays recorded SteamSpy and Steam Web API answers.
+"""A real HTTP server on 127.0.0.1 that replays recorded SteamSpy, Steam Web API and Steam store
+answers.
 
 It records every request (arrival time, path, query, headers) so tests can check politeness
 from the server's side, and injects faults on demand: an HTTP status (429 with Retry-After,
@@ -15,6 +16,11 @@ The recorded data (tests/fixtures, copied from real crawls):
   appdetails answers of the same shape (ints, price strings, a tag->votes object or ``[]``).
 - ``steam-webapi/GetOwnedGames_*.json``: two real GetOwnedGames answers, from which
   :func:`synthetic_libraries` derives several players' libraries.
+- ``steam-store/appdetails-shard-*.json.gz``: 572 real store ``appdetails`` records without
+  their envelope; ``/api/appdetails?appids=N`` answers ``{"N": {"success": true, "data": ...}}``
+  for those and ``{"N": {"success": false}}`` for any other app, as the store does. With
+  ``store_live_form`` the genres and categories are sent as the live API sends them,
+  ``{"id", "description"}`` objects (the recorded records keep only the ids).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import gzip
 import io
 import json
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 STEAMSPY_PAGES = FIXTURES / "steamspy" / "all-2025-01-01"
 STEAMSPY_DETAILS = FIXTURES / "steamspy" / "appdetails"
 STEAM_WEBAPI = FIXTURES / "steam-webapi"
+STEAM_STORE = FIXTURES / "steam-store"
 
 #: the first SteamID64 of the synthetic players (Steam's documented example id)
 FIRST_STEAMID = 76561197960287930
@@ -117,6 +125,63 @@ def blank_appdetails(appid: int) -> bytes:
     return json.dumps(record).encode()
 
 
+@functools.cache
+def recorded_store_text() -> dict[int, str]:
+    """Appid -> the JSON text of its recorded store record, as the shard holds it."""
+    records: dict[int, str] = {}
+    for path in sorted(STEAM_STORE.glob("appdetails-shard-*.json.gz")):
+        for key, record in json.loads(gzip.decompress(path.read_bytes())).items():
+            records[int(key)] = json.dumps(record)
+    return records
+
+
+def recorded_store() -> dict[int, dict[str, Any]]:
+    """Appid -> its recorded store record (a fresh copy)."""
+    return {appid: json.loads(text) for appid, text in recorded_store_text().items()}
+
+
+#: the store's category names for the ids the recorded records use most (the live API sends
+#: ``{"id": 2, "description": "Single-player"}``); others are named "Category N"
+_CATEGORY_NAMES = {
+    1: "Multi-player",
+    2: "Single-player",
+    9: "Co-op",
+    18: "Partial Controller Support",
+    22: "Steam Achievements",
+    23: "Steam Cloud",
+    28: "Full Controller Support",
+    29: "Steam Trading Cards",
+    30: "Steam Workshop",
+    49: "PvP",
+}
+
+
+def live_form(record: dict[str, Any]) -> dict[str, Any]:
+    """A recorded record with genres and categories as the live API sends them: genre ids as
+    text (``{"id": "1", "description": "Action"}``), category ids as numbers."""
+    from gamerec.dataio.store_records import STORE_GENRES
+
+    live = dict(record)
+    if isinstance(record.get("genres"), list):
+        live["genres"] = [
+            {"id": str(number), "description": STORE_GENRES[number]} for number in record["genres"]
+        ]
+    if isinstance(record.get("categories"), list):
+        live["categories"] = [
+            {"id": number, "description": _CATEGORY_NAMES.get(number, f"Category {number}")}
+            for number in record["categories"]
+        ]
+    return live
+
+
+def store_answer(appid: int, record: dict[str, Any] | None) -> bytes:
+    """The store's answer for one app: the record in its envelope, or "success": false."""
+    entry: dict[str, Any] = (
+        {"success": False} if record is None else {"success": True, "data": record}
+    )
+    return json.dumps({str(appid): entry}, separators=(",", ":")).encode()
+
+
 def synthetic_libraries(players: int = 8, seed: int = 0) -> dict[str, bytes]:
     """SteamID64 -> a GetOwnedGames body: seeded samples of the two recorded libraries.
 
@@ -187,8 +252,21 @@ class Recorded:
     fault: FaultKind | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client may drop a kept-alive connection at any time: after an error status whose
+        # body it did not read, the close is a reset. That is no server fault to print (it would
+        # land in whatever stderr a test captures at that moment)
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ReplayServer:
-    """Serves ``/api.php`` (SteamSpy) and ``/IPlayerService/GetOwnedGames/v1/`` (Steam)."""
+    """Serves ``/api.php`` (SteamSpy), ``/IPlayerService/GetOwnedGames/v1/`` (Steam) and
+    ``/api/appdetails`` (the Steam store)."""
 
     def __init__(
         self,
@@ -198,19 +276,24 @@ class ReplayServer:
         libraries: dict[str, bytes] | None = None,
         api_key: str = "",
         unknown_appids: set[int] | None = None,
+        store: dict[int, dict[str, Any]] | None = None,
+        store_missing: set[int] | None = None,
+        store_live_form: bool = False,
     ) -> None:
         self.pages = recorded_pages() if pages is None else pages
         self.appdetails = recorded_appdetails() if appdetails is None else appdetails
         self.libraries = libraries or {}
         self.api_key = api_key
         self.unknown_appids = unknown_appids or set()
+        self.store = recorded_store() if store is None else store
+        self.store_missing = store_missing or set()  # recorded apps answered "success": false
+        self.store_live_form = store_live_form
         self.hanging = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._rules: list[_Rule] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         # a short poll interval: shutdown() waits up to one interval for the loop to notice
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -228,6 +311,17 @@ class ReplayServer:
     @property
     def steam_url(self) -> str:
         return self.base
+
+    @property
+    def store_url(self) -> str:
+        return f"{self.base}/api/appdetails"
+
+    def store_body(self, appid: int) -> bytes:
+        """What the store answers for ``appid`` (without a fault)."""
+        record = self.store.get(appid) if appid not in self.store_missing else None
+        if record is not None and self.store_live_form:
+            record = live_form(record)
+        return store_answer(appid, record)
 
     def __enter__(self) -> ReplayServer:
         self._thread.start()
@@ -281,6 +375,11 @@ class ReplayServer:
                 found = self.by_genre_or_tag(request, params.get(request, ""))
                 return 200, json.dumps(found).encode(), "application/json"
             return 400, b'{"error": "unknown request"}', "application/json"
+        if recorded.path == "/api/appdetails":
+            text = params.get("appids", "")
+            if not (text.isascii() and text.isdigit()):
+                return 200, b"null", "application/json"  # the store's answer to a bad request
+            return 200, self.store_body(int(text)), "application/json"
         if recorded.path.rstrip("/") == "/IPlayerService/GetOwnedGames/v1":
             key = recorded.headers.get("x-webapi-key") or params.get("key")
             if not self.api_key or key != self.api_key:
@@ -411,6 +510,7 @@ FAST_FETCH: dict[str, float | int] = {
     "all_interval_s": 0.0,
     "request_interval_s": 0.0,
     "steam_interval_s": 0.0,
+    "store_interval_s": 0.0,
     "timeout_s": 2.0,
     "max_retries": 3,
     "backoff_base_s": 0.005,
@@ -426,6 +526,7 @@ def fetch_overrides(
         "data_dir": data_dir,
         "fetch.steamspy_url": server.steamspy_url,
         "fetch.steam_api_url": server.steam_url,
+        "fetch.store_url": server.store_url,
     }
     overrides.update({f"fetch.{name}": value for name, value in {**FAST_FETCH, **fetch}.items()})
     return overrides
@@ -436,6 +537,7 @@ def fetch_env(server: ReplayServer, **fetch: float | int | str) -> dict[str, str
     values = {
         "steamspy_url": server.steamspy_url,
         "steam_api_url": server.steam_url,
+        "store_url": server.store_url,
         **FAST_FETCH,
         **fetch,
     }

@@ -18,7 +18,7 @@ from gamerec.dataio.catalog import (
     load_catalog_table,
 )
 from gamerec.dataio.datasets import data_file
-from gamerec.dataio.kinds import KINDS
+from gamerec.dataio.kinds import KINDS, KINDS_WITH_BASE
 from gamerec.dataio.preprocess import Source, load_sources
 from gamerec.errors import DataError
 from gamerec.settings import InputSpec
@@ -139,6 +139,16 @@ def test_bad_values_name_the_file_and_row(
     assert "scripts/build_catalog.py" in str(caught.value)
 
 
+def test_a_demo_or_soundtrack_may_name_its_base_game(tmp_path: Path) -> None:
+    rows = [dict(r) for r in ROWS]
+    rows[2].update(kind="demo", base_appid=550)  # the store's fullgame of a demo
+    frame = load_catalog_table(write(tmp_path / "demo.parquet", rows)).set_index("appid")
+    assert frame.loc[222860, "base_appid"] == 550
+    rows[2].update(kind="game")
+    with pytest.raises(DataError, match="only on a dlc, demo or soundtrack row"):
+        load_catalog_table(write(tmp_path / "game.parquet", rows))
+
+
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1.5])
 def test_non_finite_or_fractional_numbers_are_refused(tmp_path: Path, bad: float) -> None:
     schema = SCHEMA.set(SCHEMA.get_field_index("positive"), pa.field("positive", pa.float64()))
@@ -207,7 +217,28 @@ def test_bundled_catalog_holds_the_popular_2025_games_with_tags() -> None:
     assert frame.loc[431960, "kind"] == "tool"
     assert frame.loc[222860, "kind"] == "server"  # Left 4 Dead 2 Dedicated Server
     assert frame.loc[22440, "base_appid"] == 22300  # Fallout 3 - Point Lookout -> Fallout 3
-    assert (frame["base_appid"].notna() <= (frame["kind"] == "dlc")).all()
+    with_base = frame["kind"].isin([str(kind) for kind in KINDS_WITH_BASE])
+    assert (frame["base_appid"].notna() <= with_base).all()
+
+
+def test_bundled_catalog_takes_release_dates_and_kinds_from_the_store_records() -> None:
+    """Built with ``--store`` over the three store shards: the store's date where no 2019-era
+    source had one, and its word over the older ones."""
+    frame = load_catalog_table(BUNDLED).set_index("appid")
+    for appid, name, released in [
+        (1086940, "Baldur's Gate 3", "2023-08-03"),
+        (1245620, "ELDEN RING", "2022-02-24"),
+        (292000, "No More Room in Hell 2", "2024-10-22"),
+        (293480, "FRONTIERS", "2020-01-01"),  # steam.csv said 2014-12-15 (early access)
+    ]:
+        assert frame.loc[appid, "name"] == name
+        assert frame.loc[appid, "release_date"] == released
+        assert frame.loc[appid, "release_year"] == int(released[:4])
+    assert frame.loc[1087320, "kind"] == "tool"  # the store's "game" of the Education genre
+    assert frame.loc[292030, "release_year"] == 2015  # The Witcher 3: both sources agree
+    games = frame[frame["kind"] == "game"]
+    assert len(games) == 24_282
+    assert games["release_year"].isna().sum() == 12_134
 
 
 def test_bundled_catalog_knows_a_real_2025_library() -> None:

@@ -9,12 +9,19 @@ from hypothesis import strategies as st
 
 from gamerec.dataio.kinds import (
     KINDS,
+    KINDS_WITH_BASE,
     RECOMMENDABLE_KINDS,
+    RULE_DEFAULT,
+    RULE_NAME,
+    RULE_NO_APPID,
+    RULE_TYPES,
     Kind,
     base_key,
     classify,
+    classify_why,
     find_base_appid,
     kind_from_name,
+    kind_from_store,
     kind_from_types,
 )
 
@@ -197,6 +204,51 @@ def test_the_name_beats_the_source_type() -> None:
     assert ost is Kind.SOUNDTRACK
     benchmark = classify("3DMark Cloud Gate benchmark", appid=406960, genres=["Utilities"])
     assert benchmark is Kind.BENCHMARK
+
+
+def test_classify_why_names_the_rule_that_decided() -> None:
+    assert classify_why("Left 4 Dead 2 Dedicated Server", appid=222860) == (Kind.SERVER, RULE_NAME)
+    assert classify_why("Blender", appid=365670, genres=["Animation & Modeling"]) == (
+        Kind.TOOL,
+        RULE_TYPES,
+    )
+    assert classify_why("Dota 2", appid=570, genres=["Action"]) == (Kind.GAME, RULE_DEFAULT)
+    assert classify_why("Dota 2", appid=None) == (Kind.TITLE_ONLY, RULE_NO_APPID)
+
+
+@pytest.mark.parametrize(
+    ("store_type", "name", "genres", "kind"),
+    [  # real records of the store fixtures (tests/fixtures/steam-store)
+        ("game", "Baldur's Gate 3", ["Adventure", "RPG", "Strategy"], Kind.GAME),
+        ("dlc", "Mutant Year Zero: Seed of Evil", ["Strategy", "RPG"], Kind.DLC),
+        ("demo", "SYNCED Demo", [], Kind.DEMO),
+        ("demo", "Christmas Tina Trial version", [], Kind.DEMO),  # no name rule says so
+        ("music", "Divinity: Original Sin 2 - Official Soundtrack", [], Kind.SOUNDTRACK),
+        # the store's word beats the name rules ...
+        ("game", "Operation Empty Quiver Demo", ["Action"], Kind.GAME),
+        ("dlc", "DLC Quest", ["Casual"], Kind.DLC),
+        # ... where its type says less than they do: a soundtrack published as a DLC,
+        ("dlc", "Tricky Fox - Soundtrack", ["Casual"], Kind.SOUNDTRACK),
+        # software and servers the store lists as games
+        ("game", "Game Character Hub", ["Design & Illustration", "Utilities"], Kind.TOOL),
+        ("game", "KARA Accounting", ["Accounting", "Utilities"], Kind.TOOL),
+        ("game", "Left 4 Dead 2 Dedicated Server", [], Kind.SERVER),
+        ("game", "Secret Neighbor Beta", ["Action"], Kind.BETA),
+        ("GAME ", "Brawlhalla", ["Action", "Free to Play"], Kind.GAME),
+        ("video", "Indie Game: The Movie", [], Kind.VIDEO),
+        ("episode", "Some Show - Episode 1", [], Kind.VIDEO),
+        ("mod", "Some Standalone Mod", ["Action"], Kind.GAME),
+        ("hardware", "Valve Index Headset", [], None),
+        ("advertising", "A Franchise Page", [], None),
+    ],
+)
+def test_kind_from_store(store_type: str, name: str, genres: list[str], kind: Kind | None) -> None:
+    assert kind_from_store(store_type, name, genres) is kind
+
+
+def test_kinds_with_a_base_game_are_those_the_store_names_one_for() -> None:
+    assert frozenset({Kind.DLC, Kind.DEMO, Kind.SOUNDTRACK}) == KINDS_WITH_BASE
+    assert not KINDS_WITH_BASE & RECOMMENDABLE_KINDS
 
 
 BASES = {

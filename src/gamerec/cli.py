@@ -62,7 +62,8 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 fetch_app = typer.Typer(
     cls=_GamerecGroup,
-    help="Download raw data politely and resumably: SteamSpy's catalog, Steam libraries."
+    help="Download raw data politely and resumably: SteamSpy's catalog, the Steam store's "
+    "app details, Steam libraries."
     "\n\nExample: gamerec fetch steamspy --pages 2 --details 100",
     no_args_is_help=True,
 )
@@ -234,6 +235,38 @@ def fetch_steamspy(
         summary = pipeline.fetch_steamspy(settings, progress=progress)
     render.result(summary, json_output, render.fetch_steamspy_summary)
     _fail_if_any({**summary["pages"]["failed"], **summary["appdetails"]["failed"]}, "requests")
+
+
+@fetch_app.command("store")
+def fetch_store(
+    ctx: typer.Context,
+    details: Annotated[
+        int | None,
+        typer.Option(help="Fetch the N most-owned games of the catalog (default 1000)."),
+    ] = None,
+    appids: Annotated[
+        list[str] | None,
+        typer.Option(help="Fetch these apps instead: 1086940,1245620 (repeatable)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Fetch the Steam store's appdetails (kind, base game, release date) into raw/store.
+
+    Asks for the most-owned games of the catalog first: processed/ once preprocess ran, else
+    raw/steamspy pages, else the bundled catalog. One request every fetch.store_interval_s
+    (1.5 s: the store allows about 200 in 5 minutes); a re-run skips what is saved.
+
+    Example: gamerec fetch store --details 200
+
+    Then add [[preprocess.inputs]] kind = "store", path = "gamerec-data/raw/store".
+    """
+    from gamerec import pipeline
+
+    settings = _options(ctx).settings("fetch", store_details=details)
+    with render.ProgressBars() as progress:
+        summary = pipeline.fetch_store(settings, appids=appids, progress=progress)
+    render.result(summary, json_output, render.fetch_store_summary)
+    _fail_if_any(summary["failed"], "requests")
 
 
 @fetch_app.command("owned")

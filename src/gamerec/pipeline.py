@@ -56,6 +56,7 @@ __all__ = [
     "evaluate",
     "fetch_owned",
     "fetch_steamspy",
+    "fetch_store",
     "load_recommender",
     "preprocess",
     "recommend",
@@ -279,6 +280,60 @@ def fetch_steamspy(
         "appdetails": details_summary,
         "output": str(root),
     }
+
+
+def _store_candidates(settings: Settings, details: int) -> tuple[list[int], str]:
+    """The ``details`` most-owned appids of the workspace's catalog, and where they came from:
+    ``processed/items.parquet`` once preprocess ran (the catalog recommended from), else the
+    SteamSpy pages in ``raw/steamspy/all``, else the bundled catalog."""
+    from gamerec.dataio.steamspy import page_records, top_appids_by_owners
+    from gamerec.dataio.steamstore import most_owned_appids
+
+    paths = workspace(settings)
+    if has_manifest(paths.processed):
+        items = read_processed(paths.processed, tables=("items",)).items
+        return most_owned_appids(items, details), str(paths.processed / ITEMS_FILE)
+    records = page_records(paths.steamspy / "all")
+    if records:
+        return top_appids_by_owners(records, details), str(paths.steamspy / "all")
+    from gamerec.dataio.catalog import load_catalog_table
+    from gamerec.dataio.datasets import BUNDLED_CATALOG, data_file
+
+    return most_owned_appids(load_catalog_table(data_file(BUNDLED_CATALOG)), details), (
+        f"the bundled catalog ({BUNDLED_CATALOG})"
+    )
+
+
+def fetch_store(
+    settings: Settings,
+    details: int | None = None,
+    appids: list[str] | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Fetch the Steam store's ``appdetails`` (kind, base game, release date) into ``raw/store``.
+
+    ``appids`` (texts such as ``"1086940,1245620"``) name the apps; without them, the ``details``
+    (default ``fetch.store_details``) most-owned games of the workspace's catalog (see
+    :func:`_store_candidates`). Apps the store does not show are remembered and not asked again;
+    resumes where an earlier run stopped. Returns what was fetched, skipped and failed.
+    """
+    from gamerec.dataio.crawl import crawl_items
+    from gamerec.dataio.steamstore import SavedStoreAnswers, StoreClient, parse_appids
+
+    options = settings.fetch
+    if appids:
+        wanted, source = parse_appids(appids), "--appids"
+    else:
+        count = options.store_details if details is None else details
+        wanted, source = _store_candidates(settings, count)
+    target = workspace(settings).store
+    with StoreClient(
+        options.store_url, interval_s=options.store_interval_s, **_retry_options(settings)
+    ) as client:
+        crawled = crawl_items(
+            wanted, SavedStoreAnswers(target), client.appdetails, client.http, progress
+        )
+    return {"appids_from": source, **crawled.counts("not_found"), "output": str(target)}
 
 
 def fetch_owned(

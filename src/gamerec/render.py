@@ -33,6 +33,7 @@ __all__ = [
     "failures",
     "fetch_owned_summary",
     "fetch_steamspy_summary",
+    "fetch_store_summary",
     "index_summary",
     "interrupted",
     "preprocess_summary",
@@ -132,6 +133,7 @@ def preprocess_summary(summary: dict[str, Any]) -> None:
                 table.add_row(
                     _text(f"  left out: {label}"), _text(f"{catalog[reason]:,} ({examples})")
                 )
+        _sources_rows(table, catalog)
     else:
         table.add_row("games", f"{summary['items']:,}")
     table.add_row("interactions", f"{summary['interactions']:,}")
@@ -150,6 +152,48 @@ def preprocess_summary(summary: dict[str, Any]) -> None:
     console.print(table)
     for title, rows in summary["histograms"].items():
         console.print(_bar_chart(title, rows))
+
+
+def _sources_rows(table: Table, catalog: dict[str, Any]) -> None:
+    """Which source decided the kinds and release years, and what the store inputs held."""
+    if "kind_from" in catalog:
+        shown = " · ".join(f"{source} {count:,}" for source, count in catalog["kind_from"].items())
+        table.add_row("kind decided by", _text(shown))
+    years = catalog.get("year_from")
+    if years:
+        shown = " · ".join(f"{source} {count:,}" for source, count in years.items())
+        table.add_row("release year from", _text(shown))
+        if catalog["recommendable_without_year"]:
+            table.add_row(
+                "  recommendable, no year",
+                _text(
+                    f"{catalog['recommendable_without_year']:,} (`gamerec fetch store` and a "
+                    "store input give them the store's date)"
+                ),
+            )
+    store = catalog.get("store")
+    if store:
+        table.add_row(
+            "store records",
+            f"{store['records']:,} used, {store['not_in_store']:,} apps not in the store",
+        )
+        if store["left_out"]:
+            examples = "; ".join(store["left_out_examples"])
+            table.add_row(
+                "  left out: store records gamerec cannot read",
+                _text(f"{store['left_out']:,} ({examples}); fix or delete them"),
+            )
+        if store["types_not_mapped"]:
+            types = ", ".join(
+                f"{name} {count:,}" for name, count in store["types_not_mapped"].items()
+            )
+            table.add_row("  store types left to the name rules", _text(types))
+        if store["genre_ids_unknown"]:
+            examples = "; ".join(store["genre_ids_unknown_examples"])
+            table.add_row(
+                "  records with genre ids gamerec does not know",
+                _text(f"{store['genre_ids_unknown']:,} ({examples})"),
+            )
 
 
 def index_summary(summary: dict[str, Any]) -> None:
@@ -222,6 +266,18 @@ def fetch_steamspy_summary(summary: dict[str, Any]) -> None:
             f"{pages['apps']:,} apps on the saved pages; {reached}; written to {summary['output']}"
         )
     )
+
+
+def fetch_store_summary(summary: dict[str, Any]) -> None:
+    table = _facts("Fetched from the Steam store")
+    asked = f"{summary['requested']:,} (from {summary['appids_from']})"
+    table.add_row("apps asked for", _text(asked))
+    table.add_row("fetched", f"{summary['fetched']:,}")
+    table.add_row("skipped (saved before)", f"{summary['skipped']:,}")
+    table.add_row("not in the store (remembered)", f"{summary['not_found']:,}")
+    table.add_row("failed", f"{len(summary['failed']):,}")
+    table.add_row("written to", _text(summary["output"]))
+    stdout().print(table)
 
 
 def fetch_owned_summary(summary: dict[str, Any]) -> None:

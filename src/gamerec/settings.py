@@ -75,7 +75,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-InputKind = Literal["steam-200k", "steam-csv", "ucsd", "steamspy", "catalog", "owned", "csv"]
+InputKind = Literal[
+    "steam-200k", "steam-csv", "ucsd", "steamspy", "store", "catalog", "owned", "csv"
+]
 
 
 class InputSpec(_Section):
@@ -83,10 +85,11 @@ class InputSpec(_Section):
 
     kind: InputKind = Field(
         description="steam-200k | steam-csv (Steam Store Games) | ucsd (steam_games.json) | "
-        "steamspy (raw/steamspy folder) | catalog (a catalog .parquet table) | "
+        "steamspy (raw/steamspy folder) | store (raw/store folder or store record files) | "
+        "catalog (a catalog .parquet table) | "
         "owned (GetOwnedGames JSON file or folder) | csv (generic)"
     )
-    path: Path = Field(description="the file, or folder for steamspy/owned")
+    path: Path = Field(description="the file, or folder for steamspy/store/owned")
     user_column: str = Field(default="user", description="csv: the column holding user ids")
     item_column: str = Field(default="item", description="csv: the column holding appids or titles")
     value_column: str | None = Field(
@@ -140,6 +143,18 @@ class FetchSettings(_Section):
         1.0, description="seconds between other SteamSpy requests (documented)"
     )
     steam_interval_s: Wait = Field(1.0, description="seconds between Steam Web API requests")
+    store_url: str = Field(
+        default="https://store.steampowered.com/api/appdetails",
+        description="Steam store appdetails endpoint",
+    )
+    store_interval_s: Wait = Field(
+        # the store answers 429 past about 200 requests in 5 minutes: 1.5 s keeps exactly under
+        1.5,
+        description="seconds between Steam store requests (about 200 per 5 minutes allowed)",
+    )
+    store_details: int = Field(
+        default=1000, ge=0, description="store appdetails for this many top games by owners"
+    )
     timeout_s: Positive = Field(30.0, description="per-request timeout in seconds")
     max_retries: int = Field(
         default=5, ge=0, description="retries on timeouts, connection errors, 429 and 5xx"

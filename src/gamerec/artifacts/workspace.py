@@ -30,6 +30,11 @@ class Workspace:
         return self.raw / "steamspy"
 
     @property
+    def store(self) -> Path:
+        """``raw/store``: the Steam store's ``appdetails`` answers, ``APPID.json`` each."""
+        return self.raw / "store"
+
+    @property
     def steam(self) -> Path:
         """``raw/steam``: the Steam Web API's answers and the daily call count."""
         return self.raw / "steam"

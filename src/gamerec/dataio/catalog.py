@@ -34,12 +34,14 @@ __all__ = [
     "CATALOG_COLUMNS",
     "EXTRA_COLUMNS",
     "METADATA_COLUMNS",
+    "PROVENANCE_COLUMNS",
     "catalog_schema",
     "load_catalog_table",
     "load_steam_csv",
     "load_steamspy",
     "load_ucsd",
     "merge_metadata",
+    "metadata_frame",
     "parse_owners",
     "parse_steamspy_record",
 ]
@@ -139,12 +141,17 @@ def _split_list(value: Any, sep: str) -> list[str]:
     return []
 
 
-def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS)
-    for column in _INT_COLUMNS:
-        frame[column] = frame[column].astype("Int64")
-    for column in ["genres", "tags"]:
-        frame[column] = frame[column].map(lambda v: v if isinstance(v, list) else [])
+def metadata_frame(
+    records: Sequence[dict[str, Any]], columns: Sequence[str] = METADATA_COLUMNS
+) -> pd.DataFrame:
+    """Rows as a metadata frame of ``columns``: whole-number columns as Int64, lists as lists."""
+    frame = pd.DataFrame.from_records(list(records), columns=list(columns))
+    for column in [*_INT_COLUMNS, "release_year", "base_appid"]:
+        if column in frame.columns:
+            frame[column] = frame[column].astype("Int64")
+    for column in ["genres", "tags", "aliases"]:
+        if column in frame.columns:
+            frame[column] = frame[column].map(lambda v: v if isinstance(v, list) else [])
     return frame
 
 
@@ -233,7 +240,7 @@ def load_steamspy(path: str | Path) -> pd.DataFrame:
             **base,
             **{k: v for k, v in row.items() if v not in (None, [])},
         }
-    return _frame(list(records.values()))
+    return metadata_frame(list(records.values()))
 
 
 _STEAM_CSV_REQUIRED = ["appid", "name", "genres", "steamspy_tags", "owners", "price"]
@@ -264,7 +271,7 @@ def load_steam_csv(path: str | Path) -> pd.DataFrame:
             rows.append(_steam_csv_row(record))
         except ValueError as exc:
             raise DataError(f"row of appid {record['appid']!r}: {exc}", path, number + 2) from None
-    return _frame(rows).drop_duplicates("appid")
+    return metadata_frame(rows).drop_duplicates("appid")
 
 
 _STEAM_CSV_OPTIONAL = [
@@ -338,7 +345,7 @@ def load_ucsd(path: str | Path) -> pd.DataFrame:
                 continue
             seen.add(appid)
         records.append(row)
-    return _frame(records)
+    return metadata_frame(records)
 
 
 def _ucsd_row(record: dict[Any, Any]) -> dict[str, Any]:
@@ -368,17 +375,34 @@ def _union(lists: Sequence[list[str]]) -> list[str]:
 
 #: what a catalog table adds to :data:`METADATA_COLUMNS` (other sources leave them empty)
 EXTRA_COLUMNS = ["release_year", "kind", "base_appid", "aliases"]
+#: which source decided a merged row's kind and release year: "store" where the Steam store's
+#: record did, else empty (the preprocess summary counts them)
+PROVENANCE_COLUMNS = ["kind_from", "year_from"]
+STORE = "store"
 
 
 def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """One row per appid (plus rows without appid, kept for title matching).
 
     For scalar fields the first source that has a value wins; genres, tags and aliases are
-    united. Returns :data:`METADATA_COLUMNS` plus :data:`EXTRA_COLUMNS`.
+    united. A Steam store frame (:func:`gamerec.dataio.store_records.load_store`, known by its
+    ``store_type`` column) is applied last, whatever its place: its word wins for the kind, the
+    base game and the release date, and it fills the gaps of the other fields (see
+    :func:`_apply_store`). Returns :data:`METADATA_COLUMNS`, :data:`EXTRA_COLUMNS` and
+    :data:`PROVENANCE_COLUMNS`.
     """
+    store = [frame for frame in frames if "store_type" in frame.columns]
+    merged = _merge_sources([frame for frame in frames if "store_type" not in frame.columns])
+    merged = merged.assign(kind_from=None, year_from=None)
+    if store:
+        merged = _apply_store(merged, pd.concat(store, ignore_index=True))
+    return merged
+
+
+def _merge_sources(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     columns = [*METADATA_COLUMNS, *EXTRA_COLUMNS]
     if not frames:
-        return _frame([]).reindex(columns=columns)
+        return metadata_frame([], columns)
     stacked = pd.concat(
         [f.reindex(columns=columns).assign(_order=i) for i, f in enumerate(frames)],
         ignore_index=True,
@@ -403,6 +427,61 @@ def merge_metadata(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     for column in [*_INT_COLUMNS, "base_appid", "release_year"]:
         result[column] = result[column].astype("Int64")
     return result[columns]
+
+
+def _apply_store(merged: pd.DataFrame, store: pd.DataFrame) -> pd.DataFrame:
+    """The store's records over the merged sources, app by app (the first record of an appid).
+
+    The kind is the store's type read by :func:`gamerec.dataio.kinds.kind_from_store` on the
+    merged name and genres (a type gamerec does not map leaves the kind to the name rules); the
+    base game is the store's ``fullgame`` where it names one; the release date and year are the
+    store's where it gives a date ("Coming soon" leaves the other sources' date). Name, developer,
+    publisher and price fill gaps; genres are united. Apps only the store knows become rows.
+    """
+    from gamerec.dataio.kinds import kind_from_store
+
+    used = store[store["store_type"].notna() & store["appid"].notna()]
+    used = used.drop_duplicates("appid").set_index(used["appid"].astype("int64").rename(None))
+    known = merged["appid"].notna()
+    by_appid = merged[known].set_index(merged.loc[known, "appid"].astype("int64").rename(None))
+    only_store = used.loc[~used.index.isin(by_appid.index), list(METADATA_COLUMNS)]
+    by_appid = pd.concat([by_appid, only_store], sort=False).sort_index()
+    by_appid["aliases"] = by_appid["aliases"].map(lambda v: v if isinstance(v, list) else [])
+    # without a catalog table the kind column may hold only missing values (floats)
+    by_appid = by_appid.astype({"kind": object, "kind_from": object, "year_from": object})
+    rows = by_appid.index.isin(used.index)
+    target = by_appid[rows]
+    record = used.reindex(target.index)
+    for column in ["name", "developer", "publisher", "price_cents"]:
+        by_appid.loc[rows, column] = target[column].where(target[column].notna(), record[column])
+    pairs = zip(target["genres"], record["genres"], strict=True)
+    by_appid.loc[rows, "genres"] = pd.Series(
+        [_union([mine, theirs]) for mine, theirs in pairs],
+        index=target.index,
+        dtype=object,
+    )
+    dated = record["release_year"].notna()
+    dated_index = target.index[dated.to_numpy()]
+    by_appid.loc[dated_index, "release_date"] = record.loc[dated_index, "release_date"]
+    by_appid.loc[dated_index, "release_year"] = record.loc[dated_index, "release_year"]
+    by_appid.loc[dated_index, "year_from"] = STORE
+    based = record["base_appid"].notna()
+    based_index = target.index[based.to_numpy()]
+    by_appid.loc[based_index, "base_appid"] = record.loc[based_index, "base_appid"]
+    target = by_appid[rows]
+    kinds = [
+        kind_from_store(store_type, name, genres)
+        for store_type, name, genres in zip(
+            record["store_type"], target["name"], target["genres"], strict=True
+        )
+    ]
+    decided = target.index[[kind is not None for kind in kinds]]
+    by_appid.loc[decided, "kind"] = [str(kind) for kind in kinds if kind is not None]
+    by_appid.loc[decided, "kind_from"] = STORE
+    result = pd.concat([by_appid, merged[~known]], ignore_index=True, sort=False)
+    for column in [*_INT_COLUMNS, "base_appid", "release_year"]:
+        result[column] = result[column].astype("Int64")
+    return result[list(merged.columns)]
 
 
 CATALOG_COLUMNS = [*METADATA_COLUMNS, "release_year", "kind", "base_appid", "aliases"]
@@ -463,7 +542,8 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     """A bundled or rebuilt catalog table (``scripts/build_catalog.py``): one app per row.
 
     Returns :data:`METADATA_COLUMNS` plus ``release_year`` (Int16), ``kind`` (a
-    :class:`gamerec.dataio.kinds.Kind` value), ``base_appid`` (Int64, the base game of a DLC)
+    :class:`gamerec.dataio.kinds.Kind` value), ``base_appid`` (Int64, the base game of a DLC,
+    demo or soundtrack)
     and ``aliases`` (other names of the app, for title matching). Every value is checked; the
     first bad one is reported with its row and appid.
     """
@@ -471,7 +551,7 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from gamerec.dataio.kinds import KINDS
+    from gamerec.dataio.kinds import KINDS, KINDS_WITH_BASE
 
     path = Path(path)
     if not path.is_file():
@@ -544,10 +624,14 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
         )
     out["kind"] = kinds.astype(str)
     base = _catalog_int(path, frame, "base_appid")
-    bad_base = (base <= 0).fillna(False) | (base.notna() & (out["kind"] != "dlc"))
+    with_base = out["kind"].isin([str(kind) for kind in KINDS_WITH_BASE])
+    bad_base = (base <= 0).fillna(False) | (base.notna() & ~with_base)
     if bad_base.any():
         raise _catalog_rows_error(
-            path, frame, bad_base, "base_appid must be a positive appid, and only on a dlc row"
+            path,
+            frame,
+            bad_base,
+            "base_appid must be a positive appid, and only on a dlc, demo or soundtrack row",
         )
     out["base_appid"] = base
     out["aliases"] = lists["aliases"]

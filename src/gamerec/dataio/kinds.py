@@ -1,9 +1,24 @@
 """What an app is: a game, or something a player owns that is not a game to recommend.
 
+**The Steam store's word comes first.** Where the store's ``appdetails`` was fetched (``gamerec
+fetch store``, input kind ``store``), :func:`kind_from_store` decides from its ``type``:
+``dlc`` -> ``dlc``, ``demo`` -> ``demo``, ``music`` -> ``soundtrack``, ``video``/``series``/
+``episode`` -> ``video``, ``game``/``mod`` -> ``game``; the base game of a DLC, demo or soundtrack
+is the store's ``fullgame``. Two refinements keep what the rules below say more precisely than
+the store's types can: a ``dlc`` whose name says soundtrack ("Tricky Fox - Soundtrack", 7 of the
+205 DLC of the store fixtures) is a soundtrack (the store types newer ones ``music``), and a
+``game`` that the name rules call a beta, server, benchmark or tool, or whose genres make it a
+tool (rule 3 below: 9 of the 318 games of the store fixtures, "Game Character Hub", "KARA
+Accounting", "GameGuru MAX"), keeps that kind: the store lists betas, dedicated servers,
+benchmarks and software as games. A type gamerec does not map (``hardware``, ``advertising``)
+leaves the app to the rules below. In the bundled catalog the store decides 116 rows (the apps
+of the three store shards it holds, ``build_catalog.py --store``; 1 DLC, 2 tools). Without
+store data,
+
 :func:`classify` decides one :class:`Kind` per catalog row, in this order (the first rule that
 fires wins). Counts are measured on the bundled catalog (``catalog-2025-01-01.parquet``: the
 24,012 SteamSpy apps with 20,000+ owners plus 774 apps steam-200k's titles link to, less one
-app no source names: 24,785 rows, 24,283 of them games) by ``scripts/build_catalog.py``, which
+app no source names: 24,785 rows, 24,282 of them games) by ``scripts/build_catalog.py``, which
 prints them.
 
 1. **No appid** -> ``title-only``: a player cannot find or buy it (steam-200k titles that link
@@ -53,13 +68,13 @@ prints them.
 
    - UCSD ``specs`` "Game demo" -> ``demo`` (4 rows: "Saints Row: The Third Initiation
      Station"); "Downloadable Content" -> ``soundtrack`` when the tags hold "Soundtrack", else
-     ``dlc`` (214 rows: "Fallout 3 - Point Lookout", "DOOM 3 Resurrection of Evil"). UCSD types
+     ``dlc`` (213 rows: "Fallout 3 - Point Lookout", "DOOM 3 Resurrection of Evil"). UCSD types
      12,691 apps as DLC and none of them is in SteamSpy's 2025 ``all`` list (SteamSpy lists no
      DLC), nor in steam.csv.
    - genres (SteamSpy appdetails ``genre``, steam.csv ``genres``, UCSD ``genres``) holding a
      software genre (Utilities, Design & Illustration, Animation & Modeling, Video Production,
      Audio Production, Photo Editing, Web Publishing, Game Development, Software Training,
-     Accounting), or "Education" without a game genre -> ``tool`` (118 rows: "Wallpaper
+     Accounting), or "Education" without a game genre -> ``tool`` (117 rows: "Wallpaper
      Engine", "Blender", "RPG Maker MV"). Software genres on games are rare: 23 of the 214
      steam.csv apps with one also have a game genre, nearly all VR or music apps.
    - tags "Movie", "Documentary", "Feature Film" or "360 Video" with no game genre -> ``video``
@@ -86,13 +101,20 @@ from enum import StrEnum
 __all__ = [
     "GAME_GENRES",
     "KINDS",
+    "KINDS_WITH_BASE",
     "RECOMMENDABLE_KINDS",
+    "RULE_DEFAULT",
+    "RULE_NAME",
+    "RULE_NO_APPID",
+    "RULE_TYPES",
     "SOFTWARE_GENRES",
     "Kind",
     "base_key",
     "classify",
+    "classify_why",
     "find_base_appid",
     "kind_from_name",
+    "kind_from_store",
     "kind_from_types",
 ]
 
@@ -112,6 +134,9 @@ class Kind(StrEnum):
 
 KINDS: tuple[str, ...] = tuple(kind.value for kind in Kind)
 RECOMMENDABLE_KINDS: frozenset[Kind] = frozenset({Kind.GAME})
+#: the kinds that belong to a base game (the store's ``fullgame``); only a DLC's decides what
+#: may be recommended
+KINDS_WITH_BASE: frozenset[Kind] = frozenset({Kind.DLC, Kind.DEMO, Kind.SOUNDTRACK})
 
 GAME_GENRES = frozenset(
     {
@@ -233,9 +258,65 @@ def classify(
     specs: Iterable[str] = (),
 ) -> Kind:
     """One app's kind: title-only without an appid, else the name's, else the types', else game."""
+    return classify_why(name, appid=appid, genres=genres, tags=tags, specs=specs)[0]
+
+
+#: what decided a kind, as :func:`classify_why` says it (the preprocess summary counts them)
+RULE_NO_APPID, RULE_NAME, RULE_TYPES, RULE_DEFAULT = (
+    "no appid",
+    "name rules",
+    "genres and types",
+    "default",
+)
+
+
+def classify_why(
+    name: str | None,
+    *,
+    appid: int | None,
+    genres: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    specs: Iterable[str] = (),
+) -> tuple[Kind, str]:
+    """:func:`classify`'s kind and which rule decided it (``RULE_NAME``, ``RULE_TYPES``, ...)."""
     if appid is None:
-        return Kind.TITLE_ONLY
-    return kind_from_name(name) or kind_from_types(genres, tags, specs) or Kind.GAME
+        return Kind.TITLE_ONLY, RULE_NO_APPID
+    by_name = kind_from_name(name)
+    if by_name is not None:
+        return by_name, RULE_NAME
+    by_types = kind_from_types(genres, tags, specs)
+    if by_types is not None:
+        return by_types, RULE_TYPES
+    return Kind.GAME, RULE_DEFAULT
+
+
+_STORE_TYPES: dict[str, Kind] = {
+    "game": Kind.GAME,
+    "mod": Kind.GAME,  # a standalone game built on another game's engine, listed free
+    "dlc": Kind.DLC,
+    "demo": Kind.DEMO,
+    "music": Kind.SOUNDTRACK,
+    "video": Kind.VIDEO,
+    "series": Kind.VIDEO,
+    "episode": Kind.VIDEO,
+}
+#: what the store lists as a game but the name rules or the genres tell apart
+_GAME_REFINEMENTS = frozenset({Kind.BETA, Kind.SERVER, Kind.BENCHMARK, Kind.TOOL})
+
+
+def kind_from_store(store_type: str, name: str | None, genres: Iterable[str] = ()) -> Kind | None:
+    """The kind the Steam store's ``type`` states, with the two refinements of the module
+    docstring; None for a type gamerec does not map."""
+    kind = _STORE_TYPES.get(store_type.strip().lower())
+    if kind is Kind.DLC and kind_from_name(name) is Kind.SOUNDTRACK:
+        return Kind.SOUNDTRACK
+    if kind is Kind.GAME:
+        by_name = kind_from_name(name)
+        if by_name in _GAME_REFINEMENTS:
+            return by_name
+        if kind_from_types(genres=genres) is Kind.TOOL:
+            return Kind.TOOL
+    return kind
 
 
 _WORDS = re.compile(r"[0-9a-z]+")

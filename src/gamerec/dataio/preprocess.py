@@ -42,7 +42,8 @@ from gamerec.dataio.interactions import (
     load_owned_games,
     load_steam_200k,
 )
-from gamerec.dataio.kinds import RECOMMENDABLE_KINDS, Kind, classify
+from gamerec.dataio.kinds import KINDS_WITH_BASE, RECOMMENDABLE_KINDS, Kind, classify_why
+from gamerec.dataio.store_records import load_store, store_report
 from gamerec.errors import DataError
 
 __all__ = [
@@ -87,6 +88,8 @@ def load_sources(
             metadata.append(load_steamspy(source.path))
         elif source.kind == "catalog":
             metadata.append(load_catalog_table(source.path))
+        elif source.kind == "store":
+            metadata.append(load_store(source.path))
         else:
             raise DataError(f"unknown input kind {source.kind!r}", source.path)
     if not interactions:
@@ -126,32 +129,64 @@ def _release_year(date: Any) -> Any:
     return int(match.group(1)) if match else pd.NA
 
 
+#: what decided a kind or a year where no rule of :mod:`gamerec.dataio.kinds` did
+BY_STORE, BY_CATALOG, BY_OTHERS, BY_NOTHING = "store", "catalog table", "other sources", "none"
+
+
 def _describe_items(items: pd.DataFrame) -> pd.DataFrame:
-    """What each item is: its kind, whether it may be recommended, its release year."""
+    """What each item is: its kind, whether it may be recommended, its release year, and which
+    source decided the kind (``kind_from``) and the year (``year_from``)."""
     years = items["release_year"].astype("Int64")
     missing_year = years.isna()
     years[missing_year] = items.loc[missing_year, "release_date"].map(_release_year)
-    kinds = [
-        str(kind)
-        if isinstance(kind, str) and isinstance(appid, (int, np.integer))
-        else str(classify(name, appid=appid, genres=genres, tags=tags))
-        for kind, appid, name, genres, tags in zip(
-            items["kind"],
-            items["appid"].astype(object).where(items["appid"].notna(), None),
-            items["name"],
-            items["genres"],
-            items["tags"],
-            strict=True,
-        )
-    ]
+    from_store = items["year_from"].eq(BY_STORE).fillna(False).to_numpy(dtype=bool)
+    year_from = np.where(from_store, BY_STORE, np.where(years.notna(), BY_OTHERS, BY_NOTHING))
+    kinds: list[str] = []
+    kind_from: list[str] = []
+    for kind, decided_by, appid, name, genres, tags in zip(
+        items["kind"],
+        items["kind_from"],
+        items["appid"].astype(object).where(items["appid"].notna(), None),
+        items["name"],
+        items["genres"],
+        items["tags"],
+        strict=True,
+    ):
+        if isinstance(kind, str) and isinstance(appid, (int, np.integer)):
+            kinds.append(kind)
+            kind_from.append(BY_STORE if decided_by == BY_STORE else BY_CATALOG)
+        else:
+            rule_kind, rule = classify_why(name, appid=appid, genres=genres, tags=tags)
+            kinds.append(str(rule_kind))
+            kind_from.append(rule)
     base = items["base_appid"].astype("Int64")
-    is_dlc = np.array([kind == Kind.DLC for kind in kinds])
+    has_base = np.array([kind in KINDS_WITH_BASE for kind in kinds], dtype=bool)
     return items.assign(
         release_year=years.astype("Int16"),
         kind=kinds,
-        base_appid=base.where(is_dlc, pd.NA),
+        base_appid=base.where(has_base, pd.NA),
         recommendable=np.array([kind in RECOMMENDABLE_KINDS for kind in kinds], dtype=bool),
+        kind_from=kind_from,
+        year_from=year_from,
     )
+
+
+def _sources_report(items: pd.DataFrame, metadata: Sequence[pd.DataFrame]) -> dict[str, Any]:
+    """How many catalog items each source gave their kind and release year, how many games
+    that may be recommended have no year, and what the store inputs held."""
+    games = items["recommendable"].to_numpy(dtype=bool)
+    year_from = items["year_from"].to_numpy()
+    report: dict[str, Any] = {
+        "kind_from": {str(k): int(v) for k, v in items["kind_from"].value_counts().items()},
+        "year_from": {
+            source: int((year_from == source).sum()) for source in (BY_STORE, BY_OTHERS, BY_NOTHING)
+        },
+        "recommendable_without_year": int((year_from[games] == BY_NOTHING).sum()),
+    }
+    stores = [frame for frame in metadata if "store_type" in frame.columns]
+    if stores:
+        report["store"] = store_report(pd.concat(stores, ignore_index=True))
+    return report
 
 
 def _catalog_only(
@@ -379,7 +414,8 @@ def build_processed(
         "item_key",
         "title_key",
     ]
-    items = _describe_items(joined)[[*columns, "recommendable"]].reset_index(drop=True)
+    described = _describe_items(joined).reset_index(drop=True)
+    items = described[[*columns, "recommendable"]]
     for column in ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]:
         items[column] = items[column].astype("Int64")
 
@@ -434,6 +470,7 @@ def build_processed(
             for kind in kinds.index
             if kind != Kind.GAME
         },
+        **_sources_report(described, metadata),
     )
 
     n_users, n_items, n_rows = len(users), n_played, len(table)

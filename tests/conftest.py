@@ -83,6 +83,23 @@ def trained_workspace(bundled_workspace: Path, tmp_path_factory: pytest.TempPath
     return root
 
 
+@pytest.fixture(scope="session")
+def default_workspace(bundled_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled workspace with a model trained at the default settings and its index
+    (read-only): what `gamerec demo` leaves a new user with, for known-answer tests."""
+    import shutil
+
+    from gamerec import pipeline
+    from gamerec.settings import Settings
+
+    root = tmp_path_factory.mktemp("default") / "gamerec-data"
+    shutil.copytree(bundled_workspace / "processed", root / "processed")
+    settings = Settings.load(overrides={"data_dir": root})
+    pipeline.train(settings)
+    pipeline.build_index(settings)
+    return root
+
+
 # --- helpers shared by several test files (import them: `from conftest import free_port`) ---
 
 

@@ -143,7 +143,7 @@ def test_an_unknown_user_is_answered_like_a_new_one(recommender: Recommender) ->
 
 
 def test_an_unknown_genre_is_a_clear_error(recommender: Recommender) -> None:
-    with pytest.raises(NotFoundError, match=r"valid genres: .*RPG"):
+    with pytest.raises(NotFoundError, match=r"unknown genre or tag 'not-a-genre'; genres: .*RPG"):
         recommender.recommend(genres=["not-a-genre"])
 
 
@@ -237,7 +237,7 @@ def test_cli_json_equals_the_library_call(
 @pytest.mark.parametrize(
     ("args", "message", "code"),
     [
-        (["recommend", "--genres", "nope"], "valid genres", 1),
+        (["recommend", "--genres", "nope"], "unknown genre or tag 'nope'", 1),
         (["recommend", "--played", "620:1", "-k", "0"], "top-k must be a positive integer", 1),
         (["recommend", "--played", "6x0"], "--played expects appid:amount", 2),
         (["recommend", "--achievements", "620:1.5"], "whole numbers", 2),
@@ -457,3 +457,31 @@ def test_recommend_all_rows_are_the_answers_of_recommend(recommender: Recommende
         assert rows[user_id] == [a.item_idx for a in answer], user_id
         new_games += sum(not recommender.engine.trained[a.item_idx] for a in answer)
     assert new_games > 0  # the batch answers carry games nobody in the play data owns too
+
+
+def test_gamers_words_filter_by_the_tags_the_catalog_knows(recommender: Recommender) -> None:
+    """ "shooter", "fps" and "roguelike" are tags, not genres: they filter by the tag (matched
+    by letters alone, so "roguelike" finds "Rogue-like"), and the answer says which matched."""
+    for word, tag in (("shooter", "Shooter"), ("FPS", "FPS"), ("roguelike", "Rogue-like")):
+        answer = recommender.recommend(played={620: 600.0}, genres=[word], k=5)
+        assert answer, word
+        for game in answer:
+            assert tag in game.tags or tag in recommender.catalog.tags[game.item_idx], game.name
+            assert game.matched_genres == [tag]
+    both = recommender.recommend(played={620: 600.0}, genres=["rpg", "open world"], k=10)
+    for game in both:
+        assert "RPG" in game.genres or "Open World" in recommender.catalog.tags[game.item_idx]
+
+
+def test_released_since_keeps_only_games_of_those_years(recommender: Recommender) -> None:
+    answer = recommender.recommend(played={620: 600.0}, k=10, released_since=2016)
+    assert len(answer) == 10
+    assert all(game.release_year is not None and game.release_year >= 2016 for game in answer)
+    few = recommender.recommend(played={620: 600.0}, k=10, released_since=2099)
+    assert len(few) == 0
+    assert (
+        few.note is not None
+        and "only 0 of the 10 asked for were released in or after 2099" in few.note
+    )
+    with pytest.raises(InvalidRequestError, match="year"):
+        recommender.recommend(played={620: 600.0}, released_since=22)

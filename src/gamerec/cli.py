@@ -378,6 +378,12 @@ def recommend(
     include_dlc: Annotated[
         bool, typer.Option(help="Allow DLC of base games the player owns.")
     ] = False,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            "--since", min=1970, max=2100, help="Only games released in or after this year."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Recommend games for a known user, a list of played games, or a Steam library.
@@ -404,6 +410,7 @@ def recommend(
         k=top_k,
         exclude_owned=not include_owned,
         include_dlc=include_dlc,
+        released_since=since,
     )
     who = f"user {user}" if user else "you"
     render.result(

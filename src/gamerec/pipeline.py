@@ -571,6 +571,7 @@ def recommend(
     k: int | None = None,
     exclude_owned: bool = True,
     include_dlc: bool = False,
+    released_since: int | None = None,
 ) -> Recommendations:
     """Recommendations for a known user and/or a history (``played``, ``achievements``,
     ``history``, a GetOwnedGames ``library`` file).
@@ -590,6 +591,7 @@ def recommend(
         k=settings.recommend.top_k if k is None else k,
         exclude_owned=exclude_owned,
         include_dlc=include_dlc,
+        released_since=released_since,
     )
 
 
@@ -795,10 +797,20 @@ def _evaluated_engines(
         return [], "not trained (run `gamerec train` to compare it)", None
     check_model_matches_processed(read_model_manifest(paths.model), processed_manifest, paths.model)
     progress("eval", f"loading the model from {paths.model}", None)
+    from gamerec.dataio.content import content_tokens
     from gamerec.ranking import RankingEngine
+    from gamerec.towers.cold import token_table
 
     model = read_model(paths.model, coplay="map")
-    engines = [RankingEngine.from_model(model, rerank=False)]
+    meta = data.metadata
+    table = token_table(model.description)
+    parts: dict[str, Any] = {}
+    if meta is not None:
+        parts["editions"] = meta.editions()
+        if table is not None:
+            tokens = content_tokens(meta.genres, meta.tags, meta.developer, meta.publisher)
+            parts["content_rows"] = table.rows(tokens)
+    engines = [RankingEngine.from_model(model, rerank=False, **parts)]
     if model.coplay is not None and model.description.rerank is not None:
-        engines.append(RankingEngine.from_model(model, rerank=True))
+        engines.append(RankingEngine.from_model(model, rerank=True, **parts))
     return engines, "evaluated", None

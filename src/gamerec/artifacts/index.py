@@ -52,6 +52,8 @@ CATALOG_FILES = {
     "token_matrix": "token_matrix.npy",  # (n, n_tokens) float32: genre/tag profiles
     "model_rows": "model_rows.npy",  # (n,) int32: the game's row in model/, -1 if mapped
 }
+#: each game's content tokens as sparse rows (the model's token numbers): indptr and indices
+CONTENT_FILES = {"indptr": "content_indptr.npy", "indices": "content_indices.npy"}
 _REINDEX = "run `gamerec index`"
 
 
@@ -63,6 +65,8 @@ class CatalogVectors:
     history: np.ndarray
     token_matrix: np.ndarray
     model_rows: np.ndarray
+    #: (indptr (n + 1,), indices (nnz,)): each game's content tokens, when the model has them
+    content: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_items(self) -> int:
@@ -102,8 +106,13 @@ def write_index(
             raise ValueError(f"the {name} index does not match the catalog vectors")
         save_index(index, Path(directory) / PART_FILES[name])
     arrays = {}
-    for name, file_name in CATALOG_FILES.items():
-        array = getattr(vectors, name)
+    stored = {name: getattr(vectors, name) for name in CATALOG_FILES}
+    files = dict(CATALOG_FILES)
+    if vectors.content is not None:
+        stored.update(zip(CONTENT_FILES, vectors.content, strict=True))
+        files.update(CONTENT_FILES)
+    for name, file_name in files.items():
+        array = stored[name]
         np.save(Path(directory) / file_name, array)
         arrays[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     return write_manifest(
@@ -170,7 +179,10 @@ def read_catalog_vectors(
     if not isinstance(listed, dict):
         raise ArtifactError(f"{index_dir}/manifest.json lists no catalog vectors; {_REINDEX}")
     loaded: dict[str, np.ndarray] = {}
-    for name, file_name in CATALOG_FILES.items():
+    files = dict(CATALOG_FILES)
+    if all(name in listed for name in CONTENT_FILES):  # an index from before has none
+        files.update(CONTENT_FILES)
+    for name, file_name in files.items():
         path = index_dir / file_name
         expected = listed.get(name)
         if not path.is_file() or not isinstance(expected, dict):
@@ -189,10 +201,15 @@ def read_catalog_vectors(
                 f"index's manifest lists; {_REINDEX}"
             )
         loaded[name] = array.view(np.ndarray) if mmap else array
-    vectors = CatalogVectors(**loaded)
+    content = None
+    if "indptr" in loaded:
+        content = (loaded.pop("indptr"), loaded.pop("indices"))
+    vectors = CatalogVectors(**loaded, content=content)
     n = vectors.n_items
     if any(len(getattr(vectors, name)) != n for name in CATALOG_FILES):
         raise ArtifactError(f"the catalog vectors in {index_dir} differ in length; {_REINDEX}")
+    if content is not None and (len(content[0]) != n + 1 or int(content[0][-1]) != len(content[1])):
+        raise ArtifactError(f"the content rows in {index_dir} do not fit the catalog; {_REINDEX}")
     return vectors
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "EMBEDDINGS_FILE",
     "ModelArtifacts",
     "ModelDescription",
+    "NewGamePolicy",
     "RerankPolicy",
     "check_model_matches_processed",
     "read_item_embeddings",
@@ -79,18 +80,61 @@ class RerankPolicy:
 
 
 @dataclass(frozen=True)
+class NewGamePolicy:
+    """How games nobody in the play data owns compete with the games the model was trained on,
+    as ``gamerec train`` chose it on the validation users (trained games held out of the content
+    mapping stand in for new ones): a new game's score is ``scale`` times its first-stage score
+    and ``content`` times its genre/tag closeness, each standardised as the trained candidates'
+    are, plus ``offset``, plus ``history_weight`` times the share of the history's games that
+    are new themselves (a player of new games is one for new games); it is then on the scale
+    of the trained games' final scores. A mapped vector says little more than how popular a
+    game is (it points where the average game does), so closeness in genres and tags is what
+    tells new games apart for a player."""
+
+    scale: float
+    offset: float
+    history_weight: float = 0.0
+    content: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "offset": self.offset,
+            "history_weight": self.history_weight,
+            "content": self.content,
+        }
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> NewGamePolicy:
+        return cls(
+            scale=float(value["scale"]),
+            offset=float(value["offset"]),
+            history_weight=float(value.get("history_weight", 0.0)),
+            content=float(value.get("content", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     """What ``model/manifest.json`` says about how the model ranks, read once and typed.
 
     ``tokens`` are the genre/tag columns the user tower reads (``"genre:RPG"``), ``genres``
     the genres a request may ask for, ``rerank`` the second stage (None: the model has
-    none), ``playtime_weight`` how much playtime counts in a history.
+    none), ``new_games`` how games nobody in the play data owns compete (None: a model from
+    before that was tuned, which gives them fixed places), ``playtime_weight`` how much
+    playtime counts in a history.
     """
 
     tokens: tuple[str, ...]
     genres: tuple[str, ...]
     playtime_weight: float
     rerank: RerankPolicy | None
+    new_games: NewGamePolicy | None = None
+    #: the weight of genre/tag/studio closeness in the final score; the content tokens it
+    #: compares (:mod:`gamerec.dataio.content`) and their inverse document frequency
+    content_weight: float = 0.0
+    content_tokens: tuple[str, ...] = ()
+    content_idf: tuple[float, ...] = ()
 
     @classmethod
     def from_manifest(
@@ -98,11 +142,19 @@ class ModelDescription:
     ) -> ModelDescription:
         try:
             rerank = manifest.get("rerank")
+            new_games = manifest.get("new_games")
+            content = manifest.get("content_similarity") or {}
             return cls(
                 tokens=tuple(str(t) for t in manifest.get("tokens", [])),
                 genres=tuple(str(g) for g in manifest.get("genres", [])),
                 playtime_weight=float((manifest.get("config") or {}).get("playtime_weight", 0.0)),
                 rerank=RerankPolicy.from_dict(rerank) if isinstance(rerank, Mapping) else None,
+                new_games=(
+                    NewGamePolicy.from_dict(new_games) if isinstance(new_games, Mapping) else None
+                ),
+                content_weight=float(content.get("weight", 0.0)),
+                content_tokens=tuple(str(t) for t in content.get("tokens", [])),
+                content_idf=tuple(float(v) for v in content.get("idf", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(

@@ -50,6 +50,7 @@ EDITION_WORDS = (
     "prepare to die edition",
     "digital deluxe edition",
     "deluxe edition",
+    "deluxe",
     "special edition",
     "definitive edition",
     "enhanced edition",

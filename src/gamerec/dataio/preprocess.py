@@ -35,6 +35,7 @@ from gamerec.dataio.catalog import (
     load_ucsd,
     merge_metadata,
 )
+from gamerec.dataio.families import Families, find_families
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.interactions import (
     LoadedInteractions,
@@ -168,6 +169,23 @@ def _describe_items(items: pd.DataFrame) -> pd.DataFrame:
         recommendable=np.array([kind in RECOMMENDABLE_KINDS for kind in kinds], dtype=bool),
         kind_from=kind_from,
         year_from=year_from,
+    )
+
+
+def _families(items: pd.DataFrame) -> Families:
+    """Which items are editions of one game (:mod:`gamerec.dataio.families`)."""
+
+    def numbers(*names: str) -> np.ndarray:
+        columns = [pd.to_numeric(items[n], errors="coerce").astype("float64") for n in names]
+        return np.asarray(sum(columns), dtype=np.float64)
+
+    return find_families(
+        items["name"].tolist(),
+        items["developer"].tolist(),
+        items["publisher"].tolist(),
+        owners=numbers("owners_low", "owners_high") / 2,
+        reviews=numbers("positive", "negative"),
+        eligible=items["recommendable"].to_numpy(dtype=bool),
     )
 
 
@@ -458,8 +476,11 @@ def build_processed(
     items["n_users"] = np.bincount(
         table["item_idx"].to_numpy()[is_train_row], minlength=len(items)
     ).astype(np.int32)
+    families = _families(items)
+    items["family"] = families.representative.astype(np.int32)
     kinds = items["kind"].value_counts()
     catalog_report.update(
+        families=families.summary,
         games=len(items),
         games_with_players=n_played,
         games_without_players=len(items) - n_played,

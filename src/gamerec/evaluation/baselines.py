@@ -18,12 +18,12 @@ which is what bounds the catalog size (see ``EASE.max_items``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Protocol, Self
 
 import numpy as np
 
+from gamerec.dataio.content import content_tokens
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ConfigError
 from gamerec.evaluation.protocol import mean_ndcg
@@ -162,33 +162,6 @@ class EASE:
 
     def score(self, histories: UserItems) -> np.ndarray:
         return _dense(histories, len(self.weights)) @ self.weights
-
-
-def content_tokens(
-    genres: Sequence[Sequence[str]],
-    tags: Sequence[Sequence[str]],
-    developers: Sequence[str],
-    publishers: Sequence[str],
-) -> list[list[str]]:
-    """Each game's content tokens: ``tag:``, ``genre:``, ``dev:`` and ``pub:`` (lower case, once).
-
-    Several developers or publishers are separated by ``,`` or ``;`` in the catalog.
-    """
-
-    def names(text: str) -> list[str]:
-        return [part.strip().lower() for part in re.split(r"[;,]", text) if part.strip()]
-
-    return [
-        sorted(
-            {f"genre:{g.strip().lower()}" for g in game_genres if g.strip()}
-            | {f"tag:{t.strip().lower()}" for t in game_tags if t.strip()}
-            | {f"dev:{d}" for d in names(developer)}
-            | {f"pub:{p}" for p in names(publisher)}
-        )
-        for game_genres, game_tags, developer, publisher in zip(
-            genres, tags, developers, publishers, strict=True
-        )
-    ]
 
 
 class ContentTfidf:

@@ -21,6 +21,7 @@ from gamerec.errors import TrainingError
 from gamerec.evaluation.protocol import ProtocolData, ValidationUsers
 from gamerec.index.reference import ExactIndex
 from gamerec.ranking import RankingEngine
+from gamerec.ranking.stages import Editions
 from gamerec.towers.cold import embed_catalog
 from gamerec.towers.fit import FitConfig, fit_model
 
@@ -91,15 +92,20 @@ def catalog_engines(
     and exact search ranks them all."""
     vectors = embed_catalog(model, items)
     index = ExactIndex(vectors.item_vectors)
-    engines = [
+    editions = Editions(
+        items["family"].to_numpy(dtype=np.int64),
+        vectors.model_rows >= 0,
+        items["n_users"].to_numpy(dtype=np.float64),
+    )
+    reranks = [False, True] if model.coplay is not None and model.description.rerank else [False]
+    return [
         RankingEngine.over_catalog(
-            model, vectors, index, rerank=False, new_games_share=new_games_share
+            model,
+            vectors,
+            index,
+            rerank=rerank,
+            new_games_share=new_games_share,
+            editions=editions,
         )
+        for rerank in reranks
     ]
-    if model.coplay is not None and model.description.rerank is not None:
-        engines.append(
-            RankingEngine.over_catalog(
-                model, vectors, index, rerank=True, new_games_share=new_games_share
-            )
-        )
-    return engines

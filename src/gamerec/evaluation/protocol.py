@@ -55,6 +55,7 @@ from gamerec.evaluation.metrics import (
 )
 from gamerec.ranking import Ranker
 from gamerec.ranking.scorer import Scorer
+from gamerec.ranking.stages import Editions
 
 __all__ = [
     "COLD_FRACTION",
@@ -101,6 +102,15 @@ class ItemMetadata:
     developer: list[str]  # "" when unknown; several separated by "," or ";"
     publisher: list[str]
     owners: np.ndarray  # (n_items,) float64 SteamSpy owners (mid-range), NaN when unknown
+    #: (n_items,) int64: which games are editions of one game (see dataio.families); None: none
+    family: np.ndarray | None = None
+    players: np.ndarray | None = None  # (n_items,) training players
+
+    def editions(self) -> Editions | None:
+        """The editions of the protocol's games, as the ranking engine groups them."""
+        if self.family is None or self.players is None:
+            return None
+        return Editions(self.family, self.players > 0, self.players)
 
 
 @dataclass(frozen=True)
@@ -301,6 +311,8 @@ def _metadata(items: Any) -> ItemMetadata:
         developer=texts("developer"),
         publisher=texts("publisher"),
         owners=(low + high) / 2,
+        family=items["family"].to_numpy(dtype=np.int64) if "family" in items else None,
+        players=items["n_users"].to_numpy(dtype=np.float64),
     )
 
 

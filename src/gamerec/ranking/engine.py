@@ -4,15 +4,21 @@
 re-ranker's tuning at ``gamerec train`` and every evaluation protocol (P-SG, P-LOO, P-COLD) rank
 through :meth:`RankingEngine.rank`, so what is evaluated is what is served. The policy:
 
-1. the user tower embeds each history (:class:`~gamerec.ranking.user_tower.NumpyUserTower`);
-2. first stage: the index's best games among those the model was trained on, the allowed ones
+1. editions (:class:`~gamerec.ranking.stages.Editions`): an owned edition counts as the
+   edition the model knows best, and no edition of an owned game may come back;
+2. the user tower embeds each history (:class:`~gamerec.ranking.user_tower.NumpyUserTower`);
+3. first stage: the index's best games among those the model was trained on, the allowed ones
    only, never an excluded (owned) one;
-3. second stage, when the model has a co-play re-ranker (:mod:`gamerec.ranking.stages`):
-   those candidates and the co-play model's own best ones, re-ordered by a blend of the two;
-4. games nobody in the play data owns (their vectors come from the content mapping) are
-   ranked among themselves and take the places :func:`~gamerec.ranking.stages.new_game_slots`
-   gives them;
-5. for each answer, the history game that most supports it (``explain``): the one whose
+4. second stage, when the model has a co-play re-ranker (:mod:`gamerec.ranking.stages`):
+   those candidates and the co-play model's own best ones, re-ordered by a blend of the two,
+   each standardised over the candidates; without one, the first stage standardised alike;
+5. games nobody in the play data owns (their vectors come from the content mapping) compete
+   on merit: their first-stage score, standardised against the trained candidates', is put on
+   the trained games' scale by the model's :class:`~gamerec.artifacts.model.NewGamePolicy`,
+   and they may be given a least share of the places (``new_games_share``); a model without
+   that policy gives them the fixed places :func:`~gamerec.ranking.stages.new_game_slots` says;
+6. one answer per game, named by the edition to buy;
+7. for each answer, the history game that most supports it (``explain``): the one whose
    co-play weight adds most to it, else the one closest to it in the model's space.
 """
 
@@ -26,25 +32,65 @@ from typing import Protocol
 import numpy as np
 
 from gamerec.artifacts.index import CatalogVectors
-from gamerec.artifacts.model import ModelArtifacts, RerankPolicy
+from gamerec.artifacts.model import (
+    ModelArtifacts,
+    ModelDescription,
+    NewGamePolicy,
+    RerankPolicy,
+)
+from gamerec.dataio.content import TokenRows
 from gamerec.dataio.matrix import UserItems
 from gamerec.index.reference import ExactIndex, VectorIndex
-from gamerec.ranking.stages import CoPlay, blend, interleave, new_game_slots
-from gamerec.ranking.user_tower import NumpyUserTower
+from gamerec.ranking.stages import (
+    ContentSimilarity,
+    CoPlay,
+    Editions,
+    blend,
+    interleave,
+    new_game_slots,
+)
+from gamerec.ranking.user_tower import NumpyUserTower, history_weights
 
 __all__ = ["Ranked", "Ranker", "RankingEngine", "RankingPolicy"]
 
 #: exact sub-indexes kept per engine (one per distinct filter: trained or new x genres)
 _MAX_SUBSETS = 64
+#: first-stage candidates the trained games' scores are standardised over (and re-ranked)
+CANDIDATES = 200
+#: histories ranked together (bounds the memory of their candidates' vectors)
+_CHUNK = 64
 
 
 @dataclass(frozen=True)
 class RankingPolicy:
-    """How an engine ranks: the model's second stage (None: the first stage alone) and the
-    share of each answer's places that go to games nobody in the play data owns."""
+    """How an engine ranks: the model's second stage (None: the first stage alone), how games
+    nobody in the play data owns compete (None: at fixed places), and the share of each
+    answer's places they take: their least share on merit, their whole share at fixed places."""
 
     rerank: RerankPolicy | None = None
+    new_games: NewGamePolicy | None = None
     new_games_share: float = 0.2
+    #: the weight of genre/tag closeness (:class:`ContentSimilarity`) in the final score
+    content_weight: float = 0.0
+    #: new games closest in genres and tags added to the new candidates of each request
+    content_candidates: int = 50
+
+
+@dataclass
+class _Stage:
+    """One stage's lists, best first: (B, width) rows, scores, supporting games, and per row
+    the centre and spread of the trained candidates' first-stage scores."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    because: np.ndarray
+    new: np.ndarray
+    centre: np.ndarray  # (B,)
+    spread: np.ndarray  # (B,)
+    #: per row, the trained candidates' content closeness: centre and spread, and the profile
+    content_centre: np.ndarray | None = None
+    content_spread: np.ndarray | None = None
+    profiles: np.ndarray | None = None  # (B, T)
 
 
 @dataclass(frozen=True)
@@ -54,7 +100,9 @@ class Ranked:
     items: np.ndarray  # (B, k) int64 catalog rows; -1 past the end of a short list
     scores: np.ndarray  # (B, k) float32; -inf past the end
     new: np.ndarray  # (B, k) bool: a game nobody in the play data owns
-    because: np.ndarray | None = None  # (B, k) int64 supporting history game, -1: none
+    #: (B, k) int64: the history game whose co-play weight adds most to each answer (-1: none),
+    #: or with ``explain`` the one that most supports it by co-play or closeness in the model
+    because: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.items.shape[0])
@@ -70,6 +118,97 @@ class Ranker(Protocol):
         ...
 
 
+def _policy(description: ModelDescription, reranks: bool, new_games_share: float) -> RankingPolicy:
+    """The policy a model's description asks for (its second stage only with ``reranks``)."""
+    return RankingPolicy(
+        rerank=description.rerank if reranks else None,
+        new_games=description.new_games,
+        new_games_share=new_games_share,
+        content_weight=description.content_weight,
+    )
+
+
+def _content(description: ModelDescription, rows: TokenRows | None) -> ContentSimilarity | None:
+    """Content closeness over the engine's games (``rows``: their content tokens, numbered by
+    the model's token table), when the model has a table."""
+    idf = description.content_idf
+    if rows is None or not idf or len(idf) != len(description.content_tokens):
+        return None
+    return ContentSimilarity(rows, np.asarray(idf, np.float32))
+
+
+def _merged(trained: _Stage, new_items: np.ndarray, new_scores: np.ndarray, k: int) -> _Stage:
+    """Both lists of every row merged by score (a trained game first on a tie), first ``k``."""
+    items = np.concatenate([trained.items, new_items], axis=1)
+    scores = np.concatenate([trained.scores, new_scores], axis=1)
+    is_new = np.concatenate(
+        [np.zeros(trained.items.shape, bool), np.ones(new_items.shape, bool)], axis=1
+    )
+    because = np.concatenate([trained.because, np.full(new_items.shape, -1, np.int64)], axis=1)
+    scores = np.where(items >= 0, scores, -np.inf)
+    order = np.lexsort((is_new, -scores), axis=1)[:, :k]
+    merged = _Stage(
+        np.take_along_axis(items, order, 1),
+        np.take_along_axis(scores, order, 1),
+        np.take_along_axis(because, order, 1),
+        np.take_along_axis(is_new, order, 1),
+        trained.centre,
+        trained.spread,
+    )
+    merged.items[~np.isfinite(merged.scores)] = -1
+    if merged.items.shape[1] < k:
+        return _Stage(
+            _pad(merged.items, k, -1),
+            _pad(merged.scores, k, -np.inf),
+            _pad(merged.because, k, -1),
+            _pad(merged.new.astype(np.int8), k, 0).astype(bool),
+            trained.centre,
+            trained.spread,
+        )
+    return merged
+
+
+def _on_merit(
+    trained: list[tuple[int, float, int, bool]],
+    new: list[tuple[int, float, int, bool]],
+    k: int,
+    share: float,
+) -> list[tuple[int, float, int, bool]]:
+    """Both lists (best first) merged by score, a trained game first on a tie, except that the
+    answer holds at least one new game at each place :func:`new_game_slots` gives ``share``
+    (when new ones are left): the least share of places new games get. Each place depends on
+    the places before it only, so the first K of a longer answer are the answer of K."""
+    slots = set(new_game_slots(k, share).tolist()) if share > 0 else set()
+    answer: list[tuple[int, float, int, bool]] = []
+    next_trained = next_new = placed_new = owed = 0
+    for place in range(k):
+        if place in slots:
+            owed += 1
+        have_trained, have_new = next_trained < len(trained), next_new < len(new)
+        if not (have_trained or have_new):
+            break
+        take_new = have_new and (
+            not have_trained or placed_new < owed or new[next_new][1] > trained[next_trained][1]
+        )
+        if take_new:
+            answer.append(new[next_new])
+            next_new += 1
+            placed_new += 1
+        else:
+            answer.append(trained[next_trained])
+            next_trained += 1
+    return answer
+
+
+def _centre_and_spread(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the mean and standard deviation of the ``valid`` values (spread 1 where they
+    do not vary)."""
+    counts = np.maximum(valid.sum(1), 1)
+    centre = np.where(valid, values, 0.0).sum(1) / counts
+    spread = np.sqrt(np.where(valid, (values - centre[:, None]) ** 2, 0.0).sum(1) / counts)
+    return centre.astype(np.float32), np.where(spread > 0, spread, 1.0).astype(np.float32)
+
+
 def _pad(array: np.ndarray, width: int, fill: float) -> np.ndarray:
     """``array`` (B, <= width) widened to (B, width) with ``fill``."""
     missing = width - array.shape[1]
@@ -81,7 +220,7 @@ class RankingEngine:
 
     ``trained`` flags the games the model was trained on; the others' vectors come from the
     content mapping. ``coplay`` covers trained games only and is used when ``policy.rerank``
-    says so.
+    says so. ``editions`` groups the editions of one game (None: every row is its own game).
     """
 
     def __init__(
@@ -93,6 +232,8 @@ class RankingEngine:
         policy: RankingPolicy,
         coplay: CoPlay | None = None,
         name: str = "two-tower",
+        editions: Editions | None = None,
+        content: ContentSimilarity | None = None,
     ):
         self.user_tower = user_tower
         self.item_vectors = item_vectors  # (n, D)
@@ -101,18 +242,31 @@ class RankingEngine:
         self.policy = policy
         self.coplay = coplay if policy.rerank is not None else None
         self.name = name
+        self.editions = editions if editions is not None and editions.any else None
+        wants_content = policy.content_weight > 0 or (
+            policy.new_games is not None and policy.new_games.content > 0
+        )
+        self.content = content if wants_content else None
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
         #: id of a kept (read-only) mask -> (the mask, its sub-index): no hashing next time
         self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
         self._parts_of_mask: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._rows_of_mask: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def from_model(
-        cls, model: ModelArtifacts, *, rerank: bool = True, new_games_share: float = 0.0
+        cls,
+        model: ModelArtifacts,
+        *,
+        rerank: bool = True,
+        new_games_share: float = 0.0,
+        editions: Editions | None = None,
+        content_rows: TokenRows | None = None,
     ) -> RankingEngine:
         """The engine over the games a model was trained on, as ``model/`` holds them (exact
         search over its item embeddings; the second stage when ``rerank`` and the model has
-        one). What P-SG and P-LOO evaluate: the games with players of ``processed/``."""
+        one). What P-SG and P-LOO evaluate: the games with players of ``processed/``.
+        ``content_rows``: those games' content tokens (for genre/tag/studio closeness)."""
         description = model.description
         coplay = (
             CoPlay(model.coplay)
@@ -120,14 +274,17 @@ class RankingEngine:
             else None
         )
         embeddings = model.item_embeddings
+        tower = NumpyUserTower(model.user_tower, description.playtime_weight)
         return cls(
-            NumpyUserTower(model.user_tower, description.playtime_weight),
+            tower,
             embeddings,
             ExactIndex(embeddings),
             np.ones(len(embeddings), dtype=bool),
-            RankingPolicy(description.rerank if coplay is not None else None, new_games_share),
+            _policy(description, coplay is not None, new_games_share),
             coplay,
             name="two-tower + re-rank" if coplay is not None else "two-tower",
+            editions=editions,
+            content=_content(description, content_rows),
         )
 
     @classmethod
@@ -139,6 +296,7 @@ class RankingEngine:
         *,
         rerank: bool = True,
         new_games_share: float = 0.2,
+        editions: Editions | None = None,
     ) -> RankingEngine:
         """The engine over every game of a catalog, as ``gamerec index`` embedded it
         (``vectors``: trained games keep the model's vectors, the others are mapped) and
@@ -162,9 +320,14 @@ class RankingEngine:
             vectors.item_vectors,
             index,
             np.asarray(vectors.model_rows) >= 0,
-            RankingPolicy(description.rerank if coplay is not None else None, new_games_share),
+            _policy(description, coplay is not None, new_games_share),
             coplay,
             name="two-tower + re-rank" if coplay is not None else "two-tower",
+            editions=editions,
+            content=_content(
+                description,
+                None if vectors.content is None else TokenRows(*vectors.content),
+            ),
         )
 
     @property
@@ -190,33 +353,38 @@ class RankingEngine:
         """The top ``k`` of each history among ``allowed`` ((n,) bool), best first.
 
         ``exclude`` lists, per row, catalog rows that must not come back (default: the
-        history's own games). ``preferences`` ((B, n_tokens)) are stated tastes added to
-        the user tower's input; ``queries`` ((B, D)) replace the user tower's vectors (a
-        game's own vector, for ``similar``). ``explain`` adds each answer's supporting game.
+        history's own games), with every other edition of them. ``preferences``
+        ((B, n_tokens)) are stated tastes added to the user tower's input; ``queries``
+        ((B, D)) replace the user tower's vectors (a game's own vector, for ``similar``).
+        ``explain`` adds each answer's supporting game.
         """
-        if queries is None:
-            queries = self.user_tower.embed(histories, preferences)
         excluded = (
             [histories.row(r) for r in range(histories.n_rows)]
             if exclude is None
             else [np.asarray(e, dtype=np.int64) for e in exclude]
         )
+        width = k
+        if self.editions is not None:
+            histories = self.editions.fold(histories)
+            excluded = [self.editions.expand(rows) for rows in excluded]
+            width = 2 * k  # room for the editions that fold into one answer
+        if queries is None:
+            queries = self.user_tower.embed(histories, preferences)
         trained_allowed, new_allowed = self._parts(allowed)
-        items, scores, because = self._trained_stage(
-            queries, histories, excluded, trained_allowed, k
+        stage = self._trained_stage(
+            queries, histories, excluded, trained_allowed, width, explain=explain
         )
-        items, scores, because = _pad(items, k, -1), _pad(scores, k, -np.inf), _pad(because, k, -1)
-        n_new = len(new_game_slots(k, self.policy.new_games_share)) if new_allowed.any() else 0
-        if n_new:
-            new_scores, new_items = self._search(queries, n_new, excluded, new_allowed)
-            items, scores, because, new = self._merge_new_games(
-                (items, scores, because), (new_items, new_scores), k
-            )
-        else:
-            new = np.zeros(items.shape, dtype=bool)
+        if new_allowed.any() and (
+            self.policy.new_games is not None or self.policy.new_games_share > 0
+        ):
+            stage = self._with_new_games(queries, histories, excluded, new_allowed, stage, width)
+        if self.editions is not None:
+            stage = self._one_per_game(stage, allowed, k)
+        items, scores = stage.items[:, :k], stage.scores[:, :k]
+        because = stage.because[:, :k]
         if explain:
             because = self._supporting_games(histories, items, because)
-        return Ranked(items, scores, new, because if explain else None)
+        return Ranked(items, scores, stage.new[:, :k], because)
 
     def nearest(
         self, queries: np.ndarray, k: int, allowed: np.ndarray, exclude: Sequence[np.ndarray]
@@ -238,76 +406,283 @@ class RankingEngine:
         excluded: list[np.ndarray],
         allowed: np.ndarray,
         k: int,
+        explain: bool = False,
+    ) -> _Stage:
+        """The top ``k`` trained games of each row: two-tower, then the co-play stage, then
+        genre/tag/studio closeness, each standardised over the row's candidates. Rows are
+        ranked together in chunks (a batch is as fast per row as it can be); ``explain`` also
+        finds, for each answer, the history game whose co-play weight adds most to it."""
+        rerank = self.policy.rerank
+        n_candidates = max(k, rerank.candidates if rerank is not None else CANDIDATES)
+        first_scores, candidates = self._search(queries, n_candidates, excluded, allowed)
+        n_rows = histories.n_rows
+        stage = _Stage(
+            np.full((n_rows, k), -1, dtype=np.int64),
+            np.full((n_rows, k), -np.inf, dtype=np.float32),
+            np.full((n_rows, k), -1, dtype=np.int64),
+            np.zeros((n_rows, k), dtype=bool),
+            np.zeros(n_rows, dtype=np.float32),
+            np.ones(n_rows, dtype=np.float32),
+        )
+        if self.content is not None:
+            stage.content_centre = np.zeros(n_rows, dtype=np.float32)
+            stage.content_spread = np.ones(n_rows, dtype=np.float32)
+            stage.profiles = self._profiles(histories)
+        for start in range(0, n_rows, _CHUNK):
+            rows = np.arange(start, min(start + _CHUNK, n_rows))
+            part = histories.take_rows(rows)
+            found, first, final = self._candidates(
+                queries[rows],
+                part,
+                [excluded[r] for r in rows],
+                allowed,
+                (first_scores[rows], candidates[rows]),
+            )
+            valid = found >= 0
+            stage.centre[rows], stage.spread[rows] = _centre_and_spread(first, valid)
+            if self.content is not None:
+                final = self._with_content(stage, rows, found, final, valid)
+            final = np.where(valid, final, -np.inf)
+            order = np.argsort(-final, axis=1, kind="stable")[:, :k]
+            width = order.shape[1]
+            stage.items[rows, :width] = np.take_along_axis(found, order, axis=1)
+            stage.scores[rows, :width] = np.take_along_axis(final, order, axis=1)
+        stage.items[~np.isfinite(stage.scores)] = -1
+        if explain and self.coplay is not None:
+            stage.because = self._co_played(histories, stage.items)
+        return stage
+
+    def _candidates(
+        self,
+        queries: np.ndarray,
+        histories: UserItems,
+        excluded: list[np.ndarray],
+        allowed: np.ndarray,
+        first_stage: tuple[np.ndarray, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The top ``k`` trained games of each row: two-tower, then the co-play stage.
-        Returns (items, scores, supporting game by co-play or -1)."""
+        """A chunk's candidates (the first stage's and the co-play model's own), their
+        first-stage scores and their blended scores, each (b, c); -1 pads a short row."""
+        scores, found = first_stage
         rerank = self.policy.rerank
         if self.coplay is None or rerank is None:
-            scores, items = self._search(queries, k, excluded, allowed)
-            return items, scores, np.full(items.shape, -1, dtype=np.int64)
-        _, candidates = self._search(queries, max(k, rerank.candidates), excluded, allowed)
-        n_rows = histories.n_rows
-        items = np.full((n_rows, k), -1, dtype=np.int64)
-        scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-        because = np.full((n_rows, k), -1, dtype=np.int64)
-        for row in range(n_rows):
-            found = candidates[row][candidates[row] >= 0]
-            owned = histories.row(row)
-            extra = self.coplay.top(
-                owned, rerank.coplay_candidates, allowed, (found, excluded[row])
-            )
-            if len(extra):
-                found = np.concatenate([found, extra])
-            first_stage = self.item_vectors[found] @ queries[row]
-            contributions = self.coplay.block(owned, found)  # (history, candidates)
-            final = blend(first_stage[None], contributions.sum(0)[None], rerank.alpha)[0]
-            order = np.argsort(-final, kind="stable")[:k]
-            items[row, : len(order)] = found[order]
-            scores[row, : len(order)] = final[order]
-            if len(owned):
-                best = contributions[:, order]
-                supported = best.max(0) > 0
-                because[row, : len(order)] = np.where(supported, owned[np.argmax(best, axis=0)], -1)
-        return items, scores, because
+            valid = found >= 0
+            first = np.where(valid, scores, 0.0).astype(np.float32)
+            return found, first, blend(first, first, 1.0, valid)
+        sums = self.coplay.sums(histories)
+        extra = self.coplay.top_of(sums, rerank.coplay_candidates, allowed, found, excluded)
+        found = np.concatenate([found, extra], axis=1)
+        valid = found >= 0
+        safe = np.maximum(found, 0)
+        first = np.einsum("bcd,bd->bc", self.item_vectors[safe], queries).astype(np.float32)
+        first = np.where(valid, first, 0.0)
+        coplay_rows = self.coplay.rows[safe]
+        covered = valid & (coplay_rows >= 0)
+        second = np.take_along_axis(sums, np.maximum(coplay_rows, 0), axis=1)
+        # a candidate the co-play model does not cover gets the mean of those it does, so
+        # its blended score rests on the first stage alone
+        counts = np.maximum(covered.sum(1, keepdims=True), 1)
+        mean = np.where(covered, second, 0.0).sum(1, keepdims=True) / counts
+        second = np.where(covered, second, mean)
+        return found, first, blend(first, second, rerank.alpha, valid)
 
-    def _merge_new_games(
+    def _co_played(self, histories: UserItems, items: np.ndarray) -> np.ndarray:
+        """(B, k) the history game whose co-play weight adds most to each answer (-1: none
+        adds anything)."""
+        assert self.coplay is not None
+        because = np.full(items.shape, -1, dtype=np.int64)
+        for row in range(histories.n_rows):
+            owned, answered = histories.row(row), items[row] >= 0
+            if not len(owned) or not answered.any():
+                continue
+            contributions = self.coplay.block(owned, items[row][answered])
+            supported = contributions.max(0) > 0
+            because[row][answered] = np.where(
+                supported, owned[np.argmax(contributions, axis=0)], -1
+            )
+        return because
+
+    def _profiles(self, histories: UserItems) -> np.ndarray:
+        """(B, T) each history's content profile (:class:`ContentSimilarity`)."""
+        assert self.content is not None
+        weights = history_weights(histories.values, self.user_tower.playtime_weight)
+        profiles = np.zeros((histories.n_rows, len(self.content.idf)), dtype=np.float32)
+        for row in range(histories.n_rows):
+            start, end = histories.indptr[row], histories.indptr[row + 1]
+            profiles[row] = self.content.profile(histories.indices[start:end], weights[start:end])
+        return profiles
+
+    def _with_content(
         self,
-        trained: tuple[np.ndarray, np.ndarray, np.ndarray],
-        new: tuple[np.ndarray, np.ndarray],
+        stage: _Stage,
+        rows: np.ndarray,
+        candidates: np.ndarray,
+        final: np.ndarray,
+        valid: np.ndarray,
+    ) -> np.ndarray:
+        """``final`` blended with the candidates' standardised content closeness to each
+        history, keeping what new games need to be put on the same scale."""
+        assert self.content is not None and stage.profiles is not None
+        assert stage.content_centre is not None and stage.content_spread is not None
+        closeness = self.content.batch_scores(stage.profiles[rows], candidates)
+        centre, spread = _centre_and_spread(closeness, valid)
+        stage.content_centre[rows], stage.content_spread[rows] = centre, spread
+        weight = self.policy.content_weight
+        standard = (closeness - centre[:, None]) / spread[:, None]
+        return (1.0 - weight) * final + weight * standard
+
+    def _with_new_games(
+        self,
+        queries: np.ndarray,
+        histories: UserItems,
+        excluded: list[np.ndarray],
+        allowed: np.ndarray,
+        trained: _Stage,
         k: int,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's trained list with its new games at their places (fixed places policy)."""
-        trained_items, trained_scores, trained_because = trained
-        new_items, new_scores = new
-        n_rows = trained_items.shape[0]
-        items = np.full((n_rows, k), -1, dtype=np.int64)
-        scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-        because = np.full((n_rows, k), -1, dtype=np.int64)
-        is_new = np.zeros((n_rows, k), dtype=bool)
-        share = self.policy.new_games_share
-        for row in range(n_rows):
-            kept = trained_items[row] >= 0
-            fresh = new_items[row] >= 0
-            old_entries = list(
-                zip(
-                    trained_items[row][kept].tolist(),
-                    trained_scores[row][kept].tolist(),
-                    trained_because[row][kept].tolist(),
-                    [False] * int(kept.sum()),
+    ) -> _Stage:
+        """The trained list with the games nobody in the play data owns among it: on merit
+        (with their least share of places), or at fixed places for a model without the
+        policy that puts them on one scale."""
+        policy = self.policy
+        share = policy.new_games_share
+        n_new = k if policy.new_games is not None else len(new_game_slots(k, share))
+        if n_new == 0:
+            return trained
+        new_scores, new_items = self._search(queries, n_new, excluded, allowed)
+        if (
+            policy.new_games is not None
+            and policy.content_candidates
+            and trained.profiles is not None
+        ):
+            new_scores, new_items = self._with_content_candidates(
+                queries, excluded, allowed, trained.profiles, (new_scores, new_items)
+            )
+        if policy.new_games is not None:
+            z = (new_scores - trained.centre[:, None]) / trained.spread[:, None]
+            calibrated = policy.new_games.scale * z + policy.new_games.offset
+            if policy.new_games.history_weight:
+                calibrated += policy.new_games.history_weight * self._newness(histories)[:, None]
+            if self.content is not None and trained.profiles is not None:
+                calibrated += policy.new_games.content * self._new_content(trained, new_items)
+            new_scores = np.where(new_items >= 0, calibrated, -np.inf).astype(np.float32)
+            if share <= 0:  # on merit alone: one sort of both lists, row by row at once
+                return _merged(trained, new_items, new_scores, k)
+        out = _Stage(
+            np.full((len(queries), k), -1, dtype=np.int64),
+            np.full((len(queries), k), -np.inf, dtype=np.float32),
+            np.full((len(queries), k), -1, dtype=np.int64),
+            np.zeros((len(queries), k), dtype=bool),
+            trained.centre,
+            trained.spread,
+        )
+        for row in range(len(queries)):
+            old = [
+                (item, score, supporter, False)
+                for item, score, supporter in zip(
+                    trained.items[row].tolist(),
+                    trained.scores[row].tolist(),
+                    trained.because[row].tolist(),
                     strict=True,
                 )
-            )
-            new_entries = [
-                (item, score, -1, True)
-                for item, score in zip(
-                    new_items[row][fresh].tolist(), new_scores[row][fresh].tolist(), strict=True
-                )
+                if item >= 0
             ]
-            answer = interleave(old_entries, new_entries, k, share)
-            for place, (item, score, supporter, flag) in enumerate(answer):
-                items[row, place], scores[row, place] = item, score
-                because[row, place], is_new[row, place] = supporter, flag
-        return items, scores, because, is_new
+            fresh = sorted(
+                (
+                    (item, score, -1, True)
+                    for item, score in zip(
+                        new_items[row].tolist(), new_scores[row].tolist(), strict=True
+                    )
+                    if item >= 0
+                ),
+                key=lambda entry: -entry[1],
+            )
+            if policy.new_games is None:
+                answer = interleave(old, fresh, k, share)
+            else:
+                answer = _on_merit(old, fresh, k, share)
+            for place, (item, score, supporter, is_new) in enumerate(answer):
+                out.items[row, place], out.scores[row, place] = item, score
+                out.because[row, place], out.new[row, place] = supporter, is_new
+        return out
+
+    def _with_content_candidates(
+        self,
+        queries: np.ndarray,
+        excluded: list[np.ndarray],
+        allowed: np.ndarray,
+        profiles: np.ndarray,
+        found: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first stage's new games and, not among them, the ``content_candidates`` new
+        games closest to each history in genres and tags: (first-stage scores, rows)."""
+        assert self.content is not None
+        scores, items = found
+        rows = self._rows_of(allowed)
+        n = self.policy.content_candidates
+        out_items, out_scores = [], []
+        for row in range(len(items)):
+            extra = self.content.closest(profiles[row], rows, n + len(excluded[row]))
+            extra = extra[~np.isin(extra, excluded[row]) & ~np.isin(extra, items[row])][:n]
+            kept = items[row] >= 0
+            out_items.append(np.concatenate([items[row][kept], extra]))
+            out_scores.append(
+                np.concatenate([scores[row][kept], self.item_vectors[extra] @ queries[row]])
+            )
+        width = max(len(row) for row in out_items)
+        return (
+            np.stack([_pad(s[None], width, -np.inf)[0] for s in out_scores]),
+            np.stack([_pad(i[None], width, -1)[0] for i in out_items]),
+        )
+
+    def _newness(self, histories: UserItems) -> np.ndarray:
+        """(B,) the share of each history's games nobody in the play data owns."""
+        lengths = histories.row_lengths()
+        new = ~self.trained[histories.indices]
+        counts = histories.row_sums(new.astype(np.float32))
+        return np.divide(counts, lengths, out=np.zeros(len(lengths), np.float32), where=lengths > 0)
+
+    def _new_content(self, trained: _Stage, new_items: np.ndarray) -> np.ndarray:
+        """(B, width) the new games' genre/tag closeness, standardised as the trained
+        candidates' of the same row."""
+        assert self.content is not None and trained.profiles is not None
+        assert trained.content_centre is not None and trained.content_spread is not None
+        out = np.zeros(new_items.shape, dtype=np.float32)
+        for row in range(len(new_items)):
+            found = new_items[row] >= 0
+            closeness = self.content.scores(trained.profiles[row], new_items[row][found])
+            out[row, found] = (closeness - trained.content_centre[row]) / trained.content_spread[
+                row
+            ]
+        return out
+
+    def _one_per_game(self, stage: _Stage, allowed: np.ndarray, k: int) -> _Stage:
+        """Each row's first ``k`` games, one edition each, named by the edition to buy."""
+        assert self.editions is not None
+        shown = self.editions.shown(stage.items, allowed)
+        group = np.where(shown >= 0, self.editions.group[np.maximum(shown, 0)], -1)
+        out = _Stage(
+            np.full((len(shown), k), -1, dtype=np.int64),
+            np.full((len(shown), k), -np.inf, dtype=np.float32),
+            np.full((len(shown), k), -1, dtype=np.int64),
+            np.zeros((len(shown), k), dtype=bool),
+            stage.centre,
+            stage.spread,
+        )
+        for row in range(len(shown)):
+            seen: set[int] = set()
+            place = 0
+            for column in range(shown.shape[1]):
+                if place == k:
+                    break
+                if shown[row, column] < 0 or group[row, column] in seen:
+                    continue
+                seen.add(int(group[row, column]))
+                out.items[row, place] = shown[row, column]
+                out.scores[row, place] = stage.scores[row, column]
+                out.because[row, place] = stage.because[row, column]
+                # new to gamerec's players only if none of the game's editions is known
+                out.new[row, place] = not self.trained[self.editions.anchor[shown[row, column]]]
+                place += 1
+        return out
 
     def _supporting_games(
         self, histories: UserItems, items: np.ndarray, because: np.ndarray
@@ -325,6 +700,17 @@ class RankingEngine:
         return out
 
     # ------------------------------------------------------------------ searching
+    def _rows_of(self, mask: np.ndarray) -> np.ndarray:
+        """``np.flatnonzero(mask)``, kept (read-only) for a kept mask."""
+        kept = self._rows_of_mask.get(id(mask))
+        if kept is not None and kept[0] is mask:
+            return kept[1]
+        rows = np.flatnonzero(mask)
+        if not mask.flags.writeable and len(self._rows_of_mask) < _MAX_SUBSETS:
+            rows.setflags(write=False)
+            self._rows_of_mask[id(mask)] = (mask, rows)
+        return rows
+
     def _parts(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(allowed and trained, allowed and new), kept for a read-only (kept) mask."""
         kept = self._parts_of_mask.get(id(allowed))

@@ -17,7 +17,20 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["CoPlay", "blend", "interleave", "new_game_slots"]
+from gamerec.dataio.content import TokenRows
+from gamerec.dataio.matrix import UserItems
+
+#: rows of the co-play weights gathered at once when summing histories (a bound on memory)
+_GATHER_ROWS = 2048
+
+__all__ = [
+    "CoPlay",
+    "ContentSimilarity",
+    "Editions",
+    "blend",
+    "interleave",
+    "new_game_slots",
+]
 
 T = TypeVar("T")
 
@@ -79,6 +92,57 @@ class CoPlay:
                 out[:, ~known] = out[:, known].mean(1, keepdims=True)
         return out
 
+    def sums(self, histories: UserItems) -> np.ndarray:
+        """(n_rows, m) each history's co-play score of every game the model covers (in the
+        weights' rows): the sum of its games' rows of the weights."""
+        rows = self.rows[histories.indices]
+        owner = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+        keep = rows >= 0
+        rows, owner = rows[keep], owner[keep]
+        size = self.weights.shape[0]
+        if len(rows) > size // 4:
+            # many histories at once: one product reads the weights once, where gathering
+            # their rows would read them several times over
+            owned = np.zeros((histories.n_rows, size), dtype=np.float32)
+            np.add.at(owned, (owner, rows), 1.0)
+            return owned @ np.asarray(self.weights)
+        out = np.zeros((histories.n_rows, size), dtype=np.float32)
+        for start in range(0, len(rows), _GATHER_ROWS):  # bounded memory for long histories
+            part, who = rows[start : start + _GATHER_ROWS], owner[start : start + _GATHER_ROWS]
+            firsts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+            out[who[firsts]] += np.add.reduceat(np.asarray(self.weights[part]), firsts, axis=0)
+        return out
+
+    def top_of(
+        self,
+        sums: np.ndarray,
+        n: int,
+        allowed: np.ndarray,
+        blocked: np.ndarray,
+        excluded: Sequence[np.ndarray],
+    ) -> np.ndarray:
+        """(n_rows, n) per row the catalog games of highest co-play score (``sums``, from
+        :meth:`sums`) among ``allowed``, none of ``blocked`` ((n_rows, c) catalog rows, -1 for
+        none) or ``excluded``, best first; -1 past the eligible ones."""
+        n_rows, size = sums.shape
+        if n <= 0 or n_rows == 0:
+            return np.full((n_rows, 0), -1, dtype=np.int64)
+        eligible = np.zeros(size, dtype=bool)
+        with_item = self._rows_with_item
+        eligible[with_item] = allowed[self.item_of_row[with_item]]
+        scores = np.where(eligible[None, :], sums, -np.inf)
+        for row in range(n_rows):
+            for ids in (blocked[row], excluded[row]):
+                covered = self.rows[ids[ids >= 0]]
+                scores[row, covered[covered >= 0]] = -np.inf
+        n = min(n, size)
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        found = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        return np.where(found, self.item_of_row[top], -1)
+
     def top(
         self, owned: np.ndarray, n: int, allowed: np.ndarray, blocked: Sequence[np.ndarray]
     ) -> np.ndarray:
@@ -138,3 +202,160 @@ def interleave(trained: Sequence[T], new: Sequence[T], k: int, share: float) -> 
         else:
             break
     return answer
+
+
+class Editions:
+    """Which catalog rows are editions of one game, as ranking uses it.
+
+    ``family[i]`` names row ``i``'s game (rows with the same value are editions of one game;
+    :mod:`gamerec.dataio.families` makes it the row of the edition to buy). A history's edition
+    counts as the edition the model knows best (:attr:`anchor`: the trained member with the most
+    players), no other edition of an owned game comes back, and an answer names its game by
+    the family's edition to buy (:meth:`shown`) where that one may be recommended.
+    """
+
+    def __init__(self, family: np.ndarray, trained: np.ndarray, players: np.ndarray):
+        family = np.asarray(family, dtype=np.int64)
+        n = len(family)
+        _, group = np.unique(family, return_inverse=True)
+        sizes = np.bincount(group)
+        self.family = family
+        self.group = group.astype(np.int64)  # (n,) dense family number
+        self.in_family = sizes[group] > 1  # (n,) bool: a game with more than one edition
+        # the member the model knows best: trained first, then the most players, then lower row
+        strength = np.where(np.asarray(trained, bool), 1.0, 0.0) * 1e12 + np.asarray(players)
+        order = np.lexsort((np.arange(n), -strength, self.group))
+        first = order[np.r_[True, self.group[order][1:] != self.group[order][:-1]]]
+        best_of_group = np.empty(len(sizes), dtype=np.int64)
+        best_of_group[self.group[first]] = first
+        self.anchor = best_of_group[self.group]  # (n,)
+        members = np.flatnonzero(self.in_family)
+        by_group = members[np.argsort(self.group[members], kind="stable")]
+        starts = np.searchsorted(self.group[by_group], np.arange(len(sizes) + 1))
+        self._members, self._starts = by_group, starts
+
+    @property
+    def any(self) -> bool:
+        return bool(self.in_family.any())
+
+    def fold(self, histories: UserItems) -> UserItems:
+        """Each history game as its family's anchor; a game owned twice counts once, with the
+        larger playtime."""
+        if not self.any or histories.nnz == 0:
+            return histories
+        rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+        items = self.anchor[histories.indices]
+        order = np.lexsort((-histories.values, items, rows))
+        keep = np.r_[
+            True, (rows[order][1:] != rows[order][:-1]) | (items[order][1:] != items[order][:-1])
+        ]
+        chosen = order[keep]
+        return UserItems.from_pairs(
+            rows[chosen],
+            items[chosen],
+            histories.values[chosen],
+            histories.n_rows,
+            histories.n_items,
+        )
+
+    def expand(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` and every other edition of their games."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.any or len(rows) == 0:
+            return rows
+        grouped = rows[self.in_family[rows]]
+        if len(grouped) == 0:
+            return rows
+        groups = np.unique(self.group[grouped])
+        extra = np.concatenate(
+            [self._members[self._starts[g] : self._starts[g + 1]] for g in groups]
+        )
+        return np.unique(np.concatenate([rows, extra]))
+
+    def shown(self, rows: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The row an answer names for each of ``rows``: the family's edition to buy when it
+        is a row of this catalog that may be recommended, else the row itself."""
+        rows = np.asarray(rows, dtype=np.int64)
+        named = self.family[np.maximum(rows, 0)]
+        usable = (rows >= 0) & (named < len(self.family))
+        usable[usable] &= allowed[named[usable]]
+        return np.where(usable, named, rows)
+
+
+class ContentSimilarity:
+    """How close a game is to a history in genres, tags and studios: the cosine of their
+    idf-weighted token profiles (:mod:`gamerec.dataio.content`; rare tokens such as "Roguelike"
+    or a studio's name say more than "Indie" or "Action"). Games nobody in the play data owns
+    have tokens too, so a history of them counts in full here. Rows hold a handful of tokens
+    each and are kept sparse: a dense pass over 20,000 games costs tens of milliseconds."""
+
+    def __init__(self, rows: TokenRows, idf: np.ndarray):
+        self.rows = rows
+        self.idf = np.asarray(idf, dtype=np.float32)  # (T,)
+        weights = self.idf[rows.indices] ** 2
+        lengths = np.diff(rows.indptr)
+        norms = np.zeros(rows.n_rows, dtype=np.float32)
+        present = np.flatnonzero(lengths > 0)
+        if len(present):
+            norms[present] = np.sqrt(np.add.reduceat(weights, rows.indptr[present]))
+        self.norms = norms  # (n,) length of each game's idf-weighted token vector
+        self._kept: dict[int, tuple[np.ndarray, TokenRows]] = {}
+
+    def profile(self, history: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """(T,) the history's weighted token profile (each game's unit vector, weighted),
+        idf-weighted and of unit length; 0 when no history game has a token."""
+        profile = np.zeros(len(self.idf), dtype=np.float32)
+        for row, weight in zip(
+            np.asarray(history).tolist(), np.asarray(weights).tolist(), strict=True
+        ):
+            if self.norms[row] > 0:
+                tokens = self.rows.indices[self.rows.indptr[row] : self.rows.indptr[row + 1]]
+                profile[tokens] += weight * self.idf[tokens] / self.norms[row]
+        norm = float(np.sqrt(profile @ profile))
+        return profile / norm if norm > 0 else profile
+
+    def scores(self, profile: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(c,) cosine of ``profile`` with each candidate's token vector."""
+        return self._scores(profile, self.rows.take(candidates), self.norms[candidates])
+
+    def batch_scores(self, profiles: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(B, c) cosine of each row's profile ((B, T)) with its candidates' token vectors
+        (``candidates`` (B, c) catalog rows; -1 scores 0)."""
+        n_rows, width = candidates.shape
+        flat = np.maximum(candidates.ravel(), 0)
+        subset = self.rows.take(flat)
+        owner = np.repeat(np.arange(len(flat)) // max(width, 1), np.diff(subset.indptr))
+        products = profiles[owner, subset.indices] * self.idf[subset.indices]
+        out = np.zeros(len(flat), dtype=np.float32)
+        present = np.flatnonzero(np.diff(subset.indptr) > 0)
+        if len(present):
+            sums = np.add.reduceat(products, subset.indptr[present])
+            out[present] = sums / np.maximum(self.norms[flat[present]], 1e-12)
+        out[candidates.ravel() < 0] = 0.0
+        return out.reshape(n_rows, width)
+
+    def closest(self, profile: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+        """The (at most) ``n`` of ``rows`` closest to ``profile``, closest first, none with
+        nothing in common (a kept, read-only row set is gathered once)."""
+        kept = self._kept.get(id(rows))
+        if kept is not None and kept[0] is rows:
+            subset = kept[1]
+        else:
+            subset = self.rows.take(rows)
+            if not rows.flags.writeable and len(self._kept) < 16:
+                self._kept[id(rows)] = (rows, subset)
+        closeness = self._scores(profile, subset, self.norms[rows])
+        n = min(n, int((closeness > 0).sum()))
+        if n <= 0:
+            return np.empty(0, dtype=np.int64)
+        top = np.argpartition(-closeness, n - 1)[:n]
+        return rows[top[np.argsort(-closeness[top], kind="stable")]]
+
+    def _scores(self, profile: np.ndarray, subset: TokenRows, norms: np.ndarray) -> np.ndarray:
+        products = profile[subset.indices] * self.idf[subset.indices]
+        out = np.zeros(subset.n_rows, dtype=np.float32)
+        present = np.flatnonzero(np.diff(subset.indptr) > 0)
+        if len(present):
+            sums = np.add.reduceat(products, subset.indptr[present])
+            out[present] = sums / np.maximum(norms[present], 1e-12)
+        return out

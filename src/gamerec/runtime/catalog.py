@@ -35,6 +35,7 @@ class ListColumn(Sequence[list[str]]):
         self.vocabulary: list[str] = [str(v) for v in encoded.dictionary.to_pylist()]
         self.codes = column_to_numpy(encoded.indices)
         self._cache: dict[int, list[str]] = {}
+        self._code_of: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -47,6 +48,19 @@ class ListColumn(Sequence[list[str]]):
             codes = self.codes[self._offsets[item] : self._offsets[item + 1]]
             found = self._cache[item] = [self.vocabulary[c] for c in codes.tolist()]
         return found
+
+    def mask(self, value: str, n_rows: int) -> np.ndarray:
+        """(n_rows,) bool: which of the first ``n_rows`` lists hold ``value``."""
+        out = np.zeros(n_rows, dtype=bool)
+        if not self._code_of:
+            self._code_of.update((v, i) for i, v in enumerate(self.vocabulary))
+        code = self._code_of.get(value)
+        if code is None:
+            return out
+        lengths = np.diff(self._offsets[: n_rows + 1])
+        rows = np.repeat(np.arange(n_rows), lengths)
+        out[rows[self.codes[: len(rows)] == code]] = True
+        return out
 
     def masks(self, n_rows: int) -> dict[str, np.ndarray]:
         """For each distinct lower-cased string, which of the first ``n_rows`` lists hold it."""
@@ -76,6 +90,7 @@ class Catalog:
     release_years: np.ndarray  # (n,) int64, -1 where unknown
     owners_low: np.ndarray  # (n,) int64, -1 where unknown
     owners_high: np.ndarray
+    family: np.ndarray  # (n,) int64: the row answers name for this game (its edition to buy)
     n_model: int
     by_appid: dict[int, int] = field(default_factory=dict)
     _by_title: dict[str, list[int]] | None = None
@@ -118,6 +133,7 @@ class Catalog:
                 "release_year",
                 "owners_low",
                 "owners_high",
+                "family",
             ],
         )
         if n_model != len(columns["appid"]):
@@ -138,6 +154,7 @@ class Catalog:
             release_years=column_to_numpy(columns["release_year"], fill=-1).astype(np.int64),
             owners_low=column_to_numpy(columns["owners_low"], fill=-1).astype(np.int64),
             owners_high=column_to_numpy(columns["owners_high"], fill=-1).astype(np.int64),
+            family=column_to_numpy(columns["family"]).astype(np.int64),
             n_model=n_model,
         )
         catalog.by_appid = dict(

@@ -42,12 +42,15 @@ from gamerec.errors import (
     NotFoundError,
 )
 from gamerec.ranking import Ranked, RankingEngine
+from gamerec.ranking.stages import Editions
 from gamerec.runtime.catalog import Catalog
 
 __all__ = ["HistoryReport", "Recommendation", "Recommendations", "Recommender"]
 
 #: how many shared tags a reason names
 _REASON_TAGS = 2
+#: a reason names only tags among the top this many of both games (tags come most voted first)
+_TOP_TAGS = 5
 #: filter masks kept per Recommender (one per distinct genre filter)
 _MAX_FILTERS = 64
 _NEW_PREFIX = "new to gamerec's players; "
@@ -124,6 +127,27 @@ class Recommendations(list[Recommendation]):
         }
 
 
+def _year(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1970 <= value <= 2100:
+        raise InvalidRequestError(f"released since must be a year like 2022; got {value!r:.40}")
+    return value
+
+
+def _with_since(
+    note: str | None, since: int | None, answers: Sequence[Recommendation], k: int
+) -> str | None:
+    """The note, and a word when a release-year filter left fewer than ``k`` answers."""
+    if since is None or len(answers) >= k:
+        return note
+    short = (
+        f"only {len(answers)} of the {k} asked for were released in or after {since} (of the "
+        "games whose release year gamerec knows; `gamerec fetch store` fills in more years)"
+    )
+    return f"{note}; {short}" if note else short
+
+
 class Recommender:
     """Recommendations from a workspace (``gamerec-data``) with processed/, model/ and index/."""
 
@@ -158,13 +182,18 @@ class Recommender:
             self._load_users = None
             self._known_users, self._histories = known_users, histories
         self.genres = list(description.genres)
-        self._genre_lookup = {g.lower(): g for g in self.genres}
         self._token_position = {t: i for i, t in enumerate(description.tokens)}
         n = catalog.n_model
-        genre_masks = catalog.genres.masks(n)
-        self._genre_items = {
-            key: genre_masks.get(key, np.zeros(n, dtype=bool)) for key in self._genre_lookup
-        }
+        #: what a filter word may name: a genre, else a tag of the catalog ("shooter", "fps",
+        #: "roguelike" are tags), looked up by letters and digits alone ("rogue-like")
+        self._filter_words: dict[str, str] = {}
+        for tag in catalog.tags.vocabulary:
+            self._filter_words.setdefault(normalise_title(tag), f"tag:{tag}")
+        for genre in catalog.genres.vocabulary:
+            self._filter_words[normalise_title(genre)] = f"genre:{genre}"
+        for genre in self.genres:
+            self._filter_words[normalise_title(genre)] = f"genre:{genre}"
+        self._filter_items: dict[str, np.ndarray] = {}
         #: what may be recommended to anyone: games with an appid
         self._games = catalog.recommendable[:n].copy()
         self._games.setflags(write=False)
@@ -211,7 +240,12 @@ class Recommender:
         index = open_index(workspace.index, index_manifest, vectors)
         catalog = Catalog.read(workspace.processed, vectors.n_items)
         engine = RankingEngine.over_catalog(
-            model, vectors, index, rerank=rerank, new_games_share=new_games_share
+            model,
+            vectors,
+            index,
+            rerank=rerank,
+            new_games_share=new_games_share,
+            editions=Editions(catalog.family, np.asarray(vectors.model_rows) >= 0, catalog.players),
         )
 
         def load_users() -> tuple[dict[str, int], UserItems]:
@@ -403,14 +437,17 @@ class Recommender:
         return min(k, self.n_items)
 
     def _genre_set(self, genres: Sequence[str] | None) -> set[str]:
+        """The filter words as catalog tokens (``genre:RPG``, ``tag:Shooter``): a genre where
+        one is meant, else a tag the catalog knows; anything else is refused, naming both."""
         chosen = set()
         for genre in genres or []:
-            key = str(genre).strip().lower()
-            if key not in self._genre_lookup:
+            token = self._filter_words.get(normalise_title(str(genre)))
+            if token is None:
                 raise NotFoundError(
-                    f"unknown genre {genre!r}; valid genres: {', '.join(self.genres)}"
+                    f"unknown genre or tag {genre!r}; genres: {', '.join(self.genres)}; or any "
+                    "tag of the catalog, such as shooter, fps, roguelike, open world, co-op"
                 )
-            chosen.add(key)
+            chosen.add(token)
         return chosen
 
     # ------------------------------------------------------------------ recommending
@@ -434,11 +471,17 @@ class Recommender:
         report = HistoryReport(given, len(items), sorted(not_in_model), sorted(unknown))
         return items, values, report
 
-    def _allowed(self, wanted: set[str], owned: np.ndarray, include_dlc: bool) -> np.ndarray:
-        """(n_items,) bool: games that may be recommended, of the ``wanted`` genres. Kept
-        read-only per genre filter (the engine keeps its sub-indexes by identity); DLC
-        depends on the player and is not kept."""
-        key = frozenset(wanted)
+    def _allowed(
+        self,
+        wanted: set[str],
+        owned: np.ndarray,
+        include_dlc: bool,
+        released_since: int | None = None,
+    ) -> np.ndarray:
+        """(n_items,) bool: games that may be recommended, of the ``wanted`` genres or tags,
+        released in or after ``released_since`` (a year). Kept read-only per filter (the
+        engine keeps its sub-indexes by identity); DLC depends on the player and is not kept."""
+        key = frozenset(wanted | ({f"since:{released_since}"} if released_since else set()))
         kept = None if include_dlc else self._filter_masks.get(key)
         if kept is not None:
             return kept
@@ -449,6 +492,8 @@ class Recommender:
             allowed = allowed | (self._dlc & np.isin(bases, owned_appids[owned_appids >= 0]))
         if wanted:
             allowed = allowed & self._genre_mask(wanted)
+        if released_since is not None:
+            allowed = allowed & (self.catalog.release_years[: self.n_items] >= released_since)
         if not include_dlc and len(self._filter_masks) < _MAX_FILTERS:
             allowed.setflags(write=False)
             self._filter_masks[key] = allowed
@@ -464,18 +509,22 @@ class Recommender:
         exclude_owned: bool = True,
         include_dlc: bool = False,
         history: History | None = None,
+        released_since: int | None = None,
     ) -> Recommendations:
         """Top-``k`` games for a known user, or for a history given as ``{appid: minutes}``.
 
-        ``genres`` keeps only games of those genres; ``achievements`` (``{appid: unlocked}``)
-        count as play where no playtime is given; ``history`` is the same given as a
-        :class:`~gamerec.dataio.history.History`. Owned games never come back unless
-        ``exclude_owned`` is False; DLC only with ``include_dlc``, and only for base games in
-        the history. The answer's ``history`` says which given games were used and which are
-        unknown. A user id gamerec does not know is answered like a new user, and the note
-        says so.
+        ``genres`` keeps only games of those genres (or tags: "shooter", "roguelike");
+        ``released_since`` only games released in or after that year (a game whose year no
+        source knows is left out, and the note says so when fewer than ``k`` are left);
+        ``achievements`` (``{appid: unlocked}``) count as play where no playtime is given;
+        ``history`` is the same given as a :class:`~gamerec.dataio.history.History`. Owned
+        games never come back unless ``exclude_owned`` is False; DLC only with
+        ``include_dlc``, and only for base games in the history. The answer's ``history`` says
+        which given games were used and which are unknown. A user id gamerec does not know is
+        answered like a new user, and the note says so.
         """
         k = self._check_k(k)
+        released_since = _year(released_since)
         wanted = self._genre_set(genres)
         given = History.from_mappings(played, achievements)
         if history is not None:
@@ -488,12 +537,12 @@ class Recommender:
                 unknown_user = str(user_id)
             else:
                 items, values = self._with_known_games(row, items, values)
-        allowed = self._allowed(wanted, items, include_dlc)
+        allowed = self._allowed(wanted, items, include_dlc, released_since)
         if len(items) == 0:
+            popular = self._popular(allowed, wanted, k)
+            fallback = self._fallback_note(unknown_user, wanted)
             return Recommendations(
-                self._popular(allowed, wanted, k),
-                report,
-                self._fallback_note(unknown_user, wanted),
+                popular, report, _with_since(fallback, released_since, popular, k)
             )
         one = UserItems(np.array([0, len(items)], np.int64), items, values, self.n_items)
         ranked = self.engine.rank(
@@ -504,13 +553,14 @@ class Recommender:
             preferences=self._preferences(wanted),
             explain=True,
         )
-        note = None
+        note: str | None = None
         if unknown_user is not None:
             note = (
                 f"unknown user {unknown_user!r}: answered from the games given; "
                 "`gamerec users` lists the known ids"
             )
-        return Recommendations(self._answers(ranked, 0, items, wanted), report, note)
+        answers = self._answers(ranked, 0, items, wanted)
+        return Recommendations(answers, report, _with_since(note, released_since, answers, k))
 
     def _with_known_games(
         self, row: int, items: np.ndarray, values: np.ndarray
@@ -562,33 +612,48 @@ class Recommender:
         if because < 0:
             return prefix.rstrip("; ") or "popular with gamerec's players"
         reason = f"{prefix}because you played {self.catalog.names[because]}"
-        played_tags = set(self.catalog.tags[because])
-        shared = [t for t in self.catalog.tags[item] if t in played_tags][:_REASON_TAGS]
+        shared = self._shared_tags(item, because)
         if shared:
             reason += f"; same tags: {', '.join(shared)}"
         return reason
+
+    def _shared_tags(self, item: int, other: int) -> list[str]:
+        """The tags that matter most to both games: among the top tags of each (a game's tags
+        are listed by players' votes), those they share, best placed in both first."""
+        mine = self.catalog.tags[item][:_TOP_TAGS]
+        theirs = {tag: place for place, tag in enumerate(self.catalog.tags[other][:_TOP_TAGS])}
+        shared = [
+            (place + theirs[tag], place, tag) for place, tag in enumerate(mine) if tag in theirs
+        ]
+        return [tag for _, _, tag in sorted(shared)[:_REASON_TAGS]]
 
     def _preferences(self, wanted: set[str]) -> np.ndarray | None:
         if not wanted:
             return None
         prefs = np.zeros((1, len(self._token_position)), dtype=np.float32)
-        for key in wanted:
-            position = self._token_position.get(f"genre:{self._genre_lookup[key]}")
+        for token in wanted:
+            position = self._token_position.get(token)
             if position is not None:
                 prefs[0, position] = 1.0 / len(wanted)
         return prefs
 
     def _genre_mask(self, wanted: set[str]) -> np.ndarray:
-        """(n_items,) bool: games having at least one of the ``wanted`` genres (read only)."""
-        if len(wanted) == 1:  # the usual request: the precomputed mask, no work per request
-            return self._genre_items[next(iter(wanted))]
-        mask = np.zeros(self.n_items, dtype=bool)
-        for genre in wanted:
-            mask |= self._genre_items[genre]
-        return mask
+        """(n_items,) bool: games having at least one of the ``wanted`` genres or tags (read
+        only; each is computed on first use and kept)."""
+        masks = []
+        for token in sorted(wanted):
+            mask = self._filter_items.get(token)
+            if mask is None:
+                kind, name = token.split(":", 1)
+                column = self.catalog.genres if kind == "genre" else self.catalog.tags
+                mask = column.mask(name, self.n_items)
+                mask.setflags(write=False)
+                self._filter_items[token] = mask
+            masks.append(mask)
+        return masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
 
     def _genre_label(self, wanted: set[str]) -> str:
-        return ", ".join(self._genre_lookup[g] for g in sorted(wanted))
+        return ", ".join(token.split(":", 1)[1] for token in sorted(wanted))
 
     def _recommendation(
         self, item: int, score: float, reason: str, wanted: set[str]
@@ -617,8 +682,14 @@ class Recommender:
             tags=list(tags),
             release_year=release_year,
             owners=owners,
-            matched_genres=[g for g in genres if g.lower() in wanted] if wanted else [],
+            matched_genres=self._matched(item, wanted) if wanted else [],
         )
+
+    def _matched(self, item: int, wanted: set[str]) -> list[str]:
+        """The genres and tags asked for that ``item`` has."""
+        has = {f"genre:{g}" for g in self.catalog.genres[item]}
+        has |= {f"tag:{t}" for t in self.catalog.tags[item]}
+        return [token.split(":", 1)[1] for token in sorted(wanted & has)]
 
     def _popular(self, allowed: np.ndarray, wanted: set[str], k: int) -> list[Recommendation]:
         order = self._popularity_order
@@ -635,24 +706,38 @@ class Recommender:
         ]
 
     def similar(self, game: int | str, k: int = 10) -> list[Recommendation]:
-        """Games closest to ``game`` (an appid or a name) in the item embedding space."""
+        """Games like ``game`` (an appid or a name), through the one engine: the game's own
+        vector is the query, the co-play model ranks what its players also own, and games
+        nobody in the play data owns compete on merit. A game nobody in the play data owns is
+        asked about by what the catalog says of it. Each answer says why in one line."""
         k = self._check_k(k)
         item = self.resolve_game(game)
-        name = self.catalog.names[item]
-        if not self.engine.trained[item]:
-            raise NotFoundError(
-                f"{name} is in the catalog but not in the model yet (nobody in the play data "
-                "owns it); run `gamerec train` with data that includes it"
-            )
-        allowed = self._allowed(set(), np.empty(0, dtype=np.int32), False)
-        scores, ids = self.engine.nearest(
-            self.item_embeddings[item : item + 1], k, allowed, [np.array([item])]
+        one = UserItems(
+            np.array([0, 1], np.int64),
+            np.array([item], np.int32),
+            np.zeros(1, np.float32),
+            self.n_items,
         )
-        return [
-            self._recommendation(int(i), float(s), f"similar to {name}", set())
-            for i, s in zip(ids[0], scores[0], strict=True)
-            if i >= 0
-        ]
+        query = self.item_embeddings[item : item + 1]
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        ranked = self.engine.rank(
+            one, k, self._allowed(set(), one.indices, False), queries=query.astype(np.float32)
+        )
+        name = self.catalog.names[item]
+        answers = []
+        for place in np.flatnonzero(ranked.items[0] >= 0).tolist():
+            other = int(ranked.items[0, place])
+            if ranked.new[0, place]:
+                why = "new to gamerec's players"
+            elif ranked.because is not None and ranked.because[0, place] >= 0:
+                why = f"players of {name} own it too"
+            else:
+                why = f"liked by the players who like {name}"
+            shared = self._shared_tags(other, item)
+            if shared:
+                why += f"; same tags: {', '.join(shared)}"
+            answers.append(self._recommendation(other, float(ranked.scores[0, place]), why, set()))
+        return answers
 
     def recommend_all(
         self, k: int = 10, batch_size: int = 1024, max_entries: int = 65_536

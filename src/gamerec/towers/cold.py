@@ -16,29 +16,33 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gamerec.dataio.content import TokenTable, content_tokens
 from gamerec.errors import ArtifactError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from gamerec.artifacts.index import CatalogVectors
-    from gamerec.artifacts.model import ModelArtifacts
+    from gamerec.artifacts.model import ModelArtifacts, ModelDescription
 
 __all__ = [
     "CONTENT_LAYOUT",
     "ContentMapper",
     "ContentVocabulary",
+    "HeldOutGames",
+    "catalog_tokens",
     "content_features",
     "embed_catalog",
     "embed_items",
     "fit_content_mapper",
     "ridge_path",
     "token_rows",
+    "token_table",
 ]
 
 #: the layout of the content features; a model written with another one must be retrained
@@ -315,6 +319,16 @@ class ContentMapper:
         return self.map_features(content_features(items, self.vocabulary))
 
 
+@dataclass(frozen=True)
+class HeldOutGames:
+    """The trained games the mapping was chosen on, as the mapping fit without them embeds
+    them: games the model knows, standing in for new ones (to tune how new games compete)."""
+
+    rows: np.ndarray  # (m,) rows of the trained games
+    embeddings: np.ndarray  # (m, D) their mapped item embeddings
+    history: np.ndarray  # (m, H) their mapped rows of the user tower's history table
+
+
 def fit_content_mapper(
     items: pd.DataFrame,
     item_embeddings: np.ndarray,
@@ -323,12 +337,13 @@ def fit_content_mapper(
     seed: int = 0,
     holdout_fraction: float = 0.1,
     lambdas: Sequence[float] = DEFAULT_LAMBDAS,
-) -> tuple[ContentMapper, dict[str, Any]]:
+) -> tuple[ContentMapper, dict[str, Any], HeldOutGames]:
     """Fit the mapper on the trained games (``items`` row i has ``item_embeddings[i]`` and
     ``history[i]``). Each target's penalty is the one with the best mean cosine on a seeded
     held-out ``holdout_fraction`` of the games; the mapper is then refit on every game.
 
-    Returns the mapper and its fit quality: held-out mean cosine of mapped vs trained vectors.
+    Returns the mapper, its fit quality (held-out mean cosine of mapped vs trained vectors) and
+    the held-out games as the mapping fit without them embeds them.
     """
     if len(items) != len(item_embeddings) or len(items) != len(history):
         raise ValueError("items, item_embeddings and history must have one row per game")
@@ -340,15 +355,20 @@ def fit_content_mapper(
     chosen: dict[str, float] = {}
     quality: dict[str, Any] = {"games": len(items), "held_out_games": int(n_held)}
     final: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    held_out: dict[str, np.ndarray] = {
+        "embedding": np.zeros((0, item_embeddings.shape[1]), np.float32),
+        "history": np.zeros((0, history.shape[1]), np.float32),
+    }
     for name, targets in (("embedding", item_embeddings), ("history", history)):
         best = float(lambdas[len(lambdas) // 2])
         if n_held:
-            scores = [
-                _mean_cosine(features[held] @ w + b, targets[held])
-                for w, b in ridge_path(features[fit], targets[fit], lambdas)
+            predictions = [
+                features[held] @ w + b for w, b in ridge_path(features[fit], targets[fit], lambdas)
             ]
+            scores = [_mean_cosine(predicted, targets[held]) for predicted in predictions]
             best_at = int(np.argmax(scores))
             best = float(lambdas[best_at])
+            held_out[name] = predictions[best_at].astype(np.float32)
             quality[f"{name}_held_out_cosine"] = round(scores[best_at], 4)
             # what a game's mean vector alone would score: the bar the mapping must clear
             mean_only = np.broadcast_to(targets[fit].mean(0), targets[held].shape)
@@ -364,14 +384,15 @@ def fit_content_mapper(
         final["history"][0].astype(np.float32),
         final["history"][1].astype(np.float32),
     )
-    return mapper, quality
+    return mapper, quality, HeldOutGames(held, held_out["embedding"], held_out["history"])
 
 
 def embed_catalog(model: ModelArtifacts, items: pd.DataFrame) -> CatalogVectors:
     """Every row of ``items``: a game the model was trained on (found by ``item_key``, so a
     catalog re-preprocessed, reordered or grown since training needs no retraining) keeps its
-    trained vectors; any other is embedded by the model's content mapping."""
-    return embed_items(
+    trained vectors; any other is embedded by the model's content mapping. Each game's content
+    tokens come along, numbered by the model's token table, when the model has one."""
+    vectors = embed_items(
         ContentMapper.from_arrays(model.content_vocabulary, model.content),
         model.item_keys,
         model.item_embeddings,
@@ -379,6 +400,30 @@ def embed_catalog(model: ModelArtifacts, items: pd.DataFrame) -> CatalogVectors:
         [str(t) for t in model.manifest.get("tokens", [])],
         items,
         source=str(model.directory),
+    )
+    table = token_table(model.description)
+    if table is None:
+        return vectors
+    rows = table.rows(catalog_tokens(items))
+    return replace(vectors, content=(rows.indptr, rows.indices))
+
+
+def token_table(description: ModelDescription) -> TokenTable | None:
+    """The content token table a model stored, if any."""
+    if not description.content_tokens or len(description.content_tokens) != len(
+        description.content_idf
+    ):
+        return None
+    return TokenTable(description.content_tokens, np.asarray(description.content_idf, np.float32))
+
+
+def catalog_tokens(items: pd.DataFrame) -> list[list[str]]:
+    """Each catalog row's content tokens (genres, tags, developers, publishers)."""
+    return content_tokens(
+        [list(g) if g is not None else [] for g in items["genres"]],
+        [list(t) if t is not None else [] for t in items["tags"]],
+        list(items["developer"]),
+        list(items["publisher"]),
     )
 
 

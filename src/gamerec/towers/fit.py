@@ -10,20 +10,22 @@ protocol), and returns a :class:`FittedModel` with the arrays ``model/`` stores.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from gamerec.artifacts.model import ModelArtifacts, RerankPolicy
+from gamerec.artifacts.model import ModelArtifacts, NewGamePolicy, RerankPolicy
+from gamerec.dataio.content import TokenRows, TokenTable
 from gamerec.dataio.matrix import UserItems
 from gamerec.index.reference import ExactIndex
 from gamerec.ranking import CoPlay, Ranker, RankingEngine, RankingPolicy
 from gamerec.ranking.scorer import Scorer
+from gamerec.ranking.stages import ContentSimilarity
 from gamerec.ranking.user_tower import NumpyUserTower
 from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
-from gamerec.towers.cold import ContentMapper, fit_content_mapper
+from gamerec.towers.cold import ContentMapper, HeldOutGames, catalog_tokens, fit_content_mapper
 from gamerec.towers.ease import ease_weights, gram_matrix
 from gamerec.towers.features import ItemFeatures, build_item_features
 from gamerec.towers.model import TwoTowerConfig
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
     from gamerec.towers.distributed import Workers
 
 __all__ = [
+    "ContentSearch",
     "FitConfig",
     "FitRun",
     "FittedModel",
     "ModelShape",
+    "NewGameSearch",
     "RerankSearch",
     "Validation",
     "fit_model",
@@ -78,12 +82,34 @@ class RerankSearch:
 
 
 @dataclass(frozen=True)
+class ContentSearch:
+    """The weights of genre/tag closeness in the final score, tried on the validation users."""
+
+    weights: tuple[float, ...] = (0.0, 0.15, 0.3)
+
+
+@dataclass(frozen=True)
+class NewGameSearch:
+    """How a new game's standardised first-stage score is put on the trained games' scale:
+    the scales and offsets tried on the validation users, trained games held out of the content
+    mapping standing in for new games."""
+
+    scales: tuple[float, ...] = (0.5, 1.0)
+    offsets: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0)
+    contents: tuple[float, ...] = (1.0, 0.0, 2.0)  # the first is tried with every offset
+    history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)
+    fraction: float = 0.1  # of the trained games, the newest, held out as new
+
+
+@dataclass(frozen=True)
 class FitConfig:
     """Everything that decides the model a fit ends with."""
 
     shape: ModelShape = field(default_factory=ModelShape)
     train: TrainConfig = field(default_factory=TrainConfig)
     rerank: RerankSearch = field(default_factory=RerankSearch)
+    content: ContentSearch = field(default_factory=ContentSearch)
+    new_games: NewGameSearch = field(default_factory=NewGameSearch)
 
 
 @dataclass
@@ -122,6 +148,11 @@ class FittedModel:
     coplay: np.ndarray | None = None
     rerank: RerankPolicy | None = None
     mapper: ContentMapper | None = None
+    new_games: NewGamePolicy | None = None
+    content_weight: float = 0.0
+    #: the content tokens of the trained games, and their table (vocabulary and idf)
+    token_table: TokenTable | None = None
+    content_rows: TokenRows | None = None
 
     def description(self) -> dict[str, Any]:
         """What ``model/manifest.json`` says of how this model ranks (see
@@ -132,7 +163,33 @@ class FittedModel:
             "genres": self.features.genres,
             "numeric_names": self.features.numeric_names,
             "rerank": None if self.rerank is None else self.rerank.to_dict(),
+            "new_games": None if self.new_games is None else self.new_games.to_dict(),
+            "content_similarity": {
+                "weight": self.content_weight,
+                **({} if self.token_table is None else self.token_table.to_dict()),
+            },
         }
+
+    def engine(self, policy: RankingPolicy, **parts: Any) -> RankingEngine:
+        """An engine over the trained games with ``policy``; ``parts`` replace the model's own
+        (``item_vectors``, ``user_tower``, ``trained``, ``coplay``) to try variations."""
+        tower = parts.get("user_tower") or NumpyUserTower(
+            self.user_tower, self.config.playtime_weight
+        )
+        vectors = parts.get("item_vectors", self.item_embeddings)
+        trained = parts.get("trained", np.ones(len(vectors), dtype=bool))
+        content = None
+        if self.token_table is not None and self.content_rows is not None:
+            content = ContentSimilarity(self.content_rows, self.token_table.idf)
+        return RankingEngine(
+            tower,
+            vectors,
+            parts.get("index") or ExactIndex(vectors),
+            trained,
+            policy,
+            parts.get("coplay"),
+            content=content,
+        )
 
     def as_artifacts(self, item_keys: list[str]) -> ModelArtifacts:
         """This model as ``model/`` would hold it once written, without writing it (P-COLD's
@@ -246,11 +303,80 @@ def fit_stages(
         fitted.coplay, fitted.rerank, summary["rerank"] = _fit_reranker(
             search, train_matrix, validation, fitted
         )
+    tokens = catalog_tokens(items)
+    fitted.token_table = TokenTable.build(tokens)
+    fitted.content_rows = fitted.token_table.rows(tokens)
+    progress("train", "weighing genre/tag closeness on the validation users", None)
+    fitted.content_weight, summary["content_similarity"] = _fit_content_weight(
+        config.content, validation, fitted
+    )
     progress("train", "fitting the content mapping for games without players", None)
-    fitted.mapper, summary["content_mapping"] = fit_content_mapper(
+    fitted.mapper, summary["content_mapping"], random_tenth = fit_content_mapper(
         items, fitted.item_embeddings, fitted.user_tower["history"], seed=config.train.seed
     )
+    newest = newest_games_as_new(items, fitted, config.new_games.fraction, config.train.seed)
+    held_out = [
+        (label, games)
+        for label, games in (("a random tenth", random_tenth), ("the newest tenth", newest))
+        if len(games.rows)
+    ]
+    if held_out:
+        progress("train", "tuning how new games compete, on games held out as new", None)
+        fitted.new_games, summary["new_games"] = _fit_new_games(
+            config.new_games, validation, fitted, held_out
+        )
     return fitted
+
+
+def _as_new(fitted: FittedModel, games: HeldOutGames) -> dict[str, Any]:
+    """The parts of an engine in which ``games`` are new: their mapped vectors in the item
+    space and in the user tower's history, unknown to the co-play model."""
+    rows = games.rows
+    embeddings = fitted.item_embeddings.copy()
+    embeddings[rows] = games.embeddings
+    history = fitted.user_tower["history"].copy()
+    history[rows] = games.history
+    trained = np.ones(len(embeddings), dtype=bool)
+    trained[rows] = False
+    parts: dict[str, Any] = {
+        "item_vectors": embeddings,
+        "user_tower": NumpyUserTower(
+            {**fitted.user_tower, "history": history}, fitted.config.playtime_weight
+        ),
+        "trained": trained,
+        "index": ExactIndex(embeddings),
+    }
+    if fitted.coplay is not None and fitted.rerank is not None:
+        coplay_rows = np.arange(len(embeddings), dtype=np.int64)
+        coplay_rows[rows] = -1
+        parts["coplay"] = CoPlay(fitted.coplay, coplay_rows)
+    return parts
+
+
+def newest_games_as_new(
+    items: pd.DataFrame, fitted: FittedModel, fraction: float, seed: int
+) -> HeldOutGames:
+    """The newest ``fraction`` of the trained games (by release year, ties drawn at random),
+    embedded by a content mapping fit without them: the games nobody in the play data owns are
+    the newest ones, so the newest trained games stand in for them best."""
+    import pandas as pd
+
+    years = pd.to_numeric(items["release_year"], errors="coerce").to_numpy(dtype=np.float64)
+    dated = np.flatnonzero(np.isfinite(years))
+    n_held = round(fraction * len(items))
+    if n_held < 1 or len(dated) < 2 * n_held:
+        return HeldOutGames(np.zeros(0, np.int64), np.zeros((0, 0)), np.zeros((0, 0)))
+    tie_break = np.random.default_rng(seed).random(len(dated))
+    held = np.sort(dated[np.lexsort((tie_break, -years[dated]))[:n_held]])
+    rest = np.setdiff1d(np.arange(len(items)), held)
+    mapper, _, _ = fit_content_mapper(
+        items.iloc[rest],
+        fitted.item_embeddings[rest],
+        fitted.user_tower["history"][rest],
+        seed=seed,
+    )
+    embeddings, history = mapper.map_items(items.iloc[held])
+    return HeldOutGames(held, embeddings, history)
 
 
 def _fit_reranker(
@@ -279,7 +405,7 @@ def _fit_reranker(
                 coplay_candidates=search.coplay_candidates,
             )
             engine = RankingEngine(
-                tower, embeddings, index, trained, RankingPolicy(policy, 0.0), coplay
+                tower, embeddings, index, trained, RankingPolicy(policy, None, 0.0), coplay
             )
             ndcg = validation.ndcg(engine)
             tried.append({**policy.to_dict(), "valid_ndcg_at_20": ndcg})
@@ -288,3 +414,95 @@ def _fit_reranker(
     assert best is not None
     ndcg, weights, policy = best
     return weights, policy, {**policy.to_dict(), "valid_ndcg_at_20": ndcg, "tried": tried}
+
+
+def _fit_content_weight(
+    search: ContentSearch, validation: Validation, fitted: FittedModel
+) -> tuple[float, dict[str, Any]]:
+    """The weight of genre/tag closeness that ranks the validation users best, with the second
+    stage chosen before it."""
+    coplay = CoPlay(fitted.coplay) if fitted.coplay is not None and fitted.rerank else None
+    tried = {}
+    for weight in search.weights:
+        policy = RankingPolicy(
+            fitted.rerank if coplay is not None else None, None, 0.0, content_weight=weight
+        )
+        tried[weight] = validation.ndcg(fitted.engine(policy, coplay=coplay))
+    best = max(tried, key=lambda weight: (tried[weight], -weight))
+    return best, {
+        "weight": best,
+        "valid_ndcg_at_20": tried[best],
+        "tried": [{"weight": w, "valid_ndcg_at_20": v} for w, v in tried.items()],
+    }
+
+
+def _fit_new_games(
+    search: NewGameSearch,
+    validation: Validation,
+    fitted: FittedModel,
+    held_out: list[tuple[str, HeldOutGames]],
+) -> tuple[NewGamePolicy, dict[str, Any]]:
+    """The policy that ranks the validation users best when held-out games are new: embedded
+    by a mapping fit without them (in the item space and in the user tower's history), unknown
+    to the co-play model, ranked through the one engine with the model's own second stage.
+    Each held-out set is a different kind of new game (a random tenth, as P-COLD hides them;
+    the newest tenth, as time brings them); a policy is judged by its mean validation NDCG over
+    the sets. The fixed places the engine gives new games without a policy are measured too."""
+    engines = [_as_new(fitted, games) for _, games in held_out]
+
+    def ndcg(policy: NewGamePolicy | None, share: float) -> float:
+        rerank = fitted.rerank if fitted.coplay is not None else None
+        values = [
+            validation.ndcg(
+                fitted.engine(
+                    RankingPolicy(rerank, policy, share, content_weight=fitted.content_weight),
+                    **parts,
+                )
+            )
+            for parts in engines
+        ]
+        return float(np.mean(values))
+
+    tried = []
+    best: tuple[float, NewGamePolicy] | None = None
+
+    def attempt(policies: list[NewGamePolicy]) -> NewGamePolicy:
+        nonlocal best
+        for policy in policies:
+            value = ndcg(policy, 0.0)
+            tried.append({**policy.to_dict(), "valid_ndcg_at_20": value})
+            if best is None or value > best[0]:
+                best = (value, policy)
+        assert best is not None
+        return best[1]
+
+    # the scale and offset first, then the weight of genre/tag closeness, then how much a
+    # history of new games tips the balance: one coordinate at a time, as each try ranks
+    # every validation user once per held-out set
+    content = search.contents[0] if fitted.token_table is not None else 0.0
+    chosen = attempt(
+        [
+            NewGamePolicy(scale, offset, 0.0, content)
+            for scale in search.scales
+            for offset in search.offsets
+        ]
+    )
+    if fitted.token_table is not None:
+        chosen = attempt(
+            [replace(chosen, content=value) for value in search.contents if value != content]
+        )
+    attempt(
+        [
+            replace(chosen, history_weight=weight)
+            for weight in search.history_weights
+            if weight != chosen.history_weight
+        ]
+    )
+    assert best is not None
+    return best[1], {
+        **best[1].to_dict(),
+        "valid_ndcg_at_20": best[0],
+        "held_out": {label: len(games.rows) for label, games in held_out},
+        "fixed_places_valid_ndcg_at_20": ndcg(None, 0.2),
+        "tried": tried,
+    }

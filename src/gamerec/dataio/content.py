@@ -1,0 +1,120 @@
+"""What a game is made of, as tokens: its genres, tags, developers and publishers.
+
+``genre:rpg``, ``tag:open world``, ``dev:larian studios``, ``pub:bandai namco entertainment``:
+one list per game (lower case, each token once). The content baseline ranks by them, and the
+ranking engine's genre/tag/studio closeness compares a history with a game through them
+(a studio says as much as a tag to a player of its series). A :class:`TokenTable` is a
+vocabulary of tokens with their inverse document frequency, and turns games into sparse rows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TokenRows", "TokenTable", "content_tokens"]
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        parts: Iterable[Any] = re.split(r"[;,]", value)
+    elif isinstance(value, list | tuple | np.ndarray):
+        parts = value
+    else:  # None, NaN, pandas' NA
+        return []
+    return [p for p in (str(part).strip().lower() for part in parts) if p]
+
+
+def content_tokens(
+    genres: Sequence[Sequence[str]],
+    tags: Sequence[Sequence[str]],
+    developers: Sequence[Any],
+    publishers: Sequence[Any],
+) -> list[list[str]]:
+    """Each game's content tokens: ``tag:``, ``genre:``, ``dev:`` and ``pub:`` (lower case, once).
+
+    Several developers or publishers are separated by ``,`` or ``;`` in the catalog.
+    """
+    return [
+        sorted(
+            {f"genre:{g.strip().lower()}" for g in game_genres if str(g).strip()}
+            | {f"tag:{t.strip().lower()}" for t in game_tags if str(t).strip()}
+            | {f"dev:{d}" for d in _names(developer)}
+            | {f"pub:{p}" for p in _names(publisher)}
+        )
+        for game_genres, game_tags, developer, publisher in zip(
+            genres, tags, developers, publishers, strict=True
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Games as sparse rows of token numbers: game ``i`` has ``indices[indptr[i]:indptr[i+1]]``."""
+
+    indptr: np.ndarray  # (n + 1,) int64
+    indices: np.ndarray  # (nnz,) int32
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+    def take(self, rows: np.ndarray) -> TokenRows:
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return TokenRows(indptr, self.indices[gather])
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """A vocabulary of content tokens and their smoothed inverse document frequency
+    ``ln((1 + n) / (1 + games with it)) + 1`` over the games it was built from."""
+
+    tokens: tuple[str, ...]
+    idf: np.ndarray  # (T,) float32
+
+    @classmethod
+    def build(cls, tokens: Sequence[Sequence[str]], min_games: int = 2) -> TokenTable:
+        """The tokens found on at least ``min_games`` games (a token on one game tells no two
+        games apart), most common first."""
+        counts = Counter(token for game in tokens for token in set(game))
+        kept = sorted(
+            (t for t, c in counts.items() if c >= min_games), key=lambda t: (-counts[t], t)
+        )
+        n = len(tokens)
+        idf = np.array([math.log((1 + n) / (1 + counts[t])) + 1.0 for t in kept], np.float32)
+        return cls(tuple(kept), idf)
+
+    def rows(self, tokens: Sequence[Sequence[str]]) -> TokenRows:
+        """Each game's tokens that the vocabulary knows, as sparse rows."""
+        position = {token: i for i, token in enumerate(self.tokens)}
+        lengths = np.zeros(len(tokens), dtype=np.int64)
+        indices: list[int] = []
+        for row, game in enumerate(tokens):
+            known = sorted({position[t] for t in game if t in position})
+            indices.extend(known)
+            lengths[row] = len(known)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return TokenRows(indptr, np.asarray(indices, dtype=np.int32))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "idf": [round(float(v), 6) for v in self.idf]}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> TokenTable | None:
+        """The table a model stored, or None when it stored none (or a damaged one)."""
+        if not isinstance(value, dict):
+            return None
+        tokens, idf = value.get("tokens"), value.get("idf")
+        if not isinstance(tokens, list) or not isinstance(idf, list) or len(tokens) != len(idf):
+            return None
+        return cls(tuple(str(t) for t in tokens), np.asarray(idf, dtype=np.float32))

@@ -756,6 +756,13 @@ def evaluate(
         ),
         progress=lambda message: progress("eval", message, None),
     )
+    if data.protocol == "cold" and engines:
+        from gamerec.evaluation.cold import history_effect
+
+        default = (
+            next(e for e in engines if e.reranks) if any(e.reranks for e in engines) else engines[0]
+        )
+        report["history_effect"] = history_effect(default, data)
     report.update(
         split_seed=processed_manifest.get("settings", {}).get("seed"),
         processed=str(paths.processed),

@@ -11,6 +11,7 @@ index`` does), and the one ranking engine ranks them as ``recommend`` would.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from gamerec.artifacts.model import ModelArtifacts
 
-__all__ = ["catalog_engines", "cold_start_engines"]
+__all__ = ["catalog_engines", "cold_start_engines", "history_effect"]
 
 
 def _model_columns(matrix: UserItems, column_of: np.ndarray, n_columns: int) -> UserItems:
@@ -98,7 +99,7 @@ def catalog_engines(
         items["n_users"].to_numpy(dtype=np.float64),
     )
     reranks = [False, True] if model.coplay is not None and model.description.rerank else [False]
-    return [
+    engines = [
         RankingEngine.over_catalog(
             model,
             vectors,
@@ -109,3 +110,65 @@ def catalog_engines(
         )
         for rerank in reranks
     ]
+    default = engines[-1]
+    if default.policy.new_games is not None:
+        # the policy of old beside the merit ranking: new games at fixed places, a fifth
+        fixed = RankingEngine.over_catalog(
+            model, vectors, index, rerank=reranks[-1], new_games_share=0.2, editions=editions
+        )
+        fixed.policy = replace(fixed.policy, new_games=None)
+        fixed.name = f"{default.name}, fixed places"
+        engines.append(fixed)
+    return engines
+
+
+def history_effect(
+    engine: RankingEngine, data: ProtocolData, k: int = 20, seed: int = 0
+) -> dict[str, Any]:
+    """How much a history's new games shape the answer, beside as many of its trained games.
+
+    Over the test users whose fold-in holds new games: mean NDCG@k with the whole fold-in,
+    without its new games, and without as many (seeded) of its trained games instead. The
+    drops say how much each kind of game moves the answer."""
+    from gamerec.evaluation.metrics import metric_key
+    from gamerec.evaluation.protocol import evaluate_scorer
+
+    test = data.test
+    new = np.zeros(data.n_items, dtype=bool)
+    new[data.new_items] = True
+    holds_new = np.flatnonzero(
+        test.histories.row_sums(new[test.histories.indices].astype(np.float32)) > 0
+    )
+    rng = np.random.default_rng(seed)
+    histories = test.histories.take_rows(holds_new)
+    targets = test.targets.take_rows(holds_new)
+    rows = np.repeat(np.arange(histories.n_rows), histories.row_lengths())
+    is_new = new[histories.indices]
+    drop_trained = np.zeros(histories.nnz, dtype=bool)
+    for row in range(histories.n_rows):
+        entries = np.arange(histories.indptr[row], histories.indptr[row + 1])
+        trained_entries = entries[~is_new[entries]]
+        count = min(int(is_new[entries].sum()), max(len(trained_entries) - 1, 0))
+        drop_trained[rng.choice(trained_entries, size=count, replace=False)] = True
+
+    def ndcg(keep: np.ndarray) -> float:
+        kept = UserItems.from_pairs(
+            rows[keep],
+            histories.indices[keep],
+            histories.values[keep],
+            histories.n_rows,
+            histories.n_items,
+        )
+        result = evaluate_scorer(engine, kept, targets, [k], allowed=data.allowed)
+        return float(result.mean(metric_key("ndcg", k)))
+
+    whole = ndcg(np.ones(histories.nnz, dtype=bool))
+    without_new = ndcg(~is_new)
+    without_trained = ndcg(~drop_trained)
+    return {
+        "users": int(histories.n_rows),
+        "new_games_in_their_fold_in": int(is_new.sum()),
+        f"ndcg@{k}": round(whole, 4),
+        f"ndcg@{k}_without_their_new_games": round(without_new, 4),
+        f"ndcg@{k}_without_as_many_trained_games": round(without_trained, 4),
+    }

@@ -724,12 +724,18 @@ class Recommender:
             one, k, self._allowed(set(), one.indices, False), queries=query.astype(np.float32)
         )
         name = self.catalog.names[item]
+        shown = ranked.items[0][ranked.items[0] >= 0]
+        coplay = self.engine.coplay
+        co_owned = (
+            coplay.block(np.array([item]), shown)[0] > 0
+            if coplay is not None and len(shown)
+            else np.zeros(len(shown), dtype=bool)
+        )
         answers = []
-        for place in np.flatnonzero(ranked.items[0] >= 0).tolist():
-            other = int(ranked.items[0, place])
+        for place, other in enumerate(shown.tolist()):
             if ranked.new[0, place]:
                 why = "new to gamerec's players"
-            elif ranked.because is not None and ranked.because[0, place] >= 0:
+            elif co_owned[place]:
                 why = f"players of {name} own it too"
             else:
                 why = f"liked by the players who like {name}"

@@ -94,7 +94,7 @@ class NewGameSearch:
     the scales and offsets tried on the validation users, trained games held out of the content
     mapping standing in for new games."""
 
-    scales: tuple[float, ...] = (0.5, 1.0)
+    scales: tuple[float, ...] = (1.0,)
     offsets: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0)
     contents: tuple[float, ...] = (1.0, 0.0, 2.0)  # the first is tried with every offset
     history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)

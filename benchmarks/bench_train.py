@@ -27,7 +27,7 @@ def run_once(processed: Path) -> dict:
     shutil.copytree(processed, root / "processed")
     settings = Settings.load(overrides={"data_dir": root, "train.threads": 2})
     started = time.perf_counter()
-    summary = pipeline.train(settings)
+    summary = pipeline.train(settings).to_dict()
     summary["wall_s"] = time.perf_counter() - started
     shutil.rmtree(root.parent)
     return summary

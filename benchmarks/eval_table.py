@@ -47,9 +47,9 @@ def run_seed(seed: int, root: Path) -> dict[str, Any]:
     return {
         "seed": seed,
         "timings": timings,
-        "train": {k: v for k, v in train.items() if k != "history"},
-        "reports": reports,
-        "library": library,
+        "train": {k: v for k, v in train.to_dict().items() if k != "history"},
+        "reports": {protocol: report.to_dict() for protocol, report in reports.items()},
+        "library": library.to_dict(),
     }
 
 

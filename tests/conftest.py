@@ -287,6 +287,9 @@ def run_in_terminal(
         else:
             process.kill()
             raise TimeoutError(f"{args} ran past {timeout} s")
+    except BaseException:  # a timeout of the test itself: leave no process behind
+        process.kill()
+        raise
     finally:
         os.close(leader)
     code = process.wait(timeout=60)

@@ -124,6 +124,7 @@ def test_cli_recommend_process_imports_nothing_it_does_not_need(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the whole pipeline, on two busy cores
 def test_demo_in_a_terminal_reads_well_and_ends_with_what_to_try(workdir: Path) -> None:
     """`gamerec demo` as a user sees it in a terminal (two epochs, set as the environment
     allows, so the command is the README's own): one line per stage event, a bar that ends

@@ -1,8 +1,10 @@
 """The answering stages: ``gamerec recommend``, ``recommend --all``, ``similar`` and ``users``.
 
 Part of the pipeline (``gamerec.pipeline`` exports them): each reads :class:`Settings` once and
-asks the workspace's :class:`~gamerec.runtime.recommender.Recommender`. Nothing here imports
-torch, FAISS (for a flat index) or pandas: a one-shot ``gamerec recommend`` stays quick.
+asks the workspace's :class:`~gamerec.runtime.recommender.Recommender`. The command line calls
+them here rather than through ``gamerec.pipeline``, whose other stages a one-shot ``gamerec
+recommend`` would otherwise import; nothing here imports torch, FAISS (for a flat index) or
+pandas.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from gamerec.dataio.history import History
 from gamerec.progress import Progress, quiet, reported
-from gamerec.results import UserExample, UsersResult
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
+    from gamerec.results import UsersResult
     from gamerec.runtime.batch import BatchSummary
     from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
 
@@ -74,6 +76,8 @@ def recommend(
 
 def users(settings: Settings, limit: int = 20) -> UsersResult:
     """How many users the workspace knows, and ``limit`` of their ids (most games first)."""
+    from gamerec.results import UserExample, UsersResult
+
     recommender = load_recommender(settings)
     return UsersResult(
         users=len(recommender.known_users),

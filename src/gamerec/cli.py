@@ -1,7 +1,9 @@
 """The ``gamerec`` command: parse -> settings -> ONE pipeline/runtime call -> render.
 
 Heavy libraries (torch, faiss, pandas) are imported inside commands, never here, so
-``gamerec --help`` is instant. What a command shows lives in :mod:`gamerec.render`.
+``gamerec --help`` is instant; the answering commands call :mod:`gamerec.answers` (the pipeline's
+answering stages) without importing the rest of the pipeline. What a command shows lives in
+:mod:`gamerec.render`.
 """
 
 from __future__ import annotations
@@ -384,9 +386,9 @@ def recommend(
 ) -> None:
     """Recommend games for a known user, a list of played games, or a Steam library.
 
-    Example: gamerec recommend --user 76561197970982479 --genres rpg --top-k 5
+    Example: gamerec recommend --user 76767 --genres rpg --top-k 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
     from gamerec.dataio.history import History
     from gamerec.errors import UsageError
 
@@ -395,10 +397,10 @@ def recommend(
         if out is None:
             raise UsageError("--all needs --out recs.parquet or --out recs.jsonl")
         with render.StageProgress() as progress:
-            summary = pipeline.recommend_all(settings, out, k=top_k, progress=progress)
+            summary = stages.recommend_all(settings, out, k=top_k, progress=progress)
         render.result(summary, json_output, render.recommend_all_summary)
         return
-    answers = pipeline.recommend(
+    answers = stages.recommend(
         settings,
         user_id=user,
         history=History.from_command_line(played, achievements),
@@ -426,9 +428,9 @@ def users(
 
     Example: gamerec users --limit 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
 
-    summary = pipeline.users(_options(ctx).settings(), limit)
+    summary = stages.users(_options(ctx).settings(), limit)
     render.result(summary, json_output, render.users_table)
 
 
@@ -443,9 +445,9 @@ def similar(
 
     Example: gamerec similar "Portal 2" --top-k 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
 
-    answers = pipeline.similar(_options(ctx).settings(), game, k=top_k)
+    answers = stages.similar(_options(ctx).settings(), game, k=top_k)
     render.result(answers, json_output, lambda a: render.recommendations(f"Similar to {game}", a))
 
 

@@ -648,6 +648,16 @@ def _time_left_column() -> Any:
     return Eta()
 
 
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
 #: a renderer of one command's result (a summary dict, a report, a list of answers)
 Renderer = Callable[[Any], None]
 
@@ -656,8 +666,6 @@ def result(value: Any, as_json: bool, human: Renderer) -> None:
     """``value`` as JSON for scripts (a typed result by its ``to_dict()``), else through
     ``human``."""
     if as_json:
-        from gamerec.results import jsonable
-
-        print_json(jsonable(value))
+        print_json(_jsonable(value))
     else:
         human(value)

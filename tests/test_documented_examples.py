@@ -143,15 +143,17 @@ class Shell:
         raise AssertionError(f"{command} did not start: {err.decode()[-2000:]}")
 
 
+def clean_env() -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}, **SMALL_MODEL}
+
+
 @pytest.fixture
 def shell(trained_workspace: Path, tmp_path: Path) -> Iterator[Shell]:
     """A folder with a fresh copy of the trained workspace, and a local Steam to fetch from."""
     shutil.copytree(trained_workspace, tmp_path / "gamerec-data")
     (tmp_path / "players.txt").write_text("76561197960287930\n76561197960287931\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")}
     with ReplayServer(libraries=synthetic_libraries(), api_key="...") as server:
-        env.update({**fetch_env(server), **SMALL_MODEL})
-        yield Shell(tmp_path, env, free_port())
+        yield Shell(tmp_path, {**clean_env(), **fetch_env(server)}, free_port())
 
 
 def runnable(commands: list[str]) -> list[str]:
@@ -194,10 +196,12 @@ def test_the_serving_examples_answer(shell: Shell) -> None:
             assert server.wait(timeout=60) == 0, start
 
 
-def test_the_readme_python_snippet_runs(shell: Shell) -> None:
-    """Run with the bundled data from scratch (a small model), it prints the answers and logs
-    what it does, as a terminal would show it."""
-    shutil.rmtree(shell.folder / "gamerec-data")
+@pytest.mark.timeout(900)  # preprocess, train and index from scratch
+def test_the_readme_python_snippet_runs(tmp_path: Path) -> None:
+    """Run with the bundled data from scratch (a small model, three epochs, no re-ranker), it
+    prints the answers and logs what it does, as a terminal would show it."""
+    env = {**clean_env(), "GAMEREC_TRAIN__EPOCHS": "3", "GAMEREC_TRAIN__RERANK": "false"}
+    shell = Shell(tmp_path, env, free_port())
     script = shell.folder / "snippet.py"
     script.write_text(readme_python())
     done = shell.run(f"python {script}".replace("python", shlex.quote(sys.executable), 1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from gamerec.progress import reported
 from gamerec.render import StageProgress
 
 BAR = "━"
+FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
 
 #: what `gamerec demo` reports, in its order: lines, a counted stage that stops early, ...
 DEMO_LIKE: list[tuple[str, str, float | None]] = [
@@ -106,13 +106,19 @@ QUICK = {
 
 
 def test_the_library_logs_what_a_terminal_shows(
-    bundled_workspace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    workspace = tmp_path / "gamerec-data"
-    shutil.copytree(bundled_workspace / "processed", workspace / "processed")
+    workspace = workdir / "gamerec-data"
+    inputs = [
+        {"kind": "steam-200k", "path": str(FIXTURES / "steam-200k-slice.csv")},
+        {"kind": "steam-csv", "path": str(FIXTURES / "steam.csv")},
+    ]
+    small = {"preprocess.inputs": inputs, "preprocess.min_user_items": 2}
+    pipeline.preprocess(settings_for(workspace, **small))
     events: list[tuple[str, str, float | None]] = []
     caplog.set_level(logging.INFO, logger="gamerec")
-    trained = pipeline.train(settings_for(workspace, **QUICK), progress=lambda *e: events.append(e))
+    settings = settings_for(workspace, **small, **QUICK)
+    trained = pipeline.train(settings, progress=lambda *e: events.append(e))
     logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gamerec"]
     # every event of two epochs is news at INFO: each step passes a tenth of its bar
     assert logged == [(logging.INFO, f"{stage}: {message}") for stage, message, _ in events]

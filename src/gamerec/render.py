@@ -356,10 +356,9 @@ def _appid_list(appids: list[int], most: int = 12) -> str:
 
 
 def users_table(summary: UsersResult) -> None:
-    table = Table(
-        title=f"{summary.users:,} known users (those with the most games first)",
-        title_justify="left",
-    )
+    # the title on a line of its own: as a table title it wraps to the table's narrow width
+    stdout().print(_text(f"{summary.users:,} known users (those with the most games first)"))
+    table = Table()
     table.add_column("user id")
     table.add_column("games", justify="right")
     for row in summary.examples:

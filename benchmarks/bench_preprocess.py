@@ -41,7 +41,7 @@ if csv_path:
          "value_column": "playtime", "value_kind": "playtime_min", "item_key": "appid"}
     ]
 settings = Settings.load(config=None, overrides=overrides)
-summary = pipeline.preprocess(settings)
+summary = pipeline.preprocess(settings).to_dict()
 elapsed = time.perf_counter() - start
 keys = ("users", "items", "interactions", "title_match_rate", "before_filtering")
 result = {"seconds": elapsed, "cpu_seconds": time.process_time(), **{k: summary[k] for k in keys}}

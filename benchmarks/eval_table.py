@@ -1,6 +1,9 @@
 """The README's evaluation table: P-SG, P-LOO and P-COLD on the bundled data, per split seed.
 
-    python benchmarks/eval_table.py                # split seeds 0, 1, 2 (~1.5 min each, 2 cores)
+Prints the machine, and how long each seed took, stage by stage (the README's "about N min per
+seed on 2 cores" and "P-COLD's training took N s of its eval").
+
+    python benchmarks/eval_table.py                # split seeds 0, 1, 2
     python benchmarks/eval_table.py --seeds 0
 
 For each seed: ``gamerec preprocess`` (``preprocess.seed``), ``train``, ``index`` and ``eval``
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import tempfile
 import time
@@ -41,21 +46,32 @@ def run_seed(seed: int, root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     train = pipeline.train(settings)
     timings["train"] = time.perf_counter() - started
+    started = time.perf_counter()
     pipeline.build_index(settings)
-    reports = {p: pipeline.evaluate(settings, protocol=p) for p in ("sg", "loo", "cold")}
+    timings["index"] = time.perf_counter() - started
+    reports = {}
+    for protocol in ("sg", "loo", "cold"):
+        started = time.perf_counter()
+        reports[protocol] = pipeline.evaluate(settings, protocol=protocol)
+        timings[f"eval {protocol}"] = time.perf_counter() - started
     library = pipeline.recommend(settings, library=LIBRARY_FILE, k=20)
     return {
         "seed": seed,
         "timings": timings,
-        "train": {k: v for k, v in train.items() if k != "history"},
-        "reports": reports,
-        "library": library,
+        "train": {k: v for k, v in train.to_dict().items() if k != "history"},
+        "reports": {protocol: report.to_dict() for protocol, report in reports.items()},
+        "library": library.to_dict(),
     }
 
 
 def print_seed(result: dict[str, Any]) -> None:
-    seed = result["seed"]
-    print(f"\n== split seed {seed} (train {result['timings']['train']:.0f} s)")
+    seed, timings = result["seed"], result["timings"]
+    spent = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items())
+    cold = result["reports"]["cold"].get("cold_model") or {}
+    print(
+        f"\n== split seed {seed}: {sum(timings.values()) / 60:.1f} min in all ({spent}; "
+        f"P-COLD's own training {cold.get('seconds', float('nan')):.0f} s of its eval)"
+    )
     for report in result["reports"].values():
         print(
             f"-- {report['protocol_name']}: {report['users_evaluated']} users, "
@@ -89,6 +105,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("eval_table.json"))
     args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:

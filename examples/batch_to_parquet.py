@@ -23,7 +23,7 @@ def main(data_dir: Path, out: Path, k: int) -> None:
         summary = pipeline.recommend_all(settings, out, k=k)  # streams; memory stays flat
     except gamerec.GamerecError as error:
         sys.exit(f"Error: {error}")
-    print(f"wrote {summary['rows']} rows for {summary['users']} users to {out}")
+    print(f"wrote {summary.rows} rows for {summary.users} users to {out}")
 
     recs = pd.read_parquet(out)  # columns: user_id, rank, appid, name, score
     per_user = recs.groupby("user_id").size()

@@ -25,15 +25,15 @@ def main(data_dir: Path) -> None:
     except gamerec.GamerecError as error:  # every failure a user can cause; says what to do
         sys.exit(f"Error: {error}")
 
-    before = summary["before_filtering"]
+    before = summary.before_filtering
     print(f"read {before['users']:,} players and {before['games']:,} games")
     print(
-        f"kept {summary['users']:,} players, {summary['items']:,} games, "
-        f"{summary['interactions']:,} interactions "
-        f"({summary['title_match_rate']:.1%} of titles matched to an appid)"
+        f"kept {summary.users:,} players, {summary.items:,} games, "
+        f"{summary.interactions:,} interactions "
+        f"({summary.title_match_rate:.1%} of titles matched to an appid)"
     )
 
-    items = pd.read_parquet(Path(summary["output"]) / "items.parquet")
+    items = pd.read_parquet(Path(summary.output) / "items.parquet")
     top = items.sort_values(["n_users", "item_idx"], ascending=[False, True]).head(10)
     print("\nmost owned games:")
     for rank, game in enumerate(top.itertuples(), start=1):

@@ -62,9 +62,9 @@ def main(work_dir: Path) -> None:
     settings = gamerec.Settings.load(config=work_dir / "gamerec.toml")
     try:
         summary = pipeline.preprocess(settings)
-        print(f"preprocessed {summary['users']} players and {summary['items']} games")
+        print(f"preprocessed {summary.users} players and {summary.items} games")
         trained = pipeline.train(settings)
-        print(f"trained {trained['epochs_run']} epochs")
+        print(f"trained {trained.epochs_run} epochs")
         pipeline.build_index(settings)
         recommender = gamerec.Recommender.from_dir(settings.data_dir)
     except gamerec.GamerecError as error:

@@ -213,3 +213,101 @@ def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
     return train_two_tower(train, features, config, TrainConfig(**options), TrainRun(**run)), (
         features
     )
+
+
+def terminal_screen(output: str, width: int = 100) -> list[str]:
+    """The lines a terminal ``width`` columns wide shows after ``output`` (a recording with its
+    control codes): carriage returns, erased lines, the cursor moved up or to a column, long
+    lines wrapped at the edge. Colours and other codes are dropped. Enough of a terminal for
+    what rich's live displays write."""
+    import re
+
+    token = re.compile(
+        r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|(.)",
+        re.S,
+    )
+    lines: list[list[str]] = [[]]
+    row = col = 0
+
+    def line(at: int) -> list[str]:
+        while len(lines) <= at:
+            lines.append([])
+        return lines[at]
+
+    for match in token.finditer(output):
+        params, final, char = match.groups()
+        if char is not None:
+            if char == "\r":
+                col = 0
+            elif char == "\n":
+                row, col = row + 1, 0
+                line(row)
+            elif char >= " ":
+                if col >= width:
+                    row, col = row + 1, 0
+                cells = line(row)
+                cells.extend(" " * (col + 1 - len(cells)))
+                cells[col] = char
+                col += 1
+            continue
+        count = int(params) if params and params.isdigit() else None
+        if final == "A":
+            row = max(0, row - (count or 1))
+        elif final == "B":
+            row += count or 1
+        elif final == "G":
+            col = (count or 1) - 1
+        elif final == "K":
+            cells = line(row)
+            if count == 2:
+                cells.clear()
+            else:
+                del cells[col:]
+    return ["".join(cells).rstrip() for cells in lines]
+
+
+def run_in_terminal(
+    args: list[str], cwd: Path, width: int = 100, timeout: float = 900, **env: str
+) -> tuple[int, list[str]]:
+    """Run ``args`` with a pseudo-terminal ``width`` columns wide as its stdout and stderr, as
+    from a user's shell; returns its exit code and the screen it leaves (see
+    :func:`terminal_screen`). GAMEREC_* variables of the machine are left out."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 60, width, 0, 0))
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("GAMEREC_")}
+    clean.update({"COLUMNS": str(width), "LINES": "60", "TERM": "xterm-256color", **env})
+    process = subprocess.Popen(
+        args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=clean
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1.0)[0]:
+                continue
+            try:
+                data = os.read(leader, 1 << 16)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        else:
+            process.kill()
+            raise TimeoutError(f"{args} ran past {timeout} s")
+    except BaseException:  # a timeout of the test itself: leave no process behind
+        process.kill()
+        raise
+    finally:
+        os.close(leader)
+    code = process.wait(timeout=60)
+    return code, terminal_screen(b"".join(chunks).decode("utf-8", "replace"), width)

@@ -17,6 +17,7 @@ from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
 from gamerec.evaluation.cold import catalog_engines
 from gamerec.ranking.stages import interleave, new_game_slots
+from gamerec.results import IndexResult, TrainResult
 from gamerec.runtime.recommender import Recommender
 from gamerec.settings import Settings
 from gamerec.towers.cold import CONTENT_LAYOUT, ContentMapper, ridge_path
@@ -125,10 +126,10 @@ def test_index_after_a_grown_catalog_embeds_the_new_games_without_training(
     grown: dict[str, object],
 ) -> None:
     first, second = grown["first_index"], grown["second_index"]
-    assert isinstance(first, dict) and isinstance(second, dict)
-    assert first["items"] == 30 and first["trained"] == 30 and first["mapped"] == 0
+    assert isinstance(first, IndexResult) and isinstance(second, IndexResult)
+    assert (first.items, first.trained, first.mapped) == (30, 30, 0)
     assert grown["first_catalog"] == 30
-    assert second["items"] == 40 and second["trained"] == 30 and second["mapped"] == 10
+    assert (second.items, second.trained, second.mapped) == (40, 30, 10)
     recommender = grown["recommender"]
     assert isinstance(recommender, Recommender)
     assert recommender.n_items == 40
@@ -168,8 +169,8 @@ def test_players_of_a_cluster_get_its_new_games_first_without_co_play(
 
 def test_train_records_the_content_mapping_quality(grown: dict[str, object]) -> None:
     summary = grown["train"]
-    assert isinstance(summary, dict)
-    quality = summary["content_mapping"]
+    assert isinstance(summary, TrainResult) and summary.content_mapping is not None
+    quality = summary.content_mapping
     assert quality["games"] == 30 and quality["held_out_games"] == 3
     # two clusters with disjoint tags: the mapping beats each target's mean vector
     assert quality["embedding_held_out_cosine"] > quality["embedding_mean_vector_cosine"]
@@ -306,12 +307,13 @@ def test_eval_cold_trains_the_two_tower_without_the_new_games(tmp_path: Path) ->
     cold_settings = settings(tmp_path / "gamerec-data", inputs, with_new=True)
     pipeline.preprocess(cold_settings)
     report = pipeline.evaluate(cold_settings, protocol="cold", ks=[10])
-    hidden = report["new_games"]["games"]
+    assert report.new_games is not None and report.cold_model is not None
+    hidden = report.new_games["games"]
     assert hidden == 6  # a fifth of the 30 games with players
-    assert report["model"].startswith("evaluated: trained for P-COLD")
-    assert report["cold_model"]["items"] == report["n_items"] - hidden == 24
+    assert report.model.startswith("evaluated: trained for P-COLD")
+    assert report.cold_model["items"] == report.n_items - hidden == 24
     assert not (tmp_path / "gamerec-data" / "model").exists()  # model/ is not touched
-    methods = report["methods"]
+    methods = report.methods
     new_recall = {
         name: method["new_games"]["metrics"]["recall@10"]["mean"]
         for name, method in methods.items()

@@ -188,8 +188,8 @@ def test_evaluate_writes_a_reproducible_report(workspace: Path) -> None:
     messages: list[str] = []
     report = pipeline.evaluate(settings, ks=[5, 20], progress=lambda s, m, f: messages.append(m))
     written = json.loads((workspace / "eval" / "report.json").read_text())
-    assert report["output"] == str(workspace / "eval" / "report.json")
-    assert written == {k: v for k, v in report.items() if k != "output"}
+    assert report.output == str(workspace / "eval" / "report.json")
+    assert written == {k: v for k, v in report.to_dict().items() if k != "output"}
     assert (written["protocol"], written["ks"], written["split_seed"]) == ("sg", [5, 20], 0)
     assert written["users_evaluated"] == 695 and written["users_skipped"] == 55
     assert written["targets_dropped"] == 1058 and written["ranked_games"] == 2824
@@ -205,7 +205,7 @@ def test_evaluate_writes_a_reproducible_report(workspace: Path) -> None:
     manifest = read_manifest(workspace / "eval", "eval", verify=True)
     assert manifest["settings"]["k"] == [5, 20]
     again = pipeline.evaluate(settings, ks=[5, 20])
-    assert again["methods"]["popularity"]["metrics"] == popularity["metrics"]
+    assert again.methods["popularity"]["metrics"] == popularity["metrics"]
 
 
 def test_evaluate_refuses_a_split_without_test_users(workspace: Path) -> None:
@@ -247,12 +247,12 @@ def test_a_trained_model_is_evaluated_beside_the_baselines_without_torch(
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     settings = settings_for(trained, **{"eval.baselines": ["popularity"], "eval.bootstrap": 50})
     report = pipeline.evaluate(settings, ks=[20])
-    assert list(report["methods"]) == ["popularity", "two-tower", "two-tower + re-rank"]
-    model = report["methods"]["two-tower"]
-    assert (model["kind"], model["fit_seconds"], report["model"]) == ("model", None, "evaluated")
+    assert list(report.methods) == ["popularity", "two-tower", "two-tower + re-rank"]
+    model = report.methods["two-tower"]
+    assert (model["kind"], model["fit_seconds"], report.model) == ("model", None, "evaluated")
     assert (
         model["metrics"]["recall@20"]["mean"]
-        > report["methods"]["popularity"]["metrics"]["recall@20"]["mean"]
+        > report.methods["popularity"]["metrics"]["recall@20"]["mean"]
     )
     assert set(model["versus"]) == {"popularity"}
 
@@ -322,7 +322,7 @@ def test_bundled_numbers_are_in_the_reference_bands(
     # one lambda (the one the full grid search picks) keeps this test to a single inversion
     settings = settings_for(workspace, **{"eval.ease_lambdas": [lam], "eval.bootstrap": 200})
     report = pipeline.evaluate(settings, protocol=protocol, ks=[20])
-    methods = report["methods"]
+    methods = report.methods
     for name in ["popularity", "itemknn", "ease"]:
         (recall_low, recall_high), (ndcg_low, ndcg_high) = REFERENCE_BANDS[(protocol, name)]
         metrics = methods[name]["metrics"]
@@ -335,7 +335,7 @@ def test_bundled_numbers_are_in_the_reference_bands(
     cov = {name: methods[name]["metrics"]["coverage@20"]["mean"] for name in methods}
     assert pop["popularity"] > max(pop["itemknn"], pop["ease"])
     assert cov["popularity"] < min(cov["itemknn"], cov["ease"])
-    assert report["ease_lambda"] == lam
+    assert report.ease_lambda == lam
 
 
 # --- gamerec eval ----------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_every_unique_appid_lands_exactly_once_and_details_bring_genres_and_tags
     settings = settings_for(server, workdir)
     summary = pipeline.fetch_steamspy(settings, details=25)
 
-    assert summary["pages"] == {
+    assert summary.pages.to_dict() == {
         "fetched": RECORDED_PAGES,
         "skipped": 0,
         "failed": {},
@@ -136,9 +136,9 @@ def test_every_unique_appid_lands_exactly_once_and_details_bring_genres_and_tags
     assert len(catalog) == len(unique)
 
     # appdetails went to the 25 most-owned games: none left out owns more than one taken
-    details = summary["appdetails"]
-    assert details["requested"] == 25
-    assert details["fetched"] + details["not_found"] == 25
+    details = summary.appdetails
+    assert details.requested == 25
+    assert details.fetched + details.not_found == 25
     detailed = {int(r.params["appid"]) for r in server.requests(request="appdetails")}
     assert len(detailed) == 25
     low = {a: parse_owners(record["owners"])[0] for a, record in first_page_records().items()}
@@ -181,8 +181,8 @@ def test_ctrl_c_midway_then_rerun_refetches_nothing_complete_and_loses_nothing(
         pipeline.fetch_steamspy(settings, details=8, progress=interrupt_after_third_detail)
     summary = pipeline.fetch_steamspy(settings, details=8)
 
-    assert summary["pages"]["skipped"] == RECORDED_PAGES
-    assert summary["appdetails"]["skipped"] == 3
+    assert summary.pages.skipped == RECORDED_PAGES
+    assert summary.appdetails.skipped == 3
     counts = request_counts(server)
     assert all(n == 1 for n in counts.values()), counts
     assert len([k for k in counts if k[0] == "all"]) == RECORDED_PAGES + 1
@@ -238,17 +238,17 @@ def test_an_item_failing_for_good_is_reported_and_the_rerun_fetches_only_it(
 
     first = pipeline.fetch_steamspy(settings, details=0)
 
-    assert list(first["pages"]["failed"]) == ["1"]
-    message = first["pages"]["failed"]["1"]
+    assert list(first.pages.failed) == ["1"]
+    message = first.pages.failed["1"]
     assert "SteamSpy request=all page=1" in message and "after 4 attempts" in message
-    assert first["pages"]["fetched"] == RECORDED_PAGES - 1
-    assert first["pages"]["end_page"] == RECORDED_PAGES
+    assert first.pages.fetched == RECORDED_PAGES - 1
+    assert first.pages.end_page == RECORDED_PAGES
     assert not (raw_dir(settings) / "all" / "page_1.json").exists()
     assert not leftover_temp_files(raw_dir(settings))
 
     second = pipeline.fetch_steamspy(settings, details=0)
 
-    assert second["pages"]["fetched"] == 1 and second["pages"]["failed"] == {}
+    assert second.pages.fetched == 1 and second.pages.failed == {}
     counts = request_counts(server)
     assert counts[("all", "1")] == 5
     assert all(n == 1 for key, n in counts.items() if key != ("all", "1"))  # end not re-asked
@@ -261,26 +261,26 @@ def test_end_page_is_remembered_and_a_larger_pages_limit_still_fetches_more(
     settings = settings_for(server, workdir)
     state = raw_dir(settings) / "all" / "_state.json"
 
-    assert pipeline.fetch_steamspy(settings, pages=1, details=0)["pages"]["fetched"] == 1
+    assert pipeline.fetch_steamspy(settings, pages=1, details=0).pages.fetched == 1
     assert not state.exists()
-    assert pipeline.fetch_steamspy(settings, pages=2, details=0)["pages"]["fetched"] == 1
-    everything = pipeline.fetch_steamspy(settings, details=0)["pages"]
-    assert everything["fetched"] == RECORDED_PAGES - 2
+    assert pipeline.fetch_steamspy(settings, pages=2, details=0).pages.fetched == 1
+    everything = pipeline.fetch_steamspy(settings, details=0).pages
+    assert everything.fetched == RECORDED_PAGES - 2
     assert json.loads(state.read_text()) == {"end_page": RECORDED_PAGES}
     asked = len(server.requests(request="all"))
     assert asked == RECORDED_PAGES + 1
 
-    again = pipeline.fetch_steamspy(settings, details=0)["pages"]
-    fewer = pipeline.fetch_steamspy(settings, pages=2, details=0)["pages"]
+    again = pipeline.fetch_steamspy(settings, details=0).pages
+    fewer = pipeline.fetch_steamspy(settings, pages=2, details=0).pages
     assert len(server.requests(request="all")) == asked  # the end is not asked again
-    assert again["skipped"] == RECORDED_PAGES and again["end_page"] == RECORDED_PAGES
-    assert fewer["skipped"] == 2 and fewer["fetched"] == 0
+    assert again.skipped == RECORDED_PAGES and again.end_page == RECORDED_PAGES
+    assert fewer.skipped == 2 and fewer.fetched == 0
 
-    beyond = pipeline.fetch_steamspy(settings, pages=50, details=0)["pages"]
+    beyond = pipeline.fetch_steamspy(settings, pages=50, details=0).pages
 
     # more pages than the catalog had: only the old end page is asked again (it may have grown)
     assert [r.params["page"] for r in server.requests(request="all")][asked:] == ["3"]
-    assert beyond["skipped"] == RECORDED_PAGES and beyond["end_page"] == RECORDED_PAGES
+    assert beyond.skipped == RECORDED_PAGES and beyond.end_page == RECORDED_PAGES
 
 
 def test_an_empty_page_ends_the_crawl_is_not_saved_and_a_larger_pages_looks_again(
@@ -289,18 +289,18 @@ def test_an_empty_page_ends_the_crawl_is_not_saved_and_a_larger_pages_looks_agai
     server.fail(Fault("empty"), request="all", page=1)
     settings = settings_for(server, workdir)
 
-    first = pipeline.fetch_steamspy(settings, details=0)["pages"]
+    first = pipeline.fetch_steamspy(settings, details=0).pages
 
-    assert first["fetched"] == 1 and first["end_page"] == 1
+    assert first.fetched == 1 and first.end_page == 1
     assert sorted(p.name for p in (raw_dir(settings) / "all").iterdir()) == [
         "_state.json",
         "page_0.json",
     ]
-    assert pipeline.fetch_steamspy(settings, details=0)["pages"]["fetched"] == 0
+    assert pipeline.fetch_steamspy(settings, details=0).pages.fetched == 0
 
-    second = pipeline.fetch_steamspy(settings, pages=RECORDED_PAGES + 1, details=0)["pages"]
+    second = pipeline.fetch_steamspy(settings, pages=RECORDED_PAGES + 1, details=0).pages
 
-    assert second["fetched"] == RECORDED_PAGES - 1 and second["end_page"] == RECORDED_PAGES
+    assert second.fetched == RECORDED_PAGES - 1 and second.end_page == RECORDED_PAGES
     assert [r.params["page"] for r in server.requests(request="all")] == ["0", "1", "1", "2", "3"]
     assert len(load_steamspy(raw_dir(settings))) == len(set().union(*map(set, page_appids())))
 
@@ -310,15 +310,21 @@ def test_unknown_appids_are_recorded_as_not_found_and_not_asked_again(workdir: P
     unknown = {top[1], top[4]}
     with ReplayServer(unknown_appids=unknown) as server:
         settings = settings_for(server, workdir)
-        first = pipeline.fetch_steamspy(settings, pages=1, details=6)["appdetails"]
-        second = pipeline.fetch_steamspy(settings, pages=1, details=6)["appdetails"]
+        first = pipeline.fetch_steamspy(settings, pages=1, details=6).appdetails
+        second = pipeline.fetch_steamspy(settings, pages=1, details=6).appdetails
         asked = len(server.requests(request="appdetails"))
 
-    assert first["not_found"] == 2 and first["fetched"] == 4
+    assert first.not_found == 2 and first.fetched == 4
     state = json.loads((raw_dir(settings) / "appdetails" / "_not_found.json").read_text())
     assert set(state["appids"]) == unknown
     assert not any((raw_dir(settings) / "appdetails" / f"{a}.json").exists() for a in unknown)
-    assert second == {"requested": 6, "fetched": 0, "skipped": 4, "not_found": 2, "failed": {}}
+    assert second.to_dict() == {
+        "requested": 6,
+        "fetched": 0,
+        "skipped": 4,
+        "not_found": 2,
+        "failed": {},
+    }
     assert asked == 6
     catalog = load_steamspy(raw_dir(settings)).set_index("appid")
     assert all(catalog.at[a, "tags"] == [] for a in unknown)  # the page row, no details
@@ -354,7 +360,7 @@ def test_retry_after_of_a_429_is_honoured(workdir: Path, server: ReplayServer) -
 
     first, second = (r.time for r in server.requests(request="all", page=0))
     assert second - first >= 1.0
-    assert summary["pages"]["fetched"] == 1
+    assert summary.pages.fetched == 1
 
 
 TRANSIENT: list[Fault] = [
@@ -377,7 +383,7 @@ def test_a_transient_fault_is_retried_and_only_the_good_body_is_written(
 
     summary = pipeline.fetch_steamspy(settings, pages=2, details=0)
 
-    assert summary["pages"] == {
+    assert summary.pages.to_dict() == {
         "fetched": 2,
         "skipped": 0,
         "failed": {},

@@ -86,8 +86,8 @@ def test_libraries_are_saved_private_profiles_remembered_and_a_rerun_asks_only_n
 
     first = pipeline.fetch_owned(settings, [*STEAMIDS[:3], PRIVATE])
 
-    assert first["fetched"] == 3 and first["private"] == 1 and first["failed"] == {}
-    assert first["private_steamids"] == [PRIVATE]
+    assert first.fetched == 3 and first.private == 1 and first.failed == {}
+    assert first.private_steamids == [PRIVATE]
     for steamid in STEAMIDS[:3]:
         assert (owned_dir(settings) / f"{steamid}.json").read_bytes() == LIBRARIES[steamid]
     assert not (owned_dir(settings) / f"{PRIVATE}.json").exists()
@@ -102,7 +102,7 @@ def test_libraries_are_saved_private_profiles_remembered_and_a_rerun_asks_only_n
 
     second = pipeline.fetch_owned(settings, [*STEAMIDS[:4], PRIVATE])
 
-    assert second["fetched"] == 1 and second["skipped"] == 3 and second["private"] == 1
+    assert second.fetched == 1 and second.skipped == 3 and second.private == 1
     assert [r.params["steamid"] for r in server.requests()][4:] == [STEAMIDS[3]]
     loaded = load_owned_games(owned_dir(settings))
     assert sorted(loaded.frame["user_id"].unique()) == sorted(STEAMIDS[:4])
@@ -206,7 +206,7 @@ def test_the_key_never_appears_in_output_logs_errors_urls_or_files(
     env = fetch_env(server)
 
     summary = pipeline.fetch_owned(settings, [*STEAMIDS[:2], PRIVATE])
-    seen.append(json.dumps(summary))
+    seen.append(json.dumps(summary.to_dict()))
     with SteamWebClient(KEY, server.steam_url) as client:
         seen += [repr(client), repr(client.http)]
     for args in (
@@ -320,9 +320,9 @@ def test_one_failing_library_is_reported_and_the_others_are_saved(
 ) -> None:
     server.fail(Fault("not-json"), times=None, steamid=STEAMIDS[1])
     summary = pipeline.fetch_owned(settings_for(server, keyed), STEAMIDS[:3])
-    assert summary["fetched"] == 2
-    assert list(summary["failed"]) == [STEAMIDS[1]]
-    assert "the body is not valid JSON" in summary["failed"][STEAMIDS[1]]
+    assert summary.fetched == 2
+    assert list(summary.failed) == [STEAMIDS[1]]
+    assert "the body is not valid JSON" in summary.failed[STEAMIDS[1]]
 
     result = CliRunner().invoke(
         app,

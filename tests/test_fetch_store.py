@@ -96,7 +96,7 @@ def test_every_app_is_saved_once_through_429_500_cut_and_truncated_answers(
 
     summary = pipeline.fetch_store(settings, appids=[",".join(map(str, wanted))])
 
-    assert summary == {
+    assert summary.to_dict() == {
         "appids_from": "--appids",
         "requested": len(wanted),
         "fetched": len(RECORDED),
@@ -129,8 +129,8 @@ def test_every_app_is_saved_once_through_429_500_cut_and_truncated_answers(
     again = pipeline.fetch_store(settings, appids=[",".join(map(str, wanted))])
 
     assert len(server.requests()) == before  # nothing saved or known missing is asked again
-    assert again["skipped"] == len(RECORDED) and again["not_found"] == 3
-    assert again["fetched"] == 0 and again["failed"] == {}
+    assert again.skipped == len(RECORDED) and again.not_found == 3
+    assert again.fetched == 0 and again.failed == {}
 
 
 def test_ctrl_c_midway_then_rerun_asks_only_for_the_rest(
@@ -147,7 +147,7 @@ def test_ctrl_c_midway_then_rerun_asks_only_for_the_rest(
         pipeline.fetch_store(settings, appids=wanted, progress=interrupt_after_the_third)
     summary = pipeline.fetch_store(settings, appids=wanted)
 
-    assert summary["skipped"] == 3 and summary["fetched"] == len(RECORDED) - 3
+    assert summary.skipped == 3 and summary.fetched == len(RECORDED) - 3
     assert Counter(asked(server)) == dict.fromkeys(RECORDED, 1)
     assert not leftover_temp_files(store_dir(settings))
 
@@ -161,7 +161,7 @@ def test_a_damaged_saved_answer_is_fetched_again(workdir: Path, server: ReplaySe
 
     summary = pipeline.fetch_store(settings, appids=["1086940,1245620,291550"])
 
-    assert summary["fetched"] == 3 and summary["skipped"] == 0
+    assert summary.fetched == 3 and summary.skipped == 0
     for appid in (1086940, 1245620):
         assert (folder / f"{appid}.json").read_bytes() == server.store_body(appid)
 
@@ -252,8 +252,8 @@ def test_without_a_workspace_catalog_the_bundled_catalogs_most_owned_come_first(
 
     bundled = load_catalog_table(data_file(BUNDLED_CATALOG))
     assert asked(server) == most_owned_appids(bundled, 4) == [570, 730, 578080, 271590]
-    assert summary["appids_from"] == f"the bundled catalog ({BUNDLED_CATALOG})"
-    assert summary["not_found"] == 4  # none of them is among the recorded store apps
+    assert summary.appids_from == f"the bundled catalog ({BUNDLED_CATALOG})"
+    assert summary.not_found == 4  # none of them is among the recorded store apps
 
 
 def test_with_steamspy_pages_their_most_owned_come_first(
@@ -268,7 +268,7 @@ def test_with_steamspy_pages_their_most_owned_come_first(
     summary = pipeline.fetch_store(settings, details=5)
 
     assert asked(server) == top_appids_by_owners(page_records(pages), 5)
-    assert summary["appids_from"] == str(pages)
+    assert summary.appids_from == str(pages)
 
 
 def test_after_preprocess_the_processed_catalogs_most_owned_come_first(
@@ -283,7 +283,7 @@ def test_after_preprocess_the_processed_catalogs_most_owned_come_first(
     summary = pipeline.fetch_store(settings, details=6)
 
     assert asked(server) == most_owned_appids(items, 6)
-    assert summary["appids_from"].endswith("processed/items.parquet")
+    assert summary.appids_from.endswith("processed/items.parquet")
     owners = items.drop_duplicates("appid").set_index("appid")["owners_low"]
     lows = [owners[appid] for appid in asked(server)]
     assert lows == sorted(lows, reverse=True)

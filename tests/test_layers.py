@@ -1,7 +1,8 @@
 """The house keeps its layers: a module imports only from the layers below its own.
 
 The layers, top first (DESIGN.md draws the same graph): the command line and its rendering,
-the pipeline that orchestrates the stages, the runtime (recommending, serving), the
+the pipeline that orchestrates the stages (with its fetch and answering stages and the demo's
+showcase), the typed results the stages return, the runtime (recommending, serving), the
 evaluation, the towers (training, the content mapping), the one ranking engine (numpy), data
 input and output (which writes ``processed/``), the workspace's artifacts, the vector indexes,
 and the leaves every layer may use. A package may import its own modules freely; an import
@@ -22,7 +23,8 @@ SOURCE = Path(gamerec.__file__).parent
 LAYERS: list[list[str]] = [
     ["cli"],
     ["render"],
-    ["pipeline"],
+    ["pipeline", "answers", "fetching", "showcase"],
+    ["results"],
     ["runtime"],
     ["evaluation"],
     ["towers"],
@@ -31,7 +33,7 @@ LAYERS: list[list[str]] = [
     ["artifacts"],
     ["index"],
     ["settings"],
-    ["atomic", "errors"],
+    ["atomic", "errors", "progress"],
 ]
 #: the package's front door and entry point may reach anything
 EXEMPT = {"__init__", "__main__"}

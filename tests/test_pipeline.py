@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import settings_for
+from conftest import run_in_terminal, settings_for
 from gamerec import pipeline
 from gamerec.artifacts import fingerprint
 from gamerec.cli import app
@@ -121,19 +124,46 @@ def test_cli_recommend_process_imports_nothing_it_does_not_need(
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline(workdir: Path) -> None:
-    result = runner.invoke(app, ["demo", "--epochs", "2", "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert report["preprocess"]["users"] == 3752
-    assert report["train"]["epochs_run"] == 2
-    assert report["index"]["kind"] == "flat"
-    methods = set(report["eval"]["methods"])
-    assert {"popularity", "itemknn", "ease", "two-tower", "two-tower + re-rank"} <= methods
-    sample = report["sample_user"]
-    assert len(sample["recommendations"]) == 10
-    new_user = report["new_user"]["recommendations"]
-    assert all("RPG" in r["genres"] for r in new_user)
-    assert np.all([r["reason"].startswith("popular with players of RPG") for r in new_user])
+@pytest.mark.timeout(900)  # the whole pipeline, on two busy cores
+def test_demo_in_a_terminal_reads_well_and_ends_with_what_to_try(workdir: Path) -> None:
+    """`gamerec demo` as a user sees it in a terminal (two epochs, set as the environment
+    allows, so the command is the README's own): one line per stage event, a bar that ends
+    saying how training ended, the showcase said honestly, and commands that work."""
+    code, screen = run_in_terminal(
+        [sys.executable, "-m", "gamerec", "demo"], workdir, GAMEREC_TRAIN__EPOCHS="2"
+    )
+    said = [line for line in screen if line]
+    assert code == 0, "\n".join(said[-40:])
+    # no bar before preprocessing starts, none glued to a stage line, one bar that ends
+    assert said[0] == "preprocess: reading 2 input(s)"
+    bars = [line for line in said if "━" in line and not line.startswith(("┏", "┡", "└", "┗"))]
+    assert len(bars) == 1 and bars[0].startswith("training ")
+    assert re.search(r" ran all 2 epochs, best [12]$", bars[0])
+    stages = ("preprocess: ", "train: ", "index: ", "eval: ", "demo: ")
+    progress = [line for line in said[: said.index("Preprocessed")] if line not in bars]
+    assert all(line.startswith(stages) for line in progress), progress
+    assert "train: fitting the co-play re-ranker on the training users" in progress
+    # the stages' summaries, the showcase and a new user's answer
+    text = " ".join(said)  # a sentence may wrap
+    assert "│ users " in text and "3,752" in text
+    assert "ran all 2 epochs" in text
+    assert "two-tower + re-rank" in text and "popularity" in text
+    showcase = next(line for line in said if line.startswith("Test user "))
+    assert re.fullmatch(
+        r"Test user \S+: \d+ games given, \d+ of \d+ held-out games found in the top 10", showcase
+    )
+    assert "Shown: the median test user" in text and "hit rate@10" in text
+    assert "A new user who likes RPG" in text and "popular with players of RPG" in text
+    # it ends with what to try next, each command whole on its line
+    commands = said[said.index("Try next:") + 1 :]
+    assert commands[-1].split()[:2] == ["gamerec", "serve"]  # the last line of all
+    runnable = [c.strip().split("  ")[0] for c in commands if c.strip().startswith("gamerec ")]
+    assert {c.split()[1] for c in runnable} == {"recommend", "similar", "serve"}
+    for command in runnable:
+        if "serve" in command or "--library" in command:
+            continue  # a server, and a file of the player's own
+        words = [sys.executable, "-m", *shlex.split(command), "--json"]
+        done = subprocess.run(words, cwd=workdir, capture_output=True)
+        assert done.returncode == 0, (command, done.stderr)
     for stage in ("processed", "model", "index", "eval"):
         assert (workdir / "gamerec-data" / stage / "manifest.json").is_file()

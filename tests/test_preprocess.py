@@ -31,6 +31,7 @@ from gamerec.dataio.interactions import RAW_COLUMNS, LoadedInteractions
 from gamerec.dataio.preprocess import build_processed, make_split
 from gamerec.errors import DataError
 from gamerec.render import preprocess_summary
+from gamerec.results import PreprocessResult
 from gamerec.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
@@ -415,10 +416,10 @@ def test_preprocess_real_fixture_slices_end_to_end(workdir: Path) -> None:
     kept = set(processed.items["appid"].to_numpy()[rows["item_idx"]].astype(int))
     assert kept <= appids
     assert set(processed.interactions["source"]) == {"steam-200k", "owned"}
-    assert summary["before_filtering"]["users"] == 60  # 58 in the slice, 2 GetOwnedGames files
-    assert summary["duplicate_purchases"] == 3
-    assert 0 < summary["title_match_rate"] < 1
-    assert summary["output"] == str(workdir / "ws" / "processed")
+    assert summary.before_filtering["users"] == 60  # 58 in the slice, 2 GetOwnedGames files
+    assert summary.duplicate_purchases == 3
+    assert 0 < summary.title_match_rate < 1
+    assert summary.output == str(workdir / "ws" / "processed")
 
 
 def test_written_parquet_schema_follows_the_contract(workdir: Path) -> None:
@@ -460,9 +461,9 @@ def test_manifest_records_counts_and_input_fingerprints(workdir: Path) -> None:
     folder = workdir / "ws" / "processed"
     manifest = read_manifest(folder, "processed", verify=True)
     assert manifest["counts"] == {
-        "users": summary["users"],
-        "items": summary["items"],
-        "interactions": summary["interactions"],
+        "users": summary.users,
+        "items": summary.items,
+        "interactions": summary.interactions,
     }
     assert (
         manifest["counts"]["interactions"]
@@ -483,7 +484,7 @@ def test_manifest_records_counts_and_input_fingerprints(workdir: Path) -> None:
         "split.parquet",
     }
     assert manifest["settings"]["min_user_items"] == 2
-    assert manifest["summary"]["title_match_rate"] == summary["title_match_rate"]
+    assert manifest["summary"]["title_match_rate"] == summary.title_match_rate
 
 
 def broken_inputs(root: Path) -> dict[str, list[dict[str, str]]]:
@@ -606,7 +607,7 @@ def test_bundled_data_numbers_through_the_cli(
     assert summary["output"] == "ws/processed"
     # the human summary of the same numbers
     monkeypatch.setenv("COLUMNS", "200")
-    preprocess_summary(summary)
+    preprocess_summary(PreprocessResult(**summary))
     table = capsys.readouterr().out
     assert "12,393 users, 5,155 games" in table
     assert "duplicate purchase rows removed" in table and "707" in table

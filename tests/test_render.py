@@ -28,10 +28,10 @@ def evil_answers(monkeypatch: pytest.MonkeyPatch) -> list[Recommendation]:
     answers = [answer(EVIL, f"because you played {EVIL}"), answer("Portal 2", "popular", 620)]
     history = HistoryReport(given=2, used=1, not_in_model=[], unknown=[999])
     monkeypatch.setattr(
-        "gamerec.pipeline.recommend",
+        "gamerec.answers.recommend",
         lambda settings, **kwargs: Recommendations(answers, history, EVIL),
     )
-    monkeypatch.setattr("gamerec.pipeline.similar", lambda settings, game, k=None: answers)
+    monkeypatch.setattr("gamerec.answers.similar", lambda settings, game, k=None: answers)
     return answers
 
 

@@ -159,8 +159,8 @@ def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_p
     summary = pipeline.recommend_all(settings, out, k=5)
     table = pq.read_table(out).to_pandas()
     recommender = Recommender.from_dir(trained_workspace)
-    assert summary["users"] == len(recommender.known_users) == table["user_id"].nunique()
-    assert len(table) == 5 * summary["users"]
+    assert summary.users == len(recommender.known_users) == table["user_id"].nunique()
+    assert len(table) == 5 * summary.users
     owned_appids = {
         user_id: {int(recommender.catalog.appids[i]) for i in recommender.histories.row(row)}
         for user_id, row in recommender.known_users.items()
@@ -181,7 +181,7 @@ def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_p
     jsonl = tmp_path / "recs.jsonl"
     pipeline.recommend_all(settings, jsonl, k=2)
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert len(rows) == 2 * summary["users"]
+    assert len(rows) == 2 * summary.users
     assert set(rows[0]) == {"user_id", "rank", "appid", "name", "score"}
 
 

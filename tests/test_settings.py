@@ -122,6 +122,33 @@ def test_unknown_toml_key_is_an_error_naming_it_and_the_file(
     assert field in message
 
 
+@pytest.mark.parametrize(
+    ("toml", "suggestion"),
+    [
+        ("[train]\nepoch = 3\n", "did you mean 'train.epochs'?"),
+        ("[trian]\nepochs = 3\n", "did you mean 'train'?"),
+        ("datadir = 'ws'\n", "did you mean 'data_dir'?"),
+        (
+            "[[preprocess.inputs]]\nkind = 'csv'\npath = 'a.csv'\nuser_col = 'u'\n",
+            "did you mean 'preprocess.inputs.0.user_column'?",
+        ),
+        ("[train]\nxyzzy = 3\n", "[train] takes embedding_dim, hidden_dim, epochs, "),
+    ],
+)
+def test_a_typo_in_the_config_file_gets_the_nearest_setting(
+    workdir: Path, toml: str, suggestion: str
+) -> None:
+    write(workdir / "gamerec.toml", toml)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert suggestion in message
+    # `gamerec config show` reads the same file and would fail the same way
+    assert "config show" not in message
+    shown = CliRunner().invoke(app, ["config", "show"])
+    assert shown.exit_code == 1 and suggestion in shown.stderr
+
+
 def test_malformed_toml_names_the_file(workdir: Path) -> None:
     write(workdir / "gamerec.toml", "[train\nepochs = 3\n")
     with pytest.raises(ConfigError, match=r"gamerec\.toml: not valid TOML"):
@@ -427,6 +454,7 @@ def test_an_unknown_variable_is_an_error_with_a_suggestion(
     message = str(caught.value)
     assert f"{variable}: {setting!r} is no setting; did you mean {suggestion}?" in message
     assert "\n" not in message
+    assert "config show" not in message  # it reads the same variables and fails the same way
 
 
 @pytest.mark.parametrize(

@@ -308,9 +308,10 @@ def test_preprocess_reads_a_fetched_store_folder_as_an_input(workdir: Path) -> N
     assert items.at[1086940, "release_date"] == "2023-08-03"
     assert (items.at[1088000, "kind"], items.at[1088000, "base_appid"]) == ("dlc", 760060)
     assert (items.at[1088670, "kind"], items.at[1088670, "base_appid"]) == ("demo", 1008080)
-    assert summary["catalog"]["kind_from"] == {"store": 3}
-    assert summary["catalog"]["store"]["records"] == 3
-    assert summary["catalog"]["store"]["not_in_store"] == 1
+    assert summary.catalog is not None
+    assert summary.catalog["kind_from"] == {"store": 3}
+    assert summary.catalog["store"]["records"] == 3
+    assert summary.catalog["store"]["not_in_store"] == 1
 
 
 def test_the_bundled_data_without_the_store_says_how_many_games_have_no_year(

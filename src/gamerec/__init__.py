@@ -4,8 +4,9 @@
     gamerec.preprocess(settings); gamerec.train(settings); gamerec.build_index(settings)
     gamerec.Recommender.from_dir(settings.data_dir).recommend(played={620: 1200})
 
-The stage functions and the Recommender load on first use, so ``import gamerec`` (and
-``gamerec --help``) stays light.
+The settings, the stage functions and the Recommender load on first use, so ``import gamerec``
+(and ``gamerec --help``) stays light: pydantic and pydantic-settings are read when the settings
+are first needed.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ from gamerec.errors import (
     TrainingError,
     UsageError,
 )
-from gamerec.settings import Settings
 
 if TYPE_CHECKING:
     from gamerec.dataio.history import History
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         train,
     )
     from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
+    from gamerec.settings import Settings
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ _LAZY = {
     "Recommendation": "gamerec.runtime.recommender",
     "Recommendations": "gamerec.runtime.recommender",
     "Recommender": "gamerec.runtime.recommender",
+    "Settings": "gamerec.settings",
     "build_index": "gamerec.pipeline",
     "demo": "gamerec.pipeline",
     "evaluate": "gamerec.pipeline",

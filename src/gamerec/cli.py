@@ -1,7 +1,9 @@
 """The ``gamerec`` command: parse -> settings -> ONE pipeline/runtime call -> render.
 
 Heavy libraries (torch, faiss, pandas) are imported inside commands, never here, so
-``gamerec --help`` is instant. What a command shows lives in :mod:`gamerec.render`.
+``gamerec --help`` is instant; the answering commands call :mod:`gamerec.answers` (the pipeline's
+answering stages) without importing the rest of the pipeline. What a command shows lives in
+:mod:`gamerec.render`.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def preprocess(
         min_item_users=min_item_users,
         min_owners=min_owners,
     )
-    summary = pipeline.preprocess(settings, progress=render.progress_line)
+    with render.StageProgress() as progress:
+        summary = pipeline.preprocess(settings, progress=progress)
     render.result(summary, json_output, render.preprocess_summary)
 
 
@@ -176,7 +179,8 @@ def index(
     from gamerec import pipeline
 
     settings = _options(ctx).settings("index", kind=kind)
-    summary = pipeline.build_index(settings, progress=render.progress_line)
+    with render.StageProgress() as progress:
+        summary = pipeline.build_index(settings, progress=progress)
     render.result(summary, json_output, render.index_summary)
 
 
@@ -231,10 +235,10 @@ def fetch_steamspy(
     from gamerec import pipeline
 
     settings = _options(ctx).settings("fetch", pages=pages, details=details)
-    with render.ProgressBars() as progress:
+    with render.StageProgress() as progress:
         summary = pipeline.fetch_steamspy(settings, progress=progress)
     render.result(summary, json_output, render.fetch_steamspy_summary)
-    _fail_if_any({**summary["pages"]["failed"], **summary["appdetails"]["failed"]}, "requests")
+    _fail_if_any(summary.failed, "requests")
 
 
 @fetch_app.command("store")
@@ -263,10 +267,10 @@ def fetch_store(
     from gamerec import pipeline
 
     settings = _options(ctx).settings("fetch", store_details=details)
-    with render.ProgressBars() as progress:
+    with render.StageProgress() as progress:
         summary = pipeline.fetch_store(settings, appids=appids, progress=progress)
     render.result(summary, json_output, render.fetch_store_summary)
-    _fail_if_any(summary["failed"], "requests")
+    _fail_if_any(summary.failed, "requests")
 
 
 @fetch_app.command("owned")
@@ -297,10 +301,10 @@ def fetch_owned(
     if steamids_file is not None:
         steamids.extend(read_steamids(steamids_file))
     settings = _options(ctx).settings()
-    with render.ProgressBars() as progress:
+    with render.StageProgress() as progress:
         summary = pipeline.fetch_owned(settings, steamids, progress=progress)
     render.result(summary, json_output, render.fetch_owned_summary)
-    _fail_if_any(summary["failed"], "libraries")
+    _fail_if_any(summary.failed, "libraries")
 
 
 @app.command()
@@ -332,8 +336,8 @@ def train(
     if settings.distributed.rank != 0:  # torchrun's other workers: rank 0 speaks for all
         pipeline.train(settings)
         return
-    with render.EpochBars(settings.train.epochs) as bars:
-        summary = pipeline.train(settings, progress=render.progress_line, on_epoch=bars.on_epoch)
+    with render.StageProgress() as progress:  # no bar before training starts
+        summary = pipeline.train(settings, progress=progress)
     render.result(summary, json_output, render.train_summary)
 
 
@@ -388,9 +392,9 @@ def recommend(
 ) -> None:
     """Recommend games for a known user, a list of played games, or a Steam library.
 
-    Example: gamerec recommend --user 76561197970982479 --genres rpg --top-k 5
+    Example: gamerec recommend --user 76767 --genres rpg --top-k 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
     from gamerec.dataio.history import History
     from gamerec.errors import UsageError
 
@@ -398,10 +402,11 @@ def recommend(
     if all_users:
         if out is None:
             raise UsageError("--all needs --out recs.parquet or --out recs.jsonl")
-        summary = pipeline.recommend_all(settings, out, k=top_k, progress=render.progress_line)
+        with render.StageProgress() as progress:
+            summary = stages.recommend_all(settings, out, k=top_k, progress=progress)
         render.result(summary, json_output, render.recommend_all_summary)
         return
-    answers = pipeline.recommend(
+    answers = stages.recommend(
         settings,
         user_id=user,
         history=History.from_command_line(played, achievements),
@@ -430,9 +435,9 @@ def users(
 
     Example: gamerec users --limit 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
 
-    summary = pipeline.users(_options(ctx).settings(), limit)
+    summary = stages.users(_options(ctx).settings(), limit)
     render.result(summary, json_output, render.users_table)
 
 
@@ -447,9 +452,9 @@ def similar(
 
     Example: gamerec similar "Portal 2" --top-k 5
     """
-    from gamerec import pipeline
+    from gamerec import answers as stages
 
-    answers = pipeline.similar(_options(ctx).settings(), game, k=top_k)
+    answers = stages.similar(_options(ctx).settings(), game, k=top_k)
     render.result(answers, json_output, lambda a: render.recommendations(f"Similar to {game}", a))
 
 
@@ -517,7 +522,8 @@ def evaluate(
     from gamerec import pipeline
 
     settings = _options(ctx).settings("eval", protocol=protocol, k=k or None, bootstrap=bootstrap)
-    report = pipeline.evaluate(settings, progress=render.progress_line)
+    with render.StageProgress() as progress:
+        report = pipeline.evaluate(settings, progress=progress)
     render.result(report, json_output, render.eval_report)
 
 
@@ -537,8 +543,8 @@ def demo(
     from gamerec import pipeline
 
     settings = _options(ctx).settings("train", epochs=epochs)
-    with render.EpochBars(settings.train.epochs) as bars:
-        report = pipeline.demo(settings, progress=render.progress_line, on_epoch=bars.on_epoch)
+    with render.StageProgress() as progress:
+        report = pipeline.demo(settings, progress=progress)
     render.result(report, json_output, render.demo_report)
 
 

@@ -1,8 +1,11 @@
 """One function per stage; the only module that unpacks :class:`Settings` into plain arguments.
 
 Every CLI subcommand is one call here: ``gamerec preprocess`` is ``pipeline.preprocess(settings)``.
-Each stage reads the previous stage's output from ``settings.data_dir``, checks its manifest, and
-writes its own output directory atomically.
+Each stage reads the previous stage's output from ``settings.data_dir``, checks its manifest,
+writes its own output directory atomically and returns a typed result (:mod:`gamerec.results`).
+What a stage is doing goes to its ``progress`` callback and to the ``gamerec`` logger
+(:mod:`gamerec.progress`). The fetch stages live in :mod:`gamerec.fetching`, the answering ones
+(recommend, similar, users, recommend --all) in :mod:`gamerec.answers`; both are exported here.
 """
 
 from __future__ import annotations
@@ -13,15 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from gamerec.artifacts import (
-    Workspace,
-    fingerprint,
-    has_manifest,
-    stage_lock,
-    staged_dir,
-)
+from gamerec.answers import load_recommender, recommend, recommend_all, similar, users
+from gamerec.artifacts import Workspace, fingerprint, has_manifest, stage_lock, staged_dir
 from gamerec.artifacts.index import write_index
 from gamerec.artifacts.model import (
     check_model_matches_processed,
@@ -38,16 +34,22 @@ from gamerec.artifacts.processed import (
     write_processed,
 )
 from gamerec.artifacts.report import write_report
-from gamerec.dataio.history import History
-from gamerec.errors import (
-    ConfigError,
-    TrainingError,
+from gamerec.errors import TrainingError
+from gamerec.fetching import fetch_owned, fetch_steamspy, fetch_store
+from gamerec.progress import Progress, quiet, reported
+from gamerec.results import (
+    DemoResult,
+    EvalResult,
+    IndexResult,
+    PreprocessResult,
+    ServeResult,
+    TrainResult,
 )
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
     from gamerec.dataio.preprocess import Source
-    from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
+    from gamerec.towers.train import EpochReport
 
 __all__ = [
     "Progress",
@@ -68,15 +70,9 @@ __all__ = [
     "workspace",
 ]
 
-#: a progress callback: (stage, message, fraction done or None). A stage is one phase with its
-#: own progress bar (e.g. "steamspy pages"); fraction is the share of that stage done, None when
-#: the total is unknown or the event (a retry notice) does not move the bar.
-Progress = Callable[[str, str, float | None], None]
 T = TypeVar("T")
-
-
-def _quiet(stage: str, message: str, fraction: float | None) -> None:
-    return None
+#: the stage of the bar over training epochs
+EPOCHS_STAGE = "training"
 
 
 def _plain(config: type[T], section: Any, prefix: str = "", **given: Any) -> T:
@@ -124,7 +120,7 @@ def _input_fingerprint(path: Path) -> str:
     return fingerprint(path)
 
 
-def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
+def preprocess(settings: Settings, progress: Progress = quiet) -> PreprocessResult:
     """Read the configured inputs (default: the bundled demo data) and write ``processed/``.
 
     Returns the summary (counts, density, title match rate, histograms). On any error the
@@ -132,6 +128,7 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
     """
     from gamerec.dataio.preprocess import build_processed, load_sources
 
+    progress = reported(progress)
     sources = _sources(settings)
     progress("preprocess", f"reading {len(sources)} input(s)", None)
     interactions, metadata = load_sources(sources)
@@ -157,10 +154,10 @@ def preprocess(settings: Settings, progress: Progress = _quiet) -> dict[str, Any
             settings=options.model_dump(mode="json"),
             inputs={f"{s.kind}:{s.path}": _input_fingerprint(s.path) for s in sources},
         )
-    return {**processed.summary, "output": str(target)}
+    return PreprocessResult.from_summary(processed.summary, target)
 
 
-def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
+def build_index(settings: Settings, progress: Progress = quiet) -> IndexResult:
     """Embed every game of ``processed/items.parquet`` and index them into ``index/``.
 
     A game the model was trained on (found by ``item_key``, so a catalog re-preprocessed,
@@ -175,6 +172,7 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
     from gamerec.index import IndexConfig, build_parts, resolve_kind, set_threads
     from gamerec.towers.cold import embed_catalog
 
+    progress = reported(progress)
     paths = workspace(settings)
     options = settings.index
     threads = set_threads(options.threads)
@@ -212,172 +210,18 @@ def build_index(settings: Settings, progress: Progress = _quiet) -> dict[str, An
             items_fingerprint=processed_manifest["files"][ITEMS_FILE],
             counts=counts,
         )
-    return {
-        "kind": built.params["kind"],
-        "params": built.params,
-        "items": n_items,
+    return IndexResult(
+        kind=built.params["kind"],
+        params=built.params,
+        items=n_items,
         **counts,
-        "dim": dim,
-        "build_seconds": round(built.build_seconds, 3),
-        "recall_at_20": built.recall_at_20,
-        "recall_queries": built.recall_queries,
-        "threads": threads,
-        "output": str(paths.index),
-    }
-
-
-def _retry_options(settings: Settings) -> dict[str, Any]:
-    """How both Steam clients time out and retry."""
-    options = settings.fetch
-    return {
-        "timeout_s": options.timeout_s,
-        "max_retries": options.max_retries,
-        "backoff_base_s": options.backoff_base_s,
-        "backoff_max_s": options.backoff_max_s,
-    }
-
-
-def fetch_steamspy(
-    settings: Settings,
-    pages: int | None = None,
-    details: int | None = None,
-    progress: Progress = _quiet,
-) -> dict[str, Any]:
-    """Crawl SteamSpy into ``raw/steamspy``: ``all`` pages, then appdetails of the top games.
-
-    ``pages`` (default ``fetch.pages``: until the empty page) limits the pages from 0;
-    ``details`` (default ``fetch.details``) is how many of the most-owned games get appdetails,
-    the only source of genres and tags. Resumes where an earlier run stopped. Returns what was
-    fetched, skipped and failed per phase.
-    """
-    from gamerec.dataio.crawl import crawl_items
-    from gamerec.dataio.steamspy import (
-        SavedAppdetails,
-        SteamSpyClient,
-        crawl_all_pages,
-        page_records,
-        top_appids_by_owners,
+        dim=dim,
+        build_seconds=round(built.build_seconds, 3),
+        recall_at_20=built.recall_at_20,
+        recall_queries=built.recall_queries,
+        threads=threads,
+        output=str(paths.index),
     )
-
-    options = settings.fetch
-    pages = options.pages if pages is None else pages
-    details = options.details if details is None else details
-    root = workspace(settings).steamspy
-    with SteamSpyClient(
-        options.steamspy_url,
-        all_interval_s=options.all_interval_s,
-        request_interval_s=options.request_interval_s,
-        **_retry_options(settings),
-    ) as client:
-        pages_summary = crawl_all_pages(client, root / "all", pages=pages, progress=progress)
-        records = page_records(root / "all")
-        appids = top_appids_by_owners(records, details)
-        details_summary = crawl_items(
-            appids, SavedAppdetails(root / "appdetails"), client.appdetails, client.http, progress
-        ).counts("not_found")
-    return {
-        "pages": {**pages_summary, "apps": len(records)},
-        "appdetails": details_summary,
-        "output": str(root),
-    }
-
-
-def _store_candidates(settings: Settings, details: int) -> tuple[list[int], str]:
-    """The ``details`` most-owned appids of the workspace's catalog, and where they came from:
-    ``processed/items.parquet`` once preprocess ran (the catalog recommended from), else the
-    SteamSpy pages in ``raw/steamspy/all``, else the bundled catalog."""
-    from gamerec.dataio.steamspy import page_records, top_appids_by_owners
-    from gamerec.dataio.steamstore import most_owned_appids
-
-    paths = workspace(settings)
-    if has_manifest(paths.processed):
-        items = read_processed(paths.processed, tables=("items",)).items
-        return most_owned_appids(items, details), str(paths.processed / ITEMS_FILE)
-    records = page_records(paths.steamspy / "all")
-    if records:
-        return top_appids_by_owners(records, details), str(paths.steamspy / "all")
-    from gamerec.dataio.catalog import load_catalog_table
-    from gamerec.dataio.datasets import BUNDLED_CATALOG, data_file
-
-    return most_owned_appids(load_catalog_table(data_file(BUNDLED_CATALOG)), details), (
-        f"the bundled catalog ({BUNDLED_CATALOG})"
-    )
-
-
-def fetch_store(
-    settings: Settings,
-    details: int | None = None,
-    appids: list[str] | None = None,
-    progress: Progress = _quiet,
-) -> dict[str, Any]:
-    """Fetch the Steam store's ``appdetails`` (kind, base game, release date) into ``raw/store``.
-
-    ``appids`` (texts such as ``"1086940,1245620"``) name the apps; without them, the ``details``
-    (default ``fetch.store_details``) most-owned games of the workspace's catalog (see
-    :func:`_store_candidates`). Apps the store does not show are remembered and not asked again;
-    resumes where an earlier run stopped. Returns what was fetched, skipped and failed.
-    """
-    from gamerec.dataio.crawl import crawl_items
-    from gamerec.dataio.steamstore import SavedStoreAnswers, StoreClient, parse_appids
-
-    options = settings.fetch
-    if appids:
-        wanted, source = parse_appids(appids), "--appids"
-    else:
-        count = options.store_details if details is None else details
-        wanted, source = _store_candidates(settings, count)
-    target = workspace(settings).store
-    with StoreClient(
-        options.store_url, interval_s=options.store_interval_s, **_retry_options(settings)
-    ) as client:
-        crawled = crawl_items(
-            wanted, SavedStoreAnswers(target), client.appdetails, client.http, progress
-        )
-    return {"appids_from": source, **crawled.counts("not_found"), "output": str(target)}
-
-
-def fetch_owned(
-    settings: Settings, steamids: list[str], progress: Progress = _quiet
-) -> dict[str, Any]:
-    """Fetch the game libraries of ``steamids`` (SteamID64s) into ``raw/steam/owned``.
-
-    Every id is checked before any request; the API key comes from ``fetch.steam_api_key``
-    (``GAMEREC_STEAM_API_KEY``). Private profiles are reported and remembered; calls are counted
-    per UTC day against ``fetch.daily_limit``. Returns what was fetched, skipped and failed.
-    """
-    from gamerec.dataio.crawl import crawl_items
-    from gamerec.dataio.steamweb import (
-        KEY_HELP,
-        DailyQuota,
-        SavedLibraries,
-        SteamWebClient,
-        validate_steamids,
-    )
-
-    wanted = validate_steamids(steamids)
-    options = settings.fetch
-    key = options.steam_api_key.get_secret_value().strip() if options.steam_api_key else ""
-    if not key:
-        raise ConfigError(f"no Steam Web API key: {KEY_HELP}")
-    paths = workspace(settings)
-    quota = DailyQuota(paths.quota_file, options.daily_limit)
-    with SteamWebClient(
-        key,
-        options.steam_api_url,
-        interval_s=options.steam_interval_s,
-        before_request=quota.spend,
-        **_retry_options(settings),
-    ) as client:
-        crawled = crawl_items(
-            wanted, SavedLibraries(paths.owned), client.owned_games, client.http, progress
-        )
-    return {
-        **crawled.counts("private"),
-        "private_steamids": sorted(crawled.missing),
-        "calls_today": quota.used(),
-        "daily_limit": options.daily_limit,
-        "output": str(paths.owned),
-    }
 
 
 def _start_workers(settings: Settings) -> Any:
@@ -402,14 +246,16 @@ def _start_workers(settings: Settings) -> Any:
 
 def train(
     settings: Settings,
-    progress: Progress = _quiet,
-    on_epoch: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
+    progress: Progress = quiet,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> TrainResult:
     """Train the two-tower model on ``processed/`` and write ``model/``.
 
     Early-stops on validation NDCG@20 and keeps the best epoch. An interrupted run resumes from
     its last finished epoch (same data and settings); a failed run leaves the last good
     ``model/`` untouched. Returns a summary: best epoch, validation NDCG@20, seconds, history.
+    Each epoch is a step of the ``"training"`` bar of ``progress`` (and goes to ``on_epoch``);
+    its last event says how the run ended ("stopped early at epoch 23, best 17").
 
     Under ``torchrun`` (``settings.distributed.world_size`` > 1) this process is one of the
     training workers: they train together (DDP) and rank 0 alone reports progress, fits the
@@ -419,12 +265,13 @@ def train(
     from gamerec.towers.distributed import stop_on_sigterm, stop_workers
 
     workers = _start_workers(settings)
+    progress = reported(progress)
     if workers is None:
         # the whole run, not only the swap: two runs would share the resume state
         with stage_lock(workspace(settings).model):
             return _train(settings, progress, on_epoch, None)
-    if workers.rank != 0:
-        progress, on_epoch = _quiet, None
+    if workers.rank != 0:  # rank 0 speaks for all
+        progress, on_epoch = quiet, None
         with stop_on_sigterm(workers):
             summary = _train(settings, progress, on_epoch, workers)
     else:
@@ -456,12 +303,31 @@ def _fit_config(settings: Settings) -> Any:
     )
 
 
+def _epoch_steps(
+    progress: Progress, on_epoch: Callable[[EpochReport], None] | None, max_epochs: int
+) -> Callable[[EpochReport], None]:
+    """Each finished epoch as a step of the training bar, then to ``on_epoch``."""
+
+    def step(report: EpochReport) -> None:
+        best = " (best so far)" if report.best else ""
+        progress(
+            EPOCHS_STAGE,
+            f"epoch {report.epoch + 1} of {max_epochs}: loss {report.loss:.3f}, "
+            f"{report.examples_per_s:,.0f} users/s, valid NDCG@20 {report.valid_metric:.4f}{best}",
+            (report.epoch + 1) / max_epochs,
+        )
+        if on_epoch is not None:
+            on_epoch(report)
+
+    return step
+
+
 def _train(
     settings: Settings,
     progress: Progress,
-    on_epoch: Callable[[Any], None] | None,
+    on_epoch: Callable[[EpochReport], None] | None,
     workers: Any,
-) -> dict[str, Any]:
+) -> TrainResult:
     from gamerec.dataio.splits import training_matrices
     from gamerec.evaluation.protocol import ValidationUsers
     from gamerec.towers.checkpoint import save_checkpoint
@@ -503,7 +369,7 @@ def _train(
             resume_key=config.train.resume_key(
                 asdict(config.shape), processed_manifest.get("files")
             ),
-            on_epoch=on_epoch,
+            on_epoch=_epoch_steps(progress, on_epoch, config.train.epochs),
             workers=workers,
         ),
         progress,
@@ -513,8 +379,13 @@ def _train(
 
         stop_workers()  # training is over: rank 0 writes alone, the others are done
     summary = fitted.summary
+    max_epochs = config.train.epochs
     if workers is not None and workers.rank != 0:
-        return {**summary, "rank": workers.rank, "written": False, "output": str(paths.model)}
+        return TrainResult.from_summary(
+            summary, paths.model, max_epochs, rank=workers.rank, written=False
+        )
+    ending = TrainResult.from_summary(summary, paths.model, max_epochs).ending()
+    progress(EPOCHS_STAGE, ending, 1.0)
     fitted = fit_stages(config, items, train_matrix, validation, fitted, progress)
     assert fitted.mapper is not None
     progress("train", f"writing {paths.model}", None)
@@ -540,62 +411,10 @@ def _train(
             },
         )
     resume_path.unlink(missing_ok=True)
-    return {**summary, "output": str(paths.model)}
+    return TrainResult.from_summary(summary, paths.model, max_epochs)
 
 
-def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
-    """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace.
-
-    ``in_memory`` (a server) copies every array into memory rather than mapping it.
-    """
-    from gamerec.runtime.recommender import Recommender
-
-    return Recommender.from_dir(
-        settings.data_dir,
-        max_top_k=settings.recommend.max_top_k,
-        rerank=settings.recommend.rerank,
-        in_memory=in_memory,
-        new_games_share=settings.recommend.new_games_share,
-    )
-
-
-def recommend(
-    settings: Settings,
-    *,
-    user_id: str | None = None,
-    played: dict[int, float] | None = None,
-    library: Path | None = None,
-    genres: list[str] | None = None,
-    achievements: dict[int, int] | None = None,
-    history: History | None = None,
-    k: int | None = None,
-    exclude_owned: bool = True,
-    include_dlc: bool = False,
-    released_since: int | None = None,
-) -> Recommendations:
-    """Recommendations for a known user and/or a history (``played``, ``achievements``,
-    ``history``, a GetOwnedGames ``library`` file).
-
-    The answer's ``history`` says how many of the given games are known and lists the appids
-    that are not (or not in the trained model); ``to_dict()`` is the JSON form.
-    """
-    given = History.from_mappings(played, achievements)
-    if history is not None:
-        given = given.merged(history)
-    if library is not None:
-        given = given.merged(History.from_library(library))
-    return load_recommender(settings).recommend(
-        user_id=user_id,
-        history=given,
-        genres=genres or [],
-        k=settings.recommend.top_k if k is None else k,
-        exclude_owned=exclude_owned,
-        include_dlc=include_dlc,
-        released_since=released_since,
-    )
-
-
-def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
+def serve(settings: Settings, progress: Progress = quiet) -> ServeResult:
     """Serve recommendations over HTTP until SIGTERM (``gamerec serve``); SIGHUP reloads.
 
     Loads the workspace's artifacts once, reports the URL through ``progress`` when it is
@@ -604,11 +423,12 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
     from gamerec.runtime.blas import set_blas_threads
     from gamerec.runtime.server import serve as run_server
 
+    progress = reported(progress)
     options = settings.serve
     # requests already run in parallel: one thread per product, not threads fighting for cores
     # (a FAISS index searches a request's one query on its calling thread alone)
     set_blas_threads(options.search_threads)
-    return run_server(
+    summary = run_server(
         lambda: load_recommender(settings, in_memory=True),
         options.host,
         options.port,
@@ -624,97 +444,57 @@ def serve(settings: Settings, progress: Progress = _quiet) -> dict[str, Any]:
         log_level=options.log_level,
         on_ready=lambda url: progress("serve", f"listening on {url}", None),
     )
-
-
-def users(settings: Settings, limit: int = 20) -> dict[str, Any]:
-    """How many users the workspace knows, and ``limit`` of their ids (most games first)."""
-    recommender = load_recommender(settings)
-    return {
-        "users": len(recommender.known_users),
-        "examples": [{"user_id": u, "games": n} for u, n in recommender.users(limit)],
-    }
-
-
-def similar(settings: Settings, game: str, k: int | None = None) -> list[Recommendation]:
-    """Games closest to ``game`` (appid or name) in the model's item space."""
-    return load_recommender(settings).similar(game, settings.recommend.top_k if k is None else k)
-
-
-def recommend_all(
-    settings: Settings, out: Path, k: int | None = None, progress: Progress = _quiet
-) -> dict[str, Any]:
-    """Top-k for every known user into ``out`` (.parquet or .jsonl), written atomically;
-    each user's row is what ``recommend`` answers them."""
-    from gamerec.runtime.batch import write_recommendations
-
-    summary = write_recommendations(
-        load_recommender(settings),
-        out,
-        settings.recommend.top_k if k is None else k,
-        on_batch=lambda done, total: progress(
-            "recommend", f"{done:,} of {total:,} users", done / max(total, 1)
-        ),
-    )
-    return summary.to_dict()
+    return ServeResult(**summary)
 
 
 def demo(
     settings: Settings,
-    progress: Progress = _quiet,
-    on_epoch: Callable[[Any], None] | None = None,
+    progress: Progress = quiet,
+    on_epoch: Callable[[EpochReport], None] | None = None,
     sample_genres: tuple[str, ...] = ("RPG",),
-) -> dict[str, Any]:
-    """The whole pipeline on the bundled data, then two example answers.
+) -> DemoResult:
+    """The whole pipeline on the bundled data, then two example answers and what to try next.
 
-    preprocess -> train -> index -> eval (P-SG), then recommendations for a test user (from
-    their fold-in games only, so the held-out ones can be checked against the answer) and for a
-    new user who gave nothing but ``sample_genres``.
+    preprocess -> train -> index -> eval (P-SG), then the answer for a test user (from the games
+    they kept, so the held-out ones can be looked for: the median test user, beside how all of
+    them fared, :mod:`gamerec.showcase`) and for a new user who gave nothing but
+    ``sample_genres``.
     """
+    from gamerec import showcase
+
+    given_dir = settings.sources.get("data_dir") in ("flag", "init")
     settings = settings.model_copy(deep=True)
     settings.preprocess.inputs = []  # the bundled dataset, whatever gamerec.toml says
-    report: dict[str, Any] = {"preprocess": preprocess(settings, progress)}
-    report["train"] = train(settings, progress, on_epoch=on_epoch)
-    report["index"] = build_index(settings, progress)
-    report["eval"] = evaluate(settings, progress=progress)
-
-    from gamerec.evaluation.protocol import load_protocol
-
-    # a test user of P-SG with about 20 games given: their held-out games can be looked for
-    test = load_protocol(workspace(settings).processed, "sg").test
-    row = int(np.argmin(np.abs(test.histories.row_lengths() - 20)))
+    progress = reported(progress)
+    preprocessed = preprocess(settings, progress)
+    trained = train(settings, progress, on_epoch=on_epoch)
+    indexed = build_index(settings, progress)
+    evaluated = evaluate(settings, progress=progress)
+    progress("demo", "answering every test user from the games they kept", None)
     recommender = load_recommender(settings)
-    appids = recommender.catalog.appids
-    start, end = test.histories.indptr[row], test.histories.indptr[row + 1]
-    played = {  # keyed by appid, so games known only by title are left out
-        int(appids[item]): float(minutes)
-        for item, minutes in zip(
-            test.histories.indices[start:end], test.histories.values[start:end], strict=True
-        )
-        if appids[item] >= 0
-    }
-    targets = set(test.targets.row(row).tolist())
-    answers = recommender.recommend(played=played, k=10)
-    user_id = next(u for u, r in recommender.known_users.items() if r == test.user_idx[row])
-    report["sample_user"] = {
-        "user_id": user_id,
-        "played": len(played),
-        "held_out": len(targets),
-        "held_out_found": sum(a.item_idx in targets for a in answers),
-        "recommendations": list(answers),
-    }
-    report["new_user"] = {
-        "genres": list(sample_genres),
-        "recommendations": list(recommender.recommend(genres=list(sample_genres), k=10)),
-    }
-    return report
+    default = "two-tower + re-rank" if settings.recommend.rerank else "two-tower"
+    sample = showcase.sample_user(
+        recommender,
+        workspace(settings).processed,
+        evaluated.metric(default, f"hit_rate@{showcase.TOP_K}"),
+    )
+    return DemoResult(
+        preprocess=preprocessed,
+        train=trained,
+        index=indexed,
+        eval=evaluated,
+        sample_user=sample,
+        new_user=showcase.new_user(recommender, list(sample_genres)),
+        next_steps=showcase.next_steps(recommender, settings.data_dir if given_dir else None),
+    )
 
 
 def evaluate(
     settings: Settings,
     protocol: str | None = None,
     ks: list[int] | None = None,
-    progress: Progress = _quiet,
-) -> dict[str, Any]:
+    progress: Progress = quiet,
+) -> EvalResult:
     """Evaluate the baselines and, when ``model/`` exists, the two-tower model side by side.
 
     ``protocol`` (default ``eval.protocol``): ``sg`` (P-SG), ``loo`` (P-LOO) or ``cold``
@@ -729,6 +509,7 @@ def evaluate(
     from gamerec.evaluation.protocol import load_protocol
     from gamerec.evaluation.report import EvalConfig, compare
 
+    progress = reported(progress)
     paths = workspace(settings)
     options = settings.eval
     protocol = protocol or options.protocol
@@ -776,7 +557,7 @@ def evaluate(
         {**options.model_dump(mode="json"), "protocol": protocol, "k": report["ks"]},
         processed_manifest,
     )
-    return {**report, "output": str(written)}
+    return EvalResult.from_report(report, output=str(written))
 
 
 def _evaluated_engines(

@@ -20,12 +20,24 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from gamerec.results import (
+        DemoResult,
+        EvalResult,
+        FetchOwnedResult,
+        FetchSteamspyResult,
+        FetchStoreResult,
+        IndexResult,
+        PreprocessResult,
+        ServeResult,
+        TrainResult,
+        UsersResult,
+    )
+    from gamerec.runtime.batch import BatchSummary
     from gamerec.runtime.recommender import Recommendation, Recommendations
 
 __all__ = [
-    "EpochBars",
-    "ProgressBars",
     "Renderer",
+    "StageProgress",
     "config_table",
     "demo_report",
     "error",
@@ -46,6 +58,7 @@ __all__ = [
     "stderr",
     "stdout",
     "train_summary",
+    "users_table",
 ]
 
 
@@ -100,20 +113,19 @@ def _bar_chart(title: str, rows: list[list[Any]]) -> Table:
     return table
 
 
-def preprocess_summary(summary: dict[str, Any]) -> None:
-    before = summary["before_filtering"]
+def preprocess_summary(summary: PreprocessResult) -> None:
+    before = summary.before_filtering
     table = _facts("Preprocessed")
     table.add_row("before filtering", f"{before['users']:,} users, {before['games']:,} games")
-    if summary.get("duplicate_purchases"):
-        table.add_row("duplicate purchase rows removed", f"{summary['duplicate_purchases']:,}")
-    if summary["titles"]:
+    if summary.duplicate_purchases:
+        table.add_row("duplicate purchase rows removed", f"{summary.duplicate_purchases:,}")
+    if summary.titles:
         table.add_row(
             "titles matched to an appid",
-            f"{summary['titles_matched']:,} of {summary['titles']:,} "
-            f"({summary['title_match_rate']:.1%})",
+            f"{summary.titles_matched:,} of {summary.titles:,} ({summary.title_match_rate:.1%})",
         )
-    table.add_row("users", f"{summary['users']:,}")
-    catalog = summary.get("catalog")
+    table.add_row("users", f"{summary.users:,}")
+    catalog = summary.catalog
     if catalog:
         table.add_row(
             "catalog games",
@@ -135,22 +147,21 @@ def preprocess_summary(summary: dict[str, Any]) -> None:
                 )
         _sources_rows(table, catalog)
     else:
-        table.add_row("games", f"{summary['items']:,}")
-    table.add_row("interactions", f"{summary['interactions']:,}")
-    table.add_row("density", f"{summary['density']:.4%}")
+        table.add_row("games", f"{summary.items:,}")
+    table.add_row("interactions", f"{summary.interactions:,}")
+    table.add_row("density", f"{summary.density:.4%}")
     table.add_row(
-        "games with genres / tags",
-        f"{summary['items_with_genres']:,} / {summary['items_with_tags']:,}",
+        "games with genres / tags", f"{summary.items_with_genres:,} / {summary.items_with_tags:,}"
     )
-    groups = summary["groups"]
+    groups = summary.groups
     table.add_row(
         "split (users)",
         f"train {groups['train']:,} · valid {groups['valid']:,} · test {groups['test']:,}",
     )
-    table.add_row("written to", _text(summary.get("output", "")))
+    table.add_row("written to", _text(summary.output))
     console = stdout()
     console.print(table)
-    for title, rows in summary["histograms"].items():
+    for title, rows in summary.histograms.items():
         console.print(_bar_chart(title, rows))
 
 
@@ -196,33 +207,35 @@ def _sources_rows(table: Table, catalog: dict[str, Any]) -> None:
             )
 
 
-def index_summary(summary: dict[str, Any]) -> None:
+def index_summary(summary: IndexResult) -> None:
     table = _facts("Index")
-    table.add_row("kind", _text(summary["kind"]))
-    params = {k: v for k, v in summary["params"].items() if k != "kind"}
+    table.add_row("kind", _text(summary.kind))
+    params = {k: v for k, v in summary.params.items() if k != "kind"}
     if params:
         table.add_row("parameters", _text(", ".join(f"{k}={v}" for k, v in params.items())))
-    table.add_row("items", f"{summary['items']:,}")
-    table.add_row("dimension", str(summary["dim"]))
-    table.add_row("build time", f"{summary['build_seconds']:.2f} s")
+    table.add_row(
+        "items", f"{summary.items:,} ({summary.trained:,} trained, {summary.mapped:,} mapped)"
+    )
+    table.add_row("dimension", str(summary.dim))
+    table.add_row("build time", f"{summary.build_seconds:.2f} s")
     table.add_row(
         "recall@20 vs exact",
-        f"{summary['recall_at_20']:.4f} ({summary['recall_queries']:,} item queries)",
+        f"{summary.recall_at_20:.4f} ({summary.recall_queries:,} item queries)",
     )
-    table.add_row("written to", _text(summary["output"]))
+    table.add_row("written to", _text(summary.output))
     stdout().print(table)
 
 
-def train_summary(summary: dict[str, Any]) -> None:
+def train_summary(summary: TrainResult) -> None:
     table = _facts("Trained")
-    table.add_row("best epoch", f"{summary['best_epoch'] + 1} of {summary['epochs_run']} run")
-    table.add_row("valid NDCG@20", f"{summary['valid_ndcg_at_20']:.4f}")
-    table.add_row("users x games", f"{summary['users']:,} x {summary['items']:,}")
-    table.add_row("softmax", "sampled (logQ)" if summary["sampled_softmax"] else "full catalog")
-    if summary.get("resumed_from_epoch") is not None:
-        table.add_row("resumed at epoch", str(summary["resumed_from_epoch"] + 1))
-    table.add_row("seconds", f"{summary['seconds']:.1f}")
-    table.add_row("written to", _text(summary.get("output", "")))
+    table.add_row("epochs", summary.ending())
+    table.add_row("valid NDCG@20", f"{summary.valid_ndcg_at_20:.4f} (best epoch)")
+    table.add_row("users x games", f"{summary.users:,} x {summary.items:,}")
+    table.add_row("softmax", "sampled (logQ)" if summary.sampled_softmax else "full catalog")
+    if summary.resumed_from_epoch is not None:
+        table.add_row("resumed at epoch", str(summary.resumed_from_epoch + 1))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    table.add_row("written to", _text(summary.output))
     stdout().print(table)
 
 
@@ -238,61 +251,57 @@ def config_table(rows: list[tuple[str, Any, str]]) -> None:
     stdout().print(table)
 
 
-def fetch_steamspy_summary(summary: dict[str, Any]) -> None:
-    pages, details = summary["pages"], summary["appdetails"]
+def fetch_steamspy_summary(summary: FetchSteamspyResult) -> None:
+    pages, details = summary.pages, summary.appdetails
     table = Table(title="Fetched from SteamSpy", title_justify="left")
     for column in ("", "fetched", "skipped (saved before)", "not found", "failed"):
         table.add_column(column, justify="left" if not column else "right")
     table.add_row(
-        "all pages", f"{pages['fetched']:,}", f"{pages['skipped']:,}", "", f"{len(pages['failed'])}"
+        "all pages", f"{pages.fetched:,}", f"{pages.skipped:,}", "", f"{len(pages.failed)}"
     )
     table.add_row(
         "appdetails",
-        f"{details['fetched']:,}",
-        f"{details['skipped']:,}",
-        f"{details['not_found']:,}",
-        f"{len(details['failed'])}",
+        f"{details.fetched:,}",
+        f"{details.skipped:,}",
+        f"{details.not_found:,}",
+        f"{len(details.failed)}",
     )
     console = stdout()
     console.print(table)
-    end = pages["end_page"]
+    end = pages.end_page
     reached = (
         f"page {end} came back empty: the catalog is complete"
         if end is not None
         else "the end of the catalog is not reached yet"
     )
     console.print(
-        _text(
-            f"{pages['apps']:,} apps on the saved pages; {reached}; written to {summary['output']}"
-        )
+        _text(f"{pages.apps:,} apps on the saved pages; {reached}; written to {summary.output}")
     )
 
 
-def fetch_store_summary(summary: dict[str, Any]) -> None:
+def fetch_store_summary(summary: FetchStoreResult) -> None:
     table = _facts("Fetched from the Steam store")
-    asked = f"{summary['requested']:,} (from {summary['appids_from']})"
+    asked = f"{summary.requested:,} (from {summary.appids_from})"
     table.add_row("apps asked for", _text(asked))
-    table.add_row("fetched", f"{summary['fetched']:,}")
-    table.add_row("skipped (saved before)", f"{summary['skipped']:,}")
-    table.add_row("not in the store (remembered)", f"{summary['not_found']:,}")
-    table.add_row("failed", f"{len(summary['failed']):,}")
-    table.add_row("written to", _text(summary["output"]))
+    table.add_row("fetched", f"{summary.fetched:,}")
+    table.add_row("skipped (saved before)", f"{summary.skipped:,}")
+    table.add_row("not in the store (remembered)", f"{summary.not_found:,}")
+    table.add_row("failed", f"{len(summary.failed):,}")
+    table.add_row("written to", _text(summary.output))
     stdout().print(table)
 
 
-def fetch_owned_summary(summary: dict[str, Any]) -> None:
+def fetch_owned_summary(summary: FetchOwnedResult) -> None:
     table = _facts("Fetched Steam libraries")
-    table.add_row("fetched", f"{summary['fetched']:,}")
-    table.add_row("skipped (saved before)", f"{summary['skipped']:,}")
-    table.add_row("private profiles (skipped)", f"{summary['private']:,}")
-    table.add_row("failed", f"{len(summary['failed']):,}")
-    table.add_row(
-        "API calls today (UTC)", f"{summary['calls_today']:,} of {summary['daily_limit']:,}"
-    )
-    table.add_row("written to", _text(summary["output"]))
+    table.add_row("fetched", f"{summary.fetched:,}")
+    table.add_row("skipped (saved before)", f"{summary.skipped:,}")
+    table.add_row("private profiles (skipped)", f"{summary.private:,}")
+    table.add_row("failed", f"{len(summary.failed):,}")
+    table.add_row("API calls today (UTC)", f"{summary.calls_today:,} of {summary.daily_limit:,}")
+    table.add_row("written to", _text(summary.output))
     stdout().print(table)
     errors = stderr()
-    for steamid in summary["private_steamids"]:
+    for steamid in summary.private_steamids:
         errors.print(_text(f"private profile, no library shown: {steamid}"))
 
 
@@ -346,34 +355,32 @@ def _appid_list(appids: list[int], most: int = 12) -> str:
     return shown + (f" and {len(appids) - most:,} more" if len(appids) > most else "")
 
 
-def users_table(summary: dict[str, Any]) -> None:
-    table = Table(
-        title=f"{summary['users']:,} known users (those with the most games first)",
-        title_justify="left",
-    )
+def users_table(summary: UsersResult) -> None:
+    # the title on a line of its own: as a table title it wraps to the table's narrow width
+    stdout().print(_text(f"{summary.users:,} known users (those with the most games first)"))
+    table = Table()
     table.add_column("user id")
     table.add_column("games", justify="right")
-    for row in summary["examples"]:
-        table.add_row(_text(row["user_id"]), f"{row['games']:,}")
+    for row in summary.examples:
+        table.add_row(_text(row.user_id), f"{row.games:,}")
     stdout().print(table)
-    if summary["examples"]:
+    if summary.examples:
         stdout().print(
-            _text(f"Try: gamerec recommend --user {summary['examples'][0]['user_id']}"),
-            style="dim",
+            _text(f"Try: gamerec recommend --user {summary.examples[0].user_id}"), style="dim"
         )
 
 
-def recommend_all_summary(summary: dict[str, Any]) -> None:
+def recommend_all_summary(summary: BatchSummary) -> None:
     stdout().print(
         _text(
-            f"Wrote {summary['rows']:,} recommendations for {summary['users']:,} users to "
-            f"{summary['out']} in {summary['seconds']:.1f} s"
+            f"Wrote {summary.rows:,} recommendations for {summary.users:,} users to "
+            f"{summary.out} in {summary.seconds:.1f} s"
         )
     )
 
 
-def serve_summary(summary: dict[str, Any]) -> None:
-    stderr().print(f"Stopped after {summary['requests']:,} requests in {summary['uptime_s']:.0f} s")
+def serve_summary(summary: ServeResult) -> None:
+    stderr().print(f"Stopped after {summary.requests:,} requests in {summary.uptime_s:.0f} s")
 
 
 def _metric_cell(metric: dict[str, Any], digits: int = 3) -> str:
@@ -404,18 +411,18 @@ def _ranking_cells(name: str, metrics: dict[str, Any], ks: list[int]) -> list[st
     return cells
 
 
-def eval_report(report: dict[str, Any]) -> None:
-    ks = report["ks"]
+def eval_report(report: EvalResult) -> None:
+    ks = report.ks
     main_k = 20 if 20 in ks else ks[-1]
     table = _ranking_table(
-        f"{report['protocol_name']} · {report['users_evaluated']:,} test users · "
-        f"{report.get('ranked_games', report['n_items']):,} games ranked",
+        f"{report.protocol_name} · {report.users_evaluated:,} test users · "
+        f"{report.ranked_games:,} games ranked",
         ks,
     )
     table.add_column(f"Coverage@{main_k}", justify="right")
     table.add_column(f"Pop%@{main_k}", justify="right")
     table.add_column("fit s", justify="right")
-    for name, method in report["methods"].items():
+    for name, method in report.methods.items():
         metrics = method["metrics"]
         cells = _ranking_cells(name, metrics, ks)
         cells.append(_metric_cell(metrics[f"coverage@{main_k}"]))
@@ -428,9 +435,9 @@ def eval_report(report: dict[str, Any]) -> None:
     if not out.is_terminal:
         out = Console(file=sys.stdout, width=160, highlight=False)
     out.print(table)
-    _print_versus(out, report["methods"], f"ndcg@{main_k}", lambda method: method)
-    if "new_games" in report:
-        _new_games_report(out, report, ks, main_k)
+    _print_versus(out, report.methods, f"ndcg@{main_k}", lambda method: method)
+    if report.new_games is not None:
+        _new_games_report(out, report, report.new_games, main_k)
     for note in _eval_notes(report, main_k):
         out.print(Text(note, style="dim"))
 
@@ -458,170 +465,186 @@ def _print_versus(
             )
 
 
-def _new_games_report(out: Console, report: dict[str, Any], ks: list[int], main_k: int) -> None:
+def _new_games_report(out: Console, report: EvalResult, new: dict[str, Any], main_k: int) -> None:
     """P-COLD: the same methods over the new-game targets alone."""
-    new = report["new_games"]
+    ks = report.ks
     table = _ranking_table(
         f"new games only · {new['games']:,} games hidden from training · "
         f"{new['targets']:,} targets of {new['users_with_new_targets']:,} test users",
         ks,
     )
-    for name, method in report["methods"].items():
+    for name, method in report.methods.items():
         table.add_row(*(_text(c) for c in _ranking_cells(name, method["new_games"]["metrics"], ks)))
     out.print(table)
-    _print_versus(
-        out, report["methods"], f"recall@{main_k}", lambda method: method.get("new_games")
-    )
-    if {"itemknn", "ease"} & set(report["methods"]):
+    _print_versus(out, report.methods, f"recall@{main_k}", lambda method: method.get("new_games"))
+    if {"itemknn", "ease"} & set(report.methods):
         out.print(
             Text("item-kNN and EASE score a new game 0 (no one in their training data owns it).")
         )
-    if "popularity" in report["methods"]:
+    if "popularity" in report.methods:
         out.print(Text("popularity ranks by SteamSpy owners here.", style="dim"))
 
 
-def _eval_notes(report: dict[str, Any], main_k: int) -> list[str]:
-    boot = report["bootstrap"]
+def _eval_notes(report: EvalResult, main_k: int) -> list[str]:
+    boot = report.bootstrap
     notes = []
     if boot["resamples"]:
         notes.append(
             f"± is half the 95% bootstrap CI ({boot['resamples']:,} resamples of the test users, "
-            f"seed {boot['seed']}); split seed {report.get('split_seed')}."
+            f"seed {boot['seed']}); split seed {report.split_seed}."
         )
     notes.append(
         f"Pop% = mean popularity percentile, among training users, of the top {main_k} "
         "(100 = the most owned game); Coverage = share of the ranked games recommended to anyone."
     )
-    if report.get("ease_lambda") is not None:
-        notes.append(f"EASE lambda = {report['ease_lambda']:g}, chosen on the validation users.")
-    if report.get("targets_dropped"):
+    if report.ease_lambda is not None:
+        notes.append(f"EASE lambda = {report.ease_lambda:g}, chosen on the validation users.")
+    if report.targets_dropped:
         notes.append(
-            f"Every method ranks the games recommend may answer: {report['targets_dropped']:,} "
+            f"Every method ranks the games recommend may answer: {report.targets_dropped:,} "
             "held-out targets that are not games (DLC, title-only rows, tools, ...) are dropped."
         )
-    if report.get("users_skipped"):
+    if report.users_skipped:
         notes.append(
-            f"{report['users_skipped']:,} test users skipped: {report['skip_reason']}, or no "
+            f"{report.users_skipped:,} test users skipped: {report.skip_reason}, or no "
             "target that may be recommended."
         )
-    if report.get("model") and report["model"] != "evaluated":
-        notes.append(f"two-tower model: {report['model']}")
-    if report.get("output"):
-        notes.append(f"Report written to {report['output']}")
+    if report.model and report.model != "evaluated":
+        notes.append(f"two-tower model: {report.model}")
+    if report.output:
+        notes.append(f"Report written to {report.output}")
     return notes
 
 
-def demo_report(report: dict[str, Any]) -> None:
-    """Each stage's summary, then the answers for a test user and for a new user."""
-    preprocess_summary(report["preprocess"])
-    train_summary(report["train"])
-    index_summary(report["index"])
-    eval_report(report["eval"])
-    sample = report["sample_user"]
+def demo_report(report: DemoResult) -> None:
+    """Each stage's summary, the answers for a test user and a new user, then what to try."""
+    preprocess_summary(report.preprocess)
+    train_summary(report.train)
+    index_summary(report.index)
+    eval_report(report.eval)
+    sample = report.sample_user
     recommendations(
-        f"Test user {sample['user_id']}: {sample['played']} games given, "
-        f"{sample['held_out_found']} of {sample['held_out']} held-out games found in the top 10",
-        sample["recommendations"],
+        f"Test user {sample.user_id}: {sample.played} games given, "
+        f"{sample.held_out_found} of {sample.held_out} held-out games found in the top 10",
+        sample.recommendations,
     )
-    new_user = report["new_user"]
-    recommendations(
-        f"A new user who likes {', '.join(new_user['genres'])}", new_user["recommendations"]
+    out = stdout()
+    out.print(Text(_showcase_note(report), style="dim"), soft_wrap=False)
+    new_user = report.new_user
+    recommendations(f"A new user who likes {', '.join(new_user.genres)}", new_user.recommendations)
+    if report.next_steps:
+        out.print(Text("Try next:", style="bold"))
+        steps = Table.grid(padding=(0, 2))
+        steps.add_column(no_wrap=True)  # a command is copied whole: never wrapped
+        steps.add_column(style="dim")
+        for step in report.next_steps:
+            steps.add_row(_text(f"  {step.command}"), _text(step.what))
+        out.print(steps)
+
+
+def _showcase_note(report: DemoResult) -> str:
+    """How the test user shown compares with all of them: a miss is said to be one."""
+    sample = report.sample_user
+    share = sample.test_users_with_a_find / max(sample.test_users, 1)
+    note = (
+        "Shown: the median test user by the share of held-out games found. Of "
+        f"{sample.test_users:,} test users answered this way, {sample.test_users_with_a_find:,} "
+        f"({share:.0%}) find at least one held-out game in their top 10"
     )
+    if sample.held_out_found == 0:
+        misses = sample.test_users - sample.test_users_with_a_find
+        note += f"; this user is one of the {misses:,} who find none"
+    if sample.eval_hit_rate is not None:
+        note += f". The evaluation's hit rate@10 is {sample.eval_hit_rate:.3f}"
+        if sample.new_game_places:
+            note += (
+                f" (it ranks the games with players alone; this answer gives "
+                f"{sample.new_game_places} of its places to games new to gamerec's players)"
+            )
+    return note + "."
 
 
-class ProgressBars:
-    """One rich progress bar per pipeline stage on stderr, with an ETA and the latest message.
+class StageProgress:
+    """What the stages are doing, on stderr: a line per event, and a bar for a stage that counts.
 
-    Called like a :data:`gamerec.pipeline.Progress`: a stage's first event adds its bar; a
-    ``None`` fraction leaves the bar where it is (or pulsing, when the total is unknown).
+    Called like a :data:`gamerec.progress.Progress`. An event with a fraction draws or moves its
+    stage's bar, one rich progress display per stage; an event without one is a line of its
+    own ("train: fitting the co-play re-ranker"), printed above a bar being drawn, never onto it,
+    or, for the stage whose bar is drawn, news shown on the bar (a retry). A bar ends, left as
+    its last event put it ("stopped early at epoch 23, best 17"), when another stage speaks or
+    the display closes: no bar is drawn before its stage starts or stays behind, moving, after.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or stderr()
+        self._bar: Any = None  # the rich Progress of the stage being counted, while drawn
+        self._stage = ""
+
+    def __enter__(self) -> StageProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._end_bar()
+
+    def __call__(self, stage: str, message: str, fraction: float | None) -> None:
+        if self._bar is not None and stage != self._stage:
+            self._end_bar()
+        if self._bar is None and fraction is None:
+            self._console.print(Text.assemble((f"{stage}:", "dim"), " ", message))
+            return
+        if self._bar is None:
+            self._start_bar(stage)
+        if fraction is None:
+            self._bar.update(self._task, message=message)
+        else:
+            self._bar.update(self._task, completed=min(max(fraction, 0.0), 1.0), message=message)
+
+    def _start_bar(self, stage: str) -> None:
         from rich.progress import (
             BarColumn,
             Progress,
-            TaskID,
             TaskProgressColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
+        from rich.table import Column
 
-        self._progress = Progress(
+        self._bar = Progress(
             TextColumn("{task.description}", style="bold", markup=False),
-            BarColumn(),
-            TaskProgressColumn(text_format_no_percentage=""),
+            BarColumn(bar_width=16, table_column=Column(min_width=16, no_wrap=True)),
+            TaskProgressColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[message]}", markup=False),
-            console=stderr(),
+            _time_left_column(),
+            # one row however long the news: the news is cut, never wrapped or the bar squeezed
+            TextColumn(
+                "{task.fields[message]}",
+                markup=False,
+                table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+            ),
+            console=self._console,
+            expand=True,
             # SteamSpy's `all` pages come a minute apart: estimate speed over a longer window
             speed_estimate_period=600,
         )
-        self._tasks: dict[str, TaskID] = {}
+        self._stage = stage
+        self._task = self._bar.add_task(stage, total=1.0, message="")
+        self._bar.start()
 
-    def __enter__(self) -> ProgressBars:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.stop()
-
-    def __call__(self, stage: str, message: str, fraction: float | None) -> None:
-        task = self._tasks.get(stage)
-        if task is None:
-            total = None if fraction is None else 1.0
-            task = self._progress.add_task(stage, total=total, message=message)
-            self._tasks[stage] = task
-        if fraction is None:
-            self._progress.update(task, message=message)
-        else:
-            self._progress.update(task, total=1.0, completed=fraction, message=message)
+    def _end_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
-class EpochBars:
-    """A progress bar over training epochs on stderr; ``on_epoch`` is train's epoch callback."""
+def _time_left_column() -> Any:
+    """The time left while a bar runs; nothing once it is full (its news has the room)."""
+    from rich.progress import Task, TimeRemainingColumn
 
-    def __init__(self, total_epochs: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+    class Eta(TimeRemainingColumn):
+        def render(self, task: Task) -> Text:
+            return Text() if task.finished else Text.assemble("ETA ", super().render(task))
 
-        self._progress = Progress(
-            TextColumn("[bold]training[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=stderr(),
-            transient=False,
-        )
-        self._task = self._progress.add_task("train", total=total_epochs, status="")
-
-    def __enter__(self) -> EpochBars:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.stop()
-
-    def on_epoch(self, report: Any) -> None:
-        star = " [green]★ best[/]" if report.best else ""
-        self._progress.update(
-            self._task,
-            completed=report.epoch + 1,
-            status=f"loss {report.loss:.3f} · {report.examples_per_s:,.0f} users/s · "
-            f"valid NDCG@20 {report.valid_metric:.4f}{star}",
-        )
-
-
-#: a renderer of one command's result (a summary dict, a report, a list of answers)
-Renderer = Callable[[Any], None]
+    return Eta()
 
 
 def _jsonable(value: Any) -> Any:
@@ -632,6 +655,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}
     return value
+
+
+#: a renderer of one command's result (a summary dict, a report, a list of answers)
+Renderer = Callable[[Any], None]
 
 
 def result(value: Any, as_json: bool, human: Renderer) -> None:

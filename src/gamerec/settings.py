@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeGuard
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -622,10 +622,38 @@ def _explain(exc: ValidationError, build: _Build) -> str:
         name = ".".join(loc)
         where = _where(loc, origins, build.variables)
         if error["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown setting {name!r}; see `gamerec config show`")
+            lines.append(f"{where}: unknown setting {name!r}; {_unknown_key_hint(loc)}")
         else:
             lines.append(f"{where}: invalid value for {name!r}: {error['msg']}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _unknown_key_hint(loc: list[str]) -> str:
+    """What to do about a key no setting has: the nearest name of its table, else the names the
+    table takes. (Not `gamerec config show`: it reads the same file and fails the same way.)"""
+    *table, key = loc
+    known = _setting_names(table)
+    dotted = ".".join(table)
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"did you mean {'.'.join([*table, close[0]])!r}?"
+    section = f"[{'.'.join(p for p in table if not p.isdigit())}]" if table else "the top level"
+    return f"{section} takes {', '.join(known)}" if known else f"{dotted} takes no settings"
+
+
+def _setting_names(table: list[str]) -> list[str]:
+    """The names a table of settings takes (``["train"]``, ``["preprocess", "inputs", "0"]``)."""
+    fields: Mapping[str, FieldInfo] = Settings.model_fields
+    for part in table:
+        if part.isdigit():  # a table of an array of tables: its items' names follow
+            continue
+        info = fields.get(part)
+        annotation = info.annotation if info is not None else None
+        model = next((a for a in (annotation, *get_args(annotation)) if _is_model(a)), None)
+        if model is None:
+            return []
+        fields = model.model_fields
+    return list(fields)
 
 
 def _where(loc: list[str], origins: Mapping[str, str], variables: Mapping[str, str]) -> str:
@@ -651,13 +679,19 @@ def _where(loc: list[str], origins: Mapping[str, str], variables: Mapping[str, s
 
 
 def _unknown_variable(variable: str, parts: list[str], depth: int, known: list[str]) -> str:
+    # not `gamerec config show`: it reads the same environment and fails the same way
     close = difflib.get_close_matches(parts[depth], known, n=1)
-    hint = ""
     if close:
-        hint = f"did you mean {ENV_PREFIX}{'__'.join([*parts[:depth], close[0]]).upper()}? "
+        hint = f"did you mean {ENV_PREFIX}{'__'.join([*parts[:depth], close[0]]).upper()}?"
+    elif not known:
+        above = ENV_PREFIX + "__".join(parts[:depth]).upper()
+        hint = f"{above} is one value, with no settings below it"
+    else:
+        names = (ENV_PREFIX + "__".join([*parts[:depth], name]).upper() for name in known)
+        hint = f"the settings here are {', '.join(names)}"
     return (
-        f"environment variable {variable}: {'.'.join(parts)!r} is no setting; {hint}"
-        "`gamerec config show` lists them (nest sections with __, e.g. GAMEREC_TRAIN__EPOCHS)"
+        f"environment variable {variable}: {'.'.join(parts)!r} is no setting; {hint} (sections "
+        "nest with __, e.g. GAMEREC_TRAIN__EPOCHS); rename or unset it"
     )
 
 

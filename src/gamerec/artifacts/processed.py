@@ -124,15 +124,26 @@ def read_processed(directory: str | Path, tables: Sequence[str] = tuple(TABLE_FI
     return Processed(**frames)
 
 
-def read_columns(directory: str | Path, table: str, columns: Sequence[str]) -> dict[str, Any]:
-    """Columns of one table as pyarrow arrays, read without pandas."""
+def read_columns(
+    directory: str | Path, table: str, columns: Sequence[str], dictionary: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Columns of one table as pyarrow arrays, read without pandas.
+
+    The string columns named in ``dictionary`` (or the strings of a list column) come as
+    dictionary arrays: codes into their distinct values, as the file stores them, with no
+    encoding pass (pyarrow's ``dictionary_encode`` would import ``pyarrow.compute``).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(directory) / TABLE_FILES[table]
     try:
         # not pq.read_table: it goes through pyarrow.dataset, which imports pandas (about 1 s)
-        with pq.ParquetFile(path) as handle:
+        with pq.ParquetFile(path) as probe:
+            schema = probe.schema
+            leaves = [schema.column(i).path for i in range(len(schema))]
+        wanted = [leaf for leaf in leaves if leaf.split(".")[0] in dictionary]
+        with pq.ParquetFile(path, read_dictionary=wanted or None) as handle:
             data = handle.read(columns=list(columns))
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from None

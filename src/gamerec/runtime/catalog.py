@@ -24,18 +24,47 @@ class ListColumn(Sequence[list[str]]):
     """A ``list<string>`` column, one list per game, built on access.
 
     Converting 25,000 lists of tags to Python up front costs a tenth of a second of every
-    ``gamerec recommend``; a request reads a few dozen. The distinct strings are few, so each
-    list is a slice of codes into them.
+    ``gamerec recommend``; a request reads a few dozen. The distinct strings are few: each list
+    is a slice of :attr:`codes` into :attr:`vocabulary`, taken from a column read as a
+    dictionary (``read_columns(..., dictionary=...)``: the file's own codes), else made on first
+    use, in Python rather than with pyarrow's ``dictionary_encode``, which imports
+    ``pyarrow.compute`` (0.1-0.3 s of a one-shot answer).
     """
 
     def __init__(self, column: Any):
         array = column.combine_chunks()
         self._offsets = column_to_numpy(array.offsets)
-        encoded = array.values.dictionary_encode()
-        self.vocabulary: list[str] = [str(v) for v in encoded.dictionary.to_pylist()]
-        self.codes = column_to_numpy(encoded.indices)
+        self._values = array.values
+        self._encoded: tuple[list[str], np.ndarray] | None = None
+        if hasattr(self._values, "dictionary"):
+            self._encoded = (
+                [str(value) for value in self._values.dictionary.to_pylist()],
+                column_to_numpy(self._values.indices),
+            )
         self._cache: dict[int, list[str]] = {}
         self._code_of: dict[str, int] = {}
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The distinct strings."""
+        return self._encode()[0]
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Each value of every list, as its position in :attr:`vocabulary`."""
+        return self._encode()[1]
+
+    def _encode(self) -> tuple[list[str], np.ndarray]:
+        if self._encoded is None:
+            position: dict[str, int] = {}
+            values = [str(value) for value in self._values.to_pylist()]
+            codes = np.fromiter(
+                (position.setdefault(value, len(position)) for value in values),
+                dtype=np.int64,
+                count=len(values),
+            )
+            self._encoded = (list(position), codes)
+        return self._encoded
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -45,8 +74,13 @@ class ListColumn(Sequence[list[str]]):
             return [self[i] for i in range(*item.indices(len(self)))]
         found = self._cache.get(item)
         if found is None:
-            codes = self.codes[self._offsets[item] : self._offsets[item + 1]]
-            found = self._cache[item] = [self.vocabulary[c] for c in codes.tolist()]
+            start, end = int(self._offsets[item]), int(self._offsets[item + 1])
+            if self._encoded is not None:
+                vocabulary, codes = self._encoded
+                found = [vocabulary[code] for code in codes[start:end].tolist()]
+            else:
+                found = [str(value) for value in self._values.slice(start, end - start).to_pylist()]
+            self._cache[item] = found
         return found
 
     def mask(self, value: str, n_rows: int) -> np.ndarray:
@@ -135,6 +169,7 @@ class Catalog:
                 "owners_high",
                 "family",
             ],
+            dictionary=("genres", "tags"),
         )
         if n_model != len(columns["appid"]):
             raise ArtifactError(

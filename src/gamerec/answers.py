@@ -1,0 +1,110 @@
+"""The answering stages: ``gamerec recommend``, ``recommend --all``, ``similar`` and ``users``.
+
+Part of the pipeline (``gamerec.pipeline`` exports them): each reads :class:`Settings` once and
+asks the workspace's :class:`~gamerec.runtime.recommender.Recommender`. The command line calls
+them here rather than through ``gamerec.pipeline``, whose other stages a one-shot ``gamerec
+recommend`` would otherwise import; nothing here imports torch, FAISS (for a flat index) or
+pandas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gamerec.dataio.history import History
+from gamerec.progress import Progress, quiet, reported
+from gamerec.settings import Settings
+
+if TYPE_CHECKING:
+    from gamerec.results import UsersResult
+    from gamerec.runtime.batch import BatchSummary
+    from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
+
+__all__ = ["load_recommender", "recommend", "recommend_all", "similar", "users"]
+
+
+def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
+    """The :class:`~gamerec.runtime.recommender.Recommender` of the workspace.
+
+    ``in_memory`` (a server) copies every array into memory rather than mapping it.
+    """
+    from gamerec.runtime.recommender import Recommender
+
+    return Recommender.from_dir(
+        settings.data_dir,
+        max_top_k=settings.recommend.max_top_k,
+        rerank=settings.recommend.rerank,
+        in_memory=in_memory,
+        new_games_share=settings.recommend.new_games_share,
+    )
+
+
+def recommend(
+    settings: Settings,
+    *,
+    user_id: str | None = None,
+    played: dict[int, float] | None = None,
+    library: Path | None = None,
+    genres: list[str] | None = None,
+    achievements: dict[int, int] | None = None,
+    history: History | None = None,
+    k: int | None = None,
+    exclude_owned: bool = True,
+    include_dlc: bool = False,
+    released_since: int | None = None,
+) -> Recommendations:
+    """Recommendations for a known user and/or a history (``played``, ``achievements``,
+    ``history``, a GetOwnedGames ``library`` file).
+
+    The answer's ``history`` says how many of the given games are known and lists the appids
+    that are not (or not in the trained model); ``to_dict()`` is the JSON form.
+    """
+    given = History.from_mappings(played, achievements)
+    if history is not None:
+        given = given.merged(history)
+    if library is not None:
+        given = given.merged(History.from_library(library))
+    return load_recommender(settings).recommend(
+        user_id=user_id,
+        history=given,
+        genres=genres or [],
+        k=settings.recommend.top_k if k is None else k,
+        exclude_owned=exclude_owned,
+        include_dlc=include_dlc,
+        released_since=released_since,
+    )
+
+
+def users(settings: Settings, limit: int = 20) -> UsersResult:
+    """How many users the workspace knows, and ``limit`` of their ids (most games first)."""
+    from gamerec.results import UserExample, UsersResult
+
+    recommender = load_recommender(settings)
+    return UsersResult(
+        users=len(recommender.known_users),
+        examples=[UserExample(user_id, games) for user_id, games in recommender.users(limit)],
+    )
+
+
+def similar(settings: Settings, game: str, k: int | None = None) -> list[Recommendation]:
+    """Games closest to ``game`` (appid or name) in the model's item space."""
+    return load_recommender(settings).similar(game, settings.recommend.top_k if k is None else k)
+
+
+def recommend_all(
+    settings: Settings, out: Path, k: int | None = None, progress: Progress = quiet
+) -> BatchSummary:
+    """Top-k for every known user into ``out`` (.parquet or .jsonl), written atomically;
+    each user's row is what ``recommend`` answers them."""
+    from gamerec.runtime.batch import write_recommendations
+
+    progress = reported(progress)
+    return write_recommendations(
+        load_recommender(settings),
+        out,
+        settings.recommend.top_k if k is None else k,
+        on_batch=lambda done, total: progress(
+            "recommend", f"{done:,} of {total:,} users", done / max(total, 1)
+        ),
+    )

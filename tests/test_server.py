@@ -1061,7 +1061,7 @@ def test_a_non_ascii_token_is_compared_as_utf8_bytes(recommender: Recommender) -
 
 def test_processes_auto_is_the_available_cores_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     from gamerec.errors import ConfigError
-    from gamerec.runtime import server as server_module
+    from gamerec.runtime import supervisor as server_module
     from gamerec.settings import Settings
 
     assert Settings().serve.processes == "auto"

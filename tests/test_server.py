@@ -658,14 +658,20 @@ def test_connections_above_the_limit_get_503(recommender: Recommender) -> None:
     with running(lambda: recommender, max_connections=2, timeout_s=5.0) as srv:
         port = srv.server_address[1]
         held = []
-        for _ in range(2):  # two connections busy with a request (idle ones make room)
+        # two connections busy with a request past its headers (idle ones, and ones still
+        # sending their headers, make room)
+        for _ in range(2):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.connect()
             assert connection.sock is not None
-            connection.sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            connection.sock.sendall(
+                b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 20\r\n\r\n{"
+            )
             held.append(connection)
         deadline = time.monotonic() + 5
-        while srv._connections < 2:  # accepted in the background
+        # accepted in the background, and each one's headers read
+        while srv._connections < 2 or srv._idle or srv._in_head:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         answer = raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -1382,3 +1388,154 @@ def test_the_page_searches_and_shows_recommendations_in_chromium(
         assert html.escape(answer.name, quote=False) in dom
         assert html.escape(answer.reason, quote=False) in dom
     assert re.search(r'<div id="error" role="alert" hidden="">', dom), "the page showed an error"
+
+
+# ------------------------------------------------------------------------------ round 3
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_a_request_that_stops_after_one_byte_is_cut_off_by_the_header_deadline(
+    recommender: Recommender,
+) -> None:
+    # timeout_s (the whole request) stays long; the request line and headers have less time
+    with running(lambda: recommender, timeout_s=30.0, header_timeout_s=1.0) as srv:
+        (stalled,) = idle_sockets(srv.server_address[1], 1)
+        stalled.settimeout(6.0)
+        started = time.monotonic()
+        stalled.sendall(b"G")
+        answer = stalled.recv(65536)  # a socket.timeout here: still held after 6 s
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert time.monotonic() - started < 5.0
+        stalled.close()
+
+
+def test_connections_stuck_in_their_headers_make_room_for_another_address(
+    recommender: Recommender,
+) -> None:
+    with running(
+        lambda: recommender, max_connections=8, max_connections_per_client=2, timeout_s=30.0
+    ) as srv:
+        port = srv.server_address[1]
+        held = [sock for n in range(2, 6) for sock in idle_sockets(port, 2, f"127.0.0.{n}")]
+        try:
+            for sock in held:
+                sock.sendall(b"G")  # one byte of a request line, then nothing
+            wait_until(
+                lambda: srv._connections == 8 and not srv._idle,
+                "the eight connections were never all accepted and past their first byte",
+            )
+            for _ in range(3):
+                (other,) = idle_sockets(port, 1, source="127.0.0.9")
+                started = time.monotonic()
+                other.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := other.recv(65536):
+                    answer += chunk
+                other.close()
+                assert answers_in(answer) == [200], answer[:200]
+                assert time.monotonic() - started < 1.0
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def accepted_socket() -> tuple[socket.socket, socket.socket]:
+    """(client end, server end) of a fresh loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2], timeout=10)
+        accepted, _ = listener.accept()
+    return client, accepted
+
+
+def test_ipv6_clients_count_per_64_prefix(recommender: Recommender) -> None:
+    # the addresses are given to the server as if they had connected from them
+    with running(lambda: recommender, max_connections_per_client=2, timeout_s=30.0) as srv:
+        clients = []
+        try:
+            for address in ("2001:db8:0:7::1", "2001:db8:0:7:ffff::2", "2001:db8:0:7::3"):
+                client, accepted = accepted_socket()
+                clients.append(client)
+                client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # busy: headers begun
+                srv.process_request(accepted, (address, 40000, 0, 0))
+                if len(clients) < 3:
+                    wait_until(lambda: not srv._idle, "a connection never got its first byte")
+            # the third address of that /64 is one client too many
+            assert answers_in(clients[-1].recv(65536)) == [503]
+            client, accepted = accepted_socket()  # another /64 is another client
+            clients.append(client)
+            srv.process_request(accepted, ("2001:db8:0:8::1", 40000, 0, 0))
+            client.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert answers_in(client.recv(65536)) == [200]
+        finally:
+            for client in clients:
+                client.close()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "headers"),
+    [
+        (b"GET /health HTTP/1.1", 40 * [b"X-Filler: " + b"y" * 1000]),
+        (b"GET /health?" + b"q" * 20_000 + b" HTTP/1.1", 15 * [b"X-Filler: " + b"y" * 1000]),
+    ],
+    ids=["many header lines", "a long request line and headers"],
+)
+def test_a_header_block_past_the_cap_is_431(
+    server: GamerecServer, request_line: bytes, headers: list[bytes]
+) -> None:
+    # each line is within the per-line limit and there are fewer than 100: the total is not
+    block = request_line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    answer = raw(server, block)
+    assert answers_in(answer) == [431], answer[:200]
+    assert b"Connection: close" in answer.partition(b"\r\n\r\n")[0]
+
+
+def test_one_address_with_many_requests_gets_one_turn_per_round(
+    recommender: Recommender,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    order: list[int] = []
+
+    class Gated:
+        """Holds the first request until released; records each request's top_k."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **arguments: Any) -> Any:
+            order.append(arguments["k"])
+            entered.set()
+            release.wait(10)
+            return recommender.recommend(**arguments)
+
+    def ask(source: str, top_k: int) -> None:
+        (sock,) = idle_sockets(srv.server_address[1], 1, source)
+        body = json.dumps({"top_k": top_k}).encode()
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        while sock.recv(65536):
+            pass
+        sock.close()
+
+    with running(Gated, max_workers=1, timeout_s=10.0) as srv:
+        threads = [threading.Thread(target=ask, args=("127.0.0.2", 1))]
+        threads[0].start()
+        assert entered.wait(5)
+        for top_k in (2, 3):  # two more from the address whose request computes
+            threads.append(threading.Thread(target=ask, args=("127.0.0.2", top_k)))
+            threads[-1].start()
+        time.sleep(0.5)  # (they queue for the one slot first)
+        threads.append(threading.Thread(target=ask, args=("127.0.0.3", 4)))
+        threads[-1].start()
+        time.sleep(0.5)
+        release.set()
+        for thread in threads:
+            thread.join(20)
+    # the other address is served next, not after every request queued before it
+    assert order[:2] == [1, 4], order
+    assert sorted(order) == [1, 2, 3, 4]

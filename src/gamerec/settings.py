@@ -346,7 +346,15 @@ class ServeSettings(_Section):
         default=None, description="bearer token required on every request but /health"
     )
     max_body_bytes: Count = Field(1_000_000, description="largest request body")
-    timeout_s: Positive = Field(10.0, description="header and body read timeout")
+    max_header_bytes: Count = Field(
+        32 * 1024, description="largest request line and headers together (larger: 431)"
+    )
+    timeout_s: Positive = Field(10.0, description="a request, body included, must arrive in this")
+    header_timeout_s: Positive = Field(
+        5.0,
+        description="a request's line and headers must arrive within this of its first byte; "
+        "at the connection limit a connection still sending them is closed to make room",
+    )
     max_workers: int = Field(
         default=2,
         ge=1,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import email.utils
 import io
+import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -20,8 +22,10 @@ import socket
 import socketserver
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +35,9 @@ from gamerec.errors import AmbiguousNameError, GamerecError, RequestError
 
 __all__ = [
     "BoundedHTTPServer",
+    "FairSlots",
     "RequestHandler",
+    "client_key",
     "error_body",
     "framing_error",
     "json_bytes",
@@ -40,9 +46,11 @@ __all__ = [
 logger = logging.getLogger("gamerec.serve")
 access_logger = logging.getLogger("gamerec.serve.access")
 
-#: the request line may be this long (longer: 414), as in http.server
+#: the request line may be this long (longer: 414), as in http.server, and no longer than the
+#: whole header block may be (the server's ``max_header_bytes``)
 MAX_REQUEST_LINE = 65536
-#: header limits, as http.client's: a longer line or more lines get 431
+#: header limits, as http.client's: a longer line or more lines get 431, and so does a request
+#: line and header block longer than ``max_header_bytes`` together
 MAX_HEADER_LINE = 65536
 MAX_HEADERS = 100
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
@@ -137,6 +145,101 @@ def error_body(status: int, message: str, extra: dict[str, Any] | None = None) -
     return json_bytes({"error": error})
 
 
+def client_key(address: str) -> str:
+    """Whom a connection from ``address`` counts against: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 subscriber usually holds a whole /64 (2^64 addresses): counted per address, one
+    machine could open as many connections as it likes. An IPv4-mapped address is its IPv4.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return address
+
+
+@dataclass(eq=False)
+class _Waiter:
+    client: str
+    ticket: int
+    granted: threading.Event = field(default_factory=threading.Event)
+
+
+class FairSlots:
+    """``count`` computing slots shared fairly between clients.
+
+    A free slot is taken at once while nobody waits. When requests wait, a freed slot goes to
+    the waiting client holding the fewest slots, then the one served longest ago, then the
+    request that came first: a client sending many requests at once gets one turn in each
+    round, and another client's request waits for one slot to free, not for all of them.
+    """
+
+    def __init__(self, count: int):
+        self._lock = threading.Lock()
+        self._free = count
+        self._held: dict[str, int] = {}
+        self._queues: dict[str, deque[_Waiter]] = {}
+        #: when each client holding or awaiting a slot was last given one (a serial number)
+        self._served: dict[str, int] = {}
+        self._tickets = itertools.count(1)
+
+    def acquire(self, client: str, timeout_s: float) -> bool:
+        """Take a slot for ``client``; False when none could be had within ``timeout_s``."""
+        with self._lock:
+            if self._free > 0 and not self._queues:
+                self._take(client, next(self._tickets))
+                return True
+            waiter = _Waiter(client, next(self._tickets))
+            self._queues.setdefault(client, deque()).append(waiter)
+        if waiter.granted.wait(timeout_s):
+            return True
+        with self._lock:
+            if waiter.granted.is_set():  # given just as the wait ended
+                return True
+            queue = self._queues[client]
+            queue.remove(waiter)
+            if not queue:
+                del self._queues[client]
+                self._forget(client)
+            return False
+
+    def release(self, client: str) -> None:
+        with self._lock:
+            held = self._held[client] - 1
+            if held:
+                self._held[client] = held
+            else:
+                del self._held[client]
+                self._forget(client)
+            self._free += 1
+            while self._free > 0 and self._queues:
+                chosen = min(self._queues, key=self._turn)
+                queue = self._queues[chosen]
+                waiter = queue.popleft()
+                if not queue:
+                    del self._queues[chosen]
+                self._take(chosen, waiter.ticket)
+                waiter.granted.set()
+
+    def _turn(self, client: str) -> tuple[int, int, int]:
+        held, served = self._held.get(client, 0), self._served.get(client, 0)
+        return held, served, self._queues[client][0].ticket
+
+    def _take(self, client: str, ticket: int) -> None:
+        self._free -= 1
+        self._held[client] = self._held.get(client, 0) + 1
+        self._served[client] = ticket
+
+    def _forget(self, client: str) -> None:
+        # a client neither holding nor awaiting a slot is remembered no longer (bounded memory)
+        if client not in self._held and client not in self._queues:
+            self._served.pop(client, None)
+
+
 class RateLimitedWarning:
     """A warning counted on each event but written at most once per ``every_s`` seconds."""
 
@@ -174,29 +277,37 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         handler: type[RequestHandler],
         *,
         max_body_bytes: int,
+        max_header_bytes: int,
         timeout_s: float,
+        header_timeout_s: float,
         idle_timeout_s: float,
         max_workers: int,
         max_connections: int,
         max_connections_per_client: int,
     ):
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
         self.timeout_s = timeout_s
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
         self.idle_timeout_s = min(idle_timeout_s, timeout_s)
+        self.header_timeout_s = min(header_timeout_s, timeout_s)
         self.started = time.time()
         self.requests = 0
         self.draining = False
-        self._slots = threading.BoundedSemaphore(max_workers)
+        self._slots = FairSlots(max_workers)
         self._state = threading.Condition()
         self._in_flight = 0
         self._connections = 0
         self._per_client: dict[str, int] = {}
-        #: connections waiting for a request's first byte, per client address, oldest first:
-        #: they are closed to make room when a limit is reached (a client may close an idle
-        #: keep-alive connection at any time; the client retries on another)
+        #: connections waiting for a request's first byte, per client, oldest first: they are
+        #: closed to make room when a limit is reached (a client may close an idle keep-alive
+        #: connection at any time; the client retries on another)
         self._idle: dict[str, dict[socket.socket, None]] = {}
+        #: connections still sending a request line and headers, per client, oldest first:
+        #: closed to make room at the connection limit when no idle one is left (a request
+        #: line and headers take a well-behaved client a round trip, not seconds)
+        self._in_head: dict[str, dict[socket.socket, None]] = {}
         self._refusals = RateLimitedWarning(logger, 10.0)
         if ":" in host.strip("[]"):
             self.address_family = socket.AF_INET6
@@ -217,7 +328,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     # -------------------------------------------------------------- connections and requests
     def process_request(self, request: Any, client_address: Any) -> None:
-        client = str(client_address[0])
+        client = client_key(str(client_address[0]))
         with self._state:
             admitted = self._admit(client)
             if admitted:
@@ -253,15 +364,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         """Whether a new connection from ``client`` may open (under ``_state``).
 
         At a limit, the oldest idle connection (of this client, else of the client holding the
-        most) is closed to make room: idle sockets cannot keep others out. Without one: refused.
+        most) is closed to make room: idle sockets cannot keep others out. At the limit of
+        open connections, a connection still sending its request line and headers (of the
+        client holding the most such) goes next: a byte sent and then nothing must not keep
+        others out for ``header_timeout_s``. Without one: refused.
         """
         client_full = self._per_client.get(client, 0) >= self.max_connections_per_client
         if not client_full and self._connections < self.max_connections:
             return True
         victims = self._idle.get(client)
         if not victims and not client_full:
-            busiest = max(self._idle, key=lambda c: len(self._idle[c]), default=None)
-            victims = self._idle.get(busiest) if busiest is not None else None
+            victims = _of_the_busiest(self._idle) or _of_the_busiest(self._in_head)
         if not victims:
             return False
         victim = next(iter(victims))
@@ -279,15 +392,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             else:
                 self._per_client.pop(client, None)
 
-    def waiting(self, client: str, sock: socket.socket, idle: bool) -> None:
-        """Mark a connection as idle (waiting for a request) or busy; see :meth:`_admit`."""
+    def phase(self, client: str, sock: socket.socket, phase: str | None) -> None:
+        """What a connection does now: ``"idle"`` (waiting for a request), ``"head"``
+        (receiving a request line and headers) or None (busy); see :meth:`_admit`."""
         with self._state:
-            if idle:
-                self._idle.setdefault(client, {})[sock] = None
-            elif client in self._idle:
-                self._idle[client].pop(sock, None)
-                if not self._idle[client]:
-                    del self._idle[client]
+            for name, marked in (("idle", self._idle), ("head", self._in_head)):
+                if phase == name:
+                    marked.setdefault(client, {})[sock] = None
+                elif client in marked:
+                    marked[client].pop(sock, None)
+                    if not marked[client]:
+                        del marked[client]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.exception("a connection from %s failed", client_address[0])
@@ -296,7 +411,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._release(str(client_address[0]))
+            self._release(client_key(str(client_address[0])))
 
     def request_started(self) -> None:
         with self._state:
@@ -314,16 +429,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         return self._in_flight
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """One of ``max_workers`` computing slots; 503 after ``timeout_s`` of waiting."""
-        if not self._slots.acquire(timeout=self.timeout_s):
+    def slot(self, client: str) -> Iterator[None]:
+        """One of ``max_workers`` computing slots, shared fairly between clients (see
+        :class:`FairSlots`); 503 after ``timeout_s`` of waiting."""
+        if not self._slots.acquire(client, self.timeout_s):
             raise RequestError(
                 503, "the server is busy; retry shortly", headers={"Retry-After": "1"}
             )
         try:
             yield
         finally:
-            self._slots.release()
+            self._slots.release(client)
 
     def drain(self, timeout_s: float) -> bool:
         """Stop keeping connections alive; wait until no request is in flight. True if none is."""
@@ -336,6 +452,14 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                     return False
                 self._state.wait(remaining)
         return True
+
+
+def _of_the_busiest(
+    marked: dict[str, dict[socket.socket, None]],
+) -> dict[socket.socket, None] | None:
+    """The marked connections of the client holding the most of them (None if none are)."""
+    busiest = max(marked, key=lambda client: len(marked[client]), default=None)
+    return marked.get(busiest) if busiest is not None else None
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -372,7 +496,11 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = "gamerec"
     error_content_type = "application/json"
 
+    #: the client the connection counts against (see :func:`client_key`)
+    client: str = ""
     deadline: float = math.inf
+    #: when the request under way must have arrived whole, body included
+    _request_deadline: float = math.inf
     _linger: bool = False
     _status: int = 0
     _sent: int = 0
@@ -386,6 +514,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self.server_version  # no Python version for the curious
 
     def setup(self) -> None:
+        self.client = client_key(str(self.client_address[0]))
         self.connection = self.request
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection.settimeout(self.server.timeout_s)
@@ -417,25 +546,26 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -------------------------------------------------------------- the request loop
     def handle_one_request(self) -> None:
         # the first byte within idle_timeout_s (an idle keep-alive socket is closed sooner than
-        # a request is cut off); then request line + headers + body within timeout_s
-        server, client = self.server, str(self.client_address[0])
+        # a request is cut off); then request line + headers within header_timeout_s of it,
+        # and the body within timeout_s of it
+        server, client, sock = self.server, self.client, self.connection
         self.deadline = time.monotonic() + server.idle_timeout_s
         self.command, self.path, self._status, self._sent, self._body_read = "", "", 0, 0, False
         self.headers = None  # type: ignore[assignment]
+        self.raw_requestline = b""
         try:
-            server.waiting(client, self.connection, idle=True)
-            try:
-                first = self._reader.peek(1)  # at once when a pipelined request is buffered
-            finally:
-                server.waiting(client, self.connection, idle=False)
-            if not first:
-                self.close_connection = True
-                return
-            self.deadline = time.monotonic() + server.timeout_s
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            server.phase(client, sock, "idle")
+            if self._reader.peek(1):  # at once when a pipelined request is buffered
+                began = time.monotonic()
+                self.deadline = began + server.header_timeout_s
+                self._request_deadline = began + server.timeout_s
+                server.phase(client, sock, "head")
+                self.raw_requestline = self.rfile.readline(self._request_line_limit() + 1)
         except (TimeoutError, OSError):
-            self.close_connection = True  # idle too long, or the client went away
-            return
+            pass  # idle too long, or the client went away
+        finally:
+            if not self.raw_requestline:
+                server.phase(client, sock, None)
         if not self.raw_requestline:
             self.close_connection = True
             return
@@ -444,12 +574,22 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             self._handle_request()
         finally:
+            server.phase(client, sock, None)
             server.request_finished()
             self._log_access(started)
 
+    def _request_line_limit(self) -> int:
+        return min(MAX_REQUEST_LINE, self.server.max_header_bytes)
+
+    def _headers_received(self) -> None:
+        """The request line and headers are in: no longer evictable; the body has the time
+        left of ``timeout_s``."""
+        self.server.phase(self.client, self.connection, None)
+        self.deadline = self._request_deadline
+
     def _handle_request(self) -> None:
         try:
-            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+            if len(self.raw_requestline) > self._request_line_limit():
                 self.requestline, self.request_version = "", "HTTP/1.1"
                 self.send_error(414, "the request line is too long")
                 return
@@ -520,6 +660,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         headers = self._read_headers()
         if headers is None:
             return False
+        self._headers_received()
         self.headers = headers
         framing = framing_error(headers)
         if framing is not None:
@@ -538,10 +679,20 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _read_headers(self) -> HTTPMessage | None:
         """The header block up to its blank line; None (the error sent) when it is refused."""
         headers = HTTPMessage()
+        # the request line and the headers together: ~6.5 MB of 64 KB lines otherwise
+        budget = self.server.max_header_bytes - len(self.raw_requestline)
         for _ in range(MAX_HEADERS + 1):
-            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            line = self.rfile.readline(min(MAX_HEADER_LINE, budget) + 1)
             if len(line) > MAX_HEADER_LINE:
                 self.send_error(431, "a header line is too long")
+                return None
+            budget -= len(line)
+            if budget < 0:
+                self.send_error(
+                    431,
+                    f"the request line and headers are larger than "
+                    f"{self.server.max_header_bytes:,} bytes (serve.max_header_bytes)",
+                )
                 return None
             if not line:
                 return None  # the client hung up halfway: nobody to answer

@@ -40,14 +40,17 @@ class ServerLimits(TypedDict, total=False):
 
     ``token``: the bearer token every route but ``/health`` and the page needs (None: open);
     ``timeout_s``: a request's line, headers and body must arrive within it of its first
-    byte; ``idle_timeout_s``: a connection that sends no request for this long is closed;
+    byte, ``header_timeout_s`` its line and headers; ``max_header_bytes``: their size
+    together; ``idle_timeout_s``: a connection that sends no request for this long is closed;
     ``max_workers``: requests computing at once; ``max_connections`` open at once, of which
     ``max_connections_per_client`` from one address; ``default_top_k``: when none is asked.
     """
 
     token: str | None
     max_body_bytes: int
+    max_header_bytes: int
     timeout_s: float
+    header_timeout_s: float
     idle_timeout_s: float
     max_workers: int
     max_connections: int
@@ -58,7 +61,9 @@ class ServerLimits(TypedDict, total=False):
 DEFAULT_LIMITS: ServerLimits = {
     "token": None,
     "max_body_bytes": 1_000_000,
+    "max_header_bytes": 32 * 1024,
     "timeout_s": 10.0,
+    "header_timeout_s": 5.0,
     "idle_timeout_s": 5.0,
     "max_workers": 2,
     "max_connections": 256,
@@ -102,7 +107,9 @@ class GamerecServer(BoundedHTTPServer):
             port,
             RoutesHandler,
             max_body_bytes=options["max_body_bytes"],
+            max_header_bytes=options["max_header_bytes"],
             timeout_s=options["timeout_s"],
+            header_timeout_s=options["header_timeout_s"],
             idle_timeout_s=options["idle_timeout_s"],
             max_workers=options["max_workers"],
             max_connections=options["max_connections"],
@@ -284,7 +291,7 @@ class RoutesHandler(RequestHandler):
         request = parse_recommend_request(
             payload, recommender.max_top_k, min(self.server.default_top_k, recommender.max_top_k)
         )
-        with self.server.slot():
+        with self.server.slot(self.client):
             answers = recommender.recommend(
                 user_id=request.user_id,
                 played=request.played,
@@ -304,7 +311,7 @@ class RoutesHandler(RequestHandler):
         if len(game) > MAX_TEXT:
             raise InvalidRequestError(f"the game is longer than {MAX_TEXT} characters")
         key: int | str = int(game) if is_appid_text(game) else game
-        with self.server.slot():
+        with self.server.slot(self.client):
             answers = recommender.similar(key, k)
         self.send_json({"similar": [a.to_dict() for a in answers]})
 
@@ -321,7 +328,7 @@ class RoutesHandler(RequestHandler):
         query = params["q"]
         if not query.strip() or len(query) > MAX_TEXT:
             raise InvalidRequestError(f"q must be 1 to {MAX_TEXT} characters of a game's name")
-        with self.server.slot():
+        with self.server.slot(self.client):
             items = recommender.search_items(query, limit)
         self.send_json({"items": items})
 

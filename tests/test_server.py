@@ -283,7 +283,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: GamerecServer
         ({"top_k": 0}, "between 1 and"),
         ({"top_k": -5}, "between 1 and"),
         ({"top_k": 10**30}, "between 1 and"),
-        ({"top_k": 1001}, "between 1 and 1000"),
+        ({"top_k": 1001}, "between 1 and 100"),
         ({"top_k": 2.0}, "whole number"),
         ({"top_k": "5"}, "whole number"),
         ({"top_k": True}, "whole number"),
@@ -1539,3 +1539,41 @@ def test_one_address_with_many_requests_gets_one_turn_per_round(
     # the other address is served next, not after every request queued before it
     assert order[:2] == [1, 4], order
     assert sorted(order) == [1, 2, 3, 4]
+
+
+def test_a_long_history_is_scored_by_its_most_played_games(
+    server: GamerecServer, recommender: Recommender
+) -> None:
+    appids = [int(a) for a in recommender.catalog.appids[: recommender.n_items] if a > 0]
+    assert len(appids) > 301
+    played = {str(appid): float(minutes) for minutes, appid in enumerate(appids[:300], start=1)}
+    status, _, body = call(server, "POST", "/recommend", {"time_played": played, "top_k": 5})
+    assert status == 200, body
+    # the default cap (serve.max_history) keeps the 250 most played: the last 250 given
+    kept = {appid: minutes for appid, minutes in played.items() if minutes > 50}
+    expected = recommender.recommend(played=kept, k=5).to_dict()
+    assert body["history"]["left_out"] == 50
+    assert body["history"]["given"] == 250
+    assert body["recommendations"] == expected["recommendations"]
+    # achievements count as play where no minutes are given, as the Recommender counts them
+    status, _, body = call(
+        server,
+        "POST",
+        "/recommend",
+        {"time_played": played, "achievements": {str(appids[300]): 1000}, "top_k": 5},
+    )
+    assert status == 200 and body["history"]["left_out"] == 51
+    kept = {appid: minutes for appid, minutes in played.items() if minutes > 51}
+    expected = recommender.recommend(played=kept, achievements={appids[300]: 1000}, k=5).to_dict()
+    assert body["recommendations"] == expected["recommendations"]
+
+
+def test_http_top_k_is_capped_by_its_own_setting(server: GamerecServer) -> None:
+    status, _, body = call(server, "POST", "/recommend", {"top_k": 101})
+    assert_error(status, body, 422, "invalid_request")
+    assert "between 1 and 100" in body["error"]["message"]
+    status, _, body = call(server, "GET", "/similar/620?k=101")
+    assert_error(status, body, 422, "invalid_request")
+    status, _, body = call(server, "POST", "/recommend", {"top_k": 100})
+    assert status == 200 and len(body["recommendations"]) == 100
+    assert call(server, "GET", "/health")[2]["max_top_k"] == 100

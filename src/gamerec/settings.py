@@ -367,6 +367,16 @@ class ServeSettings(_Section):
         description="open connections at once from one address (per process); at a limit an "
         "idle one is closed to make room, else 503",
     )
+    max_top_k: Count = Field(
+        100,
+        description="largest top_k (and /similar k) a request may ask; recommend.max_top_k "
+        "caps it too",
+    )
+    max_history: Count = Field(
+        250,
+        description="a /recommend history of more games is scored by its most played ones; "
+        "the answer's history.left_out counts the others",
+    )
     drain_s: Wait = Field(30.0, description="on SIGTERM, seconds to finish requests in flight")
     search_threads: int = Field(
         default=1,

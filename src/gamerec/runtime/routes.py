@@ -43,7 +43,9 @@ class ServerLimits(TypedDict, total=False):
     byte, ``header_timeout_s`` its line and headers; ``max_header_bytes``: their size
     together; ``idle_timeout_s``: a connection that sends no request for this long is closed;
     ``max_workers``: requests computing at once; ``max_connections`` open at once, of which
-    ``max_connections_per_client`` from one address; ``default_top_k``: when none is asked.
+    ``max_connections_per_client`` from one address; ``default_top_k``: when none is asked;
+    ``max_top_k``: the most a request may ask (the Recommender's own cap applies too);
+    ``max_history``: a /recommend history is scored by at most this many most-played games.
     """
 
     token: str | None
@@ -56,6 +58,8 @@ class ServerLimits(TypedDict, total=False):
     max_connections: int
     max_connections_per_client: int
     default_top_k: int
+    max_top_k: int
+    max_history: int
 
 
 DEFAULT_LIMITS: ServerLimits = {
@@ -69,6 +73,8 @@ DEFAULT_LIMITS: ServerLimits = {
     "max_connections": 256,
     "max_connections_per_client": 32,
     "default_top_k": 10,
+    "max_top_k": 100,
+    "max_history": 250,
 }
 
 
@@ -96,6 +102,8 @@ class GamerecServer(BoundedHTTPServer):
         token = options["token"]
         self.token = token.encode("utf-8") if token else None
         self.default_top_k = options["default_top_k"]
+        self.max_top_k = options["max_top_k"]
+        self.max_history = options["max_history"]
         self.page = _read_page()
         self.reloads = 0
         self.last_reload: dict[str, Any] | None = None
@@ -256,6 +264,10 @@ class RoutesHandler(RequestHandler):
                 headers={"WWW-Authenticate": 'Bearer realm="gamerec"'},
             )
 
+    def _top_k_limit(self, recommender: Recommender) -> int:
+        # a request's cost grows with top_k: the server's cap, within the Recommender's own
+        return min(self.server.max_top_k, recommender.max_top_k)
+
     # -------------------------------------------------------------- endpoints
     def _page(self, _: str) -> None:
         self.send_answer(
@@ -274,7 +286,8 @@ class RoutesHandler(RequestHandler):
                 "status": "draining" if server.draining else "ok",
                 **recommender.info(),
                 "genres": recommender.genres,
-                "max_top_k": recommender.max_top_k,
+                "max_top_k": self._top_k_limit(recommender),
+                "max_history": server.max_history,
                 "uptime_s": round(time.time() - server.started, 1),
                 "pid": os.getpid(),  # which worker answered, with serve.processes > 1
                 "reloads": server.reloads,
@@ -288,8 +301,9 @@ class RoutesHandler(RequestHandler):
         self._params(())
         payload = decode_json(self.read_body(require_json=True))
         recommender = self.server.recommender  # read once: a reload cannot split a request
+        limit = self._top_k_limit(recommender)
         request = parse_recommend_request(
-            payload, recommender.max_top_k, min(self.server.default_top_k, recommender.max_top_k)
+            payload, limit, min(self.server.default_top_k, limit), self.server.max_history
         )
         with self.server.slot(self.client):
             answers = recommender.recommend(
@@ -301,13 +315,17 @@ class RoutesHandler(RequestHandler):
                 exclude_owned=request.exclude_owned,
                 include_dlc=request.include_dlc,
             )
-        self.send_json(answers.to_dict())
+        answer = answers.to_dict()
+        if request.left_out:  # the least played, past serve.max_history
+            answer["history"]["left_out"] = request.left_out
+        self.send_json(answer)
 
     def _similar(self, game: str) -> None:
         self._authorize()
         recommender = self.server.recommender
         params = self._params(("k",))
-        k = int_param(params, "k", self.server.default_top_k, 1, recommender.max_top_k)
+        limit = self._top_k_limit(recommender)
+        k = int_param(params, "k", min(self.server.default_top_k, limit), 1, limit)
         if len(game) > MAX_TEXT:
             raise InvalidRequestError(f"the game is longer than {MAX_TEXT} characters")
         key: int | str = int(game) if is_appid_text(game) else game

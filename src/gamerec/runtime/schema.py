@@ -14,6 +14,7 @@ from typing import Any
 
 from gamerec.dataio.ids import is_appid_text
 from gamerec.errors import InvalidRequestError, RequestError
+from gamerec.runtime.recommender import MINUTES_PER_ACHIEVEMENT
 
 __all__ = [
     "MAX_GENRES",
@@ -24,6 +25,7 @@ __all__ = [
     "RecommendRequest",
     "decode_json",
     "int_param",
+    "parse_history",
     "parse_recommend_request",
 ]
 
@@ -55,6 +57,8 @@ class RecommendRequest:
     top_k: int = 10
     exclude_owned: bool = True
     include_dlc: bool = False
+    #: games given but not scored: the least played, past the history cap
+    left_out: int = 0
 
 
 def _is_number(value: Any) -> bool:
@@ -93,13 +97,29 @@ def _appid_map(name: str, value: Any, integers: bool) -> dict[int | str, Any]:
 
 
 def parse_history(
-    time_played: Any, achievements: Any
-) -> tuple[dict[int | str, float], dict[int | str, int]]:
+    time_played: Any, achievements: Any, max_history: int = MAX_HISTORY
+) -> tuple[dict[int | str, float], dict[int | str, int], int]:
     """The played games of a request: ``time_played`` (appid: minutes) and ``achievements``
-    (appid: unlocked), each checked; the one place a request's history is validated."""
+    (appid: unlocked), each checked; the one place a request's history is validated.
+
+    Past ``max_history`` distinct games only the most played are kept (an achievement counts
+    as much play as it does when recommending); returns both maps and how many games were
+    left out. A request's cost grows with its history: this bounds it.
+    """
     played = _appid_map("time_played", time_played, integers=False)
     unlocked = _appid_map("achievements", achievements, integers=True)
-    return played, unlocked
+    games = played.keys() | unlocked.keys()
+    if len(games) <= max_history:
+        return played, unlocked, 0
+
+    def most_played_first(appid: int | str) -> tuple[float, int | str]:
+        minutes = max(played.get(appid, 0.0), unlocked.get(appid, 0) * MINUTES_PER_ACHIEVEMENT)
+        return -minutes, appid
+
+    kept = set(sorted(games, key=most_played_first)[:max_history])
+    played = {appid: minutes for appid, minutes in played.items() if appid in kept}
+    unlocked = {appid: count for appid, count in unlocked.items() if appid in kept}
+    return played, unlocked, len(games) - max_history
 
 
 def _given(payload: dict[str, Any], name: str, default: Any) -> Any:
@@ -108,12 +128,14 @@ def _given(payload: dict[str, Any], name: str, default: Any) -> Any:
 
 
 def parse_recommend_request(
-    payload: Any, max_top_k: int, default_top_k: int = 10
+    payload: Any, max_top_k: int, default_top_k: int = 10, max_history: int = MAX_HISTORY
 ) -> RecommendRequest:
     """Check a decoded ``/recommend`` JSON body strictly; InvalidRequestError (422) says why.
 
     Unknown fields, wrong types, non-finite or negative numbers and ``top_k`` outside
     ``1..max_top_k`` are refused. Unknown users, games and genres are the Recommender's to judge.
+    A history of more than ``max_history`` games keeps its most played (see
+    :func:`parse_history`).
     """
     if not isinstance(payload, dict):
         raise InvalidRequestError(
@@ -130,8 +152,8 @@ def parse_recommend_request(
     if user_id is not None and len(user_id) > MAX_TEXT:
         raise InvalidRequestError(f"user_id is longer than {MAX_TEXT} characters")
     # null stands for "not given"; any other value must have the right type (0 and "" too)
-    played, achievements = parse_history(
-        _given(payload, "time_played", {}), _given(payload, "achievements", {})
+    played, achievements, left_out = parse_history(
+        _given(payload, "time_played", {}), _given(payload, "achievements", {}), max_history
     )
     genres = _given(payload, "genres", [])
     if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
@@ -154,6 +176,7 @@ def parse_recommend_request(
         genres=list(genres),
         achievements=achievements,
         top_k=top_k,
+        left_out=left_out,
         **flags,
     )
 

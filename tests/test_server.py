@@ -1577,3 +1577,13 @@ def test_http_top_k_is_capped_by_its_own_setting(server: GamerecServer) -> None:
     status, _, body = call(server, "POST", "/recommend", {"top_k": 100})
     assert status == 200 and len(body["recommendations"]) == 100
     assert call(server, "GET", "/health")[2]["max_top_k"] == 100
+
+
+def test_the_token_is_trimmed_and_a_blank_one_refused(recommender: Recommender) -> None:
+    from gamerec.errors import ConfigError
+
+    with running(lambda: recommender, token=" abc \n") as srv:
+        assert call(srv, "GET", "/similar/620?k=2", token="abc")[0] == 200
+    for blank in (" ", "\t\n"):
+        with pytest.raises(ConfigError, match="blank"):
+            GamerecServer(lambda: recommender, "127.0.0.1", 0, token=blank)

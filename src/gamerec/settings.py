@@ -395,10 +395,17 @@ class ServeSettings(_Section):
     @field_validator("token")
     @classmethod
     def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        # a token read from a file keeps its line end, and "abc " would never match "abc"
+        trimmed = token.get_secret_value().strip()
         # an empty token would leave every route open while `config show` prints ********
-        if token is not None and not token.get_secret_value():
-            raise ValueError("an empty token would turn authentication off; set one or unset it")
-        return token
+        if not trimmed:
+            raise ValueError(
+                "an empty token would turn authentication off (a blank one is empty once "
+                "trimmed); set one or unset it"
+            )
+        return SecretStr(trimmed)
 
     @field_validator("processes", mode="before")
     @classmethod

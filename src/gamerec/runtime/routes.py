@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gamerec.dataio.ids import is_appid_text
-from gamerec.errors import GamerecError, InvalidRequestError, RequestError
+from gamerec.errors import ConfigError, GamerecError, InvalidRequestError, RequestError
 from gamerec.runtime.protocol import SP_HTAB, BoundedHTTPServer, RequestHandler, logger
 from gamerec.runtime.schema import (
     MAX_ITEMS_LIMIT,
@@ -78,6 +78,18 @@ DEFAULT_LIMITS: ServerLimits = {
 }
 
 
+def _token_bytes(token: str | None) -> bytes | None:
+    """The bearer token as UTF-8, trimmed (a token read from a file keeps its line end)."""
+    if token is None:
+        return None
+    if not token.strip():
+        raise ConfigError(
+            "serve.token is empty or blank, which would turn authentication off; set a token "
+            "or leave it unset"
+        )
+    return token.strip().encode("utf-8")
+
+
 def _read_page() -> bytes:
     return resources.files("gamerec.runtime").joinpath("static/index.html").read_bytes()
 
@@ -99,8 +111,7 @@ class GamerecServer(BoundedHTTPServer):
         self.loader = loader
         self.recommender = loader()
         self.recommender.check()  # fail at start rather than on the first request
-        token = options["token"]
-        self.token = token.encode("utf-8") if token else None
+        self.token = _token_bytes(options["token"])
         self.default_top_k = options["default_top_k"]
         self.max_top_k = options["max_top_k"]
         self.max_history = options["max_history"]

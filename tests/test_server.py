@@ -1587,3 +1587,14 @@ def test_the_token_is_trimmed_and_a_blank_one_refused(recommender: Recommender) 
     for blank in (" ", "\t\n"):
         with pytest.raises(ConfigError, match="blank"):
             GamerecServer(lambda: recommender, "127.0.0.1", 0, token=blank)
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_option(recommender: Recommender) -> None:
+    from gamerec.errors import ConfigError
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            GamerecServer(lambda: recommender, "127.0.0.1", port)
+    message = caught.value.message
+    assert f"port {port}" in message and "--port" in message and "\n" not in message

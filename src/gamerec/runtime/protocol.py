@@ -11,6 +11,7 @@ subclass's business (:meth:`RequestHandler.dispatch`). Standard library only.
 from __future__ import annotations
 
 import email.utils
+import errno
 import io
 import ipaddress
 import itertools
@@ -31,7 +32,7 @@ from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gamerec.errors import AmbiguousNameError, GamerecError, RequestError
+from gamerec.errors import AmbiguousNameError, ConfigError, GamerecError, RequestError
 
 __all__ = [
     "BoundedHTTPServer",
@@ -311,7 +312,10 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self._refusals = RateLimitedWarning(logger, 10.0)
         if ":" in host.strip("[]"):
             self.address_family = socket.AF_INET6
-        super().__init__((host.strip("[]"), port), handler)
+        try:
+            super().__init__((host.strip("[]"), port), handler)
+        except OSError as exc:
+            raise _listen_error(host, port, exc) from None
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host name up (socket.getfqdn): slow without DNS
@@ -452,6 +456,27 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                     return False
                 self._state.wait(remaining)
         return True
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    """Why the server cannot listen on ``host:port``, as one line saying what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"port {port} on {host} is already in use (another gamerec serve or another "
+            "program); stop it, or choose another port with --port (serve.port)"
+        )
+    if exc.errno == errno.EACCES:
+        return ConfigError(
+            f"port {port} needs privileges this user lacks; choose a port above 1023 with "
+            "--port (serve.port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(
+            f"{host} is not an address of this machine; choose another with --host (serve.host)"
+        )
+    return ConfigError(
+        f"cannot listen on {host} port {port} ({exc.strerror or exc}); check --host and --port"
+    )
 
 
 def _of_the_busiest(

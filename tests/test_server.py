@@ -474,13 +474,16 @@ def test_a_bug_is_a_generic_500_and_logged(
     recommender: Recommender, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        """A recommender whose recommend() has a bug."""
+        """A recommender whose recommend() has a bug that one history meets (the trial
+        answers the server checks at start pass)."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(recommender, name)
 
-        def recommend(self, **_: Any) -> Any:
-            raise KeyError("secret internal detail")
+        def recommend(self, **arguments: Any) -> Any:
+            if arguments.get("played") == {int(a): m for a, m in PLAYED.items()}:
+                raise KeyError("secret internal detail")
+            return recommender.recommend(**arguments)
 
     with running(Broken) as srv, caplog.at_level("ERROR", logger="gamerec.serve"):
         status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED})
@@ -633,8 +636,9 @@ def test_at_most_max_workers_compute_at_once(recommender: Recommender) -> None:
             return getattr(recommender, name)
 
         def recommend(self, **arguments: Any) -> Any:
-            entered.set()
-            release.wait(10)
+            if arguments["k"] == 2:  # the requests below, not the server's trials at start
+                entered.set()
+                release.wait(10)
             return recommender.recommend(**arguments)
 
     with running(Gated, max_workers=1, timeout_s=0.5) as srv:
@@ -1506,6 +1510,8 @@ def test_one_address_with_many_requests_gets_one_turn_per_round(
             return getattr(recommender, name)
 
         def recommend(self, **arguments: Any) -> Any:
+            if arguments["k"] > 4:  # the server's trials at start (k = default_top_k)
+                return recommender.recommend(**arguments)
             order.append(arguments["k"])
             entered.set()
             release.wait(10)
@@ -1598,3 +1604,36 @@ def test_a_port_in_use_is_one_line_naming_it_and_the_option(recommender: Recomme
             GamerecServer(lambda: recommender, "127.0.0.1", port)
     message = caught.value.message
     assert f"port {port}" in message and "--port" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("array", "rows"), [("item_vectors.npy", slice(None)), ("history.npy", slice(5, 6))]
+)
+def test_a_reload_refuses_arrays_that_are_not_finite(
+    trained_workspace: Path, tmp_path: Path, array: str, rows: slice
+) -> None:
+    import numpy as np
+
+    from gamerec.artifacts.store import fingerprint
+
+    workspace = tmp_path / "gamerec-data"
+    for part in ("processed", "model", "index"):
+        shutil.copytree(trained_workspace / part, workspace / part)
+    with running(lambda: Recommender.from_dir(workspace, in_memory=True), token=TOKEN) as srv:
+        expected = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)[2]
+        # NaN written into an index array, and the manifest signed again to match
+        path = workspace / "index" / array
+        values = np.load(path)
+        values[rows] = np.nan
+        np.save(path, values)
+        manifest_path = workspace / "index" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"][array] = fingerprint(path)
+        manifest_path.write_text(json.dumps(manifest))
+        status, _, body = call(srv, "POST", "/admin/reload", token=TOKEN)
+        assert_error(status, body, 503, "unavailable")
+        assert "still serving the previous model" in body["error"]["message"]
+        assert "not finite" in body["error"]["message"]
+        status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)
+        assert status == 200 and body == expected
+        assert call(srv, "GET", "/health")[2]["reloads"] == 0

@@ -19,8 +19,20 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gamerec.dataio.ids import is_appid_text
-from gamerec.errors import ConfigError, GamerecError, InvalidRequestError, RequestError
-from gamerec.runtime.protocol import SP_HTAB, BoundedHTTPServer, RequestHandler, logger
+from gamerec.errors import (
+    ArtifactError,
+    ConfigError,
+    GamerecError,
+    InvalidRequestError,
+    RequestError,
+)
+from gamerec.runtime.protocol import (
+    SP_HTAB,
+    BoundedHTTPServer,
+    RequestHandler,
+    json_bytes,
+    logger,
+)
 from gamerec.runtime.schema import (
     MAX_ITEMS_LIMIT,
     MAX_TEXT,
@@ -109,12 +121,12 @@ class GamerecServer(BoundedHTTPServer):
             raise TypeError(f"unknown server option(s) {', '.join(unknown)}")
         options: ServerLimits = {**DEFAULT_LIMITS, **limits}
         self.loader = loader
-        self.recommender = loader()
-        self.recommender.check()  # fail at start rather than on the first request
         self.token = _token_bytes(options["token"])
         self.default_top_k = options["default_top_k"]
         self.max_top_k = options["max_top_k"]
         self.max_history = options["max_history"]
+        self.recommender = loader()
+        self._check(self.recommender)  # fail at start rather than on the first request
         self.page = _read_page()
         self.reloads = 0
         self.last_reload: dict[str, Any] | None = None
@@ -149,7 +161,7 @@ class GamerecServer(BoundedHTTPServer):
             started = time.perf_counter()
             try:
                 fresh = self.loader()
-                fresh.check()
+                self._check(fresh)
             except GamerecError as exc:
                 self._record_reload(False, started, type(exc).__name__)
                 logger.error("reload failed, still serving the previous model: %s", exc.message)
@@ -172,6 +184,29 @@ class GamerecServer(BoundedHTTPServer):
             return {"reloaded": True, **(self.last_reload or {}), **fresh.info()}
         finally:
             self._reload_lock.release()
+
+    def _check(self, recommender: Recommender) -> None:
+        """:meth:`Recommender.check`, then trial answers encoded as a request's are: an answer
+        that is not JSON (a NaN score) is an ArtifactError here, not a 500 on every request."""
+        recommender.check()
+        k = min(self.default_top_k, self.max_top_k, recommender.max_top_k)
+        appids = recommender.catalog.appids[: recommender.n_items]
+        appid = next((int(a) for a in appids if a >= 0), None)
+        trials: list[Callable[[], Any]] = []
+        if recommender.known_users:
+            user = next(iter(recommender.known_users))
+            trials.append(lambda: recommender.recommend(user_id=user, k=k).to_dict())
+        if appid is not None:
+            trials.append(lambda: recommender.recommend(played={appid: 60.0}, k=k).to_dict())
+            trials.append(lambda: [a.to_dict() for a in recommender.similar(appid, k)])
+        try:
+            for trial in trials:
+                json_bytes(trial())
+        except ValueError as exc:
+            raise ArtifactError(
+                f"the artifacts give answers that are not finite numbers ({exc}); "
+                "run `gamerec train` and `gamerec index` again"
+            ) from None
 
     def _record_reload(self, ok: bool, started: float, kind: str | None) -> None:
         # shown by /health, which needs no token: the error's kind only, never its message

@@ -604,6 +604,30 @@ def test_a_cut_gzip_answer_is_retried_as_truncated(server: ReplayServer) -> None
     assert [r.fault for r in server.requests()] == ["gzip", None]
 
 
+def test_a_deeply_nested_answer_is_retried_as_invalid(server: ReplayServer) -> None:
+    deep = gzip.compress(b"[" * 100_000 + b"]" * 100_000)
+    server.fail(Fault("gzip", body=deep), request="all")
+    fake = FakeTime()
+    with SteamSpyClient(
+        server.steamspy_url, sleep=fake.sleep, clock=fake.clock, all_interval_s=0
+    ) as client:
+        answer = client.all_page(0)
+    assert answer.body == recorded_pages()[0]
+    assert [r.fault for r in server.requests()] == ["gzip", None]
+
+
+def test_a_saved_page_nested_too_deeply_is_fetched_again(
+    workdir: Path, server: ReplayServer
+) -> None:
+    directory = workdir / "all"
+    directory.mkdir()
+    (directory / "page_0.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    with SteamSpyClient(server.steamspy_url, all_interval_s=0, request_interval_s=0) as client:
+        summary = crawl_all_pages(client, directory, pages=1)
+    assert summary["fetched"] == 1
+    assert (directory / "page_0.json").read_bytes() == recorded_pages()[0]
+
+
 @pytest.mark.parametrize(
     "retry_after", ["nan", "-5", "0", "Wed, 21 Oct 2015 07:28:00 GMT", "NaN", "-inf"]
 )

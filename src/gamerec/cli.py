@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from gamerec import render
-from gamerec.errors import GamerecError
+from gamerec.errors import GamerecError, StorageError
 
 if TYPE_CHECKING:
     from gamerec.settings import Settings
@@ -24,7 +24,9 @@ __all__ = ["app", "main"]
 
 
 class _GamerecGroup(typer.core.TyperGroup):
-    """Turns every GamerecError into ``Error: <message>`` on stderr and exit code 1."""
+    """Turns every GamerecError into ``Error: <message>`` on stderr and exit code 1, and so
+    the failures that are the system's: an OSError (a full disk, a read-only folder) and an
+    input nested past Python's recursion limit."""
 
     # typer.Exit, not click's: recent Typer vendors its own click and only knows its own Exit.
     def invoke(self, ctx: Any) -> Any:
@@ -37,6 +39,15 @@ class _GamerecGroup(typer.core.TyperGroup):
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(1)
+            raise typer.Exit(1) from None
+        except RecursionError:
+            render.error(
+                "an input is nested too deeply to be read (thousands of levels of [ or {); "
+                "check the files given to this command"
+            )
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            render.error(StorageError.from_os_error(exc).message)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             render.interrupted()
@@ -351,7 +362,8 @@ def recommend(
     Example: gamerec recommend --user 76561197970982479 --genres rpg --top-k 5
     """
     from gamerec import pipeline
-    from gamerec.errors import InvalidRequestError
+    from gamerec.dataio.files import NESTED_TOO_DEEPLY
+    from gamerec.errors import DataError, InvalidRequestError
     from gamerec.runtime.recommender import parse_played
 
     settings = _options(ctx).settings()
@@ -361,19 +373,22 @@ def recommend(
         summary = pipeline.recommend_all(settings, out, k=top_k, progress=render.progress_line)
         render.result(summary, json_output, render.recommend_all_summary)
         return
-    answers = pipeline.recommend(
-        settings,
-        user_id=user,
-        played=parse_played(played) if played else None,
-        library=library,
-        genres=_split_list(genres),
-        achievements={a: int(n) for a, n in parse_played(achievements).items()}
-        if achievements
-        else None,
-        k=top_k,
-        exclude_owned=not include_owned,
-        include_dlc=include_dlc,
-    )
+    try:
+        answers = pipeline.recommend(
+            settings,
+            user_id=user,
+            played=parse_played(played) if played else None,
+            library=library,
+            genres=_split_list(genres),
+            achievements={a: int(n) for a, n in parse_played(achievements).items()}
+            if achievements
+            else None,
+            k=top_k,
+            exclude_owned=not include_owned,
+            include_dlc=include_dlc,
+        )
+    except RecursionError:  # the JSON of --library, the only nested input here
+        raise DataError(f"{NESTED_TOO_DEEPLY}; check the file", library) from None
     who = f"user {user}" if user else "you"
     render.result(
         answers,

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gamerec.errors import ArtifactError
+from gamerec.errors import STORAGE_ERRNOS, ArtifactError, StorageError
 
 #: every stage folder's manifest
 MANIFEST_FILE = "manifest.json"
@@ -48,19 +49,64 @@ _STAGE_COMMANDS = {
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp makes 0600 files; a file written in place by open() would follow the umask
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with _storage_errors(path):
+            try:
+                yield tmp
+            except Exception:
+                # a library may report a failed write as its own error (torch.save: a
+                # RuntimeError): a full disk or the file size limit is still the cause to say
+                cause = _storage_cause(tmp, path)
+                if cause is None:
+                    raise
+                raise cause from None
+            # mkstemp makes 0600 files; a file written in place by open() would follow the umask
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _storage_cause(tmp: Path, path: Path) -> OSError | None:
+    """The OSError a write to ``tmp`` (becoming ``path``) met, told from the file and the
+    disk: it passed the file size limit (``ulimit -f``), or the disk is full. None when it is
+    neither."""
+    try:
+        size = tmp.stat().st_size
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and size >= limit:
+            return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+        disk = os.statvfs(tmp.parent)
+        # root may write into the blocks reserved for it; others stop where they begin
+        free = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+        if free * disk.f_frsize < _FULL_BELOW_BYTES:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+#: a disk with less free space than this is full (no file gamerec writes is smaller)
+_FULL_BELOW_BYTES = 64 * 1024
+
+
+@contextlib.contextmanager
+def _storage_errors(path: Path) -> Iterator[None]:
+    """A full disk, the file size limit or a read-only folder while writing ``path``: a
+    StorageError saying so (``path`` when the error names no file), not an OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        raise StorageError.from_os_error(exc, path) from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -234,7 +280,7 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     removed first.
     """
     final = Path(final)
-    with stage_lock(final):
+    with _storage_errors(final), stage_lock(final):
         restore_interrupted_swap(final)
         _remove_stale_staging(final)
         staging = Path(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import html
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gamerec.dataio.files import normalise_title, read_bytes, read_text
+from gamerec.dataio.files import normalise_title, read_bytes, read_json, read_text
 from gamerec.dataio.ids import MAX_APPID, appid_or_none, is_appid_text
 from gamerec.errors import DataError
 
@@ -173,12 +172,7 @@ def parse_steamspy_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"is not valid JSON ({exc.msg}); delete it and fetch again", path, exc.lineno
-        ) from None
+    return read_json(path, advice="; delete it and fetch again")
 
 
 def _page_number(path: Path) -> int:

@@ -396,6 +396,8 @@ class PoliteClient(ClosingClient):
                             f"the body is not valid JSON ({len(body):,} bytes; "
                             "truncated or garbled)"
                         )
+                    except RecursionError:  # [[[[... past Python's recursion limit
+                        problem = f"the body is JSON nested too deeply ({len(body):,} bytes)"
                     else:
                         if expect is None or expect(data):
                             self.throttle.done(gaps)

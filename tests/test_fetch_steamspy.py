@@ -474,6 +474,34 @@ def test_a_base_url_nothing_listens_on_is_a_clear_error(workdir: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(-2, "Name or service not known"), (-3, "Temporary failure in name resolution")],
+)
+def test_a_host_that_cannot_be_resolved_fails_at_once(code: int, reason: str) -> None:
+    # offline, or a mistyped host: no retry can help, and six of them took 43 s
+    import socket
+
+    import httpx
+
+    def no_dns(request: httpx.Request) -> httpx.Response:
+        try:
+            raise socket.gaierror(code, reason)
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    slept: list[float] = []
+    client = PoliteClient(
+        transport=httpx.MockTransport(no_dns), retry=RetryPolicy(5, 2.0, 300.0), sleep=slept.append
+    )
+    with client, pytest.raises(ServerUnreachableError) as raised:
+        client.get_json("http://steamspy.example/api.php", what="SteamSpy request=all page=0")
+    assert slept == []  # not one retry
+    assert reason in raised.value.message
+    assert "steamspy.example" in raised.value.message
+    assert "check your network connection" in raised.value.message
+
+
 def test_top100_genre_and_tag_requests_return_the_servers_answers_politely(
     server: ReplayServer,
 ) -> None:

@@ -57,7 +57,9 @@ MAX_HEADERS = 100
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110)
 #: after refusing a body unread, read and drop this much of it (for this long) before closing,
-#: so that the client sees the answer instead of a connection reset
+#: so that the client sees the answer instead of a connection reset; after refusing a request
+#: line or headers, at most what a request may hold (headers and body): a client sending
+#: megabytes of headers is not waited for
 LINGER_BYTES = 16 * 1024 * 1024
 LINGER_S = 2.0
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")  # ASCII digits only ("²" is a digit to int())
@@ -173,15 +175,19 @@ class _Waiter:
 class FairSlots:
     """``count`` computing slots shared fairly between clients.
 
-    A free slot is taken at once while nobody waits. When requests wait, a freed slot goes to
-    the waiting client holding the fewest slots, then the one served longest ago, then the
-    request that came first: a client sending many requests at once gets one turn in each
-    round, and another client's request waits for one slot to free, not for all of them.
+    One client holds at most half of them (rounded up): the others stay free for other
+    clients, so a request from elsewhere never waits behind one client's queue of expensive
+    ones. Within that, a free slot is taken at once while nobody waits; when requests wait,
+    a freed slot goes to the waiting client holding the fewest slots, then the one served
+    longest ago, then the request that came first: a client sending many requests at once
+    gets one turn in each round.
     """
 
     def __init__(self, count: int):
         self._lock = threading.Lock()
         self._free = count
+        #: the most slots one client may hold at once
+        self.share = max(1, (count + 1) // 2)
         self._held: dict[str, int] = {}
         self._queues: dict[str, deque[_Waiter]] = {}
         #: when each client holding or awaiting a slot was last given one (a serial number)
@@ -191,11 +197,12 @@ class FairSlots:
     def acquire(self, client: str, timeout_s: float) -> bool:
         """Take a slot for ``client``; False when none could be had within ``timeout_s``."""
         with self._lock:
-            if self._free > 0 and not self._queues:
+            if self._free > 0 and not self._queues and self._held.get(client, 0) < self.share:
                 self._take(client, next(self._tickets))
                 return True
             waiter = _Waiter(client, next(self._tickets))
             self._queues.setdefault(client, deque()).append(waiter)
+            self._grant()
         if waiter.granted.wait(timeout_s):
             return True
         with self._lock:
@@ -217,14 +224,21 @@ class FairSlots:
                 del self._held[client]
                 self._forget(client)
             self._free += 1
-            while self._free > 0 and self._queues:
-                chosen = min(self._queues, key=self._turn)
-                queue = self._queues[chosen]
-                waiter = queue.popleft()
-                if not queue:
-                    del self._queues[chosen]
-                self._take(chosen, waiter.ticket)
-                waiter.granted.set()
+            self._grant()
+
+    def _grant(self) -> None:
+        """Give free slots to waiting requests, fairly (the lock held)."""
+        while self._free > 0:
+            eligible = [c for c in self._queues if self._held.get(c, 0) < self.share]
+            if not eligible:
+                return
+            chosen = min(eligible, key=self._turn)
+            queue = self._queues[chosen]
+            waiter = queue.popleft()
+            if not queue:
+                del self._queues[chosen]
+            self._take(chosen, waiter.ticket)
+            waiter.granted.set()
 
     def _turn(self, client: str) -> tuple[int, int, int]:
         held, served = self._held.get(client, 0), self._served.get(client, 0)
@@ -367,18 +381,26 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def _admit(self, client: str) -> bool:
         """Whether a new connection from ``client`` may open (under ``_state``).
 
-        At a limit, the oldest idle connection (of this client, else of the client holding the
-        most) is closed to make room: idle sockets cannot keep others out. At the limit of
-        open connections, a connection still sending its request line and headers (of the
-        client holding the most such) goes next: a byte sent and then nothing must not keep
-        others out for ``header_timeout_s``. Without one: refused.
+        At a limit, the oldest idle connection of this client is closed to make room: idle
+        sockets cannot keep others out. At the limit of open connections, else, the client
+        holding the most connections that are idle or still sending their request line and
+        headers loses its oldest idle one, or its oldest such one: a byte sent and then
+        nothing must not keep others out for ``header_timeout_s``. Without one: refused.
         """
         client_full = self._per_client.get(client, 0) >= self.max_connections_per_client
         if not client_full and self._connections < self.max_connections:
             return True
         victims = self._idle.get(client)
         if not victims and not client_full:
-            victims = _of_the_busiest(self._idle) or _of_the_busiest(self._in_head)
+            # the client holding the most such connections: a fresh connection of another
+            # client (idle until its first byte arrives) is not the one to go
+            busiest = max(
+                self._idle.keys() | self._in_head.keys(),
+                key=lambda c: len(self._idle.get(c, ())) + len(self._in_head.get(c, ())),
+                default=None,
+            )
+            if busiest is not None:
+                victims = self._idle.get(busiest) or self._in_head.get(busiest)
         if not victims:
             return False
         victim = next(iter(victims))
@@ -479,14 +501,6 @@ def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
     )
 
 
-def _of_the_busiest(
-    marked: dict[str, dict[socket.socket, None]],
-) -> dict[socket.socket, None] | None:
-    """The marked connections of the client holding the most of them (None if none are)."""
-    busiest = max(marked, key=lambda client: len(marked[client]), default=None)
-    return marked.get(busiest) if busiest is not None else None
-
-
 class _DeadlineReader(io.RawIOBase):
     """Socket reads that fail with TimeoutError once the request's deadline has passed.
 
@@ -527,6 +541,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     #: when the request under way must have arrived whole, body included
     _request_deadline: float = math.inf
     _linger: bool = False
+    #: how much of an unread request to drop before closing (see LINGER_BYTES)
+    _linger_bytes: int = LINGER_BYTES
     _status: int = 0
     _sent: int = 0
     _body_read: bool = False
@@ -557,9 +573,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         # still in flight to the client: stop sending, then drop what arrives, within limits
         sock, dropped, scratch = self.connection, 0, memoryview(bytearray(65536))
         deadline = time.monotonic() + LINGER_S
+        # answered already: at a connection limit it may be closed to make room, like an idle one
+        self.server.phase(self.client, sock, "idle")
         try:
             sock.shutdown(socket.SHUT_WR)
-            while dropped < LINGER_BYTES and (remaining := deadline - time.monotonic()) > 0:
+            limit = self._linger_bytes
+            while dropped < limit and (remaining := deadline - time.monotonic()) > 0:
                 sock.settimeout(remaining)
                 received = sock.recv_into(scratch)  # into one buffer: no garbage per chunk
                 if not received:
@@ -567,6 +586,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 dropped += received
         except OSError:
             pass
+        finally:
+            self.server.phase(self.client, sock, None)
 
     # -------------------------------------------------------------- the request loop
     def handle_one_request(self) -> None:
@@ -657,6 +678,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         """http.server's own errors (bad request line, header limits) as JSON."""
         self.close_connection = True
         self._linger = True  # the rest of a broken request may still be arriving
+        self._linger_bytes = self.server.max_header_bytes + self.server.max_body_bytes
         self.send_error_answer(RequestError(int(code), message or HTTPStatus(code).phrase))
 
     def parse_request(self) -> bool:

@@ -345,13 +345,17 @@ class RoutesHandler(RequestHandler):
     def _recommend(self, _: str) -> None:
         self._authorize()
         self._params(())
-        payload = decode_json(self.read_body(require_json=True))
+        body = self.read_body(require_json=True)  # read before a slot: a slow client waits
         recommender = self.server.recommender  # read once: a reload cannot split a request
         limit = self._top_k_limit(recommender)
-        request = parse_recommend_request(
-            payload, limit, min(self.server.default_top_k, limit), self.server.max_history
-        )
+        # decoding and checking a large history costs as much as recommending: in the slot
         with self.server.slot(self.client):
+            request = parse_recommend_request(
+                decode_json(body),
+                limit,
+                min(self.server.default_top_k, limit),
+                self.server.max_history,
+            )
             answers = recommender.recommend(
                 user_id=request.user_id,
                 played=request.played,
@@ -361,10 +365,11 @@ class RoutesHandler(RequestHandler):
                 exclude_owned=request.exclude_owned,
                 include_dlc=request.include_dlc,
             )
-        answer = answers.to_dict()
-        if request.left_out:  # the least played, past serve.max_history
-            answer["history"]["left_out"] = request.left_out
-        self.send_json(answer)
+            answer = answers.to_dict()
+            if request.left_out:  # the least played, past serve.max_history
+                answer["history"]["left_out"] = request.left_out
+            encoded = json_bytes(answer)
+        self.send_answer(200, encoded)
 
     def _similar(self, game: str) -> None:
         self._authorize()
@@ -377,7 +382,8 @@ class RoutesHandler(RequestHandler):
         key: int | str = int(game) if is_appid_text(game) else game
         with self.server.slot(self.client):
             answers = recommender.similar(key, k)
-        self.send_json({"similar": [a.to_dict() for a in answers]})
+            encoded = json_bytes({"similar": [a.to_dict() for a in answers]})
+        self.send_answer(200, encoded)
 
     def _items(self, _: str) -> None:
         self._authorize()

@@ -226,7 +226,8 @@ def main() -> int:
                         outcomes.append(kill_at_rename(base, root, stage, syscall, nth))
                         _report(outcomes[-1])
             for _ in range(args.random_kills):
-                delay = rng.uniform(0.2, seconds[stage])
+                # within the stage's own work, past the interpreter's start
+                delay = rng.uniform(0.1, 0.9) * seconds[stage]
                 outcomes.append(kill_after(base, root, stage, delay))
                 _report(outcomes[-1])
     finally:

@@ -1,7 +1,8 @@
 """Hostile requests against ``gamerec serve``: every one must get a 4xx or be cut off in time.
 
-Run: python benchmarks/robustness_serve.py                  (10,000 requests, about a minute)
+Run: python benchmarks/robustness_serve.py                  (about two minutes)
      python benchmarks/robustness_serve.py --requests 2000 --data-dir gamerec-data
+     python benchmarks/robustness_serve.py --skip-hostile --phases expensive
 
 Starts ``gamerec serve`` as a subprocess on a free loopback port (with a token, a 1 s request
 timeout and the default 1 MB body cap), warms it up, records its RSS, then sends seeded hostile
@@ -19,6 +20,22 @@ traceback (for a smuggling attempt: one answer, then the connection closed), or,
 and idle ones, when the server closes the connection (with or without a 408) within its
 timeout. Afterwards the server must still answer ``/health`` and a valid
 ``/recommend``, and its RSS must be within a few MB of the warmed-up value.
+
+Then the pressure phases, each ``--pressure-seconds`` (15) long, against ``gamerec serve`` at
+its defaults (one worker process per core), while ``/health`` is asked from another address
+every 0.25 s (from a process of its own) and the workers' RSS is sampled:
+
+* header-phase fill: 24 addresses keep 32 connections each that sent ``G`` and nothing more
+  (each one the server closes is opened again);
+* header flood: 8 addresses x 32 clients send requests whose headers are 99 lines of 64 KB
+  (~6.5 MB), over and over;
+* expensive flood: 8 keep-alive clients from one address send the most expensive
+  ``/recommend`` the server accepts (10,000 games of the catalog, its largest ``top_k``) while
+  a client from another address (in a process of its own) sends normal ones.
+
+A phase passes when every ``/health`` got 200 within 1 s and no answer was an unexpected 5xx
+(503 to a connection past the connection limit is expected); the expensive flood also needs
+the normal requests' p99 under 100 ms.
 
 The generator and the checker (``hostile_requests``, ``send``, ``judge``) are importable: the
 test suite runs a few hundred of them against a server in a thread.

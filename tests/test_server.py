@@ -1637,3 +1637,48 @@ def test_a_reload_refuses_arrays_that_are_not_finite(
         status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)
         assert status == 200 and body == expected
         assert call(srv, "GET", "/health")[2]["reloads"] == 0
+
+
+def test_one_address_holds_at_most_half_the_compute_slots(recommender: Recommender) -> None:
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    class Gated:
+        """Holds requests for top_k 2 until released."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **arguments: Any) -> Any:
+            if arguments["k"] == 2:
+                entered.release()
+                release.wait(10)
+            return recommender.recommend(**arguments)
+
+    def ask(source: str, top_k: int, statuses: list[int]) -> None:
+        (sock,) = idle_sockets(srv.server_address[1], 1, source)
+        body = json.dumps({"top_k": top_k}).encode()
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        statuses.extend(answers_in(answer))
+
+    with running(Gated, max_workers=2, timeout_s=2.0) as srv:
+        held: list[int] = []
+        threads = [threading.Thread(target=ask, args=("127.0.0.2", 2, held)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        assert entered.acquire(timeout=5)  # one of the two computes
+        assert not entered.acquire(timeout=0.5)  # the other waits: the second slot is kept
+        other: list[int] = []
+        ask("127.0.0.3", 3, other)  # and another address gets it at once
+        assert other == [200]
+        release.set()
+        for thread in threads:
+            thread.join(20)
+        assert held == [200, 200]

@@ -83,7 +83,9 @@ def _valid_appid_map(value: dict[Any, Any], integers: bool) -> dict[int | str, A
     if not value:
         return {}
     keys, amounts = list(value), list(value.values())
-    joined = "".join(keys)  # (keys are str: decoded JSON object keys)
+    if not set(map(type, keys)) <= {str}:  # decoded JSON has str keys; a caller may not
+        return None
+    joined = "".join(keys)
     if not (joined.isascii() and joined.isdigit()) or max(map(len, keys)) > 10:
         return None
     appids = list(map(int, keys))
@@ -101,9 +103,9 @@ def _valid_appid_map(value: dict[Any, Any], integers: bool) -> dict[int | str, A
 def _checked_appid_map(name: str, value: dict[Any, Any], integers: bool) -> dict[int | str, Any]:
     parsed: dict[int | str, Any] = {}
     for key, amount in value.items():
-        if not is_appid_text(key):
+        if not isinstance(key, str) or not is_appid_text(key):
             raise InvalidRequestError(
-                f'{name}: keys must be appids (digits, like "620"); got {key[:40]!r}'
+                f'{name}: keys must be appids (digits, like "620"); got {str(key)[:40]!r}'
             )
         if integers:
             if not isinstance(amount, int) or isinstance(amount, bool):

@@ -22,11 +22,13 @@ Endpoints::
     GET  /items?q=&limit=      games whose name contains q;  /items?appids=620,400 by appid
     POST /admin/reload         load the artifacts again (needs the token; refused without one)
 
-Hardening: every request line, header block and body must arrive within ``timeout_s`` of the
-previous answer (a slow client is cut off, it cannot hold a thread); bodies above
-``max_body_bytes`` get 413 before they are read; at most ``max_workers`` requests compute at
-once (others wait up to ``timeout_s``, then 503) and at most ``max_connections`` connections are
-open (others get 503); errors are JSON ``{"error": {"code", "message"}}``, never a traceback.
+Hardening: a request must arrive within ``timeout_s`` of its first byte, its line and headers
+within ``header_timeout_s`` and ``max_header_bytes`` (a slow client is cut off, it cannot hold a
+thread); bodies above ``max_body_bytes`` get 413 before they are read; at most ``max_workers``
+requests compute at once, shared fairly between addresses (others wait up to ``timeout_s``,
+then 503), each bounded (``max_top_k``, ``max_history``); at most ``max_connections``
+connections are open, idle ones and ones stuck in their headers closed to make room (others get
+503); errors are JSON ``{"error": {"code", "message"}}``, never a traceback.
 """
 
 from __future__ import annotations

@@ -116,10 +116,11 @@ def build(root: Path) -> tuple[Path, dict[str, float]]:
     return workspace, seconds
 
 
-def renames_of(base: Path, root: Path, stage: str) -> dict[str, int]:
-    """How many times each rename system call runs in ``stage`` (its main process)."""
+def renames_of(base: Path, root: Path, stage: str) -> tuple[dict[str, int], float]:
+    """How many times each rename system call runs in ``stage``, and how long it ran (s)."""
     workspace = _copy(base, root / "count")
     trace = root / "count.strace"
+    started = time.monotonic()
     done = _run(
         [
             "strace",
@@ -140,7 +141,7 @@ def renames_of(base: Path, root: Path, stage: str) -> dict[str, int]:
         if match:
             counts[match.group(1)] += 1
     shutil.rmtree(workspace.parent)
-    return {name: count for name, count in counts.items() if count}
+    return {name: count for name, count in counts.items() if count}, time.monotonic() - started
 
 
 def _copy(base: Path, target: Path) -> Path:
@@ -221,13 +222,14 @@ def main() -> int:
         outcomes: list[Outcome] = []
         for stage in stages:
             if have_strace:
-                for syscall, count in renames_of(base, root, stage).items():
+                renames, seconds[stage] = renames_of(base, root, stage)  # timed afresh
+                for syscall, count in renames.items():
                     for nth in range(1, count + 1):
                         outcomes.append(kill_at_rename(base, root, stage, syscall, nth))
                         _report(outcomes[-1])
             for _ in range(args.random_kills):
-                # within the stage's own work, past the interpreter's start
-                delay = rng.uniform(0.1, 0.9) * seconds[stage]
+                # within the stage's own run (a busy machine makes it longer or shorter)
+                delay = rng.uniform(0.05, 0.8) * seconds[stage]
                 outcomes.append(kill_after(base, root, stage, delay))
                 _report(outcomes[-1])
     finally:

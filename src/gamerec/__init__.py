@@ -22,6 +22,7 @@ from gamerec.errors import (
     RateLimitError,
     RequestError,
     ServerUnreachableError,
+    StorageError,
     TrainingError,
 )
 from gamerec.settings import Settings
@@ -80,6 +81,7 @@ __all__ = [
     "RequestError",
     "ServerUnreachableError",
     "Settings",
+    "StorageError",
     "TrainingError",
     "__version__",
     "build_index",

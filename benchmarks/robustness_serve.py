@@ -1,7 +1,8 @@
 """Hostile requests against ``gamerec serve``: every one must get a 4xx or be cut off in time.
 
-Run: python benchmarks/robustness_serve.py                  (10,000 requests, about a minute)
+Run: python benchmarks/robustness_serve.py                  (about two minutes)
      python benchmarks/robustness_serve.py --requests 2000 --data-dir gamerec-data
+     python benchmarks/robustness_serve.py --skip-hostile --phases expensive
 
 Starts ``gamerec serve`` as a subprocess on a free loopback port (with a token, a 1 s request
 timeout and the default 1 MB body cap), warms it up, records its RSS, then sends seeded hostile
@@ -20,6 +21,22 @@ and idle ones, when the server closes the connection (with or without a 408) wit
 timeout. Afterwards the server must still answer ``/health`` and a valid
 ``/recommend``, and its RSS must be within a few MB of the warmed-up value.
 
+Then the pressure phases, each ``--pressure-seconds`` (15) long, against ``gamerec serve`` at
+its defaults (one worker process per core), while ``/health`` is asked from another address
+every 0.25 s (from a process of its own) and the workers' RSS is sampled:
+
+* header-phase fill: 24 addresses keep 32 connections each that sent ``G`` and nothing more
+  (each one the server closes is opened again);
+* header flood: 8 addresses x 32 clients send requests whose headers are 99 lines of 64 KB
+  (~6.5 MB), over and over;
+* expensive flood: 8 keep-alive clients from one address send the most expensive
+  ``/recommend`` the server accepts (10,000 games of the catalog, its largest ``top_k``) while
+  a client from another address (in a process of its own) sends normal ones.
+
+A phase passes when every ``/health`` got 200 within 1 s and no answer was an unexpected 5xx
+(503 to a connection past the connection limit is expected); the expensive flood also needs
+the normal requests' p99 under 100 ms.
+
 The generator and the checker (``hostile_requests``, ``send``, ``judge``) are importable: the
 test suite runs a few hundred of them against a server in a thread.
 """
@@ -27,10 +44,15 @@ test suite runs a few hundred of them against a server in a thread.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import math
+import multiprocessing
 import random
+import selectors
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 TOKEN = "robustness-token"
@@ -475,18 +498,395 @@ def run(
     return counts, failures
 
 
-def main() -> int:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _serve_common import ensure_workspace, get_json, post_json, rss_mb, start_server
+# ---------------------------------------------------------------------------- pressure
+#: the source addresses of each kind of client (every 127.x.y.z is this machine's loopback)
+FILL_ADDRESSES = [f"127.0.1.{n}" for n in range(1, 25)]
+FLOOD_ADDRESSES = [f"127.0.2.{n}" for n in range(1, 9)]
+EXPENSIVE_ADDRESS = "127.0.3.1"
+NORMAL_ADDRESS = "127.0.4.1"
+PROBE_ADDRESS = "127.0.5.1"
+NORMAL_PAYLOAD = {"time_played": {"620": 600, "400": 120, "570": 3000}, "top_k": 10}
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="a workspace with processed/, model/, index/")
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=8)
-    args = parser.parse_args()
 
-    data_dir = ensure_workspace(args.data_dir)
+def _connect(host: str, port: int, source: str, timeout_s: float = 10.0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    sock.bind((source, 0))
+    sock.connect((host, port))
+    return sock
+
+
+def _probe_health(host: str, port: int, every_s: float, stop: Any, out: Any) -> None:
+    answers: list[tuple[int | None, float]] = []
+    while not stop.is_set():
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            connection = http.client.HTTPConnection(
+                host, port, timeout=5, source_address=(PROBE_ADDRESS, 0)
+            )
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+            connection.close()
+        except (OSError, http.client.HTTPException):
+            pass
+        answers.append((status, time.monotonic() - started))
+        stop.wait(max(0.0, every_s - (time.monotonic() - started)))
+    out.send(answers)
+
+
+class HealthProbe:
+    """``GET /health`` from an address of its own every ``every_s`` while running, from a
+    process of its own (the load generator's threads must not slow its clock): each
+    answer's status and seconds (None: no answer). Enter it before starting threads."""
+
+    def __init__(self, host: str, port: int, every_s: float = 0.25):
+        self.answers: list[tuple[int | None, float]] = []
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_probe_health, args=(host, port, every_s, self._stop, send), daemon=True
+        )
+
+    def __enter__(self) -> HealthProbe:
+        self._process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self.answers = self._receive.recv()
+        self._process.join(15)
+
+    def verdict(self, within_s: float = 1.0) -> str:
+        """'' when every probe got 200 within ``within_s``, else what went wrong."""
+        late = [(s, t) for s, t in self.answers if s != 200 or t > within_s]
+        if not self.answers:
+            return "no /health probe ran"
+        if late:
+            shown = ", ".join(f"{s} in {t:.2f} s" for s, t in late[:5])
+            return f"{len(late)} of {len(self.answers)} /health probes failed or were late: {shown}"
+        return ""
+
+    def summary(self) -> str:
+        seconds = sorted(t for _, t in self.answers)
+        codes = Counter(str(s) for s, _ in self.answers)
+        worst = seconds[-1] if seconds else float("nan")
+        return f"/health from another address: {dict(codes)}, slowest {worst * 1000:.0f} ms"
+
+
+def header_phase_fill(host: str, port: int, seconds: float, per_address: int = 32) -> Counter[str]:
+    """Every fill address keeps ``per_address`` connections that sent ``G`` and nothing more;
+    one the server closes is opened again (at most every 50 ms each). Returns what the
+    server did to them: closed (evicted or timed out), answered (408, 503, ...)."""
+    selector = selectors.DefaultSelector()
+    outcomes: Counter[str] = Counter()
+    next_open: dict[tuple[str, int], float] = {}
+
+    def open_one(slot: tuple[str, int]) -> None:
+        try:
+            sock = _connect(host, port, slot[0])
+            sock.sendall(b"G")
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, slot)
+        except OSError:
+            outcomes["connect failed"] += 1
+            next_open[slot] = time.monotonic() + 0.05
+
+    for address in FILL_ADDRESSES:
+        for n in range(per_address):
+            open_one((address, n))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.05):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            outcomes[f"answered {_status(data)}" if data else "closed"] += 1
+            selector.unregister(sock)
+            sock.close()
+            next_open[key.data] = time.monotonic() + 0.05
+        now = time.monotonic()
+        for slot, when in list(next_open.items()):
+            if when <= now:
+                del next_open[slot]
+                open_one(slot)
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
+    selector.close()
+    return outcomes
+
+
+def header_flood(
+    host: str, port: int, seconds: float, per_address: int = 32, lines: int = 99
+) -> Counter[str]:
+    """From each flood address, ``per_address`` clients that each send a request whose
+    headers are ``lines`` lines of 64 KB (~6.5 MB), read the answer, and start again."""
+    filler = b"y" * 65_000
+    block = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-Filler-%d: %s\r\n" % (n, filler) for n in range(lines)
+    )
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(address: str) -> None:
+        while time.monotonic() < deadline:
+            try:
+                with _connect(host, port, address) as sock:
+                    with suppress(OSError):  # refused before all of it was read
+                        sock.sendall(block + b"\r\n")
+                    status = _status(sock.recv(65536))
+            except OSError:
+                status = None
+            with lock:
+                outcomes[str(status or "closed")] += 1
+
+    threads = [
+        threading.Thread(target=client, args=(address,), daemon=True)
+        for address in FLOOD_ADDRESSES
+        for _ in range(per_address)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 30)
+    return outcomes
+
+
+def _recommend(connection: http.client.HTTPConnection, body: bytes, headers: dict[str, str]) -> int:
+    connection.request("POST", "/recommend", body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def _normal_client(host: str, port: int, seconds: float, auth: dict[str, str], out: Any) -> None:
+    """Normal /recommend requests one after another from NORMAL_ADDRESS (in a process of its
+    own, so the load generator's threads do not slow its clock); sends (statuses, latencies)."""
+    body = json.dumps(NORMAL_PAYLOAD).encode()
+    headers = {**auth, "Content-Type": "application/json"}
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    connection = http.client.HTTPConnection(
+        host, port, timeout=30, source_address=(NORMAL_ADDRESS, 0)
+    )
+    time.sleep(0.5)  # the flood under way first
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            status = _recommend(connection, body, headers)
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            status = 0
+        latencies.append(time.monotonic() - started)
+        statuses[f"normal {status or 'failed'}"] += 1
+    connection.close()
+    out.send((statuses, latencies))
+
+
+def expensive_flood(
+    host: str,
+    port: int,
+    seconds: float,
+    auth: dict[str, str],
+    appids: list[int],
+    clients: int = 8,
+) -> tuple[Counter[str], list[float]]:
+    """``clients`` keep-alive clients from one address send the most expensive /recommend
+    the server accepts (10,000 games of the catalog, ``appids``, played for random minutes,
+    and its largest top_k) while a client from another address sends a normal one after
+    another. Returns the statuses (expensive and normal) and the normal requests' latencies
+    in seconds."""
+    health = json.loads(_get(host, port, "/health"))
+    rng = random.Random(0)
+    expensive = json.dumps(
+        {
+            "time_played": {str(a): rng.randrange(1, 100_000) for a in appids[:10_000]},
+            "top_k": health["max_top_k"],
+        }
+    ).encode()
+    headers = {**auth, "Content-Type": "application/json"}
+    statuses: Counter[str] = Counter()
+    lock = threading.Lock()
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    normal = multiprocessing.get_context("fork").Process(
+        target=_normal_client, args=(host, port, seconds, auth, send), daemon=True
+    )
+    normal.start()  # before any thread of this process starts: a plain fork
+    deadline = time.monotonic() + seconds + 0.5
+
+    def loop() -> None:
+        connection = http.client.HTTPConnection(
+            host, port, timeout=30, source_address=(EXPENSIVE_ADDRESS, 0)
+        )
+        while time.monotonic() < deadline:
+            try:
+                status = _recommend(connection, expensive, headers)
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                status = 0
+            with lock:
+                statuses[f"expensive {status or 'failed'}"] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    normal_statuses, latencies = receive.recv()
+    normal.join(10)
+    for thread in threads:
+        thread.join(seconds + 60)
+    return statuses + normal_statuses, latencies
+
+
+def _get(host: str, port: int, path: str) -> bytes:
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("GET", path)
+    body = connection.getresponse().read()
+    connection.close()
+    return body
+
+
+def worker_rss_mb(pid: int) -> list[float]:
+    """Resident memory of the server's worker processes (or of the server, if it has none)."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    workers.append(int(entry.name))
+    from _serve_common import rss_mb
+
+    return [rss_mb(worker) for worker in sorted(workers) or [pid]]
+
+
+class RssSampler:
+    """The largest worker RSS seen, sampled every ``every_s`` while running."""
+
+    def __init__(self, pid: int, every_s: float = 0.2):
+        self.pid, self.every_s, self.peak = pid, every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with suppress(OSError, ValueError):
+                self.peak = max([self.peak, *worker_rss_mb(self.pid)])
+            self._stop.wait(self.every_s)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else math.nan
+
+
+def _connection_phase(name: str, phase: Any, server: Any, seconds: float) -> bool:
+    """One phase that opens connections: /health probed throughout; True: it passed."""
+    with (
+        HealthProbe(server.host, server.port) as probe,
+        RssSampler(server.process.pid) as sampler,
+    ):
+        outcomes = phase(server.host, server.port, seconds)
+    problem = probe.verdict()
+    fives = sum(n for code, n in outcomes.items() if code.split()[-1].startswith("5"))
+    unexpected = fives - outcomes.get("answered 503", 0)  # 503: the connection limit
+    print(f"{name} ({seconds:.0f} s): {dict(sorted(outcomes.items()))}")
+    print(f"  {probe.summary()}; peak worker RSS {sampler.peak:.0f} MB")
+    if problem or unexpected:
+        print(f"  FAIL: {problem or f'{unexpected} unexpected responses of 5xx'}")
+    return not problem and not unexpected
+
+
+def catalog_appids(data_dir: Path) -> list[int]:
+    """The appids of the workspace's catalog, most owned first."""
+    import pyarrow.parquet as pq
+
+    items = pq.read_table(data_dir / "processed" / "items.parquet", columns=["appid", "n_users"])
+    rows = sorted(
+        (row for row in items.to_pylist() if row["appid"] is not None),
+        key=lambda row: -row["n_users"],
+    )
+    return [int(row["appid"]) for row in rows]
+
+
+def _expensive_phase(server: Any, seconds: float, auth: dict[str, str], data_dir: Path) -> bool:
+    appids = catalog_appids(data_dir)
+    with (
+        HealthProbe(server.host, server.port) as probe,
+        RssSampler(server.process.pid) as sampler,
+    ):
+        statuses, latencies = expensive_flood(server.host, server.port, seconds, auth, appids)
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    fives = sum(n for code, n in statuses.items() if code.split()[-1].startswith("5"))
+    print(f"expensive flood ({seconds:.0f} s): {dict(sorted(statuses.items()))}")
+    print(
+        f"  normal /recommend from another address: {len(latencies)} requests, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {probe.summary()}; "
+        f"peak worker RSS {sampler.peak:.0f} MB"
+    )
+    problems = [probe.verdict()] if probe.verdict() else []
+    if fives:
+        problems.append(f"{fives} responses of 5xx")
+    if not p99 < 100.0:
+        problems.append(f"normal p99 {p99:.1f} ms is not under 100 ms")
+    for problem in problems:
+        print(f"  FAIL: {problem}")
+    return not problems
+
+
+def pressure(data_dir: Path, seconds: float, phases: set[str]) -> bool:
+    """The header-phase fill, the header flood and the expensive flood against ``gamerec
+    serve`` at its defaults (a worker per core), /health probed from another address
+    throughout; prints each phase's outcome and returns whether all of them passed."""
+    from _serve_common import start_server
+
+    server = start_server(data_dir, env={"GAMEREC_SERVE__TOKEN": TOKEN}, processes=None)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    ok = True
+    try:
+        good = json.dumps(NORMAL_PAYLOAD).encode()
+        warm = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        for _ in range(200):
+            _recommend(warm, good, {**auth, "Content-Type": "application/json"})
+        warm.close()
+        time.sleep(0.5)
+        rss = worker_rss_mb(server.process.pid)
+        print(f"workers: {len(rss)}, RSS after warm-up {', '.join(f'{r:.0f}' for r in rss)} MB")
+        if "fill" in phases:
+            ok = _connection_phase("header-phase fill", header_phase_fill, server, seconds) and ok
+        if "flood" in phases:
+            ok = _connection_phase("header flood", header_flood, server, seconds) and ok
+        if "expensive" in phases:
+            ok = _expensive_phase(server, seconds, auth, data_dir) and ok
+        after = worker_rss_mb(server.process.pid)
+        print(f"RSS afterwards: {', '.join(f'{r:.0f}' for r in after)} MB")
+        ok = ok and json.loads(_get(server.host, server.port, "/health"))["status"] == "ok"
+    finally:
+        code = server.stop()
+    print(f"server exit code after SIGTERM: {code}")
+    return ok and code == 0
+
+
+def hostile(data_dir: Path, args: argparse.Namespace) -> bool:
+    """The seeded hostile requests, then an idle flood, against one process; True: passed."""
+    from _serve_common import get_json, post_json, rss_mb, start_server
+
     timeout_s = 1.0
     server = start_server(
         data_dir,
@@ -531,6 +931,39 @@ def main() -> int:
     ok = not failures and health["status"] == "ok" and again == expected and code == 0
     ok = ok and abs(after - before) < 5.0
     print(f"{'PASS' if ok else 'FAIL'}: {len(failures)} misbehaved answers")
+    return ok
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _serve_common import ensure_workspace, machine
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, help="a workspace with processed/, model/, index/")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--pressure-seconds", type=float, default=15.0, help="length of each pressure phase"
+    )
+    parser.add_argument("--skip-hostile", action="store_true", help="the pressure phases only")
+    parser.add_argument("--skip-pressure", action="store_true", help="the hostile requests only")
+    parser.add_argument(
+        "--phases",
+        default="fill,flood,expensive",
+        help="pressure phases to run (comma-separated: fill, flood, expensive)",
+    )
+    args = parser.parse_args()
+
+    data_dir = ensure_workspace(args.data_dir)
+    print(machine())
+    ok = True
+    if not args.skip_hostile:
+        ok = hostile(data_dir, args) and ok
+    if not args.skip_pressure:
+        passed = pressure(data_dir, args.pressure_seconds, set(args.phases.split(",")))
+        print(f"{'PASS' if passed else 'FAIL'}: pressure phases")
+        ok = passed and ok
     return 0 if ok else 1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gamerec.artifacts import Workspace, atomic_write_json, stage_lock, staged_dir
@@ -222,6 +222,7 @@ def test_a_filter_of_the_wrong_length_is_refused() -> None:
         ExactIndex(clustered_embeddings(10, 4)).search(np.ones((1, 4)), 3, None, np.ones(9, bool))
 
 
+@settings(deadline=None)  # the first example pays for importing pyarrow
 @given(
     st.lists(st.one_of(st.booleans(), st.none()), max_size=40),
     st.integers(min_value=0, max_value=10),
@@ -234,3 +235,81 @@ def test_bool_columns_read_without_pandas_match_pyarrow(values: list, offset: in
     array = pa.array(values, type=pa.bool_()).slice(min(offset, len(values)))
     expected = [False if v is None else v for v in array.to_pylist()]
     assert column_to_numpy(pa.chunked_array([array]), fill=False).tolist() == expected
+
+
+# a stage swapped in by a child that is killed (SIGKILL, no cleanup) just before one of its
+# renames: os.replace, or the one-step exchange where the system has it
+_KILLED_SWAP = """
+import os, signal, sys
+from gamerec.artifacts import store
+
+final, kill_at, exchange = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+renames = 0
+
+
+def killed_before(rename):
+    def counted(*arguments, **options):
+        global renames
+        renames += 1
+        if renames == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return rename(*arguments, **options)
+
+    return counted
+
+
+os.replace = killed_before(os.replace)
+if hasattr(store, "exchange_paths"):
+    store.exchange_paths = (
+        killed_before(store.exchange_paths) if exchange else (lambda first, second: False)
+    )
+with store.staged_dir(final) as staging:
+    (staging / "items.parquet").write_text("new")
+    store.write_manifest(staging, "processed")
+print(renames)
+"""
+
+
+def _stage_version(final: Path) -> str:
+    from gamerec.artifacts.store import read_manifest
+
+    read_manifest(final, "processed", verify=True)  # readable, whole, as its manifest says
+    return (final / "items.parquet").read_text()
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+def test_a_swap_killed_at_any_rename_leaves_a_readable_stage(
+    tmp_path: Path, exchange: bool
+) -> None:
+    from gamerec.artifacts.store import write_manifest
+
+    final = tmp_path / "processed"
+
+    def swap(kill_at: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _KILLED_SWAP, str(final), str(kill_at), str(int(exchange))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with staged_dir(final) as staging:
+        (staging / "items.parquet").write_text("old")
+        write_manifest(staging, "processed")
+    finished = swap(0)  # never killed: how many renames a swap makes
+    assert finished.returncode == 0, finished.stderr
+    renames = int(finished.stdout)
+    assert renames >= 2
+    for kill_at in range(1, renames + 1):
+        with staged_dir(final) as staging:  # back to the old version
+            (staging / "items.parquet").write_text("old")
+            write_manifest(staging, "processed")
+        killed = swap(kill_at)
+        assert killed.returncode == -9, killed.stderr
+        # a reader finds a whole stage, the old one or the new one, never none
+        assert _stage_version(final) in ("old", "new"), f"killed at rename {kill_at}"
+        # and the next run swaps its output in
+        assert swap(0).returncode == 0
+        assert _stage_version(final) == "new"
+        assert not final.with_name("processed.old").exists()
+        assert not list(tmp_path.glob(".processed.*.staging"))

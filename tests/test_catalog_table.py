@@ -125,6 +125,9 @@ def test_loader_reads_a_golden_table(tmp_path: Path) -> None:
         (1, {"base_appid": 0}, r"row 1 \(appid 22440\): base_appid must be a positive appid"),
         (1, {"release_year": 1066}, r"row 1 \(appid 22440\): release_year is not a year"),
         (2, {"name": "  "}, r"row 2 \(appid 222860\): name is missing"),
+        (0, {"genres": ["Action", None]}, r"row 0 \(appid 570\): genres holds a null"),
+        (1, {"tags": [None]}, r"row 1 \(appid 22440\): tags holds a null"),
+        (1, {"aliases": ["Point Lookout", None]}, r"row 1 \(appid 22440\): aliases holds a null"),
     ],
 )
 def test_bad_values_name_the_file_and_row(
@@ -147,6 +150,20 @@ def test_a_demo_or_soundtrack_may_name_its_base_game(tmp_path: Path) -> None:
     rows[2].update(kind="game")
     with pytest.raises(DataError, match="only on a dlc, demo or soundtrack row"):
         load_catalog_table(write(tmp_path / "game.parquet", rows))
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value"),
+    [("appid", 0, 2**32), ("appid", 2, 2**40), ("base_appid", 1, 2**32)],
+)
+def test_appids_past_2_32_are_refused(tmp_path: Path, column: str, row: int, value: int) -> None:
+    # Steam appids are unsigned 32-bit numbers: the one appid rule (gamerec.dataio.ids)
+    schema = SCHEMA.set(SCHEMA.get_field_index(column), pa.field(column, pa.int64()))
+    rows = [dict(r) for r in ROWS]
+    rows[row][column] = value
+    path = write(tmp_path / "wide.parquet", rows, schema)
+    with pytest.raises(DataError, match=rf"wide\.parquet: row {row} \(appid \d+\): {column}"):
+        load_catalog_table(path)
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1.5])
@@ -190,6 +207,34 @@ def test_catalog_is_a_preprocess_input_kind(tmp_path: Path) -> None:
     _, metadata = load_sources([Source("steam-200k", slice_), Source("catalog", path)])
     assert len(metadata) == 1
     assert metadata[0]["appid"].tolist() == [570, 22440, 222860]
+
+
+def test_a_null_in_a_list_column_stops_preprocess_naming_the_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it used to pass preprocess and index, then fail every recommend with "run gamerec
+    # preprocess again", which wrote the same table again
+    from gamerec import pipeline
+    from gamerec.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    rows = [dict(r) for r in ROWS]
+    rows[0]["genres"] = ["Action", None]
+    path = write(tmp_path / "catalog.parquet", rows)
+    slice_ = FIXTURES / "preprocess" / "steam-200k-slice.csv"
+    settings = Settings(
+        data_dir=tmp_path / "gamerec-data",
+        preprocess={
+            "inputs": [
+                {"kind": "steam-200k", "path": slice_},
+                {"kind": "catalog", "path": path},
+            ]
+        },
+    )
+    with pytest.raises(DataError, match=r"row 0 \(appid 570\): genres holds a null") as caught:
+        pipeline.preprocess(settings)
+    assert "preprocess" not in caught.value.message.split(":")[-1]  # not "run it again"
+    assert not (tmp_path / "gamerec-data" / "processed").exists()
 
 
 # --- the bundled catalog -----------------------------------------------------------------------

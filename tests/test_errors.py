@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,84 @@ def test_out_of_range_flag_is_a_config_error_exit_1(workdir: Path) -> None:
     result = CliRunner().invoke(app, ["preprocess", "--min-user-items", "0"])
     assert result.exit_code == 1
     assert "command-line flag: invalid value for 'preprocess.min_user_items'" in result.stderr
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("kind", ["owned", "steamspy"])
+def test_deeply_nested_json_inputs_are_one_line_errors_naming_the_file(
+    workdir: Path, kind: str
+) -> None:
+    if kind == "owned":
+        path = workdir / "76561198000000001.json"
+    else:
+        (workdir / "steamspy" / "all").mkdir(parents=True)
+        path = workdir / "steamspy" / "all" / "page_0.json"
+    path.write_bytes(DEEP_JSON)
+    where = path.name if kind == "owned" else "steamspy"
+    code, out, err = run_preprocess(
+        workdir, f"[[preprocess.inputs]]\nkind = '{kind}'\npath = '{where}'\n"
+    )
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert err.strip().splitlines()[-1].startswith(f"Error: {where}")
+    assert "nested too deeply" in err
+
+
+def test_a_deeply_nested_library_file_is_a_one_line_error(workdir: Path) -> None:
+    (workdir / "library.json").write_bytes(DEEP_JSON)
+    result = CliRunner().invoke(app, ["recommend", "--library", "library.json"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "nested too deeply" in line
+
+
+def test_a_file_size_limit_while_writing_is_one_line_and_keeps_the_stage(tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    def limited(limit: int | None) -> subprocess.CompletedProcess[str]:
+        def preexec() -> None:
+            if limit is not None:  # ulimit -f: a write past it fails with EFBIG
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return subprocess.run(
+            [sys.executable, "-m", "gamerec", "--data-dir", "ws", "preprocess"],
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_")},
+            preexec_fn=preexec,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert limited(None).returncode == 0
+    before = (tmp_path / "ws" / "processed" / "manifest.json").read_bytes()
+    result = limited(200_000)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("Error: ") and "File too large" in line and "ulimit -f" in line
+    assert "processed" in line  # where it happened
+    assert (tmp_path / "ws" / "processed" / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permission denied"),
+        (errno.EFBIG, "ulimit -f"),
+    ],
+)
+def test_os_errors_read_as_path_reason_and_what_to_do(code: int, advice: str) -> None:
+    named = errors.StorageError.from_os_error(OSError(code, os.strerror(code), "ws/model"))
+    assert named.message.startswith(f"ws/model: {os.strerror(code)}; ")
+    assert advice in named.message
+    unnamed = errors.StorageError.from_os_error(OSError(code, "detail"), "ws/index")
+    assert unnamed.message.startswith(f"ws/index: {os.strerror(code)}; ")
+    assert advice in unnamed.message

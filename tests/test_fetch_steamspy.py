@@ -480,6 +480,34 @@ def test_a_base_url_nothing_listens_on_is_a_clear_error(workdir: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(-2, "Name or service not known"), (-3, "Temporary failure in name resolution")],
+)
+def test_a_host_that_cannot_be_resolved_fails_at_once(code: int, reason: str) -> None:
+    # offline, or a mistyped host: no retry can help, and six of them took 43 s
+    import socket
+
+    import httpx
+
+    def no_dns(request: httpx.Request) -> httpx.Response:
+        try:
+            raise socket.gaierror(code, reason)
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    slept: list[float] = []
+    client = PoliteClient(
+        transport=httpx.MockTransport(no_dns), retry=RetryPolicy(5, 2.0, 300.0), sleep=slept.append
+    )
+    with client, pytest.raises(ServerUnreachableError) as raised:
+        client.get_json("http://steamspy.example/api.php", what="SteamSpy request=all page=0")
+    assert slept == []  # not one retry
+    assert reason in raised.value.message
+    assert "steamspy.example" in raised.value.message
+    assert "check your network connection" in raised.value.message
+
+
 def test_top100_genre_and_tag_requests_return_the_servers_answers_politely(
     server: ReplayServer,
 ) -> None:
@@ -608,6 +636,30 @@ def test_a_cut_gzip_answer_is_retried_as_truncated(server: ReplayServer) -> None
         answer = client.all_page(0)
     assert answer.body == recorded_pages()[0]
     assert [r.fault for r in server.requests()] == ["gzip", None]
+
+
+def test_a_deeply_nested_answer_is_retried_as_invalid(server: ReplayServer) -> None:
+    deep = gzip.compress(b"[" * 100_000 + b"]" * 100_000)
+    server.fail(Fault("gzip", body=deep), request="all")
+    fake = FakeTime()
+    with SteamSpyClient(
+        server.steamspy_url, sleep=fake.sleep, clock=fake.clock, all_interval_s=0
+    ) as client:
+        answer = client.all_page(0)
+    assert answer.body == recorded_pages()[0]
+    assert [r.fault for r in server.requests()] == ["gzip", None]
+
+
+def test_a_saved_page_nested_too_deeply_is_fetched_again(
+    workdir: Path, server: ReplayServer
+) -> None:
+    directory = workdir / "all"
+    directory.mkdir()
+    (directory / "page_0.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    with SteamSpyClient(server.steamspy_url, all_interval_s=0, request_interval_s=0) as client:
+        summary = crawl_all_pages(client, directory, pages=1)
+    assert summary["fetched"] == 1
+    assert (directory / "page_0.json").read_bytes() == recorded_pages()[0]
 
 
 @pytest.mark.parametrize(

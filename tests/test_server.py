@@ -283,7 +283,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: GamerecServer
         ({"top_k": 0}, "between 1 and"),
         ({"top_k": -5}, "between 1 and"),
         ({"top_k": 10**30}, "between 1 and"),
-        ({"top_k": 1001}, "between 1 and 1000"),
+        ({"top_k": 1001}, "between 1 and 100"),
         ({"top_k": 2.0}, "whole number"),
         ({"top_k": "5"}, "whole number"),
         ({"top_k": True}, "whole number"),
@@ -474,13 +474,16 @@ def test_a_bug_is_a_generic_500_and_logged(
     recommender: Recommender, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        """A recommender whose recommend() has a bug."""
+        """A recommender whose recommend() has a bug that one history meets (the trial
+        answers the server checks at start pass)."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(recommender, name)
 
-        def recommend(self, **_: Any) -> Any:
-            raise KeyError("secret internal detail")
+        def recommend(self, **arguments: Any) -> Any:
+            if arguments.get("played") == {int(a): m for a, m in PLAYED.items()}:
+                raise KeyError("secret internal detail")
+            return recommender.recommend(**arguments)
 
     with running(Broken) as srv, caplog.at_level("ERROR", logger="gamerec.serve"):
         status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED})
@@ -633,8 +636,9 @@ def test_at_most_max_workers_compute_at_once(recommender: Recommender) -> None:
             return getattr(recommender, name)
 
         def recommend(self, **arguments: Any) -> Any:
-            entered.set()
-            release.wait(10)
+            if arguments["k"] == 2:  # the requests below, not the server's trials at start
+                entered.set()
+                release.wait(10)
             return recommender.recommend(**arguments)
 
     with running(Gated, max_workers=1, timeout_s=0.5) as srv:
@@ -658,14 +662,20 @@ def test_connections_above_the_limit_get_503(recommender: Recommender) -> None:
     with running(lambda: recommender, max_connections=2, timeout_s=5.0) as srv:
         port = srv.server_address[1]
         held = []
-        for _ in range(2):  # two connections busy with a request (idle ones make room)
+        # two connections busy with a request past its headers (idle ones, and ones still
+        # sending their headers, make room)
+        for _ in range(2):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.connect()
             assert connection.sock is not None
-            connection.sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            connection.sock.sendall(
+                b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 20\r\n\r\n{"
+            )
             held.append(connection)
         deadline = time.monotonic() + 5
-        while srv._connections < 2:  # accepted in the background
+        # accepted in the background, and each one's headers read
+        while srv._connections < 2 or srv._idle or srv._in_head:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         answer = raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -739,10 +749,33 @@ def test_parse_recommend_request_types() -> None:
         {"user_id": "u1", "time_played": {"620": 60}, "achievements": {"400": 2}, "top_k": 3},
         max_top_k=50,
     )
-    assert request.played == {620: 60.0} and request.achievements == {400: 2}
+    assert request.history.played == {620: 60.0} and request.history.achievements == {400: 2}
     assert request.top_k == 3 and request.user_id == "u1" and request.exclude_owned
+    assert request.released_since is None
     with pytest.raises(InvalidRequestError, match="between 1 and 50"):
         parse_recommend_request({"top_k": 51}, max_top_k=50)
+    assert parse_recommend_request({"released_since": 2022}, 50).released_since == 2022
+    for bad in ("2022", 1800, True, 2022.5):
+        with pytest.raises(InvalidRequestError, match="released_since must be a year"):
+            parse_recommend_request({"released_since": bad}, max_top_k=50)
+
+
+def test_one_history_rule_for_http_and_the_command_line() -> None:
+    """A /recommend history is checked by History's rules: what --played refuses, so does the
+    server, and an accepted one is the same History."""
+    from gamerec.dataio.history import History
+
+    body = {"time_played": {"620": 90, "400": 30.5}, "achievements": {"620": 4}}
+    request = parse_recommend_request(body, max_top_k=10)
+    assert request.history == History.from_mappings({620: 90, 400: 30.5}, {620: 4})
+    assert request.history == History(History.parse_pairs("620:90,400:30.5"), {620: 4})
+    for bad in ({"-1": 5}, {"620": -1}, {"x": 1}, {"620": "5"}, {str(2**32): 1}):
+        with pytest.raises(InvalidRequestError, match="time_played"):
+            parse_recommend_request({"time_played": bad}, max_top_k=10)
+    # past the cap, the most played are kept and the rest counted
+    many = {str(appid): float(appid) for appid in range(1, 31)}
+    capped = parse_recommend_request({"time_played": many}, max_top_k=10, max_history=10)
+    assert sorted(capped.history.played) == list(range(21, 31)) and capped.left_out == 20
 
 
 def test_parse_recommend_request_never_fails_otherwise() -> None:
@@ -770,7 +803,9 @@ def test_parse_recommend_request_never_fails_otherwise() -> None:
             assert exc.http_status == 422 and exc.message
         else:
             assert 1 <= request.top_k <= 100
-            assert all(isinstance(k, int) and 0 <= v <= 1e9 for k, v in request.played.items())
+            assert all(
+                isinstance(k, int) and 0 <= v <= 1e9 for k, v in request.history.played.items()
+            )
 
     check()
 
@@ -1061,7 +1096,7 @@ def test_a_non_ascii_token_is_compared_as_utf8_bytes(recommender: Recommender) -
 
 def test_processes_auto_is_the_available_cores_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     from gamerec.errors import ConfigError
-    from gamerec.runtime import server as server_module
+    from gamerec.runtime import supervisor as server_module
     from gamerec.settings import Settings
 
     assert Settings().serve.processes == "auto"
@@ -1382,3 +1417,293 @@ def test_the_page_searches_and_shows_recommendations_in_chromium(
         assert html.escape(answer.name, quote=False) in dom
         assert html.escape(answer.reason, quote=False) in dom
     assert re.search(r'<div id="error" role="alert" hidden="">', dom), "the page showed an error"
+
+
+# ------------------------------------------------------------------------------ round 3
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_a_request_that_stops_after_one_byte_is_cut_off_by_the_header_deadline(
+    recommender: Recommender,
+) -> None:
+    # timeout_s (the whole request) stays long; the request line and headers have less time
+    with running(lambda: recommender, timeout_s=30.0, header_timeout_s=1.0) as srv:
+        (stalled,) = idle_sockets(srv.server_address[1], 1)
+        stalled.settimeout(6.0)
+        started = time.monotonic()
+        stalled.sendall(b"G")
+        answer = stalled.recv(65536)  # a socket.timeout here: still held after 6 s
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert time.monotonic() - started < 5.0
+        stalled.close()
+
+
+def test_connections_stuck_in_their_headers_make_room_for_another_address(
+    recommender: Recommender,
+) -> None:
+    with running(
+        lambda: recommender, max_connections=8, max_connections_per_client=2, timeout_s=30.0
+    ) as srv:
+        port = srv.server_address[1]
+        held = [sock for n in range(2, 6) for sock in idle_sockets(port, 2, f"127.0.0.{n}")]
+        try:
+            for sock in held:
+                sock.sendall(b"G")  # one byte of a request line, then nothing
+            wait_until(
+                lambda: srv._connections == 8 and not srv._idle,
+                "the eight connections were never all accepted and past their first byte",
+            )
+            for _ in range(3):
+                (other,) = idle_sockets(port, 1, source="127.0.0.9")
+                started = time.monotonic()
+                other.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := other.recv(65536):
+                    answer += chunk
+                other.close()
+                assert answers_in(answer) == [200], answer[:200]
+                assert time.monotonic() - started < 1.0
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def accepted_socket() -> tuple[socket.socket, socket.socket]:
+    """(client end, server end) of a fresh loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2], timeout=10)
+        accepted, _ = listener.accept()
+    return client, accepted
+
+
+def test_ipv6_clients_count_per_64_prefix(recommender: Recommender) -> None:
+    # the addresses are given to the server as if they had connected from them
+    with running(lambda: recommender, max_connections_per_client=2, timeout_s=30.0) as srv:
+        clients = []
+        try:
+            for address in ("2001:db8:0:7::1", "2001:db8:0:7:ffff::2", "2001:db8:0:7::3"):
+                client, accepted = accepted_socket()
+                clients.append(client)
+                client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # busy: headers begun
+                srv.process_request(accepted, (address, 40000, 0, 0))
+                if len(clients) < 3:
+                    wait_until(lambda: not srv._idle, "a connection never got its first byte")
+            # the third address of that /64 is one client too many
+            assert answers_in(clients[-1].recv(65536)) == [503]
+            client, accepted = accepted_socket()  # another /64 is another client
+            clients.append(client)
+            srv.process_request(accepted, ("2001:db8:0:8::1", 40000, 0, 0))
+            client.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert answers_in(client.recv(65536)) == [200]
+        finally:
+            for client in clients:
+                client.close()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "headers"),
+    [
+        (b"GET /health HTTP/1.1", 40 * [b"X-Filler: " + b"y" * 1000]),
+        (b"GET /health?" + b"q" * 20_000 + b" HTTP/1.1", 15 * [b"X-Filler: " + b"y" * 1000]),
+    ],
+    ids=["many header lines", "a long request line and headers"],
+)
+def test_a_header_block_past_the_cap_is_431(
+    server: GamerecServer, request_line: bytes, headers: list[bytes]
+) -> None:
+    # each line is within the per-line limit and there are fewer than 100: the total is not
+    block = request_line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    answer = raw(server, block)
+    assert answers_in(answer) == [431], answer[:200]
+    assert b"Connection: close" in answer.partition(b"\r\n\r\n")[0]
+
+
+def test_one_address_with_many_requests_gets_one_turn_per_round(
+    recommender: Recommender,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    order: list[int] = []
+
+    class Gated:
+        """Holds the first request until released; records each request's top_k."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **arguments: Any) -> Any:
+            if arguments["k"] > 4:  # the server's trials at start (k = default_top_k)
+                return recommender.recommend(**arguments)
+            order.append(arguments["k"])
+            entered.set()
+            release.wait(10)
+            return recommender.recommend(**arguments)
+
+    def ask(source: str, top_k: int) -> None:
+        (sock,) = idle_sockets(srv.server_address[1], 1, source)
+        body = json.dumps({"top_k": top_k}).encode()
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        while sock.recv(65536):
+            pass
+        sock.close()
+
+    with running(Gated, max_workers=1, timeout_s=10.0) as srv:
+        threads = [threading.Thread(target=ask, args=("127.0.0.2", 1))]
+        threads[0].start()
+        assert entered.wait(5)
+        for top_k in (2, 3):  # two more from the address whose request computes
+            threads.append(threading.Thread(target=ask, args=("127.0.0.2", top_k)))
+            threads[-1].start()
+        time.sleep(0.5)  # (they queue for the one slot first)
+        threads.append(threading.Thread(target=ask, args=("127.0.0.3", 4)))
+        threads[-1].start()
+        time.sleep(0.5)
+        release.set()
+        for thread in threads:
+            thread.join(20)
+    # the other address is served next, not after every request queued before it
+    assert order[:2] == [1, 4], order
+    assert sorted(order) == [1, 2, 3, 4]
+
+
+def test_a_long_history_is_scored_by_its_most_played_games(
+    server: GamerecServer, recommender: Recommender
+) -> None:
+    appids = [int(a) for a in recommender.catalog.appids[: recommender.n_items] if a > 0]
+    assert len(appids) > 301
+    played = {str(appid): float(minutes) for minutes, appid in enumerate(appids[:300], start=1)}
+    status, _, body = call(server, "POST", "/recommend", {"time_played": played, "top_k": 5})
+    assert status == 200, body
+    # the default cap (serve.max_history) keeps the 250 most played: the last 250 given
+    kept = {appid: minutes for appid, minutes in played.items() if minutes > 50}
+    expected = recommender.recommend(played=kept, k=5).to_dict()
+    assert body["history"]["left_out"] == 50
+    assert body["history"]["given"] == 250
+    assert body["recommendations"] == expected["recommendations"]
+    # achievements count as play where no minutes are given, as the Recommender counts them
+    status, _, body = call(
+        server,
+        "POST",
+        "/recommend",
+        {"time_played": played, "achievements": {str(appids[300]): 1000}, "top_k": 5},
+    )
+    assert status == 200 and body["history"]["left_out"] == 51
+    kept = {appid: minutes for appid, minutes in played.items() if minutes > 51}
+    expected = recommender.recommend(played=kept, achievements={appids[300]: 1000}, k=5).to_dict()
+    assert body["recommendations"] == expected["recommendations"]
+
+
+def test_http_top_k_is_capped_by_its_own_setting(server: GamerecServer) -> None:
+    status, _, body = call(server, "POST", "/recommend", {"top_k": 101})
+    assert_error(status, body, 422, "invalid_request")
+    assert "between 1 and 100" in body["error"]["message"]
+    status, _, body = call(server, "GET", "/similar/620?k=101")
+    assert_error(status, body, 422, "invalid_request")
+    status, _, body = call(server, "POST", "/recommend", {"top_k": 100})
+    assert status == 200 and len(body["recommendations"]) == 100
+    assert call(server, "GET", "/health")[2]["max_top_k"] == 100
+
+
+def test_the_token_is_trimmed_and_a_blank_one_refused(recommender: Recommender) -> None:
+    from gamerec.errors import ConfigError
+
+    with running(lambda: recommender, token=" abc \n") as srv:
+        assert call(srv, "GET", "/similar/620?k=2", token="abc")[0] == 200
+    for blank in (" ", "\t\n"):
+        with pytest.raises(ConfigError, match="blank"):
+            GamerecServer(lambda: recommender, "127.0.0.1", 0, token=blank)
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_option(recommender: Recommender) -> None:
+    from gamerec.errors import ConfigError
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            GamerecServer(lambda: recommender, "127.0.0.1", port)
+    message = caught.value.message
+    assert f"port {port}" in message and "--port" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("array", "rows"), [("item_vectors.npy", slice(None)), ("history.npy", slice(5, 6))]
+)
+def test_a_reload_refuses_arrays_that_are_not_finite(
+    trained_workspace: Path, tmp_path: Path, array: str, rows: slice
+) -> None:
+    import numpy as np
+
+    from gamerec.artifacts.store import fingerprint
+
+    workspace = tmp_path / "gamerec-data"
+    for part in ("processed", "model", "index"):
+        shutil.copytree(trained_workspace / part, workspace / part)
+    with running(lambda: Recommender.from_dir(workspace, in_memory=True), token=TOKEN) as srv:
+        expected = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)[2]
+        # NaN written into an index array, and the manifest signed again to match
+        path = workspace / "index" / array
+        values = np.load(path)
+        values[rows] = np.nan
+        np.save(path, values)
+        manifest_path = workspace / "index" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"][array] = fingerprint(path)
+        manifest_path.write_text(json.dumps(manifest))
+        status, _, body = call(srv, "POST", "/admin/reload", token=TOKEN)
+        assert_error(status, body, 503, "unavailable")
+        assert "still serving the previous model" in body["error"]["message"]
+        assert "not finite" in body["error"]["message"]
+        status, _, body = call(srv, "POST", "/recommend", {"time_played": PLAYED}, token=TOKEN)
+        assert status == 200 and body == expected
+        assert call(srv, "GET", "/health")[2]["reloads"] == 0
+
+
+def test_one_address_holds_at_most_half_the_compute_slots(recommender: Recommender) -> None:
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    class Gated:
+        """Holds requests for top_k 2 until released."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(recommender, name)
+
+        def recommend(self, **arguments: Any) -> Any:
+            if arguments["k"] == 2:
+                entered.release()
+                release.wait(10)
+            return recommender.recommend(**arguments)
+
+    def ask(source: str, top_k: int, statuses: list[int]) -> None:
+        (sock,) = idle_sockets(srv.server_address[1], 1, source)
+        body = json.dumps({"top_k": top_k}).encode()
+        sock.sendall(
+            b"POST /recommend HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        statuses.extend(answers_in(answer))
+
+    with running(Gated, max_workers=2, timeout_s=2.0) as srv:
+        held: list[int] = []
+        threads = [threading.Thread(target=ask, args=("127.0.0.2", 2, held)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        assert entered.acquire(timeout=5)  # one of the two computes
+        assert not entered.acquire(timeout=0.5)  # the other waits: the second slot is kept
+        other: list[int] = []
+        ask("127.0.0.3", 3, other)  # and another address gets it at once
+        assert other == [200]
+        release.set()
+        for thread in threads:
+            thread.join(20)
+        assert held == [200, 200]

@@ -372,6 +372,24 @@ def test_a_token_is_kept_and_masked(workdir: Path, monkeypatch: pytest.MonkeyPat
     assert rows["serve.token"] == ("********", "env")
 
 
+@pytest.mark.parametrize("blank", [" ", "\t", " \n "])
+def test_a_blank_token_is_an_error(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("GAMEREC_SERVE__TOKEN", blank)
+    variable = r"GAMEREC_SERVE__TOKEN: invalid value for 'serve\.token'"
+    with pytest.raises(ConfigError, match=variable):
+        Settings.load()
+
+
+def test_a_token_is_trimmed(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as read from a file with its line end, or pasted with a space
+    monkeypatch.setenv("GAMEREC_SERVE__TOKEN", " t0ken \n")
+    settings = Settings.load()
+    assert settings.serve.token is not None
+    assert settings.serve.token.get_secret_value() == "t0ken"
+
+
 def test_processes_default_to_auto(workdir: Path) -> None:
     settings = Settings.load()
     assert settings.serve.processes == "auto"

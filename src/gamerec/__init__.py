@@ -23,6 +23,7 @@ from gamerec.errors import (
     RateLimitError,
     RequestError,
     ServerUnreachableError,
+    StorageError,
     TrainingError,
     UsageError,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "RequestError",
     "ServerUnreachableError",
     "Settings",
+    "StorageError",
     "TrainingError",
     "UsageError",
     "__version__",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from gamerec import render
-from gamerec.errors import GamerecError
+from gamerec.errors import GamerecError, StorageError
 
 if TYPE_CHECKING:
     from gamerec.settings import Settings
@@ -27,7 +27,8 @@ __all__ = ["app", "main"]
 
 class _GamerecGroup(typer.core.TyperGroup):
     """Turns every GamerecError into ``Error: <message>`` on stderr and its exit code (1, or 2
-    for a malformed option)."""
+    for a malformed option), and so the failures that are the system's: an OSError (a full
+    disk, a read-only folder) and an input nested past Python's recursion limit."""
 
     # typer.Exit, not click's: recent Typer vendors its own click and only knows its own Exit.
     def invoke(self, ctx: Any) -> Any:
@@ -41,6 +42,15 @@ class _GamerecGroup(typer.core.TyperGroup):
                 sys.stderr.flush()
                 os._exit(exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
+        except RecursionError:
+            render.error(
+                "an input is nested too deeply to be read (thousands of levels of [ or {); "
+                "check the files given to this command"
+            )
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            render.error(StorageError.from_os_error(exc).message)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             render.interrupted()
             raise typer.Exit(130) from None
@@ -395,8 +405,9 @@ def recommend(
     Example: gamerec recommend --user 76767 --genres rpg --top-k 5
     """
     from gamerec import answers as stages
+    from gamerec.dataio.files import NESTED_TOO_DEEPLY
     from gamerec.dataio.history import History
-    from gamerec.errors import UsageError
+    from gamerec.errors import DataError, UsageError
 
     settings = _options(ctx).settings()
     if all_users:
@@ -406,17 +417,20 @@ def recommend(
             summary = stages.recommend_all(settings, out, k=top_k, progress=progress)
         render.result(summary, json_output, render.recommend_all_summary)
         return
-    answers = stages.recommend(
-        settings,
-        user_id=user,
-        history=History.from_command_line(played, achievements),
-        library=library,
-        genres=_split_list(genres),
-        k=top_k,
-        exclude_owned=not include_owned,
-        include_dlc=include_dlc,
-        released_since=since,
-    )
+    try:
+        answers = stages.recommend(
+            settings,
+            user_id=user,
+            history=History.from_command_line(played, achievements),
+            library=library,
+            genres=_split_list(genres),
+            k=top_k,
+            exclude_owned=not include_owned,
+            include_dlc=include_dlc,
+            released_since=since,
+        )
+    except RecursionError:  # the JSON of --library, the only nested input here
+        raise DataError(f"{NESTED_TOO_DEEPLY}; check the file", library) from None
     who = f"user {user}" if user else "you"
     render.result(
         answers,

@@ -15,12 +15,16 @@ Each message says what went wrong *and what to do next*; the CLI prints it as
     │   └── AmbiguousNameError   a game name matches several games (lists the candidates)
     ├── InvalidRequestError  an argument is out of range (top-k <= 0, an empty query, ...)
     │   └── UsageError       a command-line option is malformed (exit code 2, as for usage)
+    ├── StorageError         a file cannot be written: the disk is full, the file size limit
+    │                        (ulimit -f) is reached, the folder is read-only or not ours
     └── RequestError         an HTTP request ``gamerec serve`` refuses before the recommender
                              sees it (size, framing, type, token, route); carries its status
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +40,7 @@ __all__ = [
     "RateLimitError",
     "RequestError",
     "ServerUnreachableError",
+    "StorageError",
     "TrainingError",
     "UsageError",
 ]
@@ -138,6 +143,41 @@ class UsageError(InvalidRequestError):
     """A command-line option is malformed: the command exits 2, as for any usage error."""
 
     exit_code = 2
+
+
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space and run the command again",
+    errno.EDQUOT: "the disk quota is used up: free some space and run the command again",
+    errno.EFBIG: "a file reached the file size limit (ulimit -f): raise it and run the "
+    "command again",
+    errno.EROFS: "the filesystem is read-only: choose a writable folder (--data-dir)",
+    errno.EACCES: "permission denied: make the folder writable for this user or choose "
+    "another (--data-dir)",
+    errno.EPERM: "not permitted: make the folder writable for this user or choose another "
+    "(--data-dir)",
+}
+
+
+#: the OSErrors of a file that cannot be written: what StorageError stands for
+STORAGE_ERRNOS = frozenset(_STORAGE_ADVICE)
+
+
+class StorageError(GamerecError):
+    """A file cannot be written or read for a reason of the system's: a full disk, the file
+    size limit, a read-only folder, missing permission. What was written before is intact."""
+
+    http_status = 507
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str | Path | None = None) -> StorageError:
+        """``<path>: <reason>; <what to do>`` for ``exc``; ``path`` when ``exc`` names none."""
+        where = exc.filename if exc.filename is not None else path
+        code = exc.errno
+        reason = os.strerror(code) if code else (exc.strerror or str(exc))
+        advice = _STORAGE_ADVICE.get(
+            code or 0, "check the path and the disk, then run the command again"
+        )
+        return cls(f"{where}: {reason}; {advice}" if where is not None else f"{reason}; {advice}")
 
 
 class RequestError(GamerecError):

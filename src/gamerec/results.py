@@ -122,6 +122,10 @@ class TrainResult(StageResult):
     #: the co-play re-ranker's fit (or why it was skipped); rank 0 only
     rerank: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     content_mapping: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+    #: the genre/tag/studio closeness weight chosen on the validation users
+    content_similarity: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+    #: the policy that puts games nobody plays on the trained games' scale
+    new_games: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     #: under torchrun, a worker other than rank 0: its rank, and that it wrote nothing
     rank: int | None = field(default=None, metadata=OPTIONAL)
     written: bool | None = field(default=None, metadata=OPTIONAL)
@@ -196,6 +200,8 @@ class EvalResult(StageResult):
     #: what became of the two-tower model ("evaluated", "not trained (...)", ...)
     model: str = ""
     cold_model: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+    #: P-COLD: NDCG with the whole fold-in, without its new games, without as many trained ones
+    history_effect: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     seconds: float = 0.0
     output: str = ""
 

@@ -361,7 +361,15 @@ class ServeSettings(_Section):
         default=None, description="bearer token required on every request but /health"
     )
     max_body_bytes: Count = Field(1_000_000, description="largest request body")
-    timeout_s: Positive = Field(10.0, description="header and body read timeout")
+    max_header_bytes: Count = Field(
+        32 * 1024, description="largest request line and headers together (larger: 431)"
+    )
+    timeout_s: Positive = Field(10.0, description="a request, body included, must arrive in this")
+    header_timeout_s: Positive = Field(
+        5.0,
+        description="a request's line and headers must arrive within this of its first byte; "
+        "at the connection limit a connection still sending them is closed to make room",
+    )
     max_workers: int = Field(
         default=2,
         ge=1,
@@ -373,6 +381,16 @@ class ServeSettings(_Section):
         32,
         description="open connections at once from one address (per process); at a limit an "
         "idle one is closed to make room, else 503",
+    )
+    max_top_k: Count = Field(
+        100,
+        description="largest top_k (and /similar k) a request may ask; recommend.max_top_k "
+        "caps it too",
+    )
+    max_history: Count = Field(
+        250,
+        description="a /recommend history of more games is scored by its most played ones; "
+        "the answer's history.left_out counts the others",
     )
     drain_s: Wait = Field(30.0, description="on SIGTERM, seconds to finish requests in flight")
     search_threads: int = Field(
@@ -392,10 +410,17 @@ class ServeSettings(_Section):
     @field_validator("token")
     @classmethod
     def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        # a token read from a file keeps its line end, and "abc " would never match "abc"
+        trimmed = token.get_secret_value().strip()
         # an empty token would leave every route open while `config show` prints ********
-        if token is not None and not token.get_secret_value():
-            raise ValueError("an empty token would turn authentication off; set one or unset it")
-        return token
+        if not trimmed:
+            raise ValueError(
+                "an empty token would turn authentication off (a blank one is empty once "
+                "trimmed); set one or unset it"
+            )
+        return SecretStr(trimmed)
 
     @field_validator("processes", mode="before")
     @classmethod

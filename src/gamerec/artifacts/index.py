@@ -172,7 +172,8 @@ def read_catalog_vectors(
     """The catalog vectors of ``index/``, checked against its manifest (shapes and types).
 
     ``mmap`` maps them (a request reads only the rows it needs); otherwise they are read
-    into memory (a long-running server: a file replaced under a mapping would kill it).
+    into memory (a long-running server: a file replaced under a mapping would kill it) and
+    every value is checked to be finite (a NaN would fail every request that meets it).
     """
     index_dir = Path(index_dir)
     listed = manifest.get("arrays")
@@ -200,6 +201,8 @@ def read_catalog_vectors(
                 f"{path} holds a {array.dtype} array of shape {tuple(array.shape)}, not what the "
                 f"index's manifest lists; {_REINDEX}"
             )
+        if not mmap and array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ArtifactError(f"{path} holds values that are not finite (NaN); {_REINDEX}")
         loaded[name] = array.view(np.ndarray) if mmap else array
     content = None
     if "indptr" in loaded:

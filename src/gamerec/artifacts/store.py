@@ -1,7 +1,10 @@
 """Atomic writes, staged stage directories, and the manifests that tie stages together.
 
 A stage writes its whole output directory under a temporary name and swaps it in only when
-everything succeeded, so a failed or interrupted run leaves the last good output untouched.
+everything succeeded, so a failed or interrupted run leaves the last good output untouched. The
+swap is one atomic exchange of the two folders where the system has one (``renameat2`` with
+``RENAME_EXCHANGE`` on Linux), so there is no moment without a readable stage; elsewhere it is
+two renames, and a swap cut short between them is undone by the next reader or writer.
 Every stage directory has a ``manifest.json``: format version, settings snapshot, fingerprints of
 its inputs, and counts. A later stage checks the manifest of its inputs and refuses stale or
 mismatched ones with an error naming the command to run.
@@ -10,11 +13,15 @@ mismatched ones with an error naming the command to run.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gamerec.atomic import atomic_write_json, current_umask
+from gamerec.atomic import atomic_write_json, current_umask, storage_errors
 from gamerec.errors import ArtifactError
 
 #: every stage folder's manifest
@@ -86,16 +93,113 @@ def _remove_stale_staging(final: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+#: renameat2(2)'s flag that swaps two existing paths in one step, and "relative to the cwd"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+#: the renameat2 system call, for a C library too old to wrap it (glibc before 2.28)
+_RENAMEAT2_SYSCALL = {"x86_64": 316, "aarch64": 276}
+#: what renameat2 answers where the kernel or the filesystem cannot exchange
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _load_renameat2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    wrapped = getattr(libc, "renameat2", None)
+    if wrapped is not None:
+        return wrapped
+    number = _RENAMEAT2_SYSCALL.get(platform.machine())
+    if number is None or not hasattr(libc, "syscall"):
+        return None
+    return lambda *arguments: libc.syscall(number, *arguments)
+
+
+_renameat2 = _load_renameat2()
+
+
+def exchange_paths(first: str | Path, second: str | Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the system cannot (no change).
+
+    Linux's ``renameat2(RENAME_EXCHANGE)`` (3.15+, on ext4, XFS, Btrfs, tmpfs and most local
+    filesystems); any other OSError is raised.
+    """
+    if _renameat2 is None:
+        return False
+    done = _renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _backup_of(final: Path) -> Path:
+    return final.with_name(final.name + ".old")
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Put ``staging`` at ``final`` (the stage lock held); the previous output is removed.
+
+    One exchange where the system has it: ``final`` is the old folder, then the new one,
+    never missing. Otherwise two renames (old aside, new in); a crash between them leaves the
+    old output in ``<final>.old``, which :func:`restore_interrupted_swap` puts back.
+    """
+    backup = _backup_of(final)
+    if backup.exists():
+        shutil.rmtree(backup)
+    if not final.exists():
+        os.replace(staging, final)
+    elif exchange_paths(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)  # the previous output, now at staging
+    else:
+        os.replace(final, backup)
+        os.replace(staging, final)
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def restore_interrupted_swap(final: str | Path, wait_s: float = 2.0) -> bool:
+    """Put back the output a two-rename swap left in ``<final>.old`` when it was cut short
+    between its renames; True when ``final`` exists afterwards.
+
+    Takes the stage lock; while another process holds it (a swap in progress) it waits up to
+    ``wait_s`` for that swap to finish. Without the rights to take the lock, nothing changes.
+    """
+    final = Path(final)
+    backup = _backup_of(final)
+    deadline = time.monotonic() + wait_s
+    while not final.exists() and backup.is_dir():
+        try:
+            with stage_lock(final):
+                if not final.exists() and backup.is_dir():
+                    os.replace(backup, final)
+        except ArtifactError:  # another process is writing the stage: let it finish
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        except OSError:
+            break
+    return final.exists()
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | Path) -> Iterator[Path]:
     """Yield an empty directory to fill; it replaces ``final`` only if the block succeeds.
 
-    The swap is two renames (old aside, new in); a crash between them leaves the old output
-    in ``<final>.old`` which the next successful run removes. The stage's lock is held
-    throughout, and staging folders left by a killed run are removed first.
+    The swap never leaves a moment without ``final`` where the system can exchange two
+    folders atomically (see :func:`_swap_in`), and an interrupted two-rename swap is undone
+    first. The stage's lock is held throughout, and staging folders left by a killed run are
+    removed first.
     """
     final = Path(final)
-    with stage_lock(final):
+    with storage_errors(final), stage_lock(final):
+        restore_interrupted_swap(final)
         _remove_stale_staging(final)
         staging = Path(
             tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent)
@@ -104,14 +208,7 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
             yield staging
             # mkdtemp makes 0700 folders: a server running as another user could not read them
             os.chmod(staging, 0o777 & ~current_umask())
-            backup = final.with_name(final.name + ".old")
-            if backup.exists():
-                shutil.rmtree(backup)
-            if final.exists():
-                os.replace(final, backup)
-            os.replace(staging, final)
-            if backup.exists():
-                shutil.rmtree(backup, ignore_errors=True)
+            _swap_in(staging, final)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -161,6 +258,8 @@ def read_manifest(directory: str | Path, stage: str, *, verify: bool = False) ->
     directory = Path(directory)
     command = _STAGE_COMMANDS.get(stage, f"gamerec {stage}")
     path = directory / MANIFEST_FILE
+    if not path.is_file() and not directory.exists():
+        restore_interrupted_swap(directory)
     if not path.is_file():
         raise ArtifactError(f"no {stage} output in {directory}; run `{command}` first")
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import html
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gamerec.dataio.files import normalise_title, read_bytes, read_text
-from gamerec.dataio.ids import appid_or_none, is_appid_text
+from gamerec.dataio.files import normalise_title, read_bytes, read_json, read_text
+from gamerec.dataio.ids import MAX_APPID, appid_or_none, is_appid_text
 from gamerec.errors import DataError
 
 __all__ = [
@@ -180,12 +179,7 @@ def parse_steamspy_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"is not valid JSON ({exc.msg}); delete it and fetch again", path, exc.lineno
-        ) from None
+    return read_json(path, advice="; delete it and fetch again")
 
 
 def _page_number(path: Path) -> int:
@@ -574,6 +568,11 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
             raise DataError(f"column {column} holds {kind}, not lists of strings", path)
         lists[column] = [v or [] for v in table.column(column).to_pylist()]
     frame = table.select([c for c in CATALOG_COLUMNS if c not in lists]).to_pandas()
+    for column, values in lists.items():
+        # a null inside a list passes here and fails every later reader of processed/
+        holds_null = pd.Series([None in value for value in values], dtype=bool)
+        if holds_null.any():
+            raise _catalog_rows_error(path, frame, holds_null, f"{column} holds a null")
     for column in ["appid", *_CATALOG_COUNTS, "release_year", "base_appid"]:
         values = table.column(column)
         if pa.types.is_floating(values.type):  # NaN must not pass for a missing value
@@ -583,9 +582,11 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
                 raise _catalog_rows_error(path, frame, bad, f"{column} is not a finite number")
     out = pd.DataFrame(index=frame.index)
     appid = _catalog_int(path, frame, "appid")
-    bad = appid.isna() | (appid.fillna(0) <= 0)
+    bad = appid.isna() | (appid.fillna(0) <= 0) | (appid.fillna(0) > MAX_APPID)
     if bad.any():
-        raise _catalog_rows_error(path, frame, bad, "appid is not a positive integer")
+        raise _catalog_rows_error(
+            path, frame, bad, f"appid is not a positive integer up to {MAX_APPID} (2^32-1)"
+        )
     repeated = appid.duplicated()
     if repeated.any():
         raise _catalog_rows_error(path, frame, repeated, "appid appears twice")
@@ -625,7 +626,7 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     out["kind"] = kinds.astype(str)
     base = _catalog_int(path, frame, "base_appid")
     with_base = out["kind"].isin([str(kind) for kind in KINDS_WITH_BASE])
-    bad_base = (base <= 0).fillna(False) | (base.notna() & ~with_base)
+    bad_base = ((base <= 0) | (base > MAX_APPID)).fillna(False) | (base.notna() & ~with_base)
     if bad_base.any():
         raise _catalog_rows_error(
             path,

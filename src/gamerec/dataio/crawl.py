@@ -97,10 +97,10 @@ class SavedAnswers(ABC, Generic[Key]):
 
 
 def read_json_or_none(path: Path) -> Any:
-    """The parsed file, or None if it is missing, unreadable or not JSON."""
+    """The parsed file, or None if it is missing, unreadable, not JSON or nested too deeply."""
     try:
         return json.loads(read_bytes(path))
-    except (DataError, ValueError):
+    except (DataError, ValueError, RecursionError):
         return None
 
 

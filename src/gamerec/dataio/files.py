@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 from gamerec.errors import DataError
 
-__all__ = ["MAX_DECOMPRESSED_BYTES", "normalise_title", "read_bytes", "read_text"]
+__all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "NESTED_TOO_DEEPLY",
+    "normalise_title",
+    "read_bytes",
+    "read_json",
+    "read_text",
+]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: the most a gzip input may expand to: the largest real input is ~41 MB, and a few MB of
@@ -16,6 +25,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED_BYTES = 512 * 1024**2
 _CHUNK = 1024**2
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+#: why a JSON document deeper than Python's recursion limit (``[[[[...``) cannot be read
+NESTED_TOO_DEEPLY = "is nested too deeply to be read (thousands of levels of [ or {)"
 
 
 def _gunzip(raw: bytes, path: Path, max_bytes: int) -> bytes:
@@ -77,6 +88,19 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> s
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError("is not UTF-8 text", path, line) from None
+
+
+def read_json(path: str | Path, *, advice: str = "") -> Any:
+    """A JSON file (gzip or not), parsed; a DataError naming the file (and line) when it is not
+    JSON or is nested too deeply to parse. ``advice`` ends each message (``"; fetch it again"``).
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"is not valid JSON ({exc.msg}){advice}", path, exc.lineno) from None
+    except RecursionError:
+        raise DataError(f"{NESTED_TOO_DEEPLY}; it is not the data expected{advice}", path) from None
 
 
 def normalise_title(title: object) -> str:

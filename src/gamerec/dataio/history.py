@@ -15,6 +15,7 @@ Which games the catalog and the model know is not decided here: that needs a cat
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gamerec.dataio.files import read_text
-from gamerec.dataio.ids import appid_or_none, is_appid_text
+from gamerec.dataio.ids import MAX_APPID, appid_or_none, is_appid_text
 from gamerec.dataio.owned import parse_owned_games
 from gamerec.errors import DataError, InvalidRequestError, UsageError
 
@@ -74,6 +75,26 @@ class History:
         for appid, unlocked in other.achievements.items():
             achievements[appid] = max(achievements.get(appid, 0), unlocked)
         return History(played, achievements)
+
+    def most_played(self, limit: int) -> tuple[History, int]:
+        """At most ``limit`` games: the most played (an achievement counting as
+        :meth:`minutes` counts it; of equals, those given first), and how many were left out.
+        A request's cost grows with its history: a server bounds it with this."""
+        minutes = self.minutes()
+        if len(minutes) <= limit:
+            return self, 0
+        # the limit-th largest, by a sort in C (a heap in Python costs ten times more)
+        threshold = sorted(minutes.values(), reverse=True)[limit - 1]
+        kept = {appid for appid, value in minutes.items() if value > threshold}
+        for appid, value in minutes.items():
+            if len(kept) == limit:
+                break
+            if value == threshold:
+                kept.add(appid)
+        return History(
+            {appid: value for appid, value in self.played.items() if appid in kept},
+            {appid: count for appid, count in self.achievements.items() if appid in kept},
+        ), len(minutes) - limit
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -176,6 +197,10 @@ def _entries(name: str, value: Any, *, whole: bool) -> dict[int, float | int]:
         )
     if len(value) > MAX_GAMES:
         raise InvalidRequestError(f"{name} has {len(value):,} games; the limit is {MAX_GAMES:,}")
+    valid = _valid_entries(value, whole)
+    if valid is not None:
+        return valid
+    # something is wrong (or unusual, such as int keys): entry by entry, to say which
     parsed: dict[int, float | int] = {}
     for key, amount in value.items():
         appid = key if isinstance(key, int) else None
@@ -200,3 +225,29 @@ def _entries(name: str, value: Any, *, whole: bool) -> dict[int, float | int]:
             )
         parsed[appid] = max(parsed.get(appid, 0), amount)
     return parsed
+
+
+def _valid_entries(value: Mapping[Any, Any], whole: bool) -> dict[int, float | int] | None:
+    """``value`` parsed when every key is an appid's digits and every amount valid, else None:
+    :func:`_entries`'s checks over whole columns (a history may hold 10,000 games, and a Python
+    loop over them costs as much as recommending)."""
+    if not value:
+        return {}
+    keys, amounts = list(value), list(value.values())
+    if not set(map(type, keys)) <= {str}:  # decoded JSON has str keys; Python callers may not
+        return None
+    joined = "".join(keys)
+    if not (joined.isascii() and joined.isdigit()) or max(map(len, keys)) > 10:
+        return None
+    appids = list(map(int, keys))
+    if min(map(len, keys)) < 1 or min(appids) < 1 or max(appids) > MAX_APPID:
+        return None
+    allowed = {int} if whole else {int, float}  # exact: True is no number of minutes
+    if not set(map(type, amounts)) <= allowed:
+        return None
+    # a NaN hides from min and max but not from the sum; infinity is past MAX_MINUTES
+    if min(amounts) < 0 or max(amounts) > MAX_MINUTES or not math.isfinite(sum(amounts)):
+        return None
+    if len(set(appids)) < len(appids):  # "620" and "0620": the larger amount, entry by entry
+        return None
+    return dict(zip(appids, amounts if whole else map(float, amounts), strict=True))

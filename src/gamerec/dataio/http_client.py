@@ -7,7 +7,8 @@ jitter source. Tests run it against a local server with millisecond intervals.
 
 What counts as a transient failure (retried with exponential backoff and jitter): timeouts,
 connection errors, HTTP 429 (honouring ``Retry-After``), HTTP 5xx, and a 2xx body that is not the
-JSON expected (a truncated or garbled body). Any other status fails at once. A failure that
+JSON expected (a truncated or garbled body). Any other status fails at once, and so does a host
+name that cannot be resolved (offline, or a mistyped URL: no retry helps). A failure that
 survives the retries raises :class:`~gamerec.errors.FetchError` naming the request;
 429 raises :class:`~gamerec.errors.RateLimitError`, and a server that could never be connected
 to raises :class:`~gamerec.errors.ServerUnreachableError`.
@@ -25,6 +26,7 @@ import email.utils
 import json
 import math
 import random
+import socket
 import time
 import zlib
 from abc import ABC, abstractmethod
@@ -356,6 +358,13 @@ class PoliteClient(ClosingClient):
             except _BodyTruncatedError as exc:
                 problem = str(exc)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                unresolved = _name_resolution_error(exc)
+                if unresolved is not None:
+                    host = self.scrub(httpx.URL(url).host)
+                    raise ServerUnreachableError(
+                        f"{what}: cannot find the server {host} ({unresolved.strerror}); "
+                        f"check your network connection and the base URL ({self.scrub(url)})"
+                    ) from None
                 problem = f"could not connect ({self.scrub(str(exc)) or type(exc).__name__})"
                 reached_server = False
             except httpx.TimeoutException:
@@ -396,6 +405,8 @@ class PoliteClient(ClosingClient):
                             f"the body is not valid JSON ({len(body):,} bytes; "
                             "truncated or garbled)"
                         )
+                    except RecursionError:  # [[[[... past Python's recursion limit
+                        problem = f"the body is JSON nested too deeply ({len(body):,} bytes)"
                     else:
                         if expect is None or expect(data):
                             self.throttle.done(gaps)
@@ -436,6 +447,18 @@ class PoliteClient(ClosingClient):
         if math.isnan(seconds) or seconds < self.retry.backoff_base_s:
             return self.retry.backoff_base_s
         return seconds
+
+
+def _name_resolution_error(exc: BaseException) -> socket.gaierror | None:
+    """The DNS failure behind a connection error (httpx wraps it twice), if that is its cause."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a loop in it must not hang
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 #: ``(stage, message, fraction of the stage done or None when unknown)``, as in the pipeline

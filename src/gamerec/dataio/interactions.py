@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from gamerec.dataio.files import read_bytes, read_text
+from gamerec.dataio.files import read_bytes, read_json
 from gamerec.dataio.ids import MAX_APPID
 from gamerec.dataio.owned import MAX_PLAYTIME_MIN, parse_owned_games
 from gamerec.errors import DataError
@@ -136,10 +135,7 @@ def load_owned_games(path: str | Path) -> LoadedInteractions:
     rows: list[dict[str, Any]] = []
     private: list[str] = []
     for file in files:
-        try:
-            document = json.loads(read_text(file))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"is not valid JSON ({exc.msg})", file, exc.lineno) from None
+        document = read_json(file)
         steamid = file.name.split(".")[0]
         games = parse_owned_games(document, file)
         if games is None:

@@ -109,6 +109,19 @@ def _utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(text: str) -> date | None:
+    """``YYYY-MM-DD`` as a date; None for anything else (a blank, ``2025-13-45``, ``20250101``)."""
+    if not _ISO_DAY.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 class DailyQuota:
     """Counts Steam Web API calls per UTC day in a small JSON file; refuses the one too many.
 
@@ -153,13 +166,19 @@ class DailyQuota:
             return 0
         try:
             state = json.loads(read_bytes(self.path))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._damaged("not JSON") from None
         except DataError as error:
             raise self._damaged(error.message) from None
         if not isinstance(state, dict) or not isinstance(state.get("day"), str):
             raise self._damaged('no "day" string')
-        if state["day"] != self._today().isoformat():
+        day = _iso_day(state["day"])
+        if day is None:
+            raise self._damaged(f'"day" is {state["day"][:40]!r}, not a date like 2025-01-31')
+        today = self._today()
+        if day > today:  # written on a day still to come: the count cannot be trusted
+            raise self._damaged(f'"day" {day.isoformat()} is after today ({today.isoformat()})')
+        if day != today:
             return 0
         calls = state.get("calls")
         if not isinstance(calls, int) or isinstance(calls, bool) or calls < 0:

@@ -50,9 +50,10 @@ def test_owned_games_never_come_back_for_a_known_user(recommender: Recommender) 
     answers = recommender.recommend(user_id=user_id, k=50)
     assert len(answers) == 50
     assert not owned & {a.item_idx for a in answers}
-    # games with players and games nobody plays each come best first; a fifth are the latter
+    # games with players and games nobody plays each come best first; at least a fifth are
+    # the latter (recommend.new_games_share), more where they score higher
     new = [a.reason.startswith("new to gamerec's players") for a in answers]
-    assert sum(new) == 10
+    assert sum(new) >= 10
     for kind in (True, False):
         part = [a.score for a, n in zip(answers, new, strict=True) if n is kind]
         assert part == sorted(part, reverse=True)

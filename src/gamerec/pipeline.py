@@ -589,20 +589,7 @@ def _evaluated_engines(
         return [], "not trained (run `gamerec train` to compare it)", None
     check_model_matches_processed(read_model_manifest(paths.model), processed_manifest, paths.model)
     progress("eval", f"loading the model from {paths.model}", None)
-    from gamerec.dataio.content import content_tokens
-    from gamerec.ranking import RankingEngine
-    from gamerec.towers.cold import token_table
+    from gamerec.evaluation.protocol import model_engines
 
-    model = read_model(paths.model, coplay="map")
-    meta = data.metadata
-    table = token_table(model.description)
-    parts: dict[str, Any] = {}
-    if meta is not None:
-        parts["editions"] = meta.editions()
-        if table is not None:
-            tokens = content_tokens(meta.genres, meta.tags, meta.developer, meta.publisher)
-            parts["content_rows"] = table.rows(tokens)
-    engines = [RankingEngine.from_model(model, rerank=False, **parts)]
-    if model.coplay is not None and model.description.rerank is not None:
-        engines.append(RankingEngine.from_model(model, rerank=True, **parts))
+    engines = model_engines(read_model(paths.model, coplay="map"), data.metadata)
     return engines, "evaluated", None

@@ -344,6 +344,29 @@ class UserMetrics:
 Method = Scorer | Ranker
 
 
+def model_engines(model: Any, metadata: ItemMetadata | None) -> list[Any]:
+    """The trained model's :class:`~gamerec.ranking.RankingEngine` s as ``recommend`` ranks
+    with them (editions folded, genre/tag/studio closeness from the catalog): the first stage
+    alone, then with the co-play re-ranker when the model has one."""
+    from gamerec.dataio.content import content_tokens
+    from gamerec.ranking import RankingEngine
+    from gamerec.towers.cold import token_table
+
+    table = token_table(model.description)
+    parts: dict[str, Any] = {}
+    if metadata is not None:
+        parts["editions"] = metadata.editions()
+        if table is not None:
+            tokens = content_tokens(
+                metadata.genres, metadata.tags, metadata.developer, metadata.publisher
+            )
+            parts["content_rows"] = table.rows(tokens)
+    engines = [RankingEngine.from_model(model, rerank=False, **parts)]
+    if model.coplay is not None and model.description.rerank is not None:
+        engines.append(RankingEngine.from_model(model, rerank=True, **parts))
+    return engines
+
+
 def ranked_items(
     method: Method, histories: UserItems, k: int, allowed: np.ndarray | None
 ) -> np.ndarray:

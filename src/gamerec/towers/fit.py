@@ -99,6 +99,11 @@ class NewGameSearch:
     contents: tuple[float, ...] = (1.0, 0.0, 2.0)  # the first is tried with every offset
     history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)
     fraction: float = 0.1  # of the trained games, the newest, held out as new
+    #: history weights this close to the best validation NDCG are taken as equal, and the
+    #: largest of them wins: the validation users are the play data's players, whose
+    #: histories are a tenth new at most, so validation barely sees what the weight does for a
+    #: player whose games are mostly new, the player it is there for
+    history_tie: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -491,14 +496,14 @@ def _fit_new_games(
         chosen = attempt(
             [replace(chosen, content=value) for value in search.contents if value != content]
         )
-    attempt(
-        [
-            replace(chosen, history_weight=weight)
-            for weight in search.history_weights
-            if weight != chosen.history_weight
-        ]
-    )
+    weights = [replace(chosen, history_weight=weight) for weight in search.history_weights]
+    attempt([policy for policy in weights if policy != chosen])
     assert best is not None
+    scored = {NewGamePolicy.from_dict(row): row["valid_ndcg_at_20"] for row in tried}
+    near = [p for p in weights if scored[p] >= best[0] - search.history_tie]
+    if best[1] in weights and near:
+        choice = max(near, key=lambda policy: policy.history_weight)
+        best = (scored[choice], choice)
     return best[1], {
         **best[1].to_dict(),
         "valid_ndcg_at_20": best[0],

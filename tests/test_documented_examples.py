@@ -1,5 +1,5 @@
 """Every example the documentation gives runs: each `Example:` of every command's `--help`, every
-command of the README's console blocks, and the README's Python snippet.
+command of the console blocks of the README and of docs/*.md, and the README's Python snippet.
 
 Each runs as written, in a folder holding a copy of the trained bundled workspace
 (`./gamerec-data`), with these stand-ins, all through settings and never by changing the command:
@@ -33,6 +33,8 @@ from replay_server import ReplayServer, fetch_env, synthetic_libraries
 pytestmark = pytest.mark.slow
 
 README = Path(__file__).parents[1] / "README.md"
+#: the README and the reference pages it links, whose console blocks are run too
+DOCUMENTS = [README, *sorted((README.parent / "docs").glob("*.md"))]
 
 #: commands the documentation gives that this test does not run, by how they start, and why
 NOT_RUN = {
@@ -66,13 +68,14 @@ def help_examples() -> list[str]:
     return found
 
 
-def readme_commands() -> list[str]:
-    """Each command of the README's ```console blocks (a `$ ` prompt and `\\` continuations
-    joined; comments stay, the shell drops them)."""
+def documented_commands() -> list[str]:
+    """Each command of the ```console blocks of the README and docs/*.md (a `$ ` prompt and `\\`
+    continuations joined; comments stay, the shell drops them)."""
     commands = []
-    for block in re.findall(r"```console\n(.*?)```", README.read_text(), re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        commands += [line.removeprefix("$ ").strip() for line in joined.splitlines() if line]
+    for document in DOCUMENTS:
+        for block in re.findall(r"```console\n(.*?)```", document.read_text(), re.S):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            commands += [line.removeprefix("$ ").strip() for line in joined.splitlines() if line]
     return commands
 
 
@@ -89,11 +92,13 @@ def test_the_examples_are_found() -> None:
     examples = help_examples()
     assert len(examples) >= 15  # one a command
     assert "gamerec recommend --user 76767 --genres rpg --top-k 5" in examples
-    readme = readme_commands()
-    assert "gamerec recommend --played 620:1200,400:300" in readme
-    assert any(c.startswith("curl -s -X POST localhost:8000/recommend -H") for c in readme)
+    assert {"settings.md", "serving.md", "fetching.md", "scaling.md"} <= {d.name for d in DOCUMENTS}
+    documented = documented_commands()
+    assert "gamerec recommend --played 620:1200,400:300" in documented  # the README
+    assert any(c.startswith("curl -s -X POST localhost:8000/recommend -H") for c in documented)
+    assert "gamerec fetch store --appids 1086940,1245620" in documented  # docs/fetching.md
     assert "logging.basicConfig" in readme_python()
-    assert all(skipped(c) for c in readme if c.startswith(("pip", "torchrun", "bash")))
+    assert all(skipped(c) for c in documented if c.startswith(("pip", "torchrun", "bash")))
 
 
 # --- running them ------------------------------------------------------------------------
@@ -169,8 +174,8 @@ def test_a_help_example_runs(shell: Shell, command: str) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("command", runnable(readme_commands()))
-def test_a_readme_command_runs(shell: Shell, command: str) -> None:
+@pytest.mark.parametrize("command", runnable(documented_commands()))
+def test_a_documented_command_runs(shell: Shell, command: str) -> None:
     if "gamerec serve" in command:
         pytest.skip("a server: test_the_serving_examples_answer runs it")
     done = shell.run(command)
@@ -179,10 +184,11 @@ def test_a_readme_command_runs(shell: Shell, command: str) -> None:
 
 
 def test_the_serving_examples_answer(shell: Shell) -> None:
-    """Each documented way to start the server, then the README's curl lines against it."""
-    starts = [c for c in [*help_examples(), *readme_commands()] if "gamerec serve" in c]
+    """Each documented way to start the server, then the curl lines of docs/serving.md against
+    it."""
+    starts = [c for c in [*help_examples(), *documented_commands()] if "gamerec serve" in c]
     assert len(starts) >= 3
-    curls = [c for c in readme_commands() if c.startswith("curl")]
+    curls = [c for c in documented_commands() if c.startswith("curl")]
     assert len(curls) == 4
     for start in starts:
         server = shell.start(start)

@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ import pandas as pd
 from gamerec.dataio.files import normalise_title, read_bytes, read_json, read_text
 from gamerec.dataio.ids import MAX_APPID, appid_or_none, is_appid_text
 from gamerec.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "CATALOG_COLUMNS",
@@ -541,13 +544,34 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     and ``aliases`` (other names of the app, for title matching). Every value is checked; the
     first bad one is reported with its row and appid.
     """
+    path = Path(path)
+    table = _read_catalog_parquet(path)
+    lists = _catalog_lists(path, table)
+    frame = table.select([c for c in CATALOG_COLUMNS if c not in lists]).to_pandas()
+    _check_no_null_in_lists(path, frame, lists)
+    _check_floats_finite(path, table, frame)
+    out = pd.DataFrame(index=frame.index)
+    out["appid"] = _catalog_appids(path, frame)
+    out["name"] = _catalog_names(path, frame)
+    out["genres"] = lists["genres"]
+    out["tags"] = lists["tags"]
+    for column in ["developer", "publisher", "release_date"]:
+        out[column] = frame[column].map(_text_or_none)
+    for column in _CATALOG_COUNTS:
+        out[column] = _catalog_count(path, frame, column)
+    _check_owners_ranges(path, frame, out["owners_low"], out["owners_high"])
+    out["release_year"] = _catalog_years(path, frame)
+    out["kind"] = _catalog_kinds(path, frame)
+    out["base_appid"] = _catalog_base_appids(path, frame, out["kind"])
+    out["aliases"] = lists["aliases"]
+    return out[CATALOG_COLUMNS]
+
+
+def _read_catalog_parquet(path: Path) -> pa.Table:
+    """The catalog file as a pyarrow table, if it is a Parquet file with every catalog column."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from gamerec.dataio.kinds import KINDS, KINDS_WITH_BASE
-
-    path = Path(path)
     if not path.is_file():
         raise DataError("file not found; check the path of the catalog input", path)
     try:
@@ -561,26 +585,47 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
             "scripts/build_catalog.py",
             path,
         )
+    return table
+
+
+def _catalog_lists(path: Path, table: pa.Table) -> dict[str, list[list[str]]]:
+    """The genres, tags and aliases columns as Python lists (a null list is an empty one)."""
+    import pyarrow as pa
+
     lists = {}
     for column in ["genres", "tags", "aliases"]:
         kind = table.schema.field(column).type
         if not (pa.types.is_list(kind) and pa.types.is_string(kind.value_type)):
             raise DataError(f"column {column} holds {kind}, not lists of strings", path)
         lists[column] = [v or [] for v in table.column(column).to_pylist()]
-    frame = table.select([c for c in CATALOG_COLUMNS if c not in lists]).to_pandas()
+    return lists
+
+
+def _check_no_null_in_lists(
+    path: Path, frame: pd.DataFrame, lists: dict[str, list[list[str]]]
+) -> None:
     for column, values in lists.items():
         # a null inside a list passes here and fails every later reader of processed/
         holds_null = pd.Series([None in value for value in values], dtype=bool)
         if holds_null.any():
             raise _catalog_rows_error(path, frame, holds_null, f"{column} holds a null")
+
+
+def _check_floats_finite(path: Path, table: pa.Table, frame: pd.DataFrame) -> None:
+    """Numbers stored as floats must be finite: pandas would read a NaN as a missing value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     for column in ["appid", *_CATALOG_COUNTS, "release_year", "base_appid"]:
         values = table.column(column)
-        if pa.types.is_floating(values.type):  # NaN must not pass for a missing value
+        if pa.types.is_floating(values.type):
             finite = np.asarray(pc.fill_null(pc.is_finite(values), True), dtype=bool)
             if not finite.all():
                 bad = pd.Series(~finite)
                 raise _catalog_rows_error(path, frame, bad, f"{column} is not a finite number")
-    out = pd.DataFrame(index=frame.index)
+
+
+def _catalog_appids(path: Path, frame: pd.DataFrame) -> pd.Series:
     appid = _catalog_int(path, frame, "appid")
     bad = appid.isna() | (appid.fillna(0) <= 0) | (appid.fillna(0) > MAX_APPID)
     if bad.any():
@@ -590,42 +635,60 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
     repeated = appid.duplicated()
     if repeated.any():
         raise _catalog_rows_error(path, frame, repeated, "appid appears twice")
-    out["appid"] = appid
+    return appid
+
+
+def _catalog_names(path: Path, frame: pd.DataFrame) -> pd.Series:
     names = frame["name"].map(_text_or_none)
     if names.isna().any():
         raise _catalog_rows_error(path, frame, names.isna(), "name is missing")
-    out["name"] = names
-    out["genres"] = lists["genres"]
-    out["tags"] = lists["tags"]
-    for column in ["developer", "publisher", "release_date"]:
-        out[column] = frame[column].map(_text_or_none)
-    for column in _CATALOG_COUNTS:
-        values = _catalog_int(path, frame, column)
-        negative = values.fillna(0) < 0
-        if negative.any():
-            raise _catalog_rows_error(path, frame, negative, f"{column} is negative")
-        out[column] = values
-    low, high = out["owners_low"], out["owners_high"]
+    return names
+
+
+def _catalog_count(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    values = _catalog_int(path, frame, column)
+    negative = values.fillna(0) < 0
+    if negative.any():
+        raise _catalog_rows_error(path, frame, negative, f"{column} is negative")
+    return values
+
+
+def _check_owners_ranges(path: Path, frame: pd.DataFrame, low: pd.Series, high: pd.Series) -> None:
+    """An owners range has both ends or neither, low <= high."""
     bogus = (low.isna() != high.isna()) | (low > high).fillna(False)
     if bogus.any():
         row = int(np.flatnonzero(bogus.to_numpy())[0])
         raise _catalog_rows_error(
             path, frame, bogus, f"owners range {low.iloc[row]} .. {high.iloc[row]} is bogus"
         )
+
+
+def _catalog_years(path: Path, frame: pd.DataFrame) -> pd.Series:
     year = _catalog_int(path, frame, "release_year")
     odd_year = ((year < 1970) | (year > 2100)).fillna(False)
     if odd_year.any():
         raise _catalog_rows_error(path, frame, odd_year, "release_year is not a year")
-    out["release_year"] = year.astype("Int16")
+    return year.astype("Int16")
+
+
+def _catalog_kinds(path: Path, frame: pd.DataFrame) -> pd.Series:
+    from gamerec.dataio.kinds import KINDS
+
     kinds = frame["kind"].astype("object")
     unknown = ~kinds.isin(KINDS)
     if unknown.any():
         raise _catalog_rows_error(
             path, frame, unknown, f"kind {kinds[unknown].iloc[0]!r} is not one of {list(KINDS)}"
         )
-    out["kind"] = kinds.astype(str)
+    return kinds.astype(str)
+
+
+def _catalog_base_appids(path: Path, frame: pd.DataFrame, kinds: pd.Series) -> pd.Series:
+    """The base game of each row: only a kind that has one (a dlc, demo or soundtrack) may."""
+    from gamerec.dataio.kinds import KINDS_WITH_BASE
+
     base = _catalog_int(path, frame, "base_appid")
-    with_base = out["kind"].isin([str(kind) for kind in KINDS_WITH_BASE])
+    with_base = kinds.isin([str(kind) for kind in KINDS_WITH_BASE])
     bad_base = ((base <= 0) | (base > MAX_APPID)).fillna(False) | (base.notna() & ~with_base)
     if bad_base.any():
         raise _catalog_rows_error(
@@ -634,6 +697,4 @@ def load_catalog_table(path: str | Path) -> pd.DataFrame:
             bad_base,
             "base_appid must be a positive appid, and only on a dlc, demo or soundtrack row",
         )
-    out["base_appid"] = base
-    out["aliases"] = lists["aliases"]
-    return out[CATALOG_COLUMNS]
+    return base

@@ -194,6 +194,44 @@ def _read_body(response: httpx.Response, limit: int) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class _JsonRequest:
+    """One :meth:`PoliteClient.get_json` call's request, and how to judge and report it."""
+
+    url: str
+    params: Mapping[str, str | int] | None
+    what: str
+    gaps: Sequence[Gap]
+    expect: Callable[[Any], bool] | None
+    advice: Mapping[int, str] | None
+    where: str
+
+
+@dataclass(frozen=True)
+class _TransientFailure:
+    """Why one try failed in a way another try may not: ``problem`` is told to ``on_retry``."""
+
+    problem: str
+    reached_server: bool = True  # False: the request never arrived
+    rate_limited: bool = False
+    retry_after: float | None = None  # the server's own wait, in seconds, when it gave one
+
+
+def _parsed(body: bytes, expect: Callable[[Any], bool] | None) -> Fetched | _TransientFailure:
+    """A 2xx body's JSON, or why it is not the JSON expected (a truncated or garbled body)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _TransientFailure(
+            f"the body is not valid JSON ({len(body):,} bytes; truncated or garbled)"
+        )
+    except RecursionError:  # [[[[... past Python's recursion limit
+        return _TransientFailure(f"the body is JSON nested too deeply ({len(body):,} bytes)")
+    if expect is None or expect(data):
+        return Fetched(data, body)
+    return _TransientFailure("the JSON does not have the expected shape")
+
+
 class ClientOptions(TypedDict, total=False):
     """How an API client talks to its server; see :func:`polite_client` for the defaults."""
 
@@ -337,106 +375,119 @@ class PoliteClient(ClosingClient):
         shape (retried like a truncated one); ``advice`` adds what to do for a given HTTP status;
         ``where`` names the setting that holds the URL.
         """
+        request = _JsonRequest(url, params, what, gaps, expect, advice, where)
         attempts = self.retry.max_retries + 1
-        problem = ""
         ever_connected = False
         for attempt in range(1, attempts + 1):
             if self.before_request is not None:
                 self.before_request()
-            retry_after: float | None = None
-            rate_limited = False
-            reached_server = True
             self.throttle.wait(gaps)
-            try:
-                response, body = self._get(url, params, what, where)
-            except _BodyTooLargeError:
+            outcome = self._try(request)
+            if isinstance(outcome, Fetched):
                 self.throttle.done(gaps)
-                raise FetchError(
-                    f"{what}: the answer is larger than {self.max_body_bytes:,} bytes, far more "
-                    f"than any real answer; check {where} ({url})"
-                ) from None
-            except _BodyTruncatedError as exc:
-                problem = str(exc)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                unresolved = _name_resolution_error(exc)
-                if unresolved is not None:
-                    host = self.scrub(httpx.URL(url).host)
-                    raise ServerUnreachableError(
-                        f"{what}: cannot find the server {host} ({unresolved.strerror}); "
-                        f"check your network connection and the base URL ({self.scrub(url)})"
-                    ) from None
-                problem = f"could not connect ({self.scrub(str(exc)) or type(exc).__name__})"
-                reached_server = False
-            except httpx.TimeoutException:
-                problem = f"no answer within {self.timeout_s:g} s (timeout)"
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise FetchError(
-                    f"{what}: cannot request {url} ({self.scrub(str(exc))}); check the base URL"
-                ) from None
-            except httpx.RequestError as exc:
-                # the connection broke mid-response: e.g. a body shorter than its Content-Length
-                problem = f"the connection broke ({type(exc).__name__}: {self.scrub(str(exc))})"
-            else:
-                status = response.status_code
-                if status == 429:
-                    rate_limited = True
-                    retry_after = self._clamped_retry_after(response.headers.get("Retry-After"))
-                    problem = "HTTP 429 Too Many Requests"
-                    if retry_after is not None and retry_after > self.retry.backoff_max_s:
-                        self.throttle.done(gaps)
-                        raise RateLimitError(
-                            f"{what}: the server is rate limiting (HTTP 429) and asks to wait "
-                            f"{retry_after:.0f} s, longer than the longest backoff "
-                            f"({self.retry.backoff_max_s:g} s); try again later"
-                        )
-                elif status >= 500:
-                    problem = f"HTTP {status} {response.reason_phrase}".rstrip()
-                elif not 200 <= status < 300:
-                    self.throttle.done(gaps)
-                    hint = (advice or {}).get(status, "check the request's parameters and URL")
-                    raise FetchError(
-                        f"{what}: HTTP {status} {response.reason_phrase}".rstrip() + f"; {hint}"
-                    )
-                else:
-                    try:
-                        data = json.loads(body)
-                    except (ValueError, UnicodeDecodeError):
-                        problem = (
-                            f"the body is not valid JSON ({len(body):,} bytes; "
-                            "truncated or garbled)"
-                        )
-                    except RecursionError:  # [[[[... past Python's recursion limit
-                        problem = f"the body is JSON nested too deeply ({len(body):,} bytes)"
-                    else:
-                        if expect is None or expect(data):
-                            self.throttle.done(gaps)
-                            return Fetched(data, body)
-                        problem = "the JSON does not have the expected shape"
-            ever_connected = ever_connected or reached_server
-            if reached_server:  # a request that never arrived does not count against the gaps
+                return outcome
+            failure = outcome
+            ever_connected = ever_connected or failure.reached_server
+            # a request that never arrived does not count against the gaps
+            if failure.reached_server:
                 self.throttle.done(gaps)
             if attempt == attempts:
                 break
             delay = (
-                retry_after
-                if retry_after is not None
+                failure.retry_after
+                if failure.retry_after is not None
                 else self.retry.delay(attempt - 1, self._jitter())
             )
             if self.on_retry is not None:
-                self.on_retry(RetryNotice(what, attempt, attempts, delay, problem))
+                self.on_retry(RetryNotice(what, attempt, attempts, delay, failure.problem))
             self._sleep(delay)
+        raise self._gave_up(request, attempts, failure, ever_connected)
 
-        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        if rate_limited:
-            raise RateLimitError(
+    def _try(self, request: _JsonRequest) -> Fetched | _TransientFailure:
+        """One try: the answer, or the transient failure to retry; any other failure raises."""
+        what, url, where = request.what, request.url, request.where
+        try:
+            response, body = self._get(url, request.params, what, where)
+        except _BodyTooLargeError:
+            self.throttle.done(request.gaps)
+            raise FetchError(
+                f"{what}: the answer is larger than {self.max_body_bytes:,} bytes, far more "
+                f"than any real answer; check {where} ({url})"
+            ) from None
+        except _BodyTruncatedError as exc:
+            return _TransientFailure(str(exc))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            unresolved = _name_resolution_error(exc)
+            if unresolved is not None:
+                host = self.scrub(httpx.URL(url).host)
+                raise ServerUnreachableError(
+                    f"{what}: cannot find the server {host} ({unresolved.strerror}); "
+                    f"check your network connection and the base URL ({self.scrub(url)})"
+                ) from None
+            problem = f"could not connect ({self.scrub(str(exc)) or type(exc).__name__})"
+            return _TransientFailure(problem, reached_server=False)
+        except httpx.TimeoutException:
+            return _TransientFailure(f"no answer within {self.timeout_s:g} s (timeout)")
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise FetchError(
+                f"{what}: cannot request {url} ({self.scrub(str(exc))}); check the base URL"
+            ) from None
+        except httpx.RequestError as exc:
+            # the connection broke mid-response: e.g. a body shorter than its Content-Length
+            return _TransientFailure(
+                f"the connection broke ({type(exc).__name__}: {self.scrub(str(exc))})"
+            )
+        return self._answer(request, response, body)
+
+    def _answer(
+        self, request: _JsonRequest, response: httpx.Response, body: bytes
+    ) -> Fetched | _TransientFailure:
+        """What a response that arrived says: its JSON, a failure to retry, or (raised) one not
+        worth retrying."""
+        status = response.status_code
+        if status == 429:
+            retry_after = self._clamped_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > self.retry.backoff_max_s:
+                self.throttle.done(request.gaps)
+                raise RateLimitError(
+                    f"{request.what}: the server is rate limiting (HTTP 429) and asks to wait "
+                    f"{retry_after:.0f} s, longer than the longest backoff "
+                    f"({self.retry.backoff_max_s:g} s); try again later"
+                )
+            return _TransientFailure(
+                "HTTP 429 Too Many Requests", rate_limited=True, retry_after=retry_after
+            )
+        if status >= 500:
+            return _TransientFailure(f"HTTP {status} {response.reason_phrase}".rstrip())
+        if not 200 <= status < 300:
+            self.throttle.done(request.gaps)
+            hint = (request.advice or {}).get(status, "check the request's parameters and URL")
+            raise FetchError(
+                f"{request.what}: HTTP {status} {response.reason_phrase}".rstrip() + f"; {hint}"
+            )
+        return _parsed(body, request.expect)
+
+    def _gave_up(
+        self,
+        request: _JsonRequest,
+        attempts: int,
+        last: _TransientFailure,
+        ever_connected: bool,
+    ) -> FetchError:
+        """The error once every attempt has failed, named for the last attempt's failure."""
+        what, tries = request.what, f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if last.rate_limited:
+            return RateLimitError(
                 f"{what}: still rate limited (HTTP 429) after {tries}; wait a while and run again"
             )
         if not ever_connected:
-            raise ServerUnreachableError(
-                f"{what}: {problem} after {tries}; check your network connection and the "
-                f"base URL ({url})"
+            return ServerUnreachableError(
+                f"{what}: {last.problem} after {tries}; check your network connection and the "
+                f"base URL ({request.url})"
             )
-        raise FetchError(f"{what}: failed after {tries}: {problem}; run again later to resume")
+        return FetchError(
+            f"{what}: failed after {tries}: {last.problem}; run again later to resume"
+        )
 
     def _clamped_retry_after(self, header: str | None) -> float | None:
         """A ``Retry-After`` wait no shorter than the backoff base: ``nan``, a negative number

@@ -169,9 +169,27 @@ def load_generic_csv(
     a rated game counts as owned; ratings <= 0 are dropped.
     """
     raw = read_bytes(path)
+    wanted = [user_column, item_column] + ([value_column] if value_column else [])
+    _check_csv_header(raw, wanted, path)
+    table = _read_csv_table(raw, wanted, user_column, item_column, path)
+    del raw
+    rows = _CsvRows.with_user_and_item(table, user_column, item_column, item_key)
+    if item_key == "appid":
+        _require_appids(rows, path)
+    n_rows = rows.table.num_rows
+    if value_column:
+        rows, playtime = _csv_playtimes(rows, value_column, value_kind, path)
+    else:
+        playtime = np.zeros(len(rows.items), dtype=np.float64)
+    frame, first_user_codes = _one_row_per_user_game(rows, playtime, user_column)
+    stats = {"rows": n_rows, "users": int(np.count_nonzero(np.bincount(first_user_codes)))}
+    return LoadedInteractions(_finish(frame, "csv"), stats)
+
+
+def _check_csv_header(raw: bytes, wanted: list[str], path: str | Path) -> None:
+    """Fails, naming what the header does hold, unless every column ``wanted`` is in it."""
     first_line = raw[:65536].split(b"\n", 1)[0].decode("utf-8-sig", "replace").rstrip("\r")
     header = next(csv.reader([first_line]), [])
-    wanted = [user_column, item_column] + ([value_column] if value_column else [])
     missing = [name for name in wanted if name not in header]
     if missing:
         raise DataError(
@@ -180,10 +198,16 @@ def load_generic_csv(
             path,
             1,
         )
+
+
+def _read_csv_table(
+    raw: bytes, wanted: list[str], user_column: str, item_column: str, path: str | Path
+) -> pa.Table:
+    """The ``wanted`` columns, users and items as strings, empty cells as nulls."""
     try:
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             io.BytesIO(raw),
-            # blank lines stay (as empty rows, skipped below) so row r is on line r + 2
+            # blank lines stay (as empty rows, which _CsvRows skips) so row r is on line r + 2
             parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,
@@ -194,43 +218,90 @@ def load_generic_csv(
         )
     except pa.ArrowException as exc:
         raise DataError(f"cannot be parsed as CSV ({exc})", path) from None
-    del raw
-    present = pc.and_(pc.is_valid(table[user_column]), pc.is_valid(table[item_column]))
-    line = np.flatnonzero(present.to_numpy(zero_copy_only=False)) + 2  # file line of each row
-    table = table.filter(present)
-    rows = table.num_rows
-    items = table[item_column].combine_chunks()
-    appid, as_appid = _appids(items, item_key)
-    if item_key == "appid" and not as_appid.all():
-        row = int(np.flatnonzero(~as_appid)[0])
-        raise DataError(f"item {items[row].as_py()!r} is not an appid", path, int(line[row]))
 
-    if value_column:
-        value = _numeric_column(table[value_column], value_column, path, line)
-        if value_kind == "rating":
-            rated = value > 0
-            table, items = table.filter(rated), items.filter(rated)
-            appid, as_appid, line = appid[rated], as_appid[rated], line[rated]
-            playtime = np.zeros(len(items), dtype=np.float64)
-        else:
-            playtime = value * (60.0 if value_kind == "playtime_hours" else 1.0)
-            unusable = ~((playtime >= 0) & (playtime <= MAX_PLAYTIME_MIN))
-            if unusable.any():
-                row = int(np.flatnonzero(unusable)[0])
-                problem = "is negative" if value[row] < 0 else "is too large for a playtime"
-                raise DataError(f"{value_column} {problem} ({value[row]:g})", path, int(line[row]))
-    else:
-        playtime = np.zeros(len(items), dtype=np.float64)
 
-    # One row per (user, game): a game is its appid, or else its (trimmed) title.
-    item_codes = np.empty(len(items), dtype=np.int64)
-    appid_codes, _ = pd.factorize(appid[as_appid])
-    item_codes[as_appid] = appid_codes
-    if not as_appid.all():
-        titles = pc.utf8_trim_whitespace(items.filter(pa.array(~as_appid)))
+@dataclass(frozen=True)
+class _CsvRows:
+    """The CSV rows kept so far, and per row its item, whether that is an appid, and its line."""
+
+    table: pa.Table
+    items: pa.Array
+    appid: np.ndarray
+    as_appid: np.ndarray
+    line: np.ndarray  # the file line of each row, for messages
+
+    @classmethod
+    def with_user_and_item(
+        cls, table: pa.Table, user_column: str, item_column: str, item_key: str
+    ) -> _CsvRows:
+        """The rows that name both a user and an item (an empty cell is a null)."""
+        present = pc.and_(pc.is_valid(table[user_column]), pc.is_valid(table[item_column]))
+        # + 2: the header is line 1 and rows count from 0 (blank lines stay rows when read)
+        line = np.flatnonzero(present.to_numpy(zero_copy_only=False)) + 2
+        table = table.filter(present)
+        items = table[item_column].combine_chunks()
+        appid, as_appid = _appids(items, item_key)
+        return cls(table, items, appid, as_appid, line)
+
+    def keep(self, mask: np.ndarray) -> _CsvRows:
+        """Only the rows where ``mask`` is true."""
+        return _CsvRows(
+            self.table.filter(mask),
+            self.items.filter(mask),
+            self.appid[mask],
+            self.as_appid[mask],
+            self.line[mask],
+        )
+
+
+def _require_appids(rows: _CsvRows, path: str | Path) -> None:
+    """With ``item_key="appid"``, an item that is not an appid is an error naming its line."""
+    if not rows.as_appid.all():
+        row = int(np.flatnonzero(~rows.as_appid)[0])
+        raise DataError(
+            f"item {rows.items[row].as_py()!r} is not an appid", path, int(rows.line[row])
+        )
+
+
+def _csv_playtimes(
+    rows: _CsvRows, value_column: str, value_kind: str, path: str | Path
+) -> tuple[_CsvRows, np.ndarray]:
+    """Minutes played per row, from playtimes (minutes or hours) or ratings. A rating says only
+    that the game is owned (0 minutes), so the rows rated 0 or less are dropped."""
+    value = _numeric_column(rows.table[value_column], value_column, path, rows.line)
+    if value_kind == "rating":
+        rows = rows.keep(value > 0)
+        return rows, np.zeros(len(rows.items), dtype=np.float64)
+    playtime = value * (60.0 if value_kind == "playtime_hours" else 1.0)
+    unusable = ~((playtime >= 0) & (playtime <= MAX_PLAYTIME_MIN))
+    if unusable.any():
+        row = int(np.flatnonzero(unusable)[0])
+        problem = "is negative" if value[row] < 0 else "is too large for a playtime"
+        raise DataError(f"{value_column} {problem} ({value[row]:g})", path, int(rows.line[row]))
+    return rows, playtime
+
+
+def _item_codes(rows: _CsvRows) -> np.ndarray:
+    """A code per row for its game: its appid, or else its (trimmed) title."""
+    item_codes = np.empty(len(rows.items), dtype=np.int64)
+    appid_codes, _ = pd.factorize(rows.appid[rows.as_appid])
+    item_codes[rows.as_appid] = appid_codes
+    if not rows.as_appid.all():
+        titles = pc.utf8_trim_whitespace(rows.items.filter(pa.array(~rows.as_appid)))
         title_codes, _ = pd.factorize(titles.to_numpy(zero_copy_only=False))
-        item_codes[~as_appid] = title_codes + (appid_codes.max() + 1 if len(appid_codes) else 0)
-    users = table[user_column].combine_chunks().dictionary_encode()
+        item_codes[~rows.as_appid] = title_codes + (
+            appid_codes.max() + 1 if len(appid_codes) else 0
+        )
+    return item_codes
+
+
+def _one_row_per_user_game(
+    rows: _CsvRows, playtime: np.ndarray, user_column: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per user and game, at the first row's place, playtimes summed; and the user code
+    of each of those rows."""
+    item_codes = _item_codes(rows)
+    users = rows.table[user_column].combine_chunks().dictionary_encode()
     user_codes = users.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     pair, _ = pd.factorize(user_codes * (int(item_codes.max(initial=0)) + 1) + item_codes)
     # factorize numbers pairs in order of appearance: a row is a pair's first if its code is new
@@ -238,23 +309,22 @@ def load_generic_csv(
     is_first[1:] = pair[1:] > np.maximum.accumulate(pair)[:-1]
     first = np.flatnonzero(is_first)
     summed = np.bincount(pair, weights=playtime, minlength=len(first))
-    is_appid = as_appid[first]
+    is_appid = rows.as_appid[first]
     title_of_row = np.full(len(first), None, dtype=object)
     if not is_appid.all():
         named = pa.array(first[~is_appid])
-        title_of_row[~is_appid] = pc.utf8_trim_whitespace(items.take(named)).to_numpy(
+        title_of_row[~is_appid] = pc.utf8_trim_whitespace(rows.items.take(named)).to_numpy(
             zero_copy_only=False
         )
     frame = pd.DataFrame(
         {
             "user_id": users.dictionary.take(users.indices.take(pa.array(first))).to_pandas(),
-            "appid": pd.arrays.IntegerArray(appid[first], ~is_appid),
+            "appid": pd.arrays.IntegerArray(rows.appid[first], ~is_appid),
             "title": title_of_row,
             "playtime_min": summed,
         }
     )
-    stats = {"rows": rows, "users": int(np.count_nonzero(np.bincount(user_codes[first])))}
-    return LoadedInteractions(_finish(frame, "csv"), stats)
+    return frame, user_codes[first]
 
 
 def _appids(items: pa.Array, item_key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -311,93 +311,208 @@ def build_processed(
     training users only: nothing a model learns from may count held-out users.
     """
     raw = pd.concat([loaded.frame for loaded in interactions], ignore_index=True)
-    load_stats = [loaded.stats for loaded in interactions]
     meta = merge_metadata(metadata)
     titled = _title_index(meta)
-    # Everything per row is an integer code; strings are handled once per distinct value.
-    user_codes, user_ids_all = pd.factorize(raw["user_id"])
-    title_codes, titles = pd.factorize(raw["title"])  # -1: no title
-    titles = np.asarray(titles, dtype=object)
-    key_of_title, keys = pd.factorize(
-        np.array([*map(normalise_title, titles), ""], dtype=object)  # the last: no title
-    )
-    keys = np.asarray(keys, dtype=object)
-    row_key = key_of_title[title_codes]  # the normalised title of each row, as a code into keys
+    rows = _RawRows.of(raw)
+    games = _GameCodes.of(rows, titled)
+    titles = _title_matches(rows, titled)
+    kept = _kept_rows(rows, games, min_user_items, min_item_users)
 
-    # Item key: the appid when known (directly or through the title), else the normalised title.
-    key_appid = pd.Series(keys).map(titled.set_index("title_key")["appid"]).astype("Int64")
-    key_has_appid = key_appid.notna().to_numpy()
-    key_appid_values = key_appid.to_numpy(dtype=np.int64, na_value=0)
-    has_appid = raw["appid"].notna().to_numpy()
-    row_has_appid = has_appid | key_has_appid[row_key]
-    row_appid = np.where(
-        has_appid,
-        raw["appid"].to_numpy(dtype=np.int64, na_value=0),
-        key_appid_values[row_key],
+    played = _played_games(rows, games, kept.rows)
+    joined, catalog_report = _with_unplayed(_with_metadata(played, meta, titled), meta, min_owners)
+    described = _describe_items(joined).reset_index(drop=True)
+    items = _item_table(described)
+
+    users, user_idx = _users(rows, kept.rows)
+    item_idx = _item_idx_of_code(played, games.n_codes)[games.code[kept.rows]]
+    table = _interactions(rows, kept.rows, user_idx, item_idx, len(items))
+    users, split = make_split(
+        users,
+        table,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+        target_fraction=target_fraction,
+        seed=seed,
     )
-    distinct_titles = _present(row_key[~has_appid], len(keys))
-    matched_titles = pd.Series(keys[distinct_titles]).isin(titled["title_key"]).to_numpy()
-    appid_codes, appids = pd.factorize(row_appid[row_has_appid])
-    appids = np.asarray(appids, dtype=np.int64)
-    item_codes = np.empty(len(raw), dtype=np.int64)
-    item_codes[row_has_appid] = appid_codes
-    item_codes[~row_has_appid] = len(appids) + row_key[~row_has_appid]
-    n_codes = len(appids) + len(keys)
-    item_key_of_code = np.array(
-        [f"a:{appid}" for appid in appids] + [f"t:{key}" for key in keys], dtype=object
-    )
-    # games as the inputs name them: by appid where they have one, else by their exact title
-    raw_appids = appids[_present(item_codes[has_appid], len(appids))]
-    raw_titles = titles[_present(title_codes[~has_appid & (title_codes >= 0)], len(titles))]
-    before = {
-        "users": len(user_ids_all),
-        "games": len({str(appid) for appid in raw_appids}.union(raw_titles)),
-        "games_after_title_normalisation": len(_present(item_codes, n_codes)),
+
+    items["n_users"] = _training_players(users, table, len(items))
+    families = _families(items)
+    items["family"] = families.representative.astype(np.int32)
+    catalog_report.update(_catalog_counts(items, families, described, metadata))
+    processed = Processed(items=items, users=users, interactions=table, split=split)
+    stats = [loaded.stats for loaded in interactions]
+    processed.summary = _summary(processed, stats, kept, titles, catalog_report)
+    return processed
+
+
+@dataclass(frozen=True)
+class _RawRows:
+    """The raw interactions as arrays, every string as an integer code: strings are handled
+    once per distinct value."""
+
+    user: np.ndarray  # code into user_ids
+    user_ids: pd.Index
+    title: np.ndarray  # code into titles; -1: no title
+    titles: np.ndarray
+    key: np.ndarray  # the normalised title, as a code into keys
+    keys: np.ndarray
+    has_appid: np.ndarray
+    appid: np.ndarray  # 0 where there is none
+    playtime: np.ndarray
+    source: np.ndarray  # code into sources
+    sources: pd.Index
+
+    @classmethod
+    def of(cls, raw: pd.DataFrame) -> _RawRows:
+        user, user_ids = pd.factorize(raw["user_id"])
+        title, titles = pd.factorize(raw["title"])
+        titles = np.asarray(titles, dtype=object)
+        key_of_title, keys = pd.factorize(
+            np.array([*map(normalise_title, titles), ""], dtype=object)  # the last: no title
+        )
+        source, sources = pd.factorize(raw["source"])
+        return cls(
+            user=user,
+            user_ids=user_ids,
+            title=title,
+            titles=titles,
+            key=key_of_title[title],
+            keys=np.asarray(keys, dtype=object),
+            has_appid=raw["appid"].notna().to_numpy(),
+            appid=raw["appid"].to_numpy(dtype=np.int64, na_value=0),
+            playtime=raw["playtime_min"].to_numpy(dtype=np.float32),
+            source=source,
+            sources=sources,
+        )
+
+
+@dataclass(frozen=True)
+class _GameCodes:
+    """Each raw row's game as a code. A game is its appid when known (directly or through its
+    title): codes below ``len(appids)``; else its normalised title: ``len(appids)`` + key code."""
+
+    code: np.ndarray
+    appids: np.ndarray
+    item_keys: np.ndarray  # per code: "a:<appid>" or "t:<normalised title>"
+    by_appid: np.ndarray  # per row: whether its game is known by its appid
+
+    @property
+    def n_codes(self) -> int:
+        return len(self.item_keys)
+
+    @classmethod
+    def of(cls, rows: _RawRows, titled: pd.DataFrame) -> _GameCodes:
+        key_appid = pd.Series(rows.keys).map(titled.set_index("title_key")["appid"]).astype("Int64")
+        key_has_appid = key_appid.notna().to_numpy()
+        key_appid_values = key_appid.to_numpy(dtype=np.int64, na_value=0)
+        by_appid = rows.has_appid | key_has_appid[rows.key]
+        row_appid = np.where(rows.has_appid, rows.appid, key_appid_values[rows.key])
+        appid_codes, appids = pd.factorize(row_appid[by_appid])
+        appids = np.asarray(appids, dtype=np.int64)
+        code = np.empty(len(rows.user), dtype=np.int64)
+        code[by_appid] = appid_codes
+        code[~by_appid] = len(appids) + rows.key[~by_appid]
+        item_keys = np.array(
+            [f"a:{appid}" for appid in appids] + [f"t:{key}" for key in rows.keys], dtype=object
+        )
+        return cls(code=code, appids=appids, item_keys=item_keys, by_appid=by_appid)
+
+
+def _title_matches(rows: _RawRows, titled: pd.DataFrame) -> dict[str, Any]:
+    """How many distinct titles the rows without an appid name, and how many the metadata knows."""
+    distinct_titles = _present(rows.key[~rows.has_appid], len(rows.keys))
+    matched = int(pd.Series(rows.keys[distinct_titles]).isin(titled["title_key"]).to_numpy().sum())
+    return {
+        "titles": len(distinct_titles),
+        "titles_matched": matched,
+        "title_match_rate": matched / len(distinct_titles) if len(distinct_titles) else 1.0,
     }
-    rows = np.flatnonzero(row_has_appid | (keys != "")[row_key])
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The raw rows kept, and what was counted on the way."""
+
+    rows: np.ndarray  # positions of raw rows
+    before_filtering: dict[str, int]
+    merged_duplicates: int
+
+
+def _kept_rows(
+    rows: _RawRows, games: _GameCodes, min_user_items: int, min_item_users: int
+) -> _Kept:
+    """The rows that name a game, one per user and game, then only those of the k-core."""
+    before = _before_filtering(rows, games)
+    kept = np.flatnonzero(games.by_appid | (rows.keys != "")[rows.key])
     # The same game reached through two titles or two sources counts once, at its longest playtime.
-    playtime = raw["playtime_min"].to_numpy(dtype=np.float32)
-    rows = rows[_descending(playtime[rows])]
-    first = ~pd.Series(user_codes[rows] * n_codes + item_codes[rows]).duplicated().to_numpy()
-    merged_duplicates = len(rows) - int(first.sum())
-    rows = rows[first]
-    before["interactions"] = len(rows)
-    rows = rows[_k_core(user_codes[rows], item_codes[rows], min_user_items, min_item_users)]
-    if len(rows) == 0:
+    kept = kept[_descending(rows.playtime[kept])]
+    first = ~pd.Series(rows.user[kept] * games.n_codes + games.code[kept]).duplicated().to_numpy()
+    merged_duplicates = len(kept) - int(first.sum())
+    kept = kept[first]
+    before["interactions"] = len(kept)
+    kept = kept[_k_core(rows.user[kept], games.code[kept], min_user_items, min_item_users)]
+    if len(kept) == 0:
         raise DataError(
             f"no user has {min_user_items}+ games among games with {min_item_users}+ users; "
             "lower preprocess.min_user_items / min_item_users or add data"
         )
+    return _Kept(kept, before, merged_duplicates)
 
-    # items: most owned first, so item_idx order is meaningful and deterministic
-    kept_items = item_codes[rows]
-    n_users_of_code = np.bincount(kept_items, minlength=n_codes)
+
+def _before_filtering(rows: _RawRows, games: _GameCodes) -> dict[str, int]:
+    """How many users and games the inputs hold, games as the inputs name them: by appid where
+    they have one, else by their exact title; and how many once titles are normalised."""
+    raw_appids = games.appids[_present(games.code[rows.has_appid], len(games.appids))]
+    with_title = ~rows.has_appid & (rows.title >= 0)
+    raw_titles = rows.titles[_present(rows.title[with_title], len(rows.titles))]
+    return {
+        "users": len(rows.user_ids),
+        "games": len({str(appid) for appid in raw_appids}.union(raw_titles)),
+        "games_after_title_normalisation": len(_present(games.code, games.n_codes)),
+    }
+
+
+def _played_games(rows: _RawRows, games: _GameCodes, kept: np.ndarray) -> pd.DataFrame:
+    """The games of the kept rows, most owned first, so that item_idx order is meaningful and
+    deterministic: ``item_key``, ``appid``, ``n_users``, ``title``, ``title_key``, ``code``."""
+    kept_items = games.code[kept]
+    n_users_of_code = np.bincount(kept_items, minlength=games.n_codes)
     codes = np.flatnonzero(n_users_of_code)
-    first_row = rows[_first_rows(kept_items, n_codes)[codes]]
+    first_row = kept[_first_rows(kept_items, games.n_codes)[codes]]
     # the first non-missing title in playtime order names a game that has no metadata
-    named_rows = rows[title_codes[rows] >= 0]
-    first_named = _first_rows(item_codes[named_rows], n_codes)[codes]
+    named_rows = kept[rows.title[kept] >= 0]
+    first_named = _first_rows(games.code[named_rows], games.n_codes)[codes]
     title_of_code = np.full(len(codes), None, dtype=object)
     found = first_named >= 0
-    title_of_code[found] = titles[title_codes[named_rows[first_named[found]]]]
-    is_appid_code = codes < len(appids)
+    title_of_code[found] = rows.titles[rows.title[named_rows[first_named[found]]]]
+    is_appid_code = codes < len(games.appids)
     appid_of_code = np.zeros(len(codes), dtype=np.int64)
-    appid_of_code[is_appid_code] = appids[codes[is_appid_code]]
-    owners = pd.DataFrame(
+    appid_of_code[is_appid_code] = games.appids[codes[is_appid_code]]
+    played = pd.DataFrame(
         {
-            "item_key": item_key_of_code[codes],
+            "item_key": games.item_keys[codes],
             "n_users": n_users_of_code[codes],
             "appid": pd.arrays.IntegerArray(appid_of_code, ~is_appid_code),
             "title": title_of_code,
-            "title_key": keys[row_key[first_row]],
+            "title_key": rows.keys[rows.key[first_row]],
             "code": codes,
         }
     )
-    owners = owners.sort_values(["n_users", "item_key"], ascending=[False, True])
-    by_appid = meta[meta["appid"].notna()].drop_duplicates("appid").set_index("appid")
+    return played.sort_values(["n_users", "item_key"], ascending=[False, True])
+
+
+def _item_idx_of_code(played: pd.DataFrame, n_codes: int) -> np.ndarray:
+    """Each played game's ``item_idx`` (its place in ``played``), by game code."""
     item_idx_of_code = np.zeros(n_codes, dtype=np.int32)
-    item_idx_of_code[owners["code"].to_numpy()] = np.arange(len(owners), dtype=np.int32)
-    items = owners[["item_key", "appid", "n_users", "title", "title_key"]].reset_index(drop=True)
+    item_idx_of_code[played["code"].to_numpy()] = np.arange(len(played), dtype=np.int32)
+    return item_idx_of_code
+
+
+def _with_metadata(played: pd.DataFrame, meta: pd.DataFrame, titled: pd.DataFrame) -> pd.DataFrame:
+    """The played games with their metadata, by appid; a game without a name in it keeps the
+    title it was played under."""
+    by_appid = meta[meta["appid"].notna()].drop_duplicates("appid").set_index("appid")
+    items = played[["item_key", "appid", "n_users", "title", "title_key"]].reset_index(drop=True)
     joined = items.merge(
         by_appid, left_on="appid", right_index=True, how="left", suffixes=("", "_meta")
     )
@@ -408,6 +523,14 @@ def build_processed(
     for column in [*METADATA_COLUMNS[1:], *EXTRA_COLUMNS]:
         if missing.any():
             joined.loc[missing, column] = joined.loc[missing, "title_key"].map(no_id_meta[column])
+    return joined
+
+
+def _with_unplayed(
+    joined: pd.DataFrame, meta: pd.DataFrame, min_owners: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The played games, then the metadata's games nobody played (:func:`_catalog_only`), each
+    with its ``item_idx`` and ``has_players``; and the catalog report so far."""
     n_played = len(joined)
     played_appids = {int(a) for a in joined["appid"].dropna()}
     catalog_rows, catalog_report = _catalog_only(meta, played_appids, min_owners)
@@ -421,119 +544,148 @@ def build_processed(
         joined[column] = joined[column].map(lambda v: list(v) if isinstance(v, list) else [])
     joined["item_idx"] = np.arange(len(joined), dtype=np.int32)
     joined["has_players"] = np.arange(len(joined)) < n_played
-    columns = [
-        "item_idx",
-        *METADATA_COLUMNS,
-        "release_year",
-        "kind",
-        "base_appid",
-        "n_users",
-        "has_players",
-        "item_key",
-        "title_key",
-    ]
-    described = _describe_items(joined).reset_index(drop=True)
-    items = described[[*columns, "recommendable"]]
+    return joined, catalog_report
+
+
+_ITEM_COLUMNS = [
+    "item_idx",
+    *METADATA_COLUMNS,
+    "release_year",
+    "kind",
+    "base_appid",
+    "n_users",
+    "has_players",
+    "item_key",
+    "title_key",
+]
+
+
+def _item_table(described: pd.DataFrame) -> pd.DataFrame:
+    """The items table's columns, counts as nullable integers."""
+    items = described[[*_ITEM_COLUMNS, "recommendable"]]
     for column in ["appid", "price_cents", "owners_low", "owners_high", "positive", "negative"]:
         items[column] = items[column].astype("Int64")
+    return items
 
-    # users in the order of their ids (pyarrow sorts strings by code point, as Python does)
-    kept_users = user_codes[rows]
-    present = _present(kept_users, len(user_ids_all))
-    ids = np.asarray(user_ids_all, dtype=object)[present]
+
+def _users(rows: _RawRows, kept: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The kept rows' users in the order of their ids, and each kept row's ``user_idx``."""
+    kept_users = rows.user[kept]
+    present = _present(kept_users, len(rows.user_ids))
+    ids = np.asarray(rows.user_ids, dtype=object)[present]
+    # pyarrow sorts strings by code point, as Python does
     by_id = pc.sort_indices(pa.array(ids, type=pa.string())).to_numpy()
     users = pd.DataFrame({"user_idx": np.arange(len(ids), dtype=np.int32), "user_id": ids[by_id]})
-    user_idx_of_code = np.zeros(len(user_ids_all), dtype=np.int32)
+    user_idx_of_code = np.zeros(len(rows.user_ids), dtype=np.int32)
     user_idx_of_code[present[by_id]] = np.arange(len(ids), dtype=np.int32)
-    user_idx = user_idx_of_code[kept_users]
-    item_idx = item_idx_of_code[kept_items]
+    return users, user_idx_of_code[kept_users]
+
+
+def _interactions(
+    rows: _RawRows, kept: np.ndarray, user_idx: np.ndarray, item_idx: np.ndarray, n_items: int
+) -> pd.DataFrame:
+    """The kept rows as the interactions table, sorted by user then item."""
     # (user, item) pairs are unique, so one sort of a combined key orders by user, then item
-    by_user_item = np.argsort(user_idx.astype(np.int64) * len(items) + item_idx)
-    source_codes, source_names = pd.factorize(raw["source"])
+    by_user_item = np.argsort(user_idx.astype(np.int64) * n_items + item_idx)
     sources = pa.DictionaryArray.from_arrays(
-        pa.array(source_codes[rows][by_user_item].astype(np.int32)),
-        pa.array(np.asarray(source_names, dtype=object), type=pa.string()),
+        pa.array(rows.source[kept][by_user_item].astype(np.int32)),
+        pa.array(np.asarray(rows.sources, dtype=object), type=pa.string()),
     ).cast(pa.string())
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_idx": user_idx[by_user_item],
             "item_idx": item_idx[by_user_item],
-            "playtime_min": playtime[rows][by_user_item],
+            "playtime_min": rows.playtime[kept][by_user_item],
             "source": sources.to_pandas(),
         }
     )
 
-    users, split = make_split(
-        users,
-        table,
-        valid_fraction=valid_fraction,
-        test_fraction=test_fraction,
-        target_fraction=target_fraction,
-        seed=seed,
+
+def _training_players(users: pd.DataFrame, table: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Each item's number of training users (held-out users are not counted)."""
+    is_train_row = (users["group"].to_numpy() == "train")[table["user_idx"].to_numpy()]
+    return np.bincount(table["item_idx"].to_numpy()[is_train_row], minlength=n_items).astype(
+        np.int32
     )
 
-    is_train_row = (users["group"].to_numpy() == "train")[table["user_idx"].to_numpy()]
-    items["n_users"] = np.bincount(
-        table["item_idx"].to_numpy()[is_train_row], minlength=len(items)
-    ).astype(np.int32)
-    families = _families(items)
-    items["family"] = families.representative.astype(np.int32)
+
+def _catalog_counts(
+    items: pd.DataFrame,
+    families: Families,
+    described: pd.DataFrame,
+    metadata: Sequence[pd.DataFrame],
+) -> dict[str, Any]:
+    """What the catalog holds: editions, games with and without players, and what may not be
+    recommended, by kind; then :func:`_sources_report`."""
+    n_played = int(items["has_players"].sum())
     kinds = items["kind"].value_counts()
-    catalog_report.update(
-        families=families.summary,
-        games=len(items),
-        games_with_players=n_played,
-        games_without_players=len(items) - n_played,
-        recommendable=int(items["recommendable"].sum()),
-        not_recommendable={str(k): int(v) for k, v in kinds.items() if k != Kind.GAME},
-        not_recommendable_examples={
+    return {
+        "families": families.summary,
+        "games": len(items),
+        "games_with_players": n_played,
+        "games_without_players": len(items) - n_played,
+        "recommendable": int(items["recommendable"].sum()),
+        "not_recommendable": {str(k): int(v) for k, v in kinds.items() if k != Kind.GAME},
+        "not_recommendable_examples": {
             str(kind): items.loc[items["kind"] == kind, "name"].head(3).tolist()
             for kind in kinds.index
             if kind != Kind.GAME
         },
         **_sources_report(described, metadata),
-    )
+    }
 
-    n_users, n_items, n_rows = len(users), n_played, len(table)
-    per_user = np.bincount(table["user_idx"], minlength=n_users)
-    hours = table["playtime_min"].to_numpy() / 60.0
-    matched = int(matched_titles.sum())
-    summary = {
+
+def _summary(
+    processed: Processed,
+    load_stats: list[dict[str, Any]],
+    kept: _Kept,
+    titles: dict[str, Any],
+    catalog_report: dict[str, Any],
+) -> dict[str, Any]:
+    """What preprocessing read, dropped and made, for ``processed/manifest.json``."""
+    items, users, table = processed.items, processed.users, processed.interactions
+    n_users, n_items, n_rows = len(users), int(items["has_players"].sum()), len(table)
+    return {
         "sources": load_stats,
-        "before_filtering": before,
+        "before_filtering": kept.before_filtering,
         "duplicate_purchases": int(sum(s.get("duplicate_purchases", 0) for s in load_stats)),
-        "merged_duplicates": int(merged_duplicates),
-        "titles": len(distinct_titles),
-        "titles_matched": matched,
-        "title_match_rate": matched / len(distinct_titles) if len(distinct_titles) else 1.0,
+        "merged_duplicates": int(kept.merged_duplicates),
+        **titles,
         "users": n_users,
         "items": n_items,
         "catalog": catalog_report,
         "interactions": n_rows,
         "density": n_rows / (n_users * n_items),
-        "items_with_genres": int((items["genres"].map(len) > 0)[:n_played].sum()),
-        "items_with_tags": int((items["tags"].map(len) > 0)[:n_played].sum()),
+        "items_with_genres": int((items["genres"].map(len) > 0)[:n_items].sum()),
+        "items_with_tags": int((items["tags"].map(len) > 0)[:n_items].sum()),
         "groups": {g: int((users["group"] == g).sum()) for g in GROUPS},
-        "targets": int((split["role"] == "target").sum()),
-        "histograms": {
-            "games per user": _histogram(
-                per_user,
-                [0, 5, 10, 20, 50, 100, 200],
-                ["<5", "5-9", "10-19", "20-49", "50-99", "100-199", "200+"],
-            ),
-            "players per game": _histogram(
-                n_users_of_code[owners["code"].to_numpy()],
-                [0, 2, 5, 10, 50, 100, 500],
-                ["1", "2-4", "5-9", "10-49", "50-99", "100-499", "500+"],
-            ),
-            "hours played": _histogram(
-                hours,
-                [0, 1e-9, 1, 10, 100, 1000],
-                ["never", "<1", "1-9", "10-99", "100-999", "1000+"],
-            ),
-        },
+        "targets": int((processed.split["role"] == "target").sum()),
+        "histograms": _histograms(table, n_users, n_items),
     }
-    return Processed(items=items, users=users, interactions=table, split=split, summary=summary)
+
+
+def _histograms(table: pd.DataFrame, n_users: int, n_items: int) -> dict[str, list]:
+    per_user = np.bincount(table["user_idx"], minlength=n_users)
+    # the games with players are the first n_items
+    per_game = np.bincount(table["item_idx"], minlength=n_items)[:n_items]
+    hours = table["playtime_min"].to_numpy() / 60.0
+    return {
+        "games per user": _histogram(
+            per_user,
+            [0, 5, 10, 20, 50, 100, 200],
+            ["<5", "5-9", "10-19", "20-49", "50-99", "100-199", "200+"],
+        ),
+        "players per game": _histogram(
+            per_game,
+            [0, 2, 5, 10, 50, 100, 500],
+            ["1", "2-4", "5-9", "10-49", "50-99", "100-499", "500+"],
+        ),
+        "hours played": _histogram(
+            hours,
+            [0, 1e-9, 1, 10, 100, 1000],
+            ["never", "<1", "1-9", "10-99", "100-999", "1000+"],
+        ),
+    }
 
 
 def make_split(

@@ -372,6 +372,15 @@ def test_ease_weights_closed_form_on_a_tiny_matrix(
     np.testing.assert_allclose(EASE(lam=1.0).fit(train).weights, expected, atol=1e-6)
 
 
+def test_ease_weights_of_a_game_nobody_plays_are_zero_and_leave_the_others_alone() -> None:
+    # the tiny matrix above with two unplayed games put between its games: same weights
+    train = matrix([[0, 2], [2, 4], [0]], 5)
+    weights = ease_weights(gram_matrix(train), 1.0)
+    expected = [[0, 1 / 3, -1 / 8], [2 / 5, 0, 3 / 8], [-1 / 5, 1 / 2, 0]]
+    np.testing.assert_allclose(weights[np.ix_([0, 2, 4], [0, 2, 4])], expected, atol=1e-6)
+    assert not weights[[1, 3]].any() and not weights[:, [1, 3]].any()
+
+
 def test_the_reranker_and_the_baseline_share_one_ease() -> None:
     import gamerec.evaluation.baselines as baselines
     import gamerec.towers.fit as fit

@@ -24,10 +24,11 @@ through :meth:`RankingEngine.rank`, so what is evaluated is what is served. The 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -91,6 +92,27 @@ class _Stage:
     content_centre: np.ndarray | None = None
     content_spread: np.ndarray | None = None
     profiles: np.ndarray | None = None  # (B, T)
+
+
+class _StageMemo:
+    """The last batch's trained stage, for engines that differ in their new-game policy alone:
+    kept while the batch is the same object (held, so its id is not reused)."""
+
+    def __init__(self) -> None:
+        self._batch: UserItems | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._value: tuple[np.ndarray, _Stage] | None = None
+
+    def get(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, _Stage] | None:
+        if self._batch is not batch or self._key != key or self._value is None:
+            return None
+        queries, stage = self._value
+        return queries, copy.deepcopy(stage)  # later stages write into theirs
+
+    def put(
+        self, batch: UserItems, key: tuple[Any, ...], queries: np.ndarray, stage: _Stage
+    ) -> None:
+        self._batch, self._key, self._value = batch, key, (queries, copy.deepcopy(stage))
 
 
 @dataclass(frozen=True)
@@ -252,6 +274,8 @@ class RankingEngine:
         self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
         self._parts_of_mask: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._rows_of_mask: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        #: the last batch's trained stage, shared by the engines :meth:`with_policy` makes
+        self._stage_memo: _StageMemo | None = None
 
     @classmethod
     def from_model(
@@ -330,6 +354,22 @@ class RankingEngine:
             ),
         )
 
+    def with_policy(self, policy: RankingPolicy) -> RankingEngine:
+        """This engine with another policy. Engines made this way share their last trained
+        stage: trying new-game policies on one batch ranks its trained games once."""
+        other = copy.copy(self)
+        other.policy = policy
+        wants_content = policy.content_weight > 0 or (
+            policy.new_games is not None and policy.new_games.content > 0
+        )
+        if wants_content and self.content is None:
+            raise ValueError("with_policy: this engine was made without content closeness")
+        other.content = self.content if wants_content else None
+        if self._stage_memo is None:
+            self._stage_memo = _StageMemo()
+        other._stage_memo = self._stage_memo
+        return other
+
     @property
     def n_items(self) -> int:
         return int(self.item_vectors.shape[0])
@@ -358,6 +398,7 @@ class RankingEngine:
         ((B, D)) replace the user tower's vectors (a game's own vector, for ``similar``).
         ``explain`` adds each answer's supporting game.
         """
+        given = histories
         excluded = (
             [histories.row(r) for r in range(histories.n_rows)]
             if exclude is None
@@ -368,12 +409,29 @@ class RankingEngine:
             histories = self.editions.fold(histories)
             excluded = [self.editions.expand(rows) for rows in excluded]
             width = 2 * k  # room for the editions that fold into one answer
-        if queries is None:
-            queries = self.user_tower.embed(histories, preferences)
         trained_allowed, new_allowed = self._parts(allowed)
-        stage = self._trained_stage(
-            queries, histories, excluded, trained_allowed, width, explain=explain
-        )
+        memo_key = None
+        if self._stage_memo is not None and exclude is None and queries is None:
+            memo_key = (
+                width,
+                trained_allowed.tobytes(),
+                preferences is None,
+                explain,
+                self.policy.rerank,
+                self.policy.content_weight,
+                self.content is None,
+            )
+        hit = None if memo_key is None else self._stage_memo.get(given, memo_key)  # type: ignore[union-attr]
+        if hit is not None:
+            queries, stage = hit
+        else:
+            if queries is None:
+                queries = self.user_tower.embed(histories, preferences)
+            stage = self._trained_stage(
+                queries, histories, excluded, trained_allowed, width, explain=explain
+            )
+            if memo_key is not None:
+                self._stage_memo.put(given, memo_key, queries, stage)  # type: ignore[union-attr]
         if new_allowed.any() and (
             self.policy.new_games is not None or self.policy.new_games_share > 0
         ):

@@ -71,6 +71,21 @@ def ease_weights(gram: np.ndarray, regularisation: float) -> np.ndarray:
     """
     if regularisation <= 0:
         raise ConfigError(f"EASE lambda must be positive, got {regularisation}")
+    # a game nobody in ``gram`` plays has a zero row and column: its weights are all zero, so
+    # the inverse is taken over the played games alone (a catalog of mostly unplayed games
+    # costs what its played part costs: 3,956 -> 2,824 games is 2.7x less work)
+    played = np.flatnonzero(np.diagonal(gram) > 0)
+    if len(played) < gram.shape[0]:
+        weights = np.zeros(gram.shape, dtype=np.float32)
+        if len(played):
+            weights[np.ix_(played, played)] = _ease_weights(
+                np.asarray(gram)[np.ix_(played, played)], regularisation
+            )
+        return weights
+    return _ease_weights(gram, regularisation)
+
+
+def _ease_weights(gram: np.ndarray, regularisation: float) -> np.ndarray:
     n_items = gram.shape[0]
     try:  # training has torch: its Cholesky inverse is about 3x faster than numpy's LU inverse
         import torch

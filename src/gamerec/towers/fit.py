@@ -453,18 +453,30 @@ def _fit_new_games(
     Each held-out set is a different kind of new game (a random tenth, as P-COLD hides them;
     the newest tenth, as time brings them); a policy is judged by its mean validation NDCG over
     the sets. The fixed places the engine gives new games without a policy are measured too."""
-    engines = [_as_new(fitted, games) for _, games in held_out]
+    rerank = fitted.rerank if fitted.coplay is not None else None
+    # the trained games rank the same under every new-game policy: each held-out set's engine
+    # ranks them once (with_policy shares that stage) and each policy places the new games
+    engines = [
+        fitted.engine(
+            RankingPolicy(
+                rerank,
+                NewGamePolicy(1.0, 0.0, 0.0, 1.0),
+                0.0,
+                content_weight=fitted.content_weight,
+            ),
+            **_as_new(fitted, games),
+        )
+        for _, games in held_out
+    ]
 
     def ndcg(policy: NewGamePolicy | None, share: float) -> float:
-        rerank = fitted.rerank if fitted.coplay is not None else None
         values = [
             validation.ndcg(
-                fitted.engine(
-                    RankingPolicy(rerank, policy, share, content_weight=fitted.content_weight),
-                    **parts,
+                engine.with_policy(
+                    RankingPolicy(rerank, policy, share, content_weight=fitted.content_weight)
                 )
             )
-            for parts in engines
+            for engine in engines
         ]
         return float(np.mean(values))
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from gamerec.errors import ArtifactError, InvalidRequestError
+from gamerec.errors import ArtifactError, InvalidRequestError, NotFoundError
 from gamerec.runtime.recommender import Recommender
 from gamerec.runtime.server import GamerecServer, is_loopback, parse_recommend_request
 
@@ -370,6 +370,36 @@ def test_an_ambiguous_name_is_422_with_candidates(server: GamerecServer) -> None
     status, _, body = call(server, "GET", "/similar/counter")
     assert_error(status, body, 422, "ambiguous_name")
     assert any("Counter-Strike" in c for c in body["error"]["candidates"])
+
+
+def test_http_messages_name_request_fields_and_the_command_line_its_options(
+    server: GamerecServer, recommender: Recommender, trained_workspace: Path, workdir: Path
+) -> None:
+    status, _, body = call(server, "POST", "/recommend", {"user_id": "nobody-at-all"})
+    assert status == 200
+    note = body["note"]
+    assert "time_played" in note and "achievements" in note, note
+    status, _, by_appid = call(server, "GET", "/similar/999999999")
+    assert_error(status, by_appid, 404, "not_found")
+    assert "/similar/" in by_appid["error"]["message"]
+    status, _, by_name = call(server, "GET", "/similar/no%20such%20game%20xyz")
+    assert_error(status, by_name, 404, "not_found")
+    assert "/similar/portal" in by_name["error"]["message"]
+    for message in (note, by_appid["error"]["message"], by_name["error"]["message"]):
+        assert not re.search(r"--[a-z]|`gamerec (similar|serve)", message), message
+    # the command line (and the library, by default) keeps naming its options
+    from typer.testing import CliRunner
+
+    from gamerec.cli import app
+
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(trained_workspace), "recommend", "--user", "nobody", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(--played 620:1200 or --library owned.json)" in json.loads(result.stdout)["note"]
+    assert "--played 620:1200" in str(recommender.recommend(user_id="nobody-at-all").note)
+    with pytest.raises(NotFoundError, match="`gamerec similar portal`"):
+        recommender.similar("no such game xyz")
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from gamerec.runtime.protocol import (
     json_bytes,
     logger,
 )
+from gamerec.runtime.recommender import HTTP
 from gamerec.runtime.schema import (
     MAX_ITEMS_LIMIT,
     MAX_TEXT,
@@ -364,6 +365,7 @@ class RoutesHandler(RequestHandler):
                 exclude_owned=request.exclude_owned,
                 include_dlc=request.include_dlc,
                 released_since=request.released_since,
+                wording=HTTP,
             )
             answer = answers.to_dict()
             if request.left_out:  # the least played, past serve.max_history
@@ -381,7 +383,7 @@ class RoutesHandler(RequestHandler):
             raise InvalidRequestError(f"the game is longer than {MAX_TEXT} characters")
         key: int | str = int(game) if is_appid_text(game) else game
         with self.server.slot(self.client):
-            answers = recommender.similar(key, k)
+            answers = recommender.similar(key, k, HTTP)
             encoded = json_bytes({"similar": [a.to_dict() for a in answers]})
         self.send_answer(200, encoded)
 

@@ -372,6 +372,40 @@ def test_an_ambiguous_name_is_422_with_candidates(server: GamerecServer) -> None
     assert any("Counter-Strike" in c for c in body["error"]["candidates"])
 
 
+def test_items_search_puts_the_best_matches_first_and_says_kind_and_year(
+    server: GamerecServer,
+) -> None:
+    status, _, body = call(server, "GET", "/items?q=portal&limit=100")
+    assert status == 200
+    items = body["items"]
+    names = [item["name"] for item in items]
+    # the two games named Portal first, before any other game
+    assert set(names[:2]) == {"Portal", "Portal 2"}, names[:5]
+    assert names[0] == "Portal"  # the exact name
+    # a name with a word starting with the query, the more owned one first, before a name
+    # that only contains it
+    bridge = names.index("Bridge Constructor Portal")
+    brazilian = next(i for i, name in enumerate(names) if name.startswith("BRAZILIAN DRUG"))
+    assert bridge < brazilian
+    assert bridge < names.index("Teleportals. I swear it's a nice game")
+    assert names.index("Portal Knights") < bridge  # the name starts with the query
+    # every row says what it is and when it came out; games before what is not a game
+    assert all({"kind", "release_year"} <= set(item) for item in items)
+    kinds = [item["kind"] for item in items]
+    assert "game" in kinds and set(kinds) - {"game"}, kinds
+    assert kinds == sorted(kinds, key=lambda kind: kind != "game")
+    portal = items[0]
+    assert (portal["appid"], portal["kind"], portal["release_year"]) == (400, "game", 2007)
+    final_hours = items[names.index("Portal 2 - The Final Hours")]
+    assert final_hours["kind"] == "video"
+    status, _, body = call(server, "GET", "/items?appids=620,104600")
+    assert status == 200
+    assert [(i["name"], i["kind"], i["release_year"]) for i in body["items"]] == [
+        ("Portal 2", "game", 2011),
+        ("Portal 2 - The Final Hours", "video", 2011),
+    ]
+
+
 def test_http_messages_name_request_fields_and_the_command_line_its_options(
     server: GamerecServer, recommender: Recommender, trained_workspace: Path, workdir: Path
 ) -> None:

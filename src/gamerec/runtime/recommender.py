@@ -13,6 +13,7 @@ not known.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -438,13 +439,44 @@ class Recommender:
         raise NotFoundError(f"no game named {query!r}; {wording.unknown_name}")
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Games whose name contains ``query`` (case-insensitive), most played first."""
-        lowered = query.strip().lower()
+        """Catalog rows whose name contains ``query`` (case-insensitive), best matches first.
+
+        An exact name comes first, then games before what is not a game (a DLC, a
+        soundtrack, a demo, a title-only row); within each, names that start with the query,
+        then names with a word that does ("Bridge Constructor Portal"), then the rest
+        ("Teleportals"); within those, the most owned first (SteamSpy's owners, then the play
+        data's players). Each row says its ``kind`` and ``release_year``.
+        """
+        lowered = " ".join(query.lower().split())
         if not lowered:
             return []
-        hits = [i for i, name in enumerate(self.catalog.lower_names) if lowered in name]
-        hits.sort(key=lambda i: (-self.catalog.players[i], self.catalog.names[i]))
-        return [self._item(i) for i in hits[: max(1, limit)]]
+        names = self.catalog.lower_names
+        hits = [i for i, name in enumerate(names) if lowered in name]
+        key = normalise_title(lowered)
+        word = re.compile(r"(?<![^\W_])" + re.escape(lowered))
+        catalog = self.catalog
+
+        def order(item: int) -> tuple[Any, ...]:
+            name = names[item]
+            exact = name == lowered or (key != "" and normalise_title(name) == key)
+            if name.startswith(lowered):
+                match = 0
+            elif word.search(name):
+                match = 1
+            else:
+                match = 2
+            owners = max(int(catalog.owners_low[item]), int(catalog.owners_high[item]))
+            return (
+                not exact,
+                catalog.kinds[item] != Kind.GAME,
+                match,
+                -owners,
+                -catalog.players[item],
+                name,
+            )
+
+        hits.sort(key=order)
+        return [self.item_summary(i) for i in hits[: max(1, limit)]]
 
     def _label(self, item: int) -> str:
         appid = self.catalog.appids[item]
@@ -454,12 +486,18 @@ class Recommender:
             else self.catalog.names[item]
         )
 
-    def _item(self, item: int) -> dict[str, Any]:
-        appid = int(self.catalog.appids[item])
+    def item_summary(self, item: int) -> dict[str, Any]:
+        """Catalog row ``item`` as a search shows it: appid (None for a title-only row), name,
+        genres, kind (``game``, ``dlc``, ``soundtrack``, ...) and release year (None: unknown)."""
+        catalog = self.catalog
+        appid = int(catalog.appids[item])
+        year = int(catalog.release_years[item])
         return {
             "appid": appid if appid >= 0 else None,
-            "name": self.catalog.names[item],
-            "genres": self.catalog.genres[item],
+            "name": catalog.names[item],
+            "genres": catalog.genres[item],
+            "kind": catalog.kinds[item],
+            "release_year": year if year >= 0 else None,
             "item_idx": int(item),
         }
 

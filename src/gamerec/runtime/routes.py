@@ -426,14 +426,5 @@ def _items_by_appid(recommender: Recommender, appids: str) -> list[dict[str, Any
     wanted = [a for a in wanted if a]
     if len(wanted) > MAX_ITEMS_LIMIT or not all(is_appid_text(a) for a in wanted):
         raise InvalidRequestError(f"appids must be up to {MAX_ITEMS_LIMIT} comma-separated appids")
-    catalog = recommender.catalog
-    rows = [catalog.by_appid[int(a)] for a in wanted if int(a) in catalog.by_appid]
-    return [
-        {
-            "appid": int(catalog.appids[row]),
-            "name": catalog.names[row],
-            "genres": catalog.genres[row],
-            "item_idx": row,
-        }
-        for row in rows
-    ]
+    by_appid = recommender.catalog.by_appid
+    return [recommender.item_summary(by_appid[int(a)]) for a in wanted if int(a) in by_appid]

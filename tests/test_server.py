@@ -27,10 +27,11 @@ from typing import Any
 
 import pytest
 
-from gamerec.errors import ArtifactError, InvalidRequestError
+from gamerec.errors import ArtifactError, InvalidRequestError, NotFoundError
 from gamerec.runtime.recommender import Recommender
 from gamerec.runtime.server import GamerecServer, is_loopback, parse_recommend_request
 
+FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "test-token-123"
 PLAYED = {"620": 600, "400": 120}
 
@@ -372,6 +373,70 @@ def test_an_ambiguous_name_is_422_with_candidates(server: GamerecServer) -> None
     assert any("Counter-Strike" in c for c in body["error"]["candidates"])
 
 
+def test_items_search_puts_the_best_matches_first_and_says_kind_and_year(
+    server: GamerecServer,
+) -> None:
+    status, _, body = call(server, "GET", "/items?q=portal&limit=100")
+    assert status == 200
+    items = body["items"]
+    names = [item["name"] for item in items]
+    # the two games named Portal first, before any other game
+    assert set(names[:2]) == {"Portal", "Portal 2"}, names[:5]
+    assert names[0] == "Portal"  # the exact name
+    # a name with a word starting with the query, the more owned one first, before a name
+    # that only contains it
+    bridge = names.index("Bridge Constructor Portal")
+    brazilian = next(i for i, name in enumerate(names) if name.startswith("BRAZILIAN DRUG"))
+    assert bridge < brazilian
+    assert bridge < names.index("Teleportals. I swear it's a nice game")
+    assert names.index("Portal Knights") < bridge  # the name starts with the query
+    # every row says what it is and when it came out; games before what is not a game
+    assert all({"kind", "release_year"} <= set(item) for item in items)
+    kinds = [item["kind"] for item in items]
+    assert "game" in kinds and set(kinds) - {"game"}, kinds
+    assert kinds == sorted(kinds, key=lambda kind: kind != "game")
+    portal = items[0]
+    assert (portal["appid"], portal["kind"], portal["release_year"]) == (400, "game", 2007)
+    final_hours = items[names.index("Portal 2 - The Final Hours")]
+    assert final_hours["kind"] == "video"
+    status, _, body = call(server, "GET", "/items?appids=620,104600")
+    assert status == 200
+    assert [(i["name"], i["kind"], i["release_year"]) for i in body["items"]] == [
+        ("Portal 2", "game", 2011),
+        ("Portal 2 - The Final Hours", "video", 2011),
+    ]
+
+
+def test_http_messages_name_request_fields_and_the_command_line_its_options(
+    server: GamerecServer, recommender: Recommender, trained_workspace: Path, workdir: Path
+) -> None:
+    status, _, body = call(server, "POST", "/recommend", {"user_id": "nobody-at-all"})
+    assert status == 200
+    note = body["note"]
+    assert "time_played" in note and "achievements" in note, note
+    status, _, by_appid = call(server, "GET", "/similar/999999999")
+    assert_error(status, by_appid, 404, "not_found")
+    assert "/similar/" in by_appid["error"]["message"]
+    status, _, by_name = call(server, "GET", "/similar/no%20such%20game%20xyz")
+    assert_error(status, by_name, 404, "not_found")
+    assert "/similar/portal" in by_name["error"]["message"]
+    for message in (note, by_appid["error"]["message"], by_name["error"]["message"]):
+        assert not re.search(r"--[a-z]|`gamerec (similar|serve)", message), message
+    # the command line (and the library, by default) keeps naming its options
+    from typer.testing import CliRunner
+
+    from gamerec.cli import app
+
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(trained_workspace), "recommend", "--user", "nobody", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(--played 620:1200 or --library owned.json)" in json.loads(result.stdout)["note"]
+    assert "--played 620:1200" in str(recommender.recommend(user_id="nobody-at-all").note)
+    with pytest.raises(NotFoundError, match="`gamerec similar portal`"):
+        recommender.similar("no such game xyz")
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -481,7 +546,8 @@ def test_a_bug_is_a_generic_500_and_logged(
             return getattr(recommender, name)
 
         def recommend(self, **arguments: Any) -> Any:
-            if arguments.get("played") == {int(a): m for a, m in PLAYED.items()}:
+            history = arguments.get("history")  # a /recommend history comes as a History
+            if history is not None and history.minutes() == {int(a): m for a, m in PLAYED.items()}:
                 raise KeyError("secret internal detail")
             return recommender.recommend(**arguments)
 
@@ -1374,14 +1440,12 @@ def test_the_server_process_never_imports_torch_pandas_or_faiss(trained_workspac
 
 
 # ------------------------------------------------------------------------------ the page
-@pytest.mark.slow
-def test_the_page_searches_and_shows_recommendations_in_chromium(
-    server: GamerecServer, recommender: Recommender, tmp_path: Path
-) -> None:
+def page_dom(server: GamerecServer, query: str, profile: Path) -> str:
+    """The page at ``/?query`` as headless Chromium leaves it once it is ready (its DOM)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no chromium binary on PATH (apt-get install chromium)")
-    url = f"http://127.0.0.1:{server.server_address[1]}/?q=portal&played=620:600,400:120&k=8"
+    url = f"http://127.0.0.1:{server.server_address[1]}/?{query}"
     result = subprocess.run(
         [
             browser,
@@ -1393,7 +1457,7 @@ def test_the_page_searches_and_shows_recommendations_in_chromium(
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={profile}",
             "--virtual-time-budget=10000",
             "--dump-dom",
             url,
@@ -1404,19 +1468,145 @@ def test_the_page_searches_and_shows_recommendations_in_chromium(
     )
     dom = result.stdout
     assert 'data-ready="1"' in dom, result.stderr[-2000:]
-    # the search ran: its hits are listed
-    for item in recommender.search_items("portal", 12):
+    return dom
+
+
+def element(dom: str, element_id: str) -> str:
+    """The markup inside the element with ``id`` (elements of that tag do not nest here)."""
+    match = re.search(rf'<(\w+) id="{element_id}"[^>]*>(.*?)</\1>', dom, re.S)
+    assert match, f"no element #{element_id}"
+    return match.group(2)
+
+
+def shown_text(dom: str) -> str:
+    """What the page shows: the DOM without its script, tags and entities."""
+    body = re.sub(r"<script>.*?</script>", "", dom, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def assert_no_error_shown(dom: str) -> None:
+    assert re.search(r'<div id="error" role="alert" hidden="">', dom), "the page showed an error"
+
+
+def assert_years_shown(dom: str, answers: list[Any]) -> None:
+    """Each answer's item shows its release year (where one is known)."""
+    items = re.findall(r'<li class="answer" data-appid="[^"]*">(.*?)</li>', dom, re.S)
+    assert len(items) == len(answers)
+    for markup, answer in zip(items, answers, strict=True):
+        if answer.release_year is not None:
+            assert f'<span class="year">{answer.release_year}</span>' in markup, answer.name
+    assert any(answer.release_year for answer in answers)
+
+
+@pytest.mark.slow
+def test_the_page_searches_and_shows_recommendations_in_chromium(
+    server: GamerecServer, recommender: Recommender, tmp_path: Path
+) -> None:
+    played = {**PLAYED, "999999999": 60}
+    given = ",".join(f"{appid}:{minutes}" for appid, minutes in played.items())
+    dom = page_dom(server, f"q=portal&played={given}&k=8", tmp_path / "profile")
+    # the header says when the model was trained, readably, and nothing of index internals
+    header = shown_text(element(dom, "health"))
+    assert "model trained" in header, header
+    assert not re.search(r"\d{4}-\d\d-\d\dT|[+-]\d{4}\b|index|flat", header), header
+    # the search ran: its hits are listed, the best matches first, each with its kind
+    hits = recommender.search_items("portal", 12)
+    for item in hits:
         assert html.escape(item["name"], quote=False) in dom
+    listed = re.findall(r'<li class="(?:game|other)" data-appid="([^"]*)"', dom)
+    assert listed == [json.dumps(item["appid"]) for item in hits]
+    assert listed[:2] == ["400", "620"]
+    assert element(dom, "search-results").count('<span class="kind">Game</span>') == len(hits)
     # the library was filled from the URL, with names looked up by appid
     assert re.search(r'id="library".*Portal 2.*appid 620', dom, re.S)
-    # the recommendations are the library's, in its order, with their reasons
-    expected = recommender.recommend(played=PLAYED, k=8)
+    # the recommendations are the library's, in its order, with their reasons and years
+    expected = recommender.recommend(played=played, k=8)
     answers = re.findall(r'<li class="answer" data-appid="(\d+|null)">', dom)
     assert answers == [str(r.appid) for r in expected]
     for answer in expected:
         assert html.escape(answer.name, quote=False) in dom
         assert html.escape(answer.reason, quote=False) in dom
-    assert re.search(r'<div id="error" role="alert" hidden="">', dom), "the page showed an error"
+    assert_years_shown(dom, expected)
+    # what became of the games given is a note beside the results, not an error
+    note = shown_text(element(dom, "note"))
+    assert "2 of the 3 games given are known" in note and "999999999" in note, note
+    assert '<div id="note" role="status">' in dom
+    assert_no_error_shown(dom)
+
+
+@pytest.mark.slow
+def test_the_page_labels_what_is_not_a_game_in_chromium(
+    server: GamerecServer, recommender: Recommender, tmp_path: Path
+) -> None:
+    dom = page_dom(server, "q=portal%202", tmp_path / "profile")
+    hits = recommender.search_items("portal 2", 12)
+    kinds = [item["kind"] for item in hits]
+    assert kinds[0] == "game" and {"video", "title-only"} <= set(kinds), kinds
+    rows = re.findall(
+        r'<li class="(game|other)" data-appid="([^"]*)" data-kind="([^"]*)">(.*?)</li>',
+        element(dom, "search-results"),
+        re.S,
+    )
+    assert [(row[1], row[2]) for row in rows] == [(json.dumps(i["appid"]), i["kind"]) for i in hits]
+    for (style, _, kind, markup), item in zip(rows, hits, strict=True):
+        assert style == ("game" if kind == "game" else "other")
+        if item["release_year"] is not None:
+            assert f'<span class="year">{item["release_year"]}</span>' in markup
+        if kind == "game":
+            assert '<span class="kind">Game</span>' in markup and ">Add</button>" in markup
+    final_hours = next(row[3] for row in rows if row[2] == "video")
+    assert '<span class="kind other">Video</span>' in final_hours
+    title_only = next(row[3] for row in rows if row[2] == "title-only")
+    assert "Title only" in title_only and "cannot be added" in title_only
+    assert "<button" not in title_only
+    assert_no_error_shown(dom)
+
+
+@pytest.mark.slow
+def test_the_page_shows_a_129_game_library_and_its_note_in_chromium(
+    server: GamerecServer, recommender: Recommender, tmp_path: Path
+) -> None:
+    from gamerec.dataio.history import History
+
+    library = History.from_library(FIXTURES / "steam-webapi" / "GetOwnedGames_include_appinfo.json")
+    minutes = library.minutes()
+    given = ",".join(f"{appid}:{amount:.0f}" for appid, amount in minutes.items())
+    dom = page_dom(server, f"played={given}&k=15", tmp_path / "profile")
+    expected = recommender.recommend(history=library, k=15)
+    report = expected.history
+    assert report.given == 129 and report.unknown, report
+    # every game of the catalog is named in the library, past the first 100 looked up too
+    shelf = element(dom, "library")
+    assert shelf.count("<li ") == 129
+    catalog = recommender.catalog
+    for appid in list(minutes)[100:]:
+        if appid in catalog.by_appid:
+            name = catalog.names[catalog.by_appid[appid]]
+            assert html.escape(name, quote=False) in shelf, name
+    answers = re.findall(r'<li class="answer" data-appid="(\d+|null)">', dom)
+    assert answers == [str(r.appid) for r in expected]
+    assert_years_shown(dom, expected)
+    # the note is information beside the results, and no error is shown
+    note = shown_text(element(dom, "note"))
+    assert f"{report.known} of the 129 games given are known" in note, note
+    assert dom.index('id="note"') < dom.index('id="results"')
+    assert_no_error_shown(dom)
+
+
+@pytest.mark.slow
+def test_the_page_shows_games_like_a_game_with_their_reasons_in_chromium(
+    server: GamerecServer, recommender: Recommender, tmp_path: Path
+) -> None:
+    dom = page_dom(server, "similar=620&k=6", tmp_path / "profile")
+    expected = recommender.similar(620, 6)
+    answers = re.findall(r'<li class="answer" data-appid="(\d+|null)">', dom)
+    assert answers == [str(r.appid) for r in expected]
+    for answer in expected:
+        assert html.escape(answer.reason, quote=False) in dom
+    assert any("players of Portal 2" in answer.reason for answer in expected)
+    assert "Games like Portal 2" in shown_text(element(dom, "results-title"))
+    assert "similar to" not in shown_text(dom).lower()
+    assert_no_error_shown(dom)
 
 
 # ------------------------------------------------------------------------------ round 3

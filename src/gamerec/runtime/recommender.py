@@ -13,6 +13,7 @@ not known.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,15 @@ from gamerec.ranking import Ranked, RankingEngine
 from gamerec.ranking.stages import Editions
 from gamerec.runtime.catalog import Catalog
 
-__all__ = ["HistoryReport", "Recommendation", "Recommendations", "Recommender"]
+__all__ = [
+    "COMMAND_LINE",
+    "HTTP",
+    "HistoryReport",
+    "Recommendation",
+    "Recommendations",
+    "Recommender",
+    "Wording",
+]
 
 #: how many shared tags a reason names
 _REASON_TAGS = 2
@@ -54,6 +63,36 @@ _TOP_TAGS = 5
 #: filter masks kept per Recommender (one per distinct genre filter)
 _MAX_FILTERS = 64
 _NEW_PREFIX = "new to gamerec's players; "
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a message says what to give next: the command line names its options
+    (``--played``), HTTP the JSON fields and paths of its requests (``time_played``)."""
+
+    #: how to give a player's games, after an unknown user id
+    give_games: str
+    #: what to try after an appid the catalog does not have
+    unknown_appid: str
+    #: what to try after a name no game has
+    unknown_name: str
+
+
+#: the command line's words (and the library's, by default)
+COMMAND_LINE = Wording(
+    give_games="pass the player's games (--played 620:1200 or --library owned.json)",
+    unknown_appid="try `gamerec similar` with a name, or search with /items?q=",
+    unknown_name="give part of the name (`gamerec similar portal`) or the appid; "
+    "`gamerec serve` lists matching names at GET /items?q=portal",
+)
+#: ``gamerec serve``'s words: the fields of a /recommend body, the paths of the endpoints
+HTTP = Wording(
+    give_games='send the player\'s games as time_played ({"620": 1200}, minutes) or '
+    'achievements ({"620": 12}, unlocked)',
+    unknown_appid="try /similar/ with part of the name, or look the game up with GET /items?q=",
+    unknown_name="give part of the name (/similar/portal) or the appid; GET /items?q=portal "
+    "lists matching names",
+)
 
 
 @dataclass(frozen=True)
@@ -371,18 +410,17 @@ class Recommender:
             "index_created": self.index_manifest.get("created"),
         }
 
-    def resolve_game(self, game: int | str) -> int:
-        """item_idx of an appid or a name (case-insensitive; an ambiguous name lists candidates)."""
+    def resolve_game(self, game: int | str, wording: Wording = COMMAND_LINE) -> int:
+        """item_idx of an appid or a name (case-insensitive; an ambiguous name lists candidates).
+
+        ``wording``: whose words an unknown game's message uses (the command line's, HTTP's)."""
         # ASCII digits only: "²".isdigit() is True, and int("²") fails
         if isinstance(game, int) or (isinstance(game, str) and is_appid_text(game.strip())):
             appid = int(game)
             if appid in self.catalog.by_appid:
                 return self.catalog.by_appid[appid]
             if isinstance(game, int):
-                raise NotFoundError(
-                    f"appid {appid} is not in the catalog; try `gamerec similar`"
-                    " with a name, or search with /items?q="
-                )
+                raise NotFoundError(f"appid {appid} is not in the catalog; {wording.unknown_appid}")
         query = str(game).strip()
         if not query:
             raise InvalidRequestError("an empty game name; give a name or an appid")
@@ -398,19 +436,47 @@ class Recommender:
         if len(partial) > 1:
             partial.sort(key=lambda i: -self.catalog.players[i])
             raise AmbiguousNameError(query, [self._label(i) for i in partial[:20]])
-        raise NotFoundError(
-            f"no game named {query!r}; give part of the name (`gamerec similar portal`) or "
-            "the appid; `gamerec serve` lists matching names at GET /items?q=portal"
-        )
+        raise NotFoundError(f"no game named {query!r}; {wording.unknown_name}")
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Games whose name contains ``query`` (case-insensitive), most played first."""
-        lowered = query.strip().lower()
+        """Catalog rows whose name contains ``query`` (case-insensitive), best matches first.
+
+        An exact name comes first, then games before what is not a game (a DLC, a
+        soundtrack, a demo, a title-only row); within each, names that start with the query,
+        then names with a word that does ("Bridge Constructor Portal"), then the rest
+        ("Teleportals"); within those, the most owned first (SteamSpy's owners, then the play
+        data's players). Each row says its ``kind`` and ``release_year``.
+        """
+        lowered = " ".join(query.lower().split())
         if not lowered:
             return []
-        hits = [i for i, name in enumerate(self.catalog.lower_names) if lowered in name]
-        hits.sort(key=lambda i: (-self.catalog.players[i], self.catalog.names[i]))
-        return [self._item(i) for i in hits[: max(1, limit)]]
+        names = self.catalog.lower_names
+        hits = [i for i, name in enumerate(names) if lowered in name]
+        key = normalise_title(lowered)
+        word = re.compile(r"(?<![^\W_])" + re.escape(lowered))
+        catalog = self.catalog
+
+        def order(item: int) -> tuple[Any, ...]:
+            name = names[item]
+            exact = name == lowered or (key != "" and normalise_title(name) == key)
+            if name.startswith(lowered):
+                match = 0
+            elif word.search(name):
+                match = 1
+            else:
+                match = 2
+            owners = max(int(catalog.owners_low[item]), int(catalog.owners_high[item]))
+            return (
+                not exact,
+                catalog.kinds[item] != Kind.GAME,
+                match,
+                -owners,
+                -catalog.players[item],
+                name,
+            )
+
+        hits.sort(key=order)
+        return [self.item_summary(i) for i in hits[: max(1, limit)]]
 
     def _label(self, item: int) -> str:
         appid = self.catalog.appids[item]
@@ -420,12 +486,18 @@ class Recommender:
             else self.catalog.names[item]
         )
 
-    def _item(self, item: int) -> dict[str, Any]:
-        appid = int(self.catalog.appids[item])
+    def item_summary(self, item: int) -> dict[str, Any]:
+        """Catalog row ``item`` as a search shows it: appid (None for a title-only row), name,
+        genres, kind (``game``, ``dlc``, ``soundtrack``, ...) and release year (None: unknown)."""
+        catalog = self.catalog
+        appid = int(catalog.appids[item])
+        year = int(catalog.release_years[item])
         return {
             "appid": appid if appid >= 0 else None,
-            "name": self.catalog.names[item],
-            "genres": self.catalog.genres[item],
+            "name": catalog.names[item],
+            "genres": catalog.genres[item],
+            "kind": catalog.kinds[item],
+            "release_year": year if year >= 0 else None,
             "item_idx": int(item),
         }
 
@@ -510,6 +582,7 @@ class Recommender:
         include_dlc: bool = False,
         history: History | None = None,
         released_since: int | None = None,
+        wording: Wording = COMMAND_LINE,
     ) -> Recommendations:
         """Top-``k`` games for a known user, or for a history given as ``{appid: minutes}``.
 
@@ -521,7 +594,8 @@ class Recommender:
         games never come back unless ``exclude_owned`` is False; DLC only with
         ``include_dlc``, and only for base games in the history. The answer's ``history`` says
         which given games were used and which are unknown. A user id gamerec does not know is
-        answered like a new user, and the note says so.
+        answered like a new user, and the note says so, in ``wording``'s words (the command
+        line's by default; :data:`HTTP` names the fields of a /recommend body).
         """
         k = self._check_k(k)
         released_since = _year(released_since)
@@ -540,7 +614,7 @@ class Recommender:
         allowed = self._allowed(wanted, items, include_dlc, released_since)
         if len(items) == 0:
             popular = self._popular(allowed, wanted, k)
-            fallback = self._fallback_note(unknown_user, wanted)
+            fallback = self._fallback_note(unknown_user, wanted, wording)
             return Recommendations(
                 popular, report, _with_since(fallback, released_since, popular, k)
             )
@@ -579,13 +653,13 @@ class Recommender:
         items = np.array(sorted(merged), dtype=np.int32)
         return items, np.array([merged[i] for i in items], dtype=np.float32)
 
-    def _fallback_note(self, unknown_user: str | None, wanted: set[str]) -> str:
+    def _fallback_note(self, unknown_user: str | None, wanted: set[str], wording: Wording) -> str:
         what = "the most played games" + (f" of {self._genre_label(wanted)}" if wanted else "")
         if unknown_user is None:
             return f"no played game known to the model: {what}"
         return (
             f"unknown user {unknown_user!r}: {what}; `gamerec users` lists the known ids, or "
-            "pass the player's games (--played 620:1200 or --library owned.json)"
+            f"{wording.give_games}"
         )
 
     def _answers(
@@ -705,13 +779,16 @@ class Recommender:
             for i in chosen
         ]
 
-    def similar(self, game: int | str, k: int = 10) -> list[Recommendation]:
+    def similar(
+        self, game: int | str, k: int = 10, wording: Wording = COMMAND_LINE
+    ) -> list[Recommendation]:
         """Games like ``game`` (an appid or a name), through the one engine: the game's own
         vector is the query, the co-play model ranks what its players also own, and games
         nobody in the play data owns compete on merit. A game nobody in the play data owns is
-        asked about by what the catalog says of it. Each answer says why in one line."""
+        asked about by what the catalog says of it. Each answer says why in one line.
+        ``wording``: whose words an unknown game's message uses (see :meth:`resolve_game`)."""
         k = self._check_k(k)
-        item = self.resolve_game(game)
+        item = self.resolve_game(game, wording)
         one = UserItems(
             np.array([0, 1], np.int64),
             np.array([item], np.int32),

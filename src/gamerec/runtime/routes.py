@@ -33,6 +33,7 @@ from gamerec.runtime.protocol import (
     json_bytes,
     logger,
 )
+from gamerec.runtime.recommender import HTTP
 from gamerec.runtime.schema import (
     MAX_ITEMS_LIMIT,
     MAX_TEXT,
@@ -364,6 +365,7 @@ class RoutesHandler(RequestHandler):
                 exclude_owned=request.exclude_owned,
                 include_dlc=request.include_dlc,
                 released_since=request.released_since,
+                wording=HTTP,
             )
             answer = answers.to_dict()
             if request.left_out:  # the least played, past serve.max_history
@@ -381,7 +383,7 @@ class RoutesHandler(RequestHandler):
             raise InvalidRequestError(f"the game is longer than {MAX_TEXT} characters")
         key: int | str = int(game) if is_appid_text(game) else game
         with self.server.slot(self.client):
-            answers = recommender.similar(key, k)
+            answers = recommender.similar(key, k, HTTP)
             encoded = json_bytes({"similar": [a.to_dict() for a in answers]})
         self.send_answer(200, encoded)
 
@@ -424,14 +426,5 @@ def _items_by_appid(recommender: Recommender, appids: str) -> list[dict[str, Any
     wanted = [a for a in wanted if a]
     if len(wanted) > MAX_ITEMS_LIMIT or not all(is_appid_text(a) for a in wanted):
         raise InvalidRequestError(f"appids must be up to {MAX_ITEMS_LIMIT} comma-separated appids")
-    catalog = recommender.catalog
-    rows = [catalog.by_appid[int(a)] for a in wanted if int(a) in catalog.by_appid]
-    return [
-        {
-            "appid": int(catalog.appids[row]),
-            "name": catalog.names[row],
-            "genres": catalog.genres[row],
-            "item_idx": row,
-        }
-        for row in rows
-    ]
+    by_appid = recommender.catalog.by_appid
+    return [recommender.item_summary(by_appid[int(a)]) for a in wanted if int(a) in by_appid]

@@ -228,6 +228,7 @@ def test_cli_eval_cold_reports_new_games(workspace: Path, monkeypatch: pytest.Mo
         "content",
         "two-tower",
         "two-tower + re-rank",
+        "two-tower + re-rank, fixed places",
     }
     hidden = report["new_games"]["games"]
     assert hidden > 0 and report["new_games"]["targets"] > 0

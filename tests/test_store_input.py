@@ -326,7 +326,9 @@ def test_the_bundled_data_without_the_store_says_how_many_games_have_no_year(
     assert catalog["year_from"]["none"] > 12_000  # half the catalog: the years are 2019-era
     assert catalog["recommendable_without_year"] > 12_000
     assert "store" not in catalog["kind_from"]
-    preprocess_summary({**summary, "output": "processed"})
+    from gamerec.results import PreprocessResult
+
+    preprocess_summary(PreprocessResult.from_summary(summary, Path("processed")))
     shown = capsys.readouterr().out
     assert "recommendable, no year" in shown
     assert f"{catalog['recommendable_without_year']:,}" in shown

@@ -44,6 +44,23 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+#: one choice for each of the searches `gamerec train` runs on the validation users (the
+#: re-ranker, genre/tag closeness, the new-game policy): a test of something else trains in
+#: seconds less than a minute; the default workspace keeps the whole search
+QUICK_SEARCH: dict[str, list[float]] = {
+    "train.rerank_lambdas": [50.0],
+    "train.rerank_alphas": [0.25],
+    "train.content_weights": [0.15],
+    "train.new_game_offsets": [-0.5],
+    "train.new_game_contents": [1.0],
+    "train.new_game_history_weights": [2.0],
+}
+#: the same as GAMEREC_* environment variables, for commands run as a user runs them
+QUICK_SEARCH_ENV = {
+    "GAMEREC_" + name.upper().replace(".", "__"): str(value) for name, value in QUICK_SEARCH.items()
+}
+
+
 @pytest.fixture(scope="session")
 def bundled_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with processed/ built once from the bundled demo data (read-only for tests)."""
@@ -76,6 +93,7 @@ def trained_workspace(bundled_workspace: Path, tmp_path_factory: pytest.TempPath
             "train.hidden_dim": 128,
             "train.embedding_dim": 64,
             "train.batch_size": 128,
+            **QUICK_SEARCH,
         }
     )
     pipeline.train(settings)

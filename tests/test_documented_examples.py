@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from conftest import free_port
+from conftest import QUICK_SEARCH_ENV, free_port
 from gamerec.cli import app
 from replay_server import ReplayServer, fetch_env, synthetic_libraries
 
@@ -52,6 +52,7 @@ SMALL_MODEL = {
     "GAMEREC_TRAIN__PATIENCE": "1",
     "GAMEREC_EVAL__EASE_LAMBDAS": "[30]",
     "GAMEREC_EVAL__BOOTSTRAP": "100",
+    **QUICK_SEARCH_ENV,
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import QUICK_SEARCH_ENV
 from gamerec.cli import app
 from gamerec.dataio.matrix import UserItems
 from gamerec.evaluation.baselines import EASE, ContentTfidf, ItemKNN, Popularity, content_tokens
@@ -217,6 +218,8 @@ def workspace(bundled_workspace: Path, workdir: Path) -> Path:
 def test_cli_eval_cold_reports_new_games(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAMEREC_EVAL__BASELINES", '["popularity", "itemknn"]')
     monkeypatch.setenv("GAMEREC_TRAIN__EPOCHS", "2")  # a real model, trained quickly
+    for name, value in QUICK_SEARCH_ENV.items():
+        monkeypatch.setenv(name, value)
     args = ["--data-dir", str(workspace), "eval", "-p", "cold", "--k", "20", "--bootstrap", "50"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output

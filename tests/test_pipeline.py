@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_in_terminal, settings_for
+from conftest import QUICK_SEARCH_ENV, run_in_terminal, settings_for
 from gamerec import pipeline
 from gamerec.artifacts import fingerprint
 from gamerec.cli import app
@@ -130,7 +130,10 @@ def test_demo_in_a_terminal_reads_well_and_ends_with_what_to_try(workdir: Path) 
     allows, so the command is the README's own): one line per stage event, a bar that ends
     saying how training ended, the showcase said honestly, and commands that work."""
     code, screen = run_in_terminal(
-        [sys.executable, "-m", "gamerec", "demo"], workdir, GAMEREC_TRAIN__EPOCHS="2"
+        [sys.executable, "-m", "gamerec", "demo"],
+        workdir,
+        GAMEREC_TRAIN__EPOCHS="2",
+        **QUICK_SEARCH_ENV,
     )
     said = [line for line in screen if line]
     assert code == 0, "\n".join(said[-40:])

@@ -285,11 +285,23 @@ def train(
 
 def _fit_config(settings: Settings) -> Any:
     """``train.*`` as the plain :class:`~gamerec.towers.fit.FitConfig` the fit takes."""
-    from gamerec.towers.fit import FitConfig, ModelShape, RerankSearch
+    from gamerec.towers.fit import (
+        ContentSearch,
+        FitConfig,
+        ModelShape,
+        NewGameSearch,
+        RerankSearch,
+    )
     from gamerec.towers.train import TrainConfig
 
     options = settings.train
     return FitConfig(
+        content=ContentSearch(weights=tuple(options.content_weights)),
+        new_games=NewGameSearch(
+            offsets=tuple(options.new_game_offsets),
+            contents=tuple(options.new_game_contents),
+            history_weights=tuple(options.new_game_history_weights),
+        ),
         shape=_plain(ModelShape, options),
         train=_plain(TrainConfig, options),
         rerank=_plain(

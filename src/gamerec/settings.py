@@ -218,6 +218,26 @@ class TrainSettings(_Section):
     rerank_candidates: Count = Field(
         200, description="two-tower candidates the re-ranker re-orders"
     )
+    content_weights: list[float] = Field(
+        default_factory=lambda: [0.0, 0.15, 0.3],
+        min_length=1,
+        description="weights of genre/tag/studio closeness tried on the validation users",
+    )
+    new_game_offsets: list[float] = Field(
+        default_factory=lambda: [-0.5, 0.0, 0.5, 1.0],
+        min_length=1,
+        description="new games' offsets on the trained games' scale, tried on validation users",
+    )
+    new_game_contents: list[float] = Field(
+        default_factory=lambda: [1.0, 0.0, 2.0],
+        min_length=1,
+        description="weights of a new game's genre/tag closeness, tried on validation users",
+    )
+    new_game_history_weights: list[float] = Field(
+        default_factory=lambda: [0.0, 2.0, 4.0],
+        min_length=1,
+        description="how much a history of new games favours new games, tried on validation users",
+    )
     rerank_coplay_candidates: int = Field(
         100, ge=0, description="co-play model's own top games added to the re-ranked candidates"
     )

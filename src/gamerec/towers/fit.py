@@ -499,7 +499,7 @@ def _fit_new_games(
     content = search.contents[0] if fitted.token_table is not None else 0.0
     chosen = attempt(
         [
-            NewGamePolicy(scale, offset, 0.0, content)
+            NewGamePolicy(scale, offset, search.history_weights[0], content)
             for scale in search.scales
             for offset in search.offsets
         ]
@@ -512,7 +512,7 @@ def _fit_new_games(
     attempt([policy for policy in weights if policy != chosen])
     assert best is not None
     scored = {NewGamePolicy.from_dict(row): row["valid_ndcg_at_20"] for row in tried}
-    near = [p for p in weights if scored[p] >= best[0] - search.history_tie]
+    near = [p for p in weights if p in scored and scored[p] >= best[0] - search.history_tie]
     if best[1] in weights and near:
         choice = max(near, key=lambda policy: policy.history_weight)
         best = (scored[choice], choice)

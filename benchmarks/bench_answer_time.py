@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _serve_common import machine as cpu_and_cores
 
 #: as an installed package runs: Python's bytecode cache on (pip compiles it at install time)
 PROCESS_ENV = {
@@ -38,20 +38,7 @@ CLAIM = 0.3
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
+    return f"{cpu_and_cores()}, load average {os.getloadavg()[0]:.1f} at start"
 
 
 def run(command: list[str]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import QUICK_SEARCH, QUICK_SEARCH_ENV, free_port
 from gamerec import pipeline
 from gamerec.errors import ConfigError, TrainingError
 from gamerec.settings import Settings
@@ -39,6 +39,7 @@ def run_env(**settings: Any) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith("GAMEREC_") and k not in LAUNCHER
     }
     env.update(SMALL)
+    env.update(QUICK_SEARCH_ENV)
     env.update({f"GAMEREC_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 
@@ -58,7 +59,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, bundled_workspace: Path) -
     """A workspace with a small model/ trained in one process: the last good model to keep."""
     data = workspace(tmp_path_factory.mktemp("trained"), bundled_workspace)
     overrides = {f"train.{k.split('__')[1].lower()}": v for k, v in SMALL.items()}
-    overrides.update({"data_dir": data, "train.epochs": 2, "train.rerank": False})
+    overrides.update({"data_dir": data, "train.epochs": 2, "train.rerank": False, **QUICK_SEARCH})
     pipeline.train(Settings.load(config=None, overrides=overrides))
     return data
 

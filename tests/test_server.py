@@ -835,7 +835,7 @@ def test_one_history_rule_for_http_and_the_command_line() -> None:
     request = parse_recommend_request(body, max_top_k=10)
     assert request.history == History.from_mappings({620: 90, 400: 30.5}, {620: 4})
     assert request.history == History(History.parse_pairs("620:90,400:30.5"), {620: 4})
-    for bad in ({"-1": 5}, {"620": -1}, {"x": 1}, {"620": "5"}, {str(2**32): 1}):
+    for bad in ({"-1": 5}, {"620": -1}, {"x": 1}, {"620": "5"}, {str(2**32): 1}, {"": 1, "6": 2}):
         with pytest.raises(InvalidRequestError, match="time_played"):
             parse_recommend_request({"time_played": bad}, max_top_k=10)
     # past the cap, the most played are kept and the rest counted

@@ -237,10 +237,11 @@ def _valid_entries(value: Mapping[Any, Any], whole: bool) -> dict[int, float | i
     if not set(map(type, keys)) <= {str}:  # decoded JSON has str keys; Python callers may not
         return None
     joined = "".join(keys)
-    if not (joined.isascii() and joined.isdigit()) or max(map(len, keys)) > 10:
+    lengths = list(map(len, keys))
+    if not (joined.isascii() and joined.isdigit()) or min(lengths) < 1 or max(lengths) > 10:
         return None
     appids = list(map(int, keys))
-    if min(map(len, keys)) < 1 or min(appids) < 1 or max(appids) > MAX_APPID:
+    if min(appids) < 1 or max(appids) > MAX_APPID:
         return None
     allowed = {int} if whole else {int, float}  # exact: True is no number of minutes
     if not set(map(type, amounts)) <= allowed:

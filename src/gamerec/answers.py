@@ -1,4 +1,5 @@
-"""The answering stages: ``gamerec recommend``, ``recommend --all``, ``similar`` and ``users``.
+"""The answering stages: ``gamerec recommend``, ``recommend --all``, ``similar``, ``users``
+and ``serve``.
 
 Part of the pipeline (``gamerec.pipeline`` exports them): each reads :class:`Settings` once and
 asks the workspace's :class:`~gamerec.runtime.recommender.Recommender`. The command line calls
@@ -17,11 +18,11 @@ from gamerec.progress import Progress, quiet, reported
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
-    from gamerec.results import UsersResult
+    from gamerec.results import ServeResult, UsersResult
     from gamerec.runtime.batch import BatchSummary
     from gamerec.runtime.recommender import Recommendation, Recommendations, Recommender
 
-__all__ = ["load_recommender", "recommend", "recommend_all", "similar", "users"]
+__all__ = ["load_recommender", "recommend", "recommend_all", "serve", "similar", "users"]
 
 
 def load_recommender(settings: Settings, in_memory: bool = False) -> Recommender:
@@ -108,3 +109,42 @@ def recommend_all(
             "recommend", f"{done:,} of {total:,} users", done / max(total, 1)
         ),
     )
+
+
+def serve(settings: Settings, progress: Progress = quiet) -> ServeResult:
+    """Serve recommendations over HTTP until SIGTERM (``gamerec serve``); SIGHUP reloads.
+
+    Loads the workspace's artifacts once, reports the URL through ``progress`` when it is
+    listening, and returns a summary (requests answered, seconds up) after draining.
+    """
+    from gamerec.runtime.blas import set_blas_threads
+    from gamerec.runtime.server import serve as run_server
+
+    progress = reported(progress)
+    options = settings.serve
+    # requests already run in parallel: one thread per product, not threads fighting for cores
+    # (a FAISS index searches a request's one query on its calling thread alone)
+    set_blas_threads(options.search_threads)
+    summary = run_server(
+        lambda: load_recommender(settings, in_memory=True),
+        options.host,
+        options.port,
+        token=options.token.get_secret_value() if options.token else None,
+        max_body_bytes=options.max_body_bytes,
+        max_header_bytes=options.max_header_bytes,
+        timeout_s=options.timeout_s,
+        header_timeout_s=options.header_timeout_s,
+        max_workers=options.max_workers,
+        max_connections=options.max_connections,
+        max_connections_per_client=options.max_connections_per_client,
+        default_top_k=settings.recommend.top_k,
+        max_top_k=options.max_top_k,
+        max_history=options.max_history,
+        drain_s=options.drain_s,
+        processes=options.processes,
+        log_level=options.log_level,
+        on_ready=lambda url: progress("serve", f"listening on {url}", None),
+    )
+    from gamerec.results import ServeResult
+
+    return ServeResult(**summary)

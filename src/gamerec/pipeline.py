@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gamerec.answers import load_recommender, recommend, recommend_all, similar, users
+from gamerec.answers import load_recommender, recommend, recommend_all, serve, similar, users
 from gamerec.artifacts import Workspace, fingerprint, has_manifest, stage_lock, staged_dir
 from gamerec.artifacts.index import write_index
 from gamerec.artifacts.model import (
@@ -42,7 +42,6 @@ from gamerec.results import (
     EvalResult,
     IndexResult,
     PreprocessResult,
-    ServeResult,
     TrainResult,
 )
 from gamerec.settings import Settings
@@ -424,43 +423,6 @@ def _train(
         )
     resume_path.unlink(missing_ok=True)
     return TrainResult.from_summary(summary, paths.model, max_epochs)
-
-
-def serve(settings: Settings, progress: Progress = quiet) -> ServeResult:
-    """Serve recommendations over HTTP until SIGTERM (``gamerec serve``); SIGHUP reloads.
-
-    Loads the workspace's artifacts once, reports the URL through ``progress`` when it is
-    listening, and returns a summary (requests answered, seconds up) after draining.
-    """
-    from gamerec.runtime.blas import set_blas_threads
-    from gamerec.runtime.server import serve as run_server
-
-    progress = reported(progress)
-    options = settings.serve
-    # requests already run in parallel: one thread per product, not threads fighting for cores
-    # (a FAISS index searches a request's one query on its calling thread alone)
-    set_blas_threads(options.search_threads)
-    summary = run_server(
-        lambda: load_recommender(settings, in_memory=True),
-        options.host,
-        options.port,
-        token=options.token.get_secret_value() if options.token else None,
-        max_body_bytes=options.max_body_bytes,
-        max_header_bytes=options.max_header_bytes,
-        timeout_s=options.timeout_s,
-        header_timeout_s=options.header_timeout_s,
-        max_workers=options.max_workers,
-        max_connections=options.max_connections,
-        max_connections_per_client=options.max_connections_per_client,
-        default_top_k=settings.recommend.top_k,
-        max_top_k=options.max_top_k,
-        max_history=options.max_history,
-        drain_s=options.drain_s,
-        processes=options.processes,
-        log_level=options.log_level,
-        on_ready=lambda url: progress("serve", f"listening on {url}", None),
-    )
-    return ServeResult(**summary)
 
 
 def demo(

@@ -72,8 +72,8 @@ def ease_weights(gram: np.ndarray, regularisation: float) -> np.ndarray:
     if regularisation <= 0:
         raise ConfigError(f"EASE lambda must be positive, got {regularisation}")
     # a game nobody in ``gram`` plays has a zero row and column: its weights are all zero, so
-    # the inverse is taken over the played games alone (a catalog of mostly unplayed games
-    # costs what its played part costs: 3,956 -> 2,824 games is 2.7x less work)
+    # the inverse is taken over the played games alone (a catalog grown with games nobody
+    # plays costs what its played part costs; the inverse's work grows with the cube)
     played = np.flatnonzero(np.diagonal(gram) > 0)
     if len(played) < gram.shape[0]:
         weights = np.zeros(gram.shape, dtype=np.float32)

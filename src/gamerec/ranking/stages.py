@@ -299,7 +299,7 @@ class ContentSimilarity:
         if len(present):
             norms[present] = np.sqrt(np.add.reduceat(weights, rows.indptr[present]))
         self.norms = norms  # (n,) length of each game's idf-weighted token vector
-        self._kept: dict[int, tuple[np.ndarray, TokenRows]] = {}
+        self._kept: dict[int, tuple[np.ndarray, ...]] = {}
 
     def profile(self, history: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(T,) the history's weighted token profile (each game's unit vector, weighted),
@@ -336,20 +336,31 @@ class ContentSimilarity:
 
     def closest(self, profile: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
         """The (at most) ``n`` of ``rows`` closest to ``profile``, closest first, none with
-        nothing in common (a kept, read-only row set is gathered once)."""
+        nothing in common (a kept, read-only row set is gathered and weighted once)."""
         kept = self._kept.get(id(rows))
-        if kept is not None and kept[0] is rows:
-            subset = kept[1]
-        else:
-            subset = self.rows.take(rows)
+        if kept is None or kept[0] is not rows:
+            kept = (rows, *self._weighted(rows))
             if not rows.flags.writeable and len(self._kept) < 16:
-                self._kept[id(rows)] = (rows, subset)
-        closeness = self._scores(profile, subset, self.norms[rows])
+                self._kept[id(rows)] = kept
+        _, tokens, weights, starts, present = kept
+        closeness = np.zeros(len(rows), dtype=np.float32)
+        if len(present):
+            closeness[present] = np.add.reduceat(profile[tokens] * weights, starts)
         n = min(n, int((closeness > 0).sum()))
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         top = np.argpartition(-closeness, n - 1)[:n]
         return rows[top[np.argsort(-closeness[top], kind="stable")]]
+
+    def _weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``rows``' tokens, each token's idf over its row's norm, where each row with tokens
+        starts, and those rows' positions: what :meth:`closest` multiplies a profile by."""
+        subset = self.rows.take(rows)
+        lengths = np.diff(subset.indptr)
+        present = np.flatnonzero(lengths > 0)
+        owner_norms = np.repeat(np.maximum(self.norms[rows], 1e-12), lengths)
+        weights = (self.idf[subset.indices] / owner_norms).astype(np.float32)
+        return subset.indices, weights, subset.indptr[present], present
 
     def _scores(self, profile: np.ndarray, subset: TokenRows, norms: np.ndarray) -> np.ndarray:
         products = profile[subset.indices] * self.idf[subset.indices]

@@ -48,6 +48,13 @@ ENVIRONMENT = {
     "GAMEREC_TRAIN__HIDDEN_DIM": "128",
     "GAMEREC_TRAIN__EMBEDDING_DIM": "64",
     "GAMEREC_TRAIN__BATCH_SIZE": "128",
+    # one choice per validation search: what is under test is the files, not the search
+    "GAMEREC_TRAIN__RERANK_LAMBDAS": "[50.0]",
+    "GAMEREC_TRAIN__RERANK_ALPHAS": "[0.25]",
+    "GAMEREC_TRAIN__CONTENT_WEIGHTS": "[0.15]",
+    "GAMEREC_TRAIN__NEW_GAME_OFFSETS": "[-0.5]",
+    "GAMEREC_TRAIN__NEW_GAME_CONTENTS": "[1.0]",
+    "GAMEREC_TRAIN__NEW_GAME_HISTORY_WEIGHTS": "[2.0]",
 }
 
 #: run in a fresh interpreter: what "readable" means for a workspace

@@ -154,6 +154,7 @@ def test_parse_pairs() -> None:
         History.parse_pairs("portal:12")
 
 
+@pytest.mark.slow  # ranks every user of the bundled data
 def test_recommend_all_never_includes_owned_games(trained_workspace: Path, tmp_path: Path) -> None:
     settings = Settings.load(overrides={"data_dir": trained_workspace})
     out = tmp_path / "recs.parquet"
@@ -442,6 +443,7 @@ def test_filtered_searches_over_kept_subsets_answer_as_the_full_index(
     assert len(fast.engine._subsets) >= 3  # trained, new, and each genre filter
 
 
+@pytest.mark.slow  # ranks every user of the bundled data
 def test_recommend_all_rows_are_the_answers_of_recommend(recommender: Recommender) -> None:
     """One engine: for 200 known users, the batch answer (`recommend --all`) is exactly what
     `recommend --user` answers them, in the same order, new-game places included."""

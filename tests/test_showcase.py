@@ -5,12 +5,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
+
 from gamerec import showcase
 from gamerec.render import _showcase_note
 from gamerec.results import ShowcaseUser
 from gamerec.runtime.recommender import Recommender
 
 
+@pytest.mark.slow  # ranks every user of the bundled data
 def test_the_user_shown_is_the_median_test_user_beside_all_of_them(
     trained_workspace: Path,
 ) -> None:

@@ -740,9 +740,13 @@ def test_connections_above_the_limit_get_503(recommender: Recommender) -> None:
                 b"Content-Length: 20\r\n\r\n{"
             )
             held.append(connection)
-        deadline = time.monotonic() + 5
-        # accepted in the background, and each one's headers read
-        while srv._connections < 2 or srv._idle or srv._in_head:
+        deadline = time.monotonic() + 15
+        # accepted in the background, and each one's headers read: for half a second on end, as
+        # a handler thread only just started has not yet said it is reading its headers
+        settled_at = None
+        while settled_at is None or time.monotonic() - settled_at < 0.5:
+            settled = srv._connections >= 2 and not srv._idle and not srv._in_head
+            settled_at = (settled_at or time.monotonic()) if settled else None
             assert time.monotonic() < deadline
             time.sleep(0.01)
         answer = raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,12 +97,7 @@ class NewGamePolicy:
     content: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "offset": self.offset,
-            "history_weight": self.history_weight,
-            "content": self.content,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> NewGamePolicy:

@@ -76,6 +76,13 @@ class RankingPolicy:
     #: new games closest in genres and tags added to the new candidates of each request
     content_candidates: int = 50
 
+    @property
+    def uses_content(self) -> bool:
+        """Whether genre/tag closeness weighs in, for trained or new games."""
+        return self.content_weight > 0 or (
+            self.new_games is not None and self.new_games.content > 0
+        )
+
 
 @dataclass
 class _Stage:
@@ -265,10 +272,7 @@ class RankingEngine:
         self.coplay = coplay if policy.rerank is not None else None
         self.name = name
         self.editions = editions if editions is not None and editions.any else None
-        wants_content = policy.content_weight > 0 or (
-            policy.new_games is not None and policy.new_games.content > 0
-        )
-        self.content = content if wants_content else None
+        self.content = content if policy.uses_content else None
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
         #: id of a kept (read-only) mask -> (the mask, its sub-index): no hashing next time
         self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
@@ -359,12 +363,9 @@ class RankingEngine:
         stage: trying new-game policies on one batch ranks its trained games once."""
         other = copy.copy(self)
         other.policy = policy
-        wants_content = policy.content_weight > 0 or (
-            policy.new_games is not None and policy.new_games.content > 0
-        )
-        if wants_content and self.content is None:
+        if policy.uses_content and self.content is None:
             raise ValueError("with_policy: this engine was made without content closeness")
-        other.content = self.content if wants_content else None
+        other.content = self.content if policy.uses_content else None
         if self._stage_memo is None:
             self._stage_memo = _StageMemo()
         other._stage_memo = self._stage_memo

@@ -405,9 +405,8 @@ def recommend(
     Example: gamerec recommend --user 76767 --genres rpg --top-k 5
     """
     from gamerec import answers as stages
-    from gamerec.dataio.files import NESTED_TOO_DEEPLY
     from gamerec.dataio.history import History
-    from gamerec.errors import DataError, UsageError
+    from gamerec.errors import UsageError
 
     settings = _options(ctx).settings()
     if all_users:
@@ -417,20 +416,17 @@ def recommend(
             summary = stages.recommend_all(settings, out, k=top_k, progress=progress)
         render.result(summary, json_output, render.recommend_all_summary)
         return
-    try:
-        answers = stages.recommend(
-            settings,
-            user_id=user,
-            history=History.from_command_line(played, achievements),
-            library=library,
-            genres=_split_list(genres),
-            k=top_k,
-            exclude_owned=not include_owned,
-            include_dlc=include_dlc,
-            released_since=since,
-        )
-    except RecursionError:  # the JSON of --library, the only nested input here
-        raise DataError(f"{NESTED_TOO_DEEPLY}; check the file", library) from None
+    answers = stages.recommend(
+        settings,
+        user_id=user,
+        history=History.from_command_line(played, achievements),
+        library=library,
+        genres=_split_list(genres),
+        k=top_k,
+        exclude_owned=not include_owned,
+        include_dlc=include_dlc,
+        released_since=since,
+    )
     who = f"user {user}" if user else "you"
     render.result(
         answers,

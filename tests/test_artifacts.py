@@ -313,3 +313,18 @@ def test_a_swap_killed_at_any_rename_leaves_a_readable_stage(
         assert _stage_version(final) == "new"
         assert not final.with_name("processed.old").exists()
         assert not list(tmp_path.glob(".processed.*.staging"))
+
+
+@given(st.lists(st.text(max_size=40), max_size=30))
+def test_a_text_column_gives_back_every_string_it_was_given(values: list[str]) -> None:
+    from gamerec.runtime.catalog import TextColumn
+
+    column = TextColumn.encode(values)
+    assert len(column) == len(values)
+    assert list(column) == values  # NULs, surrogate-free Unicode, empty strings alike
+    assert [column[i] for i in reversed(range(len(values)))] == values[::-1]
+    assert column[:] == values
+    if values:
+        assert column[-1] == values[-1]
+    again = TextColumn(column.offsets.copy(), column.data.copy())  # as read back from a file
+    assert list(again) == values

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -643,3 +644,69 @@ def test_cli_index_rejects_an_unknown_kind(workdir: Path) -> None:
     result = CliRunner().invoke(app, ["--data-dir", str(workdir), "index", "--kind", "lsh"])
     assert result.exit_code == 2
     assert "lsh" in result.output
+
+
+# --- the catalog's columns, kept for recommending ------------------------------------------
+
+
+def test_the_index_keeps_the_catalog_as_processed_has_it(trained_workspace: Path) -> None:
+    """What recommending reads of each game from index/catalog.npz is what
+    processed/items.parquet says, game by game."""
+    from gamerec.artifacts.index import read_catalog_columns, read_index_manifest
+    from gamerec.runtime.catalog import Catalog
+
+    manifest = read_index_manifest(trained_workspace / "index")
+    columns = read_catalog_columns(trained_workspace / "index", manifest)
+    assert columns is not None
+    n = manifest["index"]["n_items"]
+    kept = Catalog.from_arrays(columns, n)
+    read = Catalog.read(trained_workspace / "processed", n)
+    items = pq.read_table(trained_workspace / "processed" / "items.parquet").to_pylist()
+    assert list(kept.names) == list(read.names) == [item["name"] for item in items]
+    assert kept.kinds == read.kinds == [item["kind"] for item in items]
+    assert [kept.tags[i] for i in range(n)] == [list(item["tags"]) for item in items]
+    assert [kept.genres[i] for i in range(n)] == [list(item["genres"]) for item in items]
+    for field in ("appids", "players", "recommendable", "base_appids", "release_years", "family"):
+        assert np.array_equal(getattr(kept, field), getattr(read, field)), field
+    assert kept.by_appid == read.by_appid
+    assert kept.names[-1] == items[-1]["name"] and kept.names[-3:] == [
+        item["name"] for item in items[-3:]
+    ]
+
+
+def test_an_index_from_before_the_catalog_columns_answers_the_same(workspace: Path) -> None:
+    from gamerec.artifacts.index import CATALOG_COLUMNS_FILE
+    from gamerec.runtime.recommender import Recommender
+
+    before = Recommender.from_dir(workspace).recommend(played={620: 600, 400: 60}, k=10)
+    manifest_path = workspace / "index" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["catalog_columns"]
+    del manifest["files"][CATALOG_COLUMNS_FILE]
+    manifest_path.write_text(json.dumps(manifest))
+    (workspace / "index" / CATALOG_COLUMNS_FILE).unlink()
+    for in_memory in (False, True):
+        after = Recommender.from_dir(workspace, in_memory=in_memory).recommend(
+            played={620: 600, 400: 60}, k=10
+        )
+        assert [a.to_dict() for a in after] == [b.to_dict() for b in before]
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "column"])
+def test_damaged_catalog_columns_are_an_artifact_error(workspace: Path, damage: str) -> None:
+    from gamerec.artifacts.index import CATALOG_COLUMNS_FILE
+    from gamerec.runtime.recommender import Recommender
+
+    path = workspace / "index" / CATALOG_COLUMNS_FILE
+    if damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"not an npz archive")
+    else:  # an archive whose columns are not the ones the manifest lists
+        with np.load(path) as archive:
+            columns = {name: archive[name] for name in archive.files}
+        columns["appid"] = columns["appid"][:-1]
+        np.savez(path, **columns)
+    with pytest.raises(ArtifactError, match="run `gamerec index`"):
+        Recommender.from_dir(workspace)
+    assert json.loads((workspace / "index" / "manifest.json").read_text())["catalog_columns"]

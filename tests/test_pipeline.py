@@ -104,13 +104,14 @@ def test_model_files_rebuild_the_recommender_without_torch(trained_workspace: Pa
 def test_cli_recommend_process_imports_nothing_it_does_not_need(
     trained_workspace: Path,
 ) -> None:
-    """The 0.6 s budget of a `gamerec recommend` process is mostly imports: keep them out."""
+    """A one-shot `gamerec recommend` is mostly imports: keep out all it does not need (the
+    catalog comes from index/, so not even pyarrow)."""
     import subprocess
     import sys
 
     code = (
         "import atexit, sys\n"
-        "heavy = ('torch', 'faiss', 'pandas', 'httpx')\n"
+        "heavy = ('torch', 'faiss', 'pandas', 'pyarrow', 'httpx')\n"
         "atexit.register(lambda: print('loaded:', [m for m in heavy if m in sys.modules]))\n"
         "from gamerec.cli import main\n"
         f"sys.argv = ['gamerec', '--data-dir', {str(trained_workspace)!r},"

@@ -75,3 +75,27 @@ def test_a_data_dir_with_markup_is_printed_as_it_is(workdir: Path) -> None:
         missing.stderr
     )
     assert "Error: no model output in [/x] [link=x]y[/link]/model;" in missing.stderr
+
+
+def test_a_long_name_in_a_narrow_table_is_shown_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A word wider than its column is folded onto the next line, never cut with "…"."""
+    from gamerec import render
+
+    monkeypatch.setenv("COLUMNS", "60")
+    name = "Counter-Strike:GlobalOffensiveDefinitiveEdition"
+    answer = Recommendation(
+        appid=730,
+        name=name,
+        score=1.0,
+        genres=["Action"],
+        reason="because you played Portal",
+        item_idx=0,
+    )
+    render.recommendations("Recommended for you", [answer])
+    shown = capsys.readouterr().out
+    assert "…" not in shown
+    # the name's pieces, read down the game column, make the whole name
+    cells = [line.split("│")[2].strip() for line in shown.splitlines() if line.count("│") > 3]
+    assert "".join(cells) == name

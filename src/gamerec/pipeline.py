@@ -44,6 +44,7 @@ from gamerec.results import (
     PreprocessResult,
     TrainResult,
 )
+from gamerec.runtime.catalog import read_catalog_arrays
 from gamerec.settings import Settings
 
 if TYPE_CHECKING:
@@ -208,6 +209,7 @@ def build_index(settings: Settings, progress: Progress = quiet) -> IndexResult:
             vectors=vectors,
             items_fingerprint=processed_manifest["files"][ITEMS_FILE],
             counts=counts,
+            catalog_columns=read_catalog_arrays(paths.processed),
         )
     return IndexResult(
         kind=built.params["kind"],

@@ -15,6 +15,7 @@ recommending with it never imports FAISS.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     import faiss
 
 __all__ = [
+    "CATALOG_COLUMNS_FILE",
     "INDEX_FILE",
     "PART_FILES",
     "CatalogVectors",
     "check_index_matches",
     "open_index",
+    "read_catalog_columns",
     "read_catalog_vectors",
     "read_index_manifest",
     "write_index",
@@ -54,6 +57,9 @@ CATALOG_FILES = {
 }
 #: each game's content tokens as sparse rows (the model's token numbers): indptr and indices
 CONTENT_FILES = {"indptr": "content_indptr.npy", "indices": "content_indices.npy"}
+#: what recommending shows of each game (names, kinds, genres, tags, years, owners) as plain
+#: arrays (``gamerec.runtime.catalog.catalog_arrays``): an answer then never imports pyarrow
+CATALOG_COLUMNS_FILE = "catalog.npz"
 _REINDEX = "run `gamerec index`"
 
 
@@ -90,10 +96,11 @@ def write_index(
     vectors: CatalogVectors,
     items_fingerprint: str,
     counts: Mapping[str, Any] | None = None,
+    catalog_columns: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write the FAISS indexes (one per non-empty part, rows in catalog order), the catalog
-    vectors and the manifest into ``directory`` (a staging folder). ``items_fingerprint``: the
-    ``processed/items.parquet`` they were built for."""
+    vectors, the catalog's columns and the manifest into ``directory`` (a staging folder).
+    ``items_fingerprint``: the ``processed/items.parquet`` they were built for."""
     from gamerec.index.faiss_index import save_index
 
     n_items, dim = vectors.item_vectors.shape
@@ -115,6 +122,12 @@ def write_index(
         array = stored[name]
         np.save(Path(directory) / file_name, array)
         arrays[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    columns: dict[str, Any] = {}
+    if catalog_columns is not None:
+        for name, array in catalog_columns.items():
+            columns[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+        # not compressed: a one-shot answer reads it whole, and inflating costs more than reading
+        np.savez(Path(directory) / CATALOG_COLUMNS_FILE, **catalog_columns)  # type: ignore[arg-type]
     return write_manifest(
         directory,
         "index",
@@ -126,6 +139,7 @@ def write_index(
         counts={"items": n_items, "dim": dim, **dict(counts or {})},
         extra={
             "arrays": arrays,
+            **({"catalog_columns": columns} if columns else {}),
             "processed_items": items_fingerprint,
             "index": {
                 "kind": params["kind"],
@@ -214,6 +228,38 @@ def read_catalog_vectors(
     if content is not None and (len(content[0]) != n + 1 or int(content[0][-1]) != len(content[1])):
         raise ArtifactError(f"the content rows in {index_dir} do not fit the catalog; {_REINDEX}")
     return vectors
+
+
+def read_catalog_columns(
+    index_dir: str | Path, manifest: Mapping[str, Any]
+) -> dict[str, np.ndarray] | None:
+    """The catalog's columns kept in ``index/``, checked against its manifest; None for an
+    index written before it kept them (its games are then read from ``processed/``)."""
+    listed = manifest.get("catalog_columns")
+    if listed is None:
+        return None
+    path = Path(index_dir) / CATALOG_COLUMNS_FILE
+    if not isinstance(listed, dict) or not path.is_file():
+        raise ArtifactError(f"{path} is missing; {_REINDEX}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            columns = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); {_REINDEX}") from None
+    for name, expected in listed.items():
+        array = columns.get(name)
+        if (
+            array is None
+            or not isinstance(expected, dict)
+            or list(array.shape) != list(expected.get("shape", []))
+            or str(array.dtype) != expected.get("dtype")
+        ):
+            raise ArtifactError(
+                f"{path} does not hold the column {name!r} its manifest lists; {_REINDEX}"
+            )
+    if sorted(columns) != sorted(listed):
+        raise ArtifactError(f"{path} holds columns its manifest does not list; {_REINDEX}")
+    return columns
 
 
 def open_index(

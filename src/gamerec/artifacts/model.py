@@ -298,19 +298,27 @@ def _load_npy(path: Path, expected: Any, mmap: bool = False) -> np.ndarray:
     return array.view(np.ndarray) if mmap else array
 
 
-def _load_npz(path: Path, expected: Any) -> dict[str, np.ndarray]:
+def _load_npz(
+    path: Path, expected: Any, skip: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` but those in ``skip`` (each member is read on access)."""
     if not isinstance(expected, dict):
         raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in names if name not in skip}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"{path} is unreadable ({exc}); {_RETRAIN}") from None
-    if sorted(arrays) != sorted(expected):
+    if sorted(names) != sorted(expected):
         raise ArtifactError(f"{path} does not hold the arrays its manifest lists; {_RETRAIN}")
     for name, array in arrays.items():
         _check_shape(path, array, expected[name])
     return arrays
+
+
+#: the user tower's arrays with a row per trained game
+TOWER_ITEM_ARRAYS = frozenset({"history", "token_matrix"})
 
 
 def read_model(
@@ -318,6 +326,7 @@ def read_model(
     *,
     coplay: Literal["skip", "map", "copy"] = "map",
     content: bool = False,
+    tower_item_arrays: bool = True,
 ) -> ModelArtifacts:
     """Read and check ``model/``.
 
@@ -325,6 +334,9 @@ def read_model(
     rows it needs), ``copy`` reads them into memory (a long-running server: a file changed
     under a mapping would kill the process), ``skip`` leaves them out. ``content`` reads the
     content mapper's arrays (``gamerec index``); a model without them is an ArtifactError.
+    Without ``tower_item_arrays`` the user tower's per-game rows (``history``,
+    ``token_matrix``: 14 MB of the bundled model) are left out: an engine over the catalog
+    takes every game's rows from the index instead.
     """
     model_dir = Path(model_dir)
     manifest = read_model_manifest(model_dir)
@@ -332,7 +344,11 @@ def read_model(
     if not isinstance(arrays, dict):
         raise ArtifactError(f"{model_dir}'s manifest lists no arrays; {_RETRAIN}")
     item_embeddings = _load_npy(model_dir / EMBEDDINGS_FILE, arrays.get(EMBEDDINGS_FILE))
-    user_tower = _load_npz(model_dir / USER_TOWER_FILE, arrays.get(USER_TOWER_FILE))
+    user_tower = _load_npz(
+        model_dir / USER_TOWER_FILE,
+        arrays.get(USER_TOWER_FILE),
+        skip=frozenset() if tower_item_arrays else TOWER_ITEM_ARRAYS,
+    )
     coplay_weights = None
     if coplay != "skip" and COPLAY_FILE in arrays:
         coplay_weights = _load_npy(

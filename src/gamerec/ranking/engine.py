@@ -274,6 +274,7 @@ class RankingEngine:
         self.editions = editions if editions is not None and editions.any else None
         self.content = content if policy.uses_content else None
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
+        self._searched_once: set[bytes] = set()
         #: id of a kept (read-only) mask -> (the mask, its sub-index): no hashing next time
         self._subset_of_mask: dict[int, tuple[np.ndarray, tuple[np.ndarray, ExactIndex]]] = {}
         self._parts_of_mask: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -828,6 +829,11 @@ class RankingEngine:
         subset = self._subsets.get(key)
         if subset is None:
             if len(self._subsets) >= _MAX_SUBSETS:
+                return None
+            # a filter's first search scans the catalog under its mask: copying its rows costs
+            # more than one search, and a one-shot command searches each filter once
+            if key not in self._searched_once:
+                self._searched_once.add(key)
                 return None
             members = np.flatnonzero(allowed)
             subset = self._subsets[key] = (members, ExactIndex(self.item_vectors[members]))

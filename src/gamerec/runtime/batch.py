@@ -54,7 +54,7 @@ def write_recommendations(
         raise InvalidRequestError(f"--out must end in .parquet or .jsonl, got {out}")
     started = time.perf_counter()
     catalog = recommender.catalog
-    names = pa.array(catalog.names, type=pa.string())
+    names = pa.array(list(catalog.names), type=pa.string())
     schema = pa.schema(
         [
             ("user_id", pa.string()),

@@ -1,12 +1,14 @@
 """The catalog as recommending reads it: what each game is called, is and shows.
 
-Read with pyarrow (never pandas: recommending must not pay for importing it), once per
-:class:`~gamerec.runtime.recommender.Recommender`.
+Read once per :class:`~gamerec.runtime.recommender.Recommender`, from the plain numpy arrays
+``gamerec index`` keeps beside the vectors (:func:`catalog_arrays`): a one-shot answer imports
+neither pandas nor pyarrow. An index written before those arrays is answered from
+``processed/items.parquet``, read with pyarrow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,55 @@ from gamerec.artifacts.processed import column_to_numpy, read_columns
 from gamerec.dataio.files import normalise_title
 from gamerec.errors import ArtifactError
 
-__all__ = ["Catalog", "ListColumn"]
+__all__ = [
+    "CATALOG_ARRAYS",
+    "ITEM_COLUMNS",
+    "Catalog",
+    "ListColumn",
+    "TextColumn",
+    "catalog_arrays",
+    "read_catalog_arrays",
+]
+
+
+class TextColumn(Sequence[str]):
+    """A column of strings kept as UTF-8 bytes and offsets, each decoded on first access.
+
+    A request names ten games of 25,000; decoding them all costs a one-shot answer more than
+    the answer does.
+    """
+
+    def __init__(self, offsets: np.ndarray, data: np.ndarray):
+        self.offsets = np.asarray(offsets, dtype=np.int64)  # (n + 1,) byte offsets into data
+        self.data = np.asarray(data, dtype=np.uint8)  # the strings' UTF-8 bytes, end to end
+        self._bytes = self.data.tobytes()
+        self._bounds = self.offsets.tolist()
+        self._cache: dict[int, str] = {}
+
+    @classmethod
+    def encode(cls, values: Sequence[str]) -> TextColumn:
+        encoded = [str(value).encode() for value in values]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(value) for value in encoded], out=offsets[1:])
+        return cls(offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8))
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        found = self._cache.get(item)
+        if found is None:
+            if item < 0:
+                item += len(self)
+            found = self._bytes[self._bounds[item] : self._bounds[item + 1]].decode()
+            self._cache[item] = found
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        data, bounds = self._bytes, self._bounds
+        return (data[bounds[i] : bounds[i + 1]].decode() for i in range(len(bounds) - 1))
 
 
 class ListColumn(Sequence[list[str]]):
@@ -25,46 +75,39 @@ class ListColumn(Sequence[list[str]]):
 
     Converting 25,000 lists of tags to Python up front costs a tenth of a second of every
     ``gamerec recommend``; a request reads a few dozen. The distinct strings are few: each list
-    is a slice of :attr:`codes` into :attr:`vocabulary`, taken from a column read as a
-    dictionary (``read_columns(..., dictionary=...)``: the file's own codes), else made on first
-    use, in Python rather than with pyarrow's ``dictionary_encode``, which imports
-    ``pyarrow.compute`` (0.1-0.3 s of a one-shot answer).
+    is the slice ``offsets[i]:offsets[i + 1]`` of :attr:`codes` into :attr:`vocabulary`.
     """
 
-    def __init__(self, column: Any):
-        array = column.combine_chunks()
-        self._offsets = column_to_numpy(array.offsets)
-        self._values = array.values
-        self._encoded: tuple[list[str], np.ndarray] | None = None
-        if hasattr(self._values, "dictionary"):
-            self._encoded = (
-                [str(value) for value in self._values.dictionary.to_pylist()],
-                column_to_numpy(self._values.indices),
-            )
+    def __init__(self, offsets: np.ndarray, codes: np.ndarray, vocabulary: Sequence[str]):
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self.codes = np.asarray(codes)  # (n values,) int: positions in vocabulary
+        self.vocabulary = list(vocabulary)  # the distinct strings
         self._cache: dict[int, list[str]] = {}
         self._code_of: dict[str, int] = {}
 
-    @property
-    def vocabulary(self) -> list[str]:
-        """The distinct strings."""
-        return self._encode()[0]
+    @classmethod
+    def from_arrow(cls, column: Any) -> ListColumn:
+        """From a pyarrow ``list<string>`` column, its strings read as a dictionary
+        (``read_columns(..., dictionary=...)``: the file's own codes) or encoded here (in
+        Python: pyarrow's ``dictionary_encode`` imports ``pyarrow.compute``, 0.1-0.3 s)."""
+        array = column.combine_chunks()
+        offsets = column_to_numpy(array.offsets)
+        values = array.values
+        if hasattr(values, "dictionary"):
+            vocabulary = [str(value) for value in values.dictionary.to_pylist()]
+            return cls(offsets, column_to_numpy(values.indices), vocabulary)
+        position: dict[str, int] = {}
+        strings = [str(value) for value in values.to_pylist()]
+        codes = np.fromiter(
+            (position.setdefault(value, len(position)) for value in strings),
+            dtype=np.int64,
+            count=len(strings),
+        )
+        return cls(offsets, codes, list(position))
 
     @property
-    def codes(self) -> np.ndarray:
-        """Each value of every list, as its position in :attr:`vocabulary`."""
-        return self._encode()[1]
-
-    def _encode(self) -> tuple[list[str], np.ndarray]:
-        if self._encoded is None:
-            position: dict[str, int] = {}
-            values = [str(value) for value in self._values.to_pylist()]
-            codes = np.fromiter(
-                (position.setdefault(value, len(position)) for value in values),
-                dtype=np.int64,
-                count=len(values),
-            )
-            self._encoded = (list(position), codes)
-        return self._encoded
+    def offsets(self) -> np.ndarray:
+        return self._offsets
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -75,11 +118,8 @@ class ListColumn(Sequence[list[str]]):
         found = self._cache.get(item)
         if found is None:
             start, end = int(self._offsets[item]), int(self._offsets[item + 1])
-            if self._encoded is not None:
-                vocabulary, codes = self._encoded
-                found = [vocabulary[code] for code in codes[start:end].tolist()]
-            else:
-                found = [str(value) for value in self._values.slice(start, end - start).to_pylist()]
+            vocabulary = self.vocabulary
+            found = [vocabulary[code] for code in self.codes[start:end].tolist()]
             self._cache[item] = found
         return found
 
@@ -114,7 +154,7 @@ class Catalog:
     """Every game of ``processed/items.parquet``; ``n_model``: how many the index holds (all)."""
 
     appids: np.ndarray  # (n,) int64, -1 where unknown
-    names: list[str]
+    names: Sequence[str]
     genres: ListColumn
     tags: ListColumn
     players: np.ndarray  # (n,) training users owning it: the popularity fallback
@@ -152,47 +192,126 @@ class Catalog:
 
     @classmethod
     def read(cls, processed_dir: Path, n_model: int) -> Catalog:
-        columns = read_columns(
-            processed_dir,
-            "items",
-            [
-                "appid",
-                "name",
-                "genres",
-                "tags",
-                "n_users",
-                "kind",
-                "recommendable",
-                "base_appid",
-                "release_year",
-                "owners_low",
-                "owners_high",
-                "family",
-            ],
-            dictionary=("genres", "tags"),
-        )
-        if n_model != len(columns["appid"]):
+        """From ``processed/items.parquet`` (an index written before it kept
+        :func:`catalog_arrays` beside the vectors)."""
+        return cls.from_arrays(read_catalog_arrays(processed_dir), n_model)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], n_model: int) -> Catalog:
+        """From :func:`catalog_arrays`, as ``gamerec index`` keeps them in ``index/``."""
+        missing = sorted(set(CATALOG_ARRAYS) - set(arrays))
+        if missing:
+            raise ArtifactError(f"the catalog lacks {missing}; run `gamerec index` again")
+        appids = np.asarray(arrays["appid"], dtype=np.int64)
+        if n_model != len(appids):
             raise ArtifactError(
-                f"the index holds {n_model:,} games, the catalog {len(columns['appid']):,}; "
+                f"the index holds {n_model:,} games, the catalog {len(appids):,}; "
                 "run `gamerec index` again"
             )
-        appids = column_to_numpy(columns["appid"], fill=-1).astype(np.int64)
+        kind_names = list(_text(arrays, "kind_vocabulary"))
         catalog = cls(
             appids=appids,
-            names=[str(n) for n in columns["name"].to_pylist()],
-            genres=ListColumn(columns["genres"]),
-            tags=ListColumn(columns["tags"]),
-            players=column_to_numpy(columns["n_users"]).astype(np.float64),
-            kinds=[str(k) for k in columns["kind"].to_pylist()],
-            recommendable=column_to_numpy(columns["recommendable"], fill=False),
-            base_appids=column_to_numpy(columns["base_appid"], fill=-1).astype(np.int64),
-            release_years=column_to_numpy(columns["release_year"], fill=-1).astype(np.int64),
-            owners_low=column_to_numpy(columns["owners_low"], fill=-1).astype(np.int64),
-            owners_high=column_to_numpy(columns["owners_high"], fill=-1).astype(np.int64),
-            family=column_to_numpy(columns["family"]).astype(np.int64),
+            names=_text(arrays, "name"),
+            genres=_list_column(arrays, "genres"),
+            tags=_list_column(arrays, "tags"),
+            players=np.asarray(arrays["n_users"], dtype=np.float64),
+            kinds=[kind_names[code] for code in arrays["kind_codes"].tolist()],
+            recommendable=np.asarray(arrays["recommendable"], dtype=bool),
+            base_appids=np.asarray(arrays["base_appid"], dtype=np.int64),
+            release_years=np.asarray(arrays["release_year"], dtype=np.int64),
+            owners_low=np.asarray(arrays["owners_low"], dtype=np.int64),
+            owners_high=np.asarray(arrays["owners_high"], dtype=np.int64),
+            family=np.asarray(arrays["family"], dtype=np.int64),
             n_model=n_model,
         )
         catalog.by_appid = dict(
             zip(appids[appids >= 0].tolist(), np.flatnonzero(appids >= 0).tolist(), strict=True)
         )
         return catalog
+
+
+#: the columns of ``processed/items.parquet`` recommending reads
+ITEM_COLUMNS = (
+    "appid",
+    "name",
+    "genres",
+    "tags",
+    "n_users",
+    "kind",
+    "recommendable",
+    "base_appid",
+    "release_year",
+    "owners_low",
+    "owners_high",
+    "family",
+)
+#: the numeric columns, with what stands for a missing value (None: never missing)
+_NUMBERS: dict[str, tuple[type, int | bool | None]] = {
+    "appid": (np.int64, -1),
+    "n_users": (np.float64, None),
+    "recommendable": (np.bool_, False),
+    "base_appid": (np.int64, -1),
+    "release_year": (np.int64, -1),
+    "owners_low": (np.int64, -1),
+    "owners_high": (np.int64, -1),
+    "family": (np.int64, None),
+}
+#: every array of :func:`catalog_arrays`: the numbers, then strings as UTF-8 bytes and offsets,
+#: and lists of strings as offsets and codes into a vocabulary
+CATALOG_ARRAYS = (
+    *_NUMBERS,
+    "name_offsets",
+    "name_data",
+    "kind_codes",
+    "kind_vocabulary_offsets",
+    "kind_vocabulary_data",
+    *(
+        f"{column}_{part}"
+        for column in ("genres", "tags")
+        for part in ("offsets", "codes", "vocabulary_offsets", "vocabulary_data")
+    ),
+)
+
+
+def catalog_arrays(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The catalog as plain numpy arrays (:data:`CATALOG_ARRAYS`), from the pyarrow columns
+    of ``processed/items.parquet`` (:data:`ITEM_COLUMNS`, genres and tags read as dictionaries):
+    what ``gamerec index`` keeps so that recommending never imports pyarrow."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, (dtype, fill) in _NUMBERS.items():
+        arrays[name] = column_to_numpy(columns[name], fill=fill).astype(dtype)
+    _put_text(arrays, "name", TextColumn.encode(columns["name"].to_pylist()))
+    kinds = [str(kind) for kind in columns["kind"].to_pylist()]
+    kind_vocabulary = sorted(set(kinds))
+    code_of = {kind: code for code, kind in enumerate(kind_vocabulary)}
+    arrays["kind_codes"] = np.array([code_of[kind] for kind in kinds], dtype=np.int32)
+    _put_text(arrays, "kind_vocabulary", TextColumn.encode(kind_vocabulary))
+    for column in ("genres", "tags"):
+        lists = ListColumn.from_arrow(columns[column])
+        arrays[f"{column}_offsets"] = lists.offsets
+        arrays[f"{column}_codes"] = lists.codes.astype(np.int32)
+        _put_text(arrays, f"{column}_vocabulary", TextColumn.encode(lists.vocabulary))
+    return arrays
+
+
+def read_catalog_arrays(processed_dir: Path) -> dict[str, np.ndarray]:
+    """:func:`catalog_arrays` of ``processed/items.parquet``."""
+    return catalog_arrays(
+        read_columns(processed_dir, "items", ITEM_COLUMNS, dictionary=("genres", "tags"))
+    )
+
+
+def _put_text(arrays: dict[str, np.ndarray], name: str, text: TextColumn) -> None:
+    arrays[f"{name}_offsets"], arrays[f"{name}_data"] = text.offsets, text.data
+
+
+def _text(arrays: Mapping[str, np.ndarray], name: str) -> TextColumn:
+    return TextColumn(arrays[f"{name}_offsets"], arrays[f"{name}_data"])
+
+
+def _list_column(arrays: Mapping[str, np.ndarray], column: str) -> ListColumn:
+    return ListColumn(
+        arrays[f"{column}_offsets"],
+        arrays[f"{column}_codes"],
+        list(_text(arrays, f"{column}_vocabulary")),
+    )

@@ -25,6 +25,7 @@ import numpy as np
 from gamerec.artifacts.index import (
     check_index_matches,
     open_index,
+    read_catalog_columns,
     read_catalog_vectors,
     read_index_manifest,
 )
@@ -236,7 +237,7 @@ class Recommender:
         #: what may be recommended to anyone: games with an appid
         self._games = catalog.recommendable[:n].copy()
         self._games.setflags(write=False)
-        self._dlc = np.array([kind == Kind.DLC for kind in catalog.kinds[:n]], dtype=bool)
+        self._dlc = np.asarray(catalog.kinds[:n], dtype=object) == str(Kind.DLC)
         self._popularity_order = np.argsort(-catalog.players[:n], kind="stable")
         #: item -> (appid, name, genres, top tags, release year, owners) as answers show them
         self._item_fields: dict[int, tuple[Any, ...]] = {}
@@ -263,7 +264,7 @@ class Recommender:
         coplay: Literal["skip", "map", "copy"] = "skip"
         if rerank:
             coplay = "copy" if in_memory else "map"
-        model = read_model(workspace.model, coplay=coplay)
+        model = read_model(workspace.model, coplay=coplay, tower_item_arrays=False)
         description = model.description
         # a server loads once and checks every byte; a one-shot command checks the arrays'
         # shapes and types against the manifest but does not hash ~100 MB on every call
@@ -277,7 +278,12 @@ class Recommender:
         # every catalog game: trained vectors where the model knows it, mapped ones otherwise
         vectors = read_catalog_vectors(workspace.index, index_manifest, mmap=not in_memory)
         index = open_index(workspace.index, index_manifest, vectors)
-        catalog = Catalog.read(workspace.processed, vectors.n_items)
+        columns = read_catalog_columns(workspace.index, index_manifest)
+        catalog = (
+            Catalog.read(workspace.processed, vectors.n_items)
+            if columns is None
+            else Catalog.from_arrays(columns, vectors.n_items)
+        )
         engine = RankingEngine.over_catalog(
             model,
             vectors,

@@ -125,3 +125,30 @@ def test_studio_names_set_corporate_words_aside() -> None:
 def test_base_title_is_total_and_idempotent(name: str) -> None:
     once = base_title(name)
     assert base_title(once) == once
+
+
+def test_a_reason_names_the_edition_the_player_holds() -> None:
+    """The model knows Skyrim (row 0, trained) and not its Special Edition (row 1): an owner of
+    the Special Edition is ranked as an owner of Skyrim, and told "because you played" the
+    Special Edition, the most played of the editions held, or the supporter itself if held."""
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.ranking.stages import Editions
+
+    family = np.array([1, 1, 2, 3, 3, 3])  # rows 0-1 one game, 3-5 another
+    trained = np.array([True, False, True, True, False, False])
+    editions = Editions(family, trained, players=np.array([9.0, 1, 5, 9, 1, 1]))
+    histories = UserItems.from_pairs(
+        np.array([0, 1, 1, 2, 2]),
+        np.array([1, 4, 5, 3, 4]),
+        np.array([600.0, 10.0, 900.0, 5.0, 50.0]),
+        n_rows=3,
+        n_items=6,
+    )
+    folded = editions.fold(histories)
+    assert folded.row(0).tolist() == [0] and folded.row(1).tolist() == [3]
+    supporters = np.array([[0, -1], [3, 2], [3, 0]])
+    assert editions.as_owned(supporters, histories).tolist() == [
+        [1, -1],  # the Special Edition, not the Skyrim the model knows
+        [5, 2],  # of two editions held, the most played; a game with no other edition as is
+        [3, 0],  # an edition held as it is stays; one not held at all stays too
+    ]

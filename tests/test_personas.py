@@ -55,6 +55,12 @@ def test_no_other_edition_of_an_owned_game_comes_back(recommender: Recommender, 
     names = {game.name for game in answer}
     assert "The Elder Scrolls V: Skyrim" not in names  # an owner of its Special Edition
     assert "The Binding of Isaac" not in names  # an owner of Rebirth
+    # a reason names a game of the library itself, never another edition of it
+    library = {catalog.names[catalog.by_appid[a]] for a in PERSONAS[name]}
+    for game in answer:
+        if "because you played " in game.reason:
+            supporter = game.reason.split("because you played ", 1)[1].split("; same tags:")[0]
+            assert supporter in library, (game.name, game.reason)
 
 
 def test_the_129_game_library_gets_no_other_edition_of_its_games(recommender: Recommender) -> None:

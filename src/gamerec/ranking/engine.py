@@ -444,6 +444,8 @@ class RankingEngine:
         because = stage.because[:, :k]
         if explain:
             because = self._supporting_games(histories, items, because)
+            if self.editions is not None:
+                because = self.editions.as_owned(because, given)
         return Ranked(items, scores, stage.new[:, :k], because)
 
     def nearest(

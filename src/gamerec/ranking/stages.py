@@ -272,6 +272,31 @@ class Editions:
         )
         return np.unique(np.concatenate([rows, extra]))
 
+    def as_owned(self, supporters: np.ndarray, histories: UserItems) -> np.ndarray:
+        """(B, k) ``supporters`` (history games as :meth:`fold` made them, -1 for none) named
+        by the edition each history holds: an owner of Rebirth played Rebirth, not the
+        original the model knows; the most played where a history holds several."""
+        out = np.asarray(supporters, dtype=np.int64).copy()
+        if not self.any:
+            return out
+        for row in range(len(out)):
+            named = out[row] >= 0
+            if not named.any():
+                continue
+            start, end = histories.indptr[row], histories.indptr[row + 1]
+            owned, minutes = histories.indices[start:end], histories.values[start:end]
+            by_playtime = np.argsort(minutes, kind="stable")  # the most played written last
+            ordered = owned[by_playtime]
+            most_played = dict(zip(self.group[ordered].tolist(), ordered.tolist(), strict=True))
+            held = set(owned.tolist())
+            out[row, named] = [
+                game if game in held else most_played.get(group, game)
+                for game, group in zip(
+                    out[row, named].tolist(), self.group[out[row, named]].tolist(), strict=True
+                )
+            ]
+        return out
+
     def shown(self, rows: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """The row an answer names for each of ``rows``: the family's edition to buy when it
         is a row of this catalog that may be recommended, else the row itself."""

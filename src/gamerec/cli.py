@@ -8,8 +8,10 @@ answering stages) without importing the rest of the pipeline. What a command sho
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -559,7 +561,31 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """The ``gamerec`` command: the app, then :func:`exit_now` with its exit status."""
+    try:
+        app()
+    except SystemExit as done:
+        exit_now(done.code)
+        raise
+
+
+def exit_now(code: object) -> None:
+    """End the process at once when nothing is left to run: the streams flushed and the
+    ``atexit`` functions run, as a normal exit does, without Python's teardown, which frees
+    every object of every imported module one by one (0.1-0.2 s of a one-shot answer, most of
+    it pydantic's). Returns, for the normal exit, when another thread still runs or the status
+    is not a number."""
+    if code is not None and not isinstance(code, int):
+        return
+    if threading.active_count() > 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the normal exit says so as it would
+        return
+    atexit._run_exitfuncs()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,7 @@ def test_recommend_for_a_steam_library_file(trained_workspace: Path, tmp_path: P
     expected = Recommender.from_dir(trained_workspace).recommend(played=library, k=5)
     assert appids == [answer.appid for answer in expected]
     assert all(
-        row[4].removeprefix("new to gamerec's players; ").startswith("because you played ")
-        for row in rows
+        any(part.startswith("because you played ") for part in row[4].split("; ")) for row in rows
     )
 
 

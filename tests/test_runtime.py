@@ -65,9 +65,27 @@ def test_owned_games_never_come_back_for_a_played_list(recommender: Recommender)
     assert not {a.appid for a in answers} & set(played)
     played_names = {recommender.catalog.names[recommender.catalog.by_appid[a]] for a in played}
     for answer in answers:
-        reason = answer.reason.removeprefix("new to gamerec's players; ")
-        because = reason.removeprefix("because you played ").split("; same tags: ")[0]
+        assert "because you played " in answer.reason, answer.reason
+        because = answer.reason.split("because you played ", 1)[1].split("; same tags: ")[0]
         assert because in played_names
+
+
+def test_a_new_game_above_a_higher_score_says_its_place_was_kept(
+    recommender: Recommender,
+) -> None:
+    """Scores fall down the list on one scale, except where a game new to gamerec's players
+    holds one of the places kept for new games (recommend.new_games_share): that answer, and
+    only that kind, says so."""
+    user_id, _ = known_user(recommender)
+    for request in ({"user_id": user_id}, {"played": {620: 1200.0, 400: 300.0}}):
+        answers = recommender.recommend(**request, k=30)
+        scores = [a.score for a in answers]
+        kept = [a.reason.startswith("new to gamerec's players (a place kept") for a in answers]
+        for place, answer in enumerate(answers):
+            above_a_higher = any(later > answer.score for later in scores[place + 1 :])
+            assert kept[place] == above_a_higher, (place, answer.name, answer.reason)
+        falling = [score for score, held in zip(scores, kept, strict=True) if not held]
+        assert falling == sorted(falling, reverse=True)
 
 
 def test_include_owned_allows_owned_games(recommender: Recommender) -> None:
@@ -429,7 +447,7 @@ def test_filtered_searches_over_kept_subsets_answer_as_the_full_index(
 ) -> None:
     fast = Recommender.from_dir(trained_workspace)
     plain = Recommender.from_dir(trained_workspace)
-    monkeypatch.setattr(plain.engine, "_exact_subset", lambda allowed: None)
+    monkeypatch.setattr(plain.engine, "_exact_subset", lambda allowed, at_once=True: None)
     user_id, _ = known_user(fast)
     requests = [
         {"played": {620: 600.0, 400: 60.0}, "k": 20},

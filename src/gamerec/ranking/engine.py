@@ -804,7 +804,7 @@ class RankingEngine:
                 np.concatenate([_pad(scores, width, -np.inf) for scores, _ in found]),
                 np.concatenate([_pad(ids, width, -1) for _, ids in found]),
             )
-        subset = self._exact_subset(allowed)
+        subset = self._exact_subset(allowed, at_once=len(queries) > 1)
         if subset is None:
             return self.index.search(queries, k, excluded, allowed)
         # the same exact search over only the allowed rows: a request's filters (trained or
@@ -820,8 +820,11 @@ class RankingEngine:
         scores, local = index.search(queries, k, local_excluded)
         return scores, np.where(local >= 0, members[np.maximum(local, 0)], -1)
 
-    def _exact_subset(self, allowed: np.ndarray) -> tuple[np.ndarray, ExactIndex] | None:
-        """An exact index of the ``allowed`` rows alone, kept for the filters that repeat."""
+    def _exact_subset(
+        self, allowed: np.ndarray, at_once: bool = True
+    ) -> tuple[np.ndarray, ExactIndex] | None:
+        """An exact index of the ``allowed`` rows alone, kept for the filters that repeat;
+        without ``at_once`` made on a filter's second search only (None the first time)."""
         if not isinstance(self.index, ExactIndex):
             return None
         kept = self._subset_of_mask.get(id(allowed))
@@ -832,9 +835,11 @@ class RankingEngine:
         if subset is None:
             if len(self._subsets) >= _MAX_SUBSETS:
                 return None
-            # a filter's first search scans the catalog under its mask: copying its rows costs
-            # more than one search, and a one-shot command searches each filter once
-            if key not in self._searched_once:
+            # one query's first search under a filter scans the catalog under its mask: copying
+            # the rows costs more than the search, and a one-shot command searches each filter
+            # once. A batch always searches a sub-index: a matrix product's last bits depend on
+            # the matrix, and a batch ranked twice must score alike to the last bit.
+            if not at_once and key not in self._searched_once:
                 self._searched_once.add(key)
                 return None
             members = np.flatnonzero(allowed)

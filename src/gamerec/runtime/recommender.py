@@ -64,6 +64,7 @@ _TOP_TAGS = 5
 #: filter masks kept per Recommender (one per distinct genre filter)
 _MAX_FILTERS = 64
 _NEW_PREFIX = "new to gamerec's players; "
+_KEPT_PLACE_PREFIX = "new to gamerec's players (a place kept for new games); "
 
 
 @dataclass(frozen=True)
@@ -674,10 +675,17 @@ class Recommender:
         """Row ``row`` of the engine's answer as recommendations with their reasons."""
         answers = []
         because = ranked.because
+        scores = ranked.scores[row]
+        # a new game above a higher score holds one of the places kept for new games
+        # (recommend.new_games_share): the reason says so, or the column would read as a mistake
+        best_below = np.r_[np.maximum.accumulate(scores[::-1])[::-1][1:], -np.inf]
+        kept = ranked.new[row] & (scores < best_below)
         for place in np.flatnonzero(ranked.items[row] >= 0).tolist():
             item = int(ranked.items[row, place])
             supporter = int(because[row, place]) if because is not None else -1
-            prefix = _NEW_PREFIX if ranked.new[row, place] else ""
+            prefix = ""
+            if ranked.new[row, place]:
+                prefix = _KEPT_PLACE_PREFIX if kept[place] else _NEW_PREFIX
             answers.append(
                 self._recommendation(
                     item,

@@ -328,3 +328,16 @@ def test_a_text_column_gives_back_every_string_it_was_given(values: list[str]) -
         assert column[-1] == values[-1]
     again = TextColumn(column.offsets.copy(), column.data.copy())  # as read back from a file
     assert list(again) == values
+
+
+def test_a_list_column_reads_rows_by_offsets_from_either_end() -> None:
+    from gamerec.runtime.catalog import ListColumn
+
+    column = ListColumn(np.array([0, 2, 2, 3]), np.array([1, 0, 1]), ["Action", "RPG"])
+    assert len(column) == 3
+    assert [column[0], column[1], column[2]] == [["RPG", "Action"], [], ["RPG"]]
+    assert column[-1] == ["RPG"] and column[-3] == ["RPG", "Action"]
+    assert column[1:] == [[], ["RPG"]]
+    with pytest.raises(IndexError):
+        column[3]
+    assert column.mask("RPG", 3).tolist() == [True, False, True]

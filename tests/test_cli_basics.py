@@ -197,41 +197,37 @@ def test_python_m_gamerec_preprocess_prints_the_summary(tmp_path: Path) -> None:
     assert (tmp_path / "ws" / "processed" / "items.parquet").is_file()
 
 
+def run_main(tmp_path: Path, prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gamerec.cli.main`` with ``args`` in a fresh Python, after the lines of ``prelude``."""
+    child = f"{prelude}\nimport sys\nfrom gamerec.cli import main\n"
+    child += f"sys.argv = ['gamerec', *{list(args)!r}]\nmain()\nprint('never reached')\n"
+    return run([sys.executable, "-c", child], tmp_path)
+
+
 def test_the_command_exits_at_once_yet_flushes_its_output_and_runs_atexit(
     tmp_path: Path,
 ) -> None:
     """`main` skips Python's teardown, but what a normal exit does for the user still happens:
     everything printed arrives, `atexit` functions run, and the status is the command's."""
-    child = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('atexit ran', flush=True))\n"
-        "from gamerec.cli import main\n"
-        "sys.argv = ['gamerec', 'config', 'show', '--json']\n"
-        "main()\n"
-        "print('never reached')\n"
-    )
-    result = run([sys.executable, "-c", child], tmp_path)
+    prelude = "import atexit\natexit.register(lambda: print('atexit ran', flush=True))"
+    result = run_main(tmp_path, prelude, "config", "show", "--json")
     assert result.returncode == 0, result.stderr
     shown, _, tail = result.stdout.rpartition("}")
     assert json.loads(shown + "}")["train.epochs"]["value"] == 40  # the whole JSON, flushed
     assert tail.strip() == "atexit ran"
-    bad = child.replace("'show', '--json'", "'show', '--no-such-flag'")
-    failed = run([sys.executable, "-c", bad], tmp_path)
+    failed = run_main(tmp_path, prelude, "config", "show", "--no-such-flag")
     assert failed.returncode == 2 and "No such option" in failed.stderr
     assert failed.stdout.strip() == "atexit ran"
 
 
 def test_the_command_leaves_the_normal_exit_to_a_thread_still_running(tmp_path: Path) -> None:
-    child = (
-        "import sys, threading, time\n"
+    prelude = (
+        "import threading, time\n"
         "def late():\n"
         "    time.sleep(0.5)\n"
         "    print('the thread finished', flush=True)\n"
-        "threading.Thread(target=late).start()\n"
-        "from gamerec.cli import main\n"
-        "sys.argv = ['gamerec', '--help']\n"
-        "main()\n"
+        "threading.Thread(target=late).start()"
     )
-    result = run([sys.executable, "-c", child], tmp_path)
+    result = run_main(tmp_path, prelude, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("the thread finished")

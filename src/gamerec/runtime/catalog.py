@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -30,7 +30,44 @@ __all__ = [
 ]
 
 
-class TextColumn(Sequence[str]):
+T = TypeVar("T")
+
+
+class _OffsetColumn(Sequence[T]):
+    """A column whose row ``i`` is made from ``offsets[i]:offsets[i + 1]`` of its values on
+    first access (:meth:`_make`), then kept."""
+
+    def __init__(self, offsets: np.ndarray):
+        self.offsets = np.asarray(offsets, dtype=np.int64)  # (n + 1,)
+        self._bounds: list[int] = self.offsets.tolist()
+        self._cache: dict[int, T] = {}
+
+    def _make(self, start: int, end: int) -> T:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    @overload
+    def __getitem__(self, item: int) -> T: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[T]: ...
+
+    def __getitem__(self, item: int | slice) -> T | list[T]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        if item < 0:
+            item += len(self)
+        found = self._cache.get(item)
+        if found is None:
+            if not 0 <= item < len(self):
+                raise IndexError(item)
+            found = self._cache[item] = self._make(self._bounds[item], self._bounds[item + 1])
+        return found
+
+
+class TextColumn(_OffsetColumn[str]):
     """A column of strings kept as UTF-8 bytes and offsets, each decoded on first access.
 
     A request names ten games of 25,000; decoding them all costs a one-shot answer more than
@@ -38,11 +75,12 @@ class TextColumn(Sequence[str]):
     """
 
     def __init__(self, offsets: np.ndarray, data: np.ndarray):
-        self.offsets = np.asarray(offsets, dtype=np.int64)  # (n + 1,) byte offsets into data
+        super().__init__(offsets)  # byte offsets into data
         self.data = np.asarray(data, dtype=np.uint8)  # the strings' UTF-8 bytes, end to end
         self._bytes = self.data.tobytes()
-        self._bounds = self.offsets.tolist()
-        self._cache: dict[int, str] = {}
+
+    def _make(self, start: int, end: int) -> str:
+        return self._bytes[start:end].decode()
 
     @classmethod
     def encode(cls, values: Sequence[str]) -> TextColumn:
@@ -51,26 +89,12 @@ class TextColumn(Sequence[str]):
         np.cumsum([len(value) for value in encoded], out=offsets[1:])
         return cls(offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8))
 
-    def __len__(self) -> int:
-        return len(self._bounds) - 1
-
-    def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self)))]
-        found = self._cache.get(item)
-        if found is None:
-            if item < 0:
-                item += len(self)
-            found = self._bytes[self._bounds[item] : self._bounds[item + 1]].decode()
-            self._cache[item] = found
-        return found
-
     def __iter__(self) -> Iterator[str]:
         data, bounds = self._bytes, self._bounds
         return (data[bounds[i] : bounds[i + 1]].decode() for i in range(len(bounds) - 1))
 
 
-class ListColumn(Sequence[list[str]]):
+class ListColumn(_OffsetColumn[list[str]]):
     """A ``list<string>`` column, one list per game, built on access.
 
     Converting 25,000 lists of tags to Python up front costs a tenth of a second of every
@@ -79,11 +103,14 @@ class ListColumn(Sequence[list[str]]):
     """
 
     def __init__(self, offsets: np.ndarray, codes: np.ndarray, vocabulary: Sequence[str]):
-        self._offsets = np.asarray(offsets, dtype=np.int64)
+        super().__init__(offsets)  # into codes
         self.codes = np.asarray(codes)  # (n values,) int: positions in vocabulary
         self.vocabulary = list(vocabulary)  # the distinct strings
-        self._cache: dict[int, list[str]] = {}
         self._code_of: dict[str, int] = {}
+
+    def _make(self, start: int, end: int) -> list[str]:
+        vocabulary = self.vocabulary
+        return [vocabulary[code] for code in self.codes[start:end].tolist()]
 
     @classmethod
     def from_arrow(cls, column: Any) -> ListColumn:
@@ -105,24 +132,6 @@ class ListColumn(Sequence[list[str]]):
         )
         return cls(offsets, codes, list(position))
 
-    @property
-    def offsets(self) -> np.ndarray:
-        return self._offsets
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self)))]
-        found = self._cache.get(item)
-        if found is None:
-            start, end = int(self._offsets[item]), int(self._offsets[item + 1])
-            vocabulary = self.vocabulary
-            found = [vocabulary[code] for code in self.codes[start:end].tolist()]
-            self._cache[item] = found
-        return found
-
     def mask(self, value: str, n_rows: int) -> np.ndarray:
         """(n_rows,) bool: which of the first ``n_rows`` lists hold ``value``."""
         out = np.zeros(n_rows, dtype=bool)
@@ -131,14 +140,14 @@ class ListColumn(Sequence[list[str]]):
         code = self._code_of.get(value)
         if code is None:
             return out
-        lengths = np.diff(self._offsets[: n_rows + 1])
+        lengths = np.diff(self.offsets[: n_rows + 1])
         rows = np.repeat(np.arange(n_rows), lengths)
         out[rows[self.codes[: len(rows)] == code]] = True
         return out
 
     def masks(self, n_rows: int) -> dict[str, np.ndarray]:
         """For each distinct lower-cased string, which of the first ``n_rows`` lists hold it."""
-        lengths = np.diff(self._offsets[: n_rows + 1])
+        lengths = np.diff(self.offsets[: n_rows + 1])
         rows = np.repeat(np.arange(n_rows), lengths)
         codes = self.codes[: len(rows)]
         out: dict[str, np.ndarray] = {}

@@ -111,6 +111,22 @@ def test_reasons_name_tags_that_matter_to_both_games(recommender: Recommender, n
             assert tag in catalog.tags[cited][:5], (played, tag)
 
 
+def test_a_sequel_is_recommended_because_of_its_own_series(recommender: Recommender) -> None:
+    """Hades II comes for a player of Hades, and says so: neither game has players in the play
+    data, so no co-play names a reason, and the reason is the owned game closest in the
+    model's space and in genres, tags and studio (not the longest trained vector in the
+    library, The Binding of Isaac, which every such answer named before)."""
+    answer = {game.name: game.reason for game in persona(recommender, "roguelike")}
+    assert "Hades II" in answer, list(answer)
+    assert "because you played Hades;" in answer["Hades II"] + ";", answer["Hades II"]
+    rpg = {game.name: game.reason for game in persona(recommender, "rpg")}
+    if "Cyberpunk 2077" in rpg:  # the studio of The Witcher 3
+        assert "because you played The Witcher 3: Wild Hunt" in rpg["Cyberpunk 2077"]
+    # the vectors alone named Isaac in 18 of 20 reasons; the library has five games
+    isaac = sum("The Binding of Isaac" in reason for reason in answer.values())
+    assert isaac < len(answer) // 2, answer
+
+
 def test_similar_to_portal_2_finds_portal(recommender: Recommender) -> None:
     answer = recommender.similar("Portal 2", 10)
     assert "Portal" in [game.name for game in answer[:3]]

@@ -166,6 +166,12 @@ def _content(description: ModelDescription, rows: TokenRows | None) -> ContentSi
     return ContentSimilarity(rows, np.asarray(idf, np.float32))
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Each row over its length (a zero row stays zero)."""
+    lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(lengths, 1e-12)
+
+
 def _merged(trained: _Stage, new_items: np.ndarray, new_scores: np.ndarray, k: int) -> _Stage:
     """Both lists of every row merged by score (a trained game first on a tie), first ``k``."""
     items = np.concatenate([trained.items, new_items], axis=1)
@@ -750,14 +756,21 @@ class RankingEngine:
         self, histories: UserItems, items: np.ndarray, because: np.ndarray
     ) -> np.ndarray:
         """``because`` where the co-play stage named a game, else the history game closest to
-        the answer in the model's space (-1 for an empty history)."""
+        the answer by the two terms a game without co-play support is ranked by: the cosine of
+        their vectors (not the inner product: a mapped game's vector is shorter, and a trained
+        game would win every answer) plus their genre/tag/studio closeness, which names Hades
+        for Hades II where the vectors alone named The Binding of Isaac (-1 for an empty
+        history)."""
         out = because.copy()
         for row in range(histories.n_rows):
             owned = histories.row(row)
             missing = (out[row] < 0) & (items[row] >= 0)
             if not len(owned) or not missing.any():
                 continue
-            similarity = self.item_vectors[owned] @ self.item_vectors[items[row][missing]].T
+            answers = items[row][missing]
+            similarity = _unit(self.item_vectors[owned]) @ _unit(self.item_vectors[answers]).T
+            if self.content is not None:
+                similarity += self.content.pairwise(owned, answers)
             out[row][missing] = owned[np.argmax(similarity, axis=0)]
         return out
 

@@ -377,6 +377,20 @@ class ContentSimilarity:
         top = np.argpartition(-closeness, n - 1)[:n]
         return rows[top[np.argsort(-closeness[top], kind="stable")]]
 
+    def pairwise(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """(len(left), len(right)) the cosine of each pair of games' token vectors."""
+        left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+        left_rows, right_rows = self.rows.take(left), self.rows.take(right)
+        tokens = np.union1d(left_rows.indices, right_rows.indices)  # the pairs' own vocabulary
+
+        def unit_rows(subset: TokenRows, games: np.ndarray) -> np.ndarray:
+            out = np.zeros((subset.n_rows, len(tokens)), dtype=np.float32)
+            owner = np.repeat(np.arange(subset.n_rows), np.diff(subset.indptr))
+            out[owner, np.searchsorted(tokens, subset.indices)] = self.idf[subset.indices]
+            return out / np.maximum(self.norms[games], 1e-12)[:, None]
+
+        return unit_rows(left_rows, left) @ unit_rows(right_rows, right).T
+
     def _weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``rows``' tokens, each token's idf over its row's norm, where each row with tokens
         starts, and those rows' positions: what :meth:`closest` multiplies a profile by."""

@@ -15,7 +15,6 @@ recommending with it never imports FAISS.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from gamerec.artifacts.model import EMBEDDINGS_FILE
 from gamerec.artifacts.processed import ITEMS_FILE
-from gamerec.artifacts.store import read_manifest, write_manifest
+from gamerec.artifacts.store import load_npz, read_manifest, write_manifest
 from gamerec.errors import ArtifactError
 from gamerec.index.reference import ExactIndex, PartitionedIndex, VectorIndex
 
@@ -241,25 +240,7 @@ def read_catalog_columns(
     path = Path(index_dir) / CATALOG_COLUMNS_FILE
     if not isinstance(listed, dict) or not path.is_file():
         raise ArtifactError(f"{path} is missing; {_REINDEX}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            columns = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"{path} is unreadable ({exc}); {_REINDEX}") from None
-    for name, expected in listed.items():
-        array = columns.get(name)
-        if (
-            array is None
-            or not isinstance(expected, dict)
-            or list(array.shape) != list(expected.get("shape", []))
-            or str(array.dtype) != expected.get("dtype")
-        ):
-            raise ArtifactError(
-                f"{path} does not hold the column {name!r} its manifest lists; {_REINDEX}"
-            )
-    if sorted(columns) != sorted(listed):
-        raise ArtifactError(f"{path} holds columns its manifest does not list; {_REINDEX}")
-    return columns
+    return load_npz(path, listed, owner="index", remedy=_REINDEX)
 
 
 def open_index(

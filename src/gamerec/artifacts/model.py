@@ -9,7 +9,6 @@ the checkpoint is written by a function the caller passes in.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,13 @@ from typing import Any, Literal
 import numpy as np
 
 from gamerec.artifacts.processed import ITEMS_FILE, SPLIT_FILE
-from gamerec.artifacts.store import fingerprint, read_manifest, write_manifest
+from gamerec.artifacts.store import (
+    check_array,
+    fingerprint,
+    load_npz,
+    read_manifest,
+    write_manifest,
+)
 from gamerec.errors import ArtifactError
 
 __all__ = [
@@ -274,16 +279,7 @@ def check_model_matches_processed(
 
 
 def _check_shape(path: Path, array: np.ndarray, expected: Any) -> None:
-    if not isinstance(expected, dict):
-        raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
-    if list(array.shape) != list(expected.get("shape", [])) or str(array.dtype) != expected.get(
-        "dtype"
-    ):
-        raise ArtifactError(
-            f"{path} holds a {array.dtype} array of shape {tuple(array.shape)}, not what the "
-            f"model's manifest lists ({expected.get('dtype')} {tuple(expected.get('shape', []))}); "
-            f"{_RETRAIN}"
-        )
+    check_array(path, array, expected, owner="model", remedy=_RETRAIN)
 
 
 def _load_npy(path: Path, expected: Any, mmap: bool = False) -> np.ndarray:
@@ -301,20 +297,7 @@ def _load_npy(path: Path, expected: Any, mmap: bool = False) -> np.ndarray:
 def _load_npz(
     path: Path, expected: Any, skip: frozenset[str] = frozenset()
 ) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` but those in ``skip`` (each member is read on access)."""
-    if not isinstance(expected, dict):
-        raise ArtifactError(f"{path} is not listed in the model's manifest; {_RETRAIN}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            arrays = {name: archive[name] for name in names if name not in skip}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"{path} is unreadable ({exc}); {_RETRAIN}") from None
-    if sorted(names) != sorted(expected):
-        raise ArtifactError(f"{path} does not hold the arrays its manifest lists; {_RETRAIN}")
-    for name, array in arrays.items():
-        _check_shape(path, array, expected[name])
-    return arrays
+    return load_npz(path, expected, owner="model", remedy=_RETRAIN, skip=skip)
 
 
 #: the user tower's arrays with a row per trained game

@@ -25,9 +25,12 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gamerec.atomic import atomic_write_json, current_umask, storage_errors
 from gamerec.errors import ArtifactError
@@ -287,3 +290,39 @@ def read_manifest(directory: str | Path, stage: str, *, verify: bool = False) ->
 def has_manifest(directory: str | Path) -> bool:
     """Whether a stage folder has been written (its manifest exists)."""
     return (Path(directory) / MANIFEST_FILE).is_file()
+
+
+def check_array(path: Path, array: np.ndarray, expected: Any, *, owner: str, remedy: str) -> None:
+    """Refuse ``array`` unless it has the shape and dtype ``owner``'s manifest lists for it
+    (``expected``: ``{"shape": [...], "dtype": "..."}``); ``remedy`` says what to run."""
+    if not isinstance(expected, dict):
+        raise ArtifactError(f"{path} is not listed in the {owner}'s manifest; {remedy}")
+    if list(array.shape) != list(expected.get("shape", [])) or str(array.dtype) != expected.get(
+        "dtype"
+    ):
+        raise ArtifactError(
+            f"{path} holds a {array.dtype} array of shape {tuple(array.shape)}, not what the "
+            f"{owner}'s manifest lists ({expected.get('dtype')} "
+            f"{tuple(expected.get('shape', []))}); {remedy}"
+        )
+
+
+def load_npz(
+    path: Path, expected: Any, *, owner: str, remedy: str, skip: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` but those in ``skip`` (each member is read on access), each
+    checked by :func:`check_array` against ``expected`` (name -> shape and dtype), which must
+    name exactly the archive's arrays."""
+    if not isinstance(expected, dict):
+        raise ArtifactError(f"{path} is not listed in the {owner}'s manifest; {remedy}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in names if name not in skip}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path} is unreadable ({exc}); {remedy}") from None
+    if sorted(names) != sorted(expected):
+        raise ArtifactError(f"{path} does not hold the arrays its manifest lists; {remedy}")
+    for name, array in arrays.items():
+        check_array(path, array, expected[name], owner=owner, remedy=remedy)
+    return arrays

@@ -8,6 +8,7 @@ neither pandas nor pyarrow. An index written before those arrays is answered fro
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,9 @@ class _OffsetColumn(Sequence[T]):
         self._bounds: list[int] = self.offsets.tolist()
         self._cache: dict[int, T] = {}
 
+    @abstractmethod
     def _make(self, start: int, end: int) -> T:
-        raise NotImplementedError
+        """Row ``i`` from the slice ``start:end`` of the column's values."""
 
     def __len__(self) -> int:
         return len(self._bounds) - 1

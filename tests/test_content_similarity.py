@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,3 +53,98 @@ def test_pairwise_is_the_closeness_of_a_one_game_history(
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+#: a larger vocabulary for a library: 0 "Indie", 1 "Action", 2 "RPG", 3 "Atlus", 4 "persona",
+#: 5 "Open World", 6 "Racing"
+LIBRARY_IDF = np.array([1.0, 1.1, 1.5, 4.0, 5.0, 1.8, 2.5], dtype=np.float32)
+
+
+def library_similarity(games: list[list[int]]) -> ContentSimilarity:
+    indptr = np.zeros(len(games) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(tokens) for tokens in games])
+    indices = np.array([t for tokens in games for t in tokens], dtype=np.int32)
+    return ContentSimilarity(TokenRows(indptr, indices), LIBRARY_IDF)
+
+
+#: a library of four open-world action RPGs and one Persona game, then two candidates
+LIBRARY_GAMES = [
+    [1, 2, 5],  # 0-3: open-world action RPGs
+    [1, 2, 5],
+    [1, 2, 5],
+    [1, 2, 5],
+    [2, 3, 4],  # 4: Persona 4 Golden (RPG, Atlus, persona)
+    [3, 4],  # 5: Persona 3 Reload: its studio and series only, no tag
+    [0, 1],  # 6: an indie action game
+    [6],  # 7: a racing game
+]
+
+
+def test_the_closest_game_of_a_library_lifts_its_series() -> None:
+    """A profile dilutes one Persona game among four open-world RPGs, and ranks an indie
+    action game above Persona 3 Reload; the blend with the closest game puts the series
+    first, as a player of Persona 4 Golden expects."""
+    content = library_similarity(LIBRARY_GAMES)
+    history = np.arange(5)
+    profile = content.profile(history, np.ones(5, dtype=np.float32))
+    persona, generic = 5, 6
+    by_profile = content.scores(profile, np.array([persona, generic]))
+    assert by_profile[0] < by_profile[1]
+    blended = content.closeness(profile, history, np.array([persona, generic, 7]))
+    assert blended[0] > blended[1] > blended[2] == 0.0
+    nearest = content.pairwise(history, np.array([persona]))[:, 0].max()
+    np.testing.assert_allclose(blended[0], 0.5 * by_profile[0] + 0.5 * nearest, rtol=1e-6)
+
+
+def test_sharing_finds_the_games_of_a_series_the_profile_misses() -> None:
+    content = library_similarity(LIBRARY_GAMES)
+    history = np.arange(5)
+    new_games = np.array([5, 6, 7])
+    profile = content.profile(history, np.ones(5, dtype=np.float32))
+    assert content.closest(profile, new_games, 1).tolist() == [6]
+    # every token of Persona 3 Reload is held by the history (share 1), one of the indie
+    # action game's two; the racing game shares nothing
+    assert content.sharing(history, new_games, 3).tolist() == [5, 6]
+    assert 7 not in content.sharing(history, new_games, 3).tolist()
+    assert content.sharing(np.array([7]), new_games, 3).tolist() == [7]
+    assert content.sharing(np.array([], dtype=np.int64), new_games, 3).tolist() == []
+
+
+def test_sharing_leaves_out_tokens_on_too_many_games(monkeypatch: object) -> None:
+    import gamerec.ranking.stages as stages
+
+    content = library_similarity(LIBRARY_GAMES)
+    persona_4, searched = np.array([4]), np.array([0, 1])  # RPG is on both searched games
+    assert sorted(content.sharing(persona_4, searched, 2).tolist()) == [0, 1]
+    # with "rare" meaning on at most one searched game, RPG makes no candidate
+    monkeypatch.setattr(stages, "RARE_TOKEN_GAMES", 1)  # type: ignore[attr-defined]
+    assert content.sharing(persona_4, searched, 2).tolist() == []
+    assert content.sharing(persona_4, np.array([5, 6]), 2).tolist() == [5]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=3, max_size=10),
+    st.data(),
+)
+def test_sharing_ranks_by_the_share_of_a_games_rare_tokens_the_history_holds(
+    games: list[list[int]], data: st.DataObject
+) -> None:
+    content = library_similarity(games)
+    n = len(games)
+    history = np.array(
+        data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n)), dtype=np.int64
+    )
+    rows = np.arange(n)
+    found = content.sharing(history, rows, n)
+    held = set(content.rows.take(history).indices.tolist()) if len(history) else set()
+
+    def share(game: int) -> float:
+        mine = games[game]
+        return sum(LIBRARY_IDF[t] ** 2 for t in mine if t in held) / max(
+            sum(LIBRARY_IDF[t] ** 2 for t in mine), 1e-12
+        )
+
+    expected = [g for g in range(n) if share(g) > 0]
+    assert sorted(found.tolist()) == expected
+    shares = [share(g) for g in found.tolist()]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(shares))

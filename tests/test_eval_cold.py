@@ -7,10 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import QUICK_SEARCH_ENV
 from gamerec.cli import app
+from gamerec.dataio.content import title_words
+from gamerec.dataio.families import base_title
 from gamerec.dataio.matrix import UserItems
 from gamerec.evaluation.baselines import EASE, ContentTfidf, ItemKNN, Popularity, content_tokens
 from gamerec.evaluation.protocol import ItemMetadata, build_protocol, cold_items
@@ -28,7 +32,11 @@ def matrix(rows: list[list[int]], n_items: int) -> UserItems:
 
 def test_content_tokens_are_lower_case_once_and_split_on_separators() -> None:
     tokens = content_tokens(
-        [["RPG", "Indie"]], [["Open World", "RPG"]], ["Valve;Hidden Path"], ["Valve, Inc."]
+        [["RPG", "Indie"], []],
+        [["Open World", "RPG"], []],
+        ["Valve;Hidden Path", "FromSoftware, Inc."],
+        ["Valve, Inc.", "CAPCOM Co., Ltd."],
+        ["Counter-Strike: Global Offensive", "DARK SOULS™ III: Deluxe Edition"],
     )
     assert tokens == [
         sorted(
@@ -39,11 +47,44 @@ def test_content_tokens_are_lower_case_once_and_split_on_separators() -> None:
                 "tag:rpg",
                 "dev:valve",
                 "dev:hidden path",
-                "pub:valve",
-                "pub:inc.",
+                "pub:valve",  # "Inc." is no studio
+                "title:counter",
+                "title:strike",
+                "title:global",
+                "title:offensive",
             ]
-        )
+        ),
+        ["dev:fromsoftware", "pub:capcom", "title:dark", "title:souls"],
     ]
+    # without names, no title words
+    assert content_tokens([[]], [[]], [""], [""]) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("Persona 3 Reload", ["persona", "reload"]),
+        ("The Elder Scrolls V: Skyrim Special Edition", ["elder", "scrolls", "skyrim"]),
+        ("Sid Meier's Civilization® VI", ["civilization", "meier", "sid"]),
+        ("Half-Life 2", ["half", "life"]),
+        ("FINAL FANTASY VII REMAKE INTERGRADE", ["fantasy", "final", "intergrade", "remake"]),
+        ("Age of Empires III (2007)", ["age", "empires"]),
+        ("Fallout 4: Game of the Year Edition", ["fallout"]),
+        ("", []),
+        (None, []),
+    ],
+)
+def test_title_words_tell_the_series(name: object, words: list[str]) -> None:
+    assert title_words(name) == words
+
+
+@given(st.text(max_size=60))
+def test_title_words_are_words_of_the_base_title(name: str) -> None:
+    words = title_words(name)
+    assert words == sorted(set(words))
+    base = base_title(name).split()
+    for word in words:
+        assert word in base and len(word) >= 3 and not word.isdigit()
 
 
 def test_games_sharing_tags_with_a_users_games_rank_first() -> None:

@@ -399,7 +399,9 @@ def _train(
         )
     ending = TrainResult.from_summary(summary, paths.model, max_epochs).ending()
     progress(EPOCHS_STAGE, ending, 1.0)
-    fitted = fit_stages(config, items, train_matrix, validation, fitted, progress)
+    fitted = fit_stages(
+        config, items, train_matrix, validation, fitted, progress, catalog=processed.items
+    )
     assert fitted.mapper is not None
     progress("train", f"writing {paths.model}", None)
     with staged_dir(paths.model) as staging:

@@ -1,10 +1,25 @@
-"""What a game is made of, as tokens: its genres, tags, developers and publishers.
+"""What a game is made of, as tokens: its genres, tags, studios and the words of its name.
 
-``genre:rpg``, ``tag:open world``, ``dev:larian studios``, ``pub:bandai namco entertainment``:
-one list per game (lower case, each token once). The content baseline ranks by them, and the
-ranking engine's genre/tag/studio closeness compares a history with a game through them
-(a studio says as much as a tag to a player of its series). A :class:`TokenTable` is a
-vocabulary of tokens with their inverse document frequency, and turns games into sparse rows.
+``genre:rpg``, ``tag:open world``, ``dev:larian studios``, ``pub:bandai namco``,
+``title:persona``: one list per game (lower case, each token once). The content baseline ranks
+by them, and the ranking engine's genre/tag/studio closeness compares a history with a game
+through them (a studio says as much as a tag to a player of its series). A
+:class:`TokenTable` is a vocabulary of tokens with their inverse document frequency, and turns
+games into sparse rows.
+
+Measured on the bundled 2025 catalog (25,385 games): 10,022 of the 21,257 games nobody in the
+play data owns have no genre or tag at all (SteamSpy's ``all`` pages carry none), Persona 3
+Reload among them. Their studios and their names are all that ties them to a player's games:
+
+- **Studios** are compared as :func:`~gamerec.dataio.families.studio_names` compares them
+  ("FromSoftware, Inc." is ``dev:fromsoftware``, not ``dev:fromsoftware`` and ``dev:inc.``;
+  "CAPCOM Co., Ltd." is ``dev:capcom``).
+- **The words of a name** (``title:``) tell a series: the name's edition words aside
+  (:func:`~gamerec.dataio.families.base_title`), words of three letters or more that are not
+  numbers, roman numerals or a few function words. "Persona 3 Reload" is ``title:persona``
+  and ``title:reload``; with ``dev:atlus`` and ``pub:sega`` its closest games are Persona 4
+  Golden's and Persona 5 Royal's series. Common words ("simulator", "online") weigh little,
+  as every common token does.
 """
 
 from __future__ import annotations
@@ -12,23 +27,57 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TokenRows", "TokenTable", "content_tokens"]
+from gamerec.dataio.families import base_title, studio_names
+
+__all__ = ["TokenRows", "TokenTable", "content_tokens", "title_words"]
+
+#: words of a name that tell no series apart
+_FUNCTION_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "you",
+        "your",
+        "our",
+        "not",
+        "are",
+        "its",
+        "into",
+        "out",
+        "off",
+    ]
+)
+_NUMBER = re.compile(r"^(?:\d+|[ivxlcdm]+)$")
 
 
-def _names(value: Any) -> list[str]:
+def _studios(value: Any) -> set[str]:
+    """A developer or publisher cell ("A, B" or "A; B" names two) as comparable names."""
     if isinstance(value, str):
-        parts: Iterable[Any] = re.split(r"[;,]", value)
-    elif isinstance(value, list | tuple | np.ndarray):
-        parts = value
-    else:  # None, NaN, pandas' NA
-        return []
-    return [p for p in (str(part).strip().lower() for part in parts) if p]
+        return studio_names(*re.split(r";", value))
+    if isinstance(value, list | tuple | np.ndarray):
+        return studio_names(*(str(part) for part in value))
+    return set()  # None, NaN, pandas' NA
+
+
+def title_words(name: object) -> list[str]:
+    """The words of a game's name that can tell its series: its edition words aside, three
+    letters or more, no number or roman numeral, no function word ("the", "for")."""
+    return sorted(
+        {
+            word
+            for word in base_title(name).split()
+            if len(word) >= 3 and word not in _FUNCTION_WORDS and not _NUMBER.match(word)
+        }
+    )
 
 
 def content_tokens(
@@ -36,20 +85,25 @@ def content_tokens(
     tags: Sequence[Sequence[str]],
     developers: Sequence[Any],
     publishers: Sequence[Any],
+    names: Sequence[Any] | None = None,
 ) -> list[list[str]]:
-    """Each game's content tokens: ``tag:``, ``genre:``, ``dev:`` and ``pub:`` (lower case, once).
+    """Each game's content tokens: ``tag:``, ``genre:``, ``dev:``, ``pub:`` and, given
+    ``names``, ``title:`` (lower case, each once).
 
-    Several developers or publishers are separated by ``,`` or ``;`` in the catalog.
+    Several developers or publishers are separated by ``,`` or ``;`` in the catalog; corporate
+    words ("Inc.", "Co., Ltd.") are not studios.
     """
+    titles: Sequence[Any] = names if names is not None else [None] * len(genres)
     return [
         sorted(
             {f"genre:{g.strip().lower()}" for g in game_genres if str(g).strip()}
             | {f"tag:{t.strip().lower()}" for t in game_tags if str(t).strip()}
-            | {f"dev:{d}" for d in _names(developer)}
-            | {f"pub:{p}" for p in _names(publisher)}
+            | {f"dev:{d}" for d in _studios(developer)}
+            | {f"pub:{p}" for p in _studios(publisher)}
+            | {f"title:{w}" for w in title_words(name)}
         )
-        for game_genres, game_tags, developer, publisher in zip(
-            genres, tags, developers, publishers, strict=True
+        for game_genres, game_tags, developer, publisher, name in zip(
+            genres, tags, developers, publishers, titles, strict=True
         )
     ]
 

@@ -75,7 +75,12 @@ def cold_start_engines(
     allowed = data.allowed[kept].copy()
     allowed.setflags(write=False)
     fitted = fit_model(
-        config, model_items, train_matrix, ValidationUsers(valid, allowed), progress=progress
+        config,
+        model_items,
+        train_matrix,
+        ValidationUsers(valid, allowed),
+        progress=progress,
+        catalog=items,
     )
     model = fitted.as_artifacts([str(key) for key in model_items["item_key"]])
     engines = catalog_engines(model, items, new_games_share)

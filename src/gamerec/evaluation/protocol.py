@@ -105,6 +105,13 @@ class ItemMetadata:
     #: (n_items,) int64: which games are editions of one game (see dataio.families); None: none
     family: np.ndarray | None = None
     players: np.ndarray | None = None  # (n_items,) training players
+    names: list[str] | None = None  # None: no name is known
+
+    def tokens(self) -> list[list[str]]:
+        """Each game's content tokens (:func:`~gamerec.dataio.content.content_tokens`)."""
+        from gamerec.dataio.content import content_tokens
+
+        return content_tokens(self.genres, self.tags, self.developer, self.publisher, self.names)
 
     def editions(self) -> Editions | None:
         """The editions of the protocol's games, as the ranking engine groups them."""
@@ -313,6 +320,7 @@ def _metadata(items: Any) -> ItemMetadata:
         owners=(low + high) / 2,
         family=items["family"].to_numpy(dtype=np.int64) if "family" in items else None,
         players=items["n_users"].to_numpy(dtype=np.float64),
+        names=texts("name") if "name" in items else None,
     )
 
 
@@ -348,7 +356,6 @@ def model_engines(model: Any, metadata: ItemMetadata | None) -> list[Any]:
     """The trained model's :class:`~gamerec.ranking.RankingEngine` s as ``recommend`` ranks
     with them (editions folded, genre/tag/studio closeness from the catalog): the first stage
     alone, then with the co-play re-ranker when the model has one."""
-    from gamerec.dataio.content import content_tokens
     from gamerec.ranking import RankingEngine
     from gamerec.towers.cold import token_table
 
@@ -357,10 +364,7 @@ def model_engines(model: Any, metadata: ItemMetadata | None) -> list[Any]:
     if metadata is not None:
         parts["editions"] = metadata.editions()
         if table is not None:
-            tokens = content_tokens(
-                metadata.genres, metadata.tags, metadata.developer, metadata.publisher
-            )
-            parts["content_rows"] = table.rows(tokens)
+            parts["content_rows"] = table.rows(metadata.tokens())
     engines = [RankingEngine.from_model(model, rerank=False, **parts)]
     if model.coplay is not None and model.description.rerank is not None:
         engines.append(RankingEngine.from_model(model, rerank=True, **parts))

@@ -22,7 +22,6 @@ from gamerec.evaluation.baselines import (
     ContentTfidf,
     ItemKNN,
     Popularity,
-    content_tokens,
     tune_ease,
 )
 from gamerec.evaluation.metrics import check_ks, metric_key
@@ -277,8 +276,7 @@ class _Comparison:
         if name == "content":
             assert data.metadata is not None
             meta = data.metadata
-            tokens = content_tokens(meta.genres, meta.tags, meta.developer, meta.publisher)
-            content = ContentTfidf(tokens, config.playtime_weight).fit(data.train)
+            content = ContentTfidf(meta.tokens(), config.playtime_weight).fit(data.train)
             return content, content.params()
         if name == "itemknn":
             knn = ItemKNN(config.itemknn_neighbors, config.batch_size).fit(

@@ -509,7 +509,7 @@ class RankingEngine:
             valid = found >= 0
             stage.centre[rows], stage.spread[rows] = _centre_and_spread(first, valid)
             if self.content is not None:
-                final = self._with_content(stage, rows, found, final, valid)
+                final = self._with_content(stage, rows, part, found, final, valid)
             final = np.where(valid, final, -np.inf)
             order = np.argsort(-final, axis=1, kind="stable")[:, :k]
             width = order.shape[1]
@@ -583,15 +583,17 @@ class RankingEngine:
         self,
         stage: _Stage,
         rows: np.ndarray,
+        histories: UserItems,
         candidates: np.ndarray,
         final: np.ndarray,
         valid: np.ndarray,
     ) -> np.ndarray:
         """``final`` blended with the candidates' standardised content closeness to each
-        history, keeping what new games need to be put on the same scale."""
+        history (``histories``: the chunk's), keeping what new games need to be put on the
+        same scale."""
         assert self.content is not None and stage.profiles is not None
         assert stage.content_centre is not None and stage.content_spread is not None
-        closeness = self.content.batch_scores(stage.profiles[rows], candidates)
+        closeness = self.content.batch_closeness(stage.profiles[rows], histories, candidates)
         centre, spread = _centre_and_spread(closeness, valid)
         stage.content_centre[rows], stage.content_spread[rows] = centre, spread
         weight = self.policy.content_weight
@@ -622,7 +624,7 @@ class RankingEngine:
             and trained.profiles is not None
         ):
             new_scores, new_items = self._with_content_candidates(
-                queries, excluded, allowed, trained.profiles, (new_scores, new_items)
+                queries, histories, excluded, allowed, trained.profiles, (new_scores, new_items)
             )
         if policy.new_games is not None:
             z = (new_scores - trained.centre[:, None]) / trained.spread[:, None]
@@ -630,7 +632,9 @@ class RankingEngine:
             if policy.new_games.history_weight:
                 calibrated += policy.new_games.history_weight * self._newness(histories)[:, None]
             if self.content is not None and trained.profiles is not None:
-                calibrated += policy.new_games.content * self._new_content(trained, new_items)
+                calibrated += policy.new_games.content * self._new_content(
+                    trained, histories, new_items
+                )
             new_scores = np.where(new_items >= 0, calibrated, -np.inf).astype(np.float32)
             if share <= 0:  # on merit alone: one sort of both lists, row by row at once
                 return _merged(trained, new_items, new_scores, k)
@@ -675,21 +679,31 @@ class RankingEngine:
     def _with_content_candidates(
         self,
         queries: np.ndarray,
+        histories: UserItems,
         excluded: list[np.ndarray],
         allowed: np.ndarray,
         profiles: np.ndarray,
         found: tuple[np.ndarray, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
         """The first stage's new games and, not among them, the ``content_candidates`` new
-        games closest to each history in genres and tags: (first-stage scores, rows)."""
+        games closest to each history's profile and as many sharing most of their rare tokens
+        with one of its games (a series, a studio): (first-stage scores, rows)."""
         assert self.content is not None
         scores, items = found
         rows = self._rows_of(allowed)
         n = self.policy.content_candidates
         out_items, out_scores = [], []
         for row in range(len(items)):
-            extra = self.content.closest(profiles[row], rows, n + len(excluded[row]))
-            extra = extra[~np.isin(extra, excluded[row]) & ~np.isin(extra, items[row])][:n]
+            history, skip = histories.row(row), len(excluded[row])
+            closest = self.content.closest(profiles[row], rows, n + skip)
+            sharing = self.content.sharing(history, rows, n + skip)
+            extra = np.concatenate(
+                [
+                    part[~np.isin(part, excluded[row]) & ~np.isin(part, items[row])][:n]
+                    for part in (closest, sharing)
+                ]
+            )
+            extra = extra[np.sort(np.unique(extra, return_index=True)[1])]
             kept = items[row] >= 0
             out_items.append(np.concatenate([items[row][kept], extra]))
             out_scores.append(
@@ -708,7 +722,9 @@ class RankingEngine:
         counts = histories.row_sums(new.astype(np.float32))
         return np.divide(counts, lengths, out=np.zeros(len(lengths), np.float32), where=lengths > 0)
 
-    def _new_content(self, trained: _Stage, new_items: np.ndarray) -> np.ndarray:
+    def _new_content(
+        self, trained: _Stage, histories: UserItems, new_items: np.ndarray
+    ) -> np.ndarray:
         """(B, width) the new games' genre/tag closeness, standardised as the trained
         candidates' of the same row."""
         assert self.content is not None and trained.profiles is not None
@@ -716,7 +732,9 @@ class RankingEngine:
         out = np.zeros(new_items.shape, dtype=np.float32)
         for row in range(len(new_items)):
             found = new_items[row] >= 0
-            closeness = self.content.scores(trained.profiles[row], new_items[row][found])
+            closeness = self.content.closeness(
+                trained.profiles[row], histories.row(row), new_items[row][found]
+            )
             out[row, found] = (closeness - trained.content_centre[row]) / trained.content_spread[
                 row
             ]

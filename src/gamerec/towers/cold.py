@@ -418,12 +418,13 @@ def token_table(description: ModelDescription) -> TokenTable | None:
 
 
 def catalog_tokens(items: pd.DataFrame) -> list[list[str]]:
-    """Each catalog row's content tokens (genres, tags, developers, publishers)."""
+    """Each catalog row's content tokens (genres, tags, studios, the words of its name)."""
     return content_tokens(
         [list(g) if g is not None else [] for g in items["genres"]],
         [list(t) if t is not None else [] for t in items["tags"]],
         list(items["developer"]),
         list(items["publisher"]),
+        list(items["name"]) if "name" in items else None,
     )
 
 

@@ -222,10 +222,12 @@ def fit_model(
     validation: Validation,
     run: FitRun | None = None,
     progress: Progress = _quiet,
+    catalog: pd.DataFrame | None = None,
 ) -> FittedModel:
-    """The towers (early-stopped on ``validation``), then the second stage and the mapping."""
+    """The towers (early-stopped on ``validation``), then the second stage and the mapping
+    (``catalog``: as :func:`fit_stages` takes it)."""
     fitted = fit_towers(config, items, train_matrix, validation, run or FitRun(), progress)
-    return fit_stages(config, items, train_matrix, validation, fitted, progress)
+    return fit_stages(config, items, train_matrix, validation, fitted, progress, catalog)
 
 
 def fit_towers(
@@ -289,8 +291,13 @@ def fit_stages(
     validation: Validation,
     fitted: FittedModel,
     progress: Progress = _quiet,
+    catalog: pd.DataFrame | None = None,
 ) -> FittedModel:
-    """Export the towers of ``fitted``, then fit its co-play re-ranker and content mapping."""
+    """Export the towers of ``fitted``, then fit its co-play re-ranker and content mapping.
+
+    The content token table is built over ``catalog`` (default: ``items``): the whole catalog
+    knows the studios and series of the games nobody in the play data owns, and how common
+    each token is among the games a player may be recommended."""
     n_items = len(items)
     summary = fitted.summary
     fitted.user_tower = export_user_tower(fitted.result.model, fitted.features)
@@ -309,7 +316,7 @@ def fit_stages(
             search, train_matrix, validation, fitted
         )
     tokens = catalog_tokens(items)
-    fitted.token_table = TokenTable.build(tokens)
+    fitted.token_table = TokenTable.build(tokens if catalog is None else catalog_tokens(catalog))
     fitted.content_rows = fitted.token_table.rows(tokens)
     progress("train", "weighing genre/tag closeness on the validation users", None)
     fitted.content_weight, summary["content_similarity"] = _fit_content_weight(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,11 +61,17 @@ def test_pairwise_is_the_closeness_of_a_one_game_history(
 LIBRARY_IDF = np.array([1.0, 1.1, 1.5, 4.0, 5.0, 1.8, 2.5], dtype=np.float32)
 
 
-def library_similarity(games: list[list[int]]) -> ContentSimilarity:
+#: Atlus and "persona" name a studio and a series; the rest describe a game
+LIBRARY_IDENTITY = np.array([False, False, False, True, True, False, False])
+
+
+def library_similarity(games: list[list[int]], identity: bool = True) -> ContentSimilarity:
     indptr = np.zeros(len(games) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(tokens) for tokens in games])
     indices = np.array([t for tokens in games for t in tokens], dtype=np.int32)
-    return ContentSimilarity(TokenRows(indptr, indices), LIBRARY_IDF)
+    return ContentSimilarity(
+        TokenRows(indptr, indices), LIBRARY_IDF, LIBRARY_IDENTITY if identity else None
+    )
 
 
 #: a library of four open-world action RPGs and one Persona game, then two candidates
@@ -83,8 +90,9 @@ LIBRARY_GAMES = [
 def test_the_closest_game_of_a_library_lifts_its_series() -> None:
     """A profile dilutes one Persona game among four open-world RPGs, and ranks an indie
     action game above Persona 3 Reload; the blend with the closest game puts the series
-    first, as a player of Persona 4 Golden expects."""
-    content = library_similarity(LIBRARY_GAMES)
+    first, as a player of Persona 4 Golden expects (every token a description here: the
+    comparison by studio and series alone is the next test's)."""
+    content = library_similarity(LIBRARY_GAMES, identity=False)
     history = np.arange(5)
     profile = content.profile(history, np.ones(5, dtype=np.float32))
     persona, generic = 5, 6
@@ -96,55 +104,79 @@ def test_the_closest_game_of_a_library_lifts_its_series() -> None:
     np.testing.assert_allclose(blended[0], 0.5 * by_profile[0] + 0.5 * nearest, rtol=1e-6)
 
 
-def test_sharing_finds_the_games_of_a_series_the_profile_misses() -> None:
-    content = library_similarity(LIBRARY_GAMES)
+def test_a_game_known_by_its_studio_and_series_alone_is_compared_by_them() -> None:
+    """Persona 3 Reload has no genre or tag: against Persona 4 Golden (RPG, Atlus, persona)
+    it is compared by studio and series, where both agree fully; games that both have tags
+    are compared by all their tokens; a game with neither is close to nothing."""
+    described = library_similarity([*LIBRARY_GAMES, []], identity=False)
+    content = library_similarity([*LIBRARY_GAMES, []])
+    assert content.described.tolist() == [True] * 5 + [False, True, True, False]
+    persona_4, persona_3, indie = 4, 5, 6
+    everything = described.pairwise(np.array([persona_4]), np.array([persona_3]))[0, 0]
+    assert everything == pytest.approx(np.sqrt((4.0**2 + 5.0**2) / (1.5**2 + 4.0**2 + 5.0**2)))
+    pairs = content.pairwise(np.array([persona_4, 0]), np.array([persona_3, indie, 8]))
+    np.testing.assert_allclose(pairs[0, 0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(pairs[:, 1], described.pairwise([persona_4, 0], [indie])[:, 0])
+    assert pairs[1, 0] == 0.0 and pairs[:, 2].tolist() == [0.0, 0.0]
+    # against a profile: the profile's own studio and series part
+    profile = content.profile(np.array([persona_4]), np.ones(1, dtype=np.float32))
+    np.testing.assert_allclose(content.scores(profile, np.array([persona_3])), [1.0], rtol=1e-6)
+
+
+def test_same_series_finds_the_other_games_of_an_owned_series() -> None:
+    content = library_similarity([*LIBRARY_GAMES, [3]])  # 8: another Atlus game, no tag
     history = np.arange(5)
-    new_games = np.array([5, 6, 7])
-    profile = content.profile(history, np.ones(5, dtype=np.float32))
-    assert content.closest(profile, new_games, 1).tolist() == [6]
-    # every token of Persona 3 Reload is held by the history (share 1), one of the indie
-    # action game's two; the racing game shares nothing
-    assert content.sharing(history, new_games, 3).tolist() == [5, 6]
-    assert 7 not in content.sharing(history, new_games, 3).tolist()
-    assert content.sharing(np.array([7]), new_games, 3).tolist() == [7]
-    assert content.sharing(np.array([], dtype=np.int64), new_games, 3).tolist() == []
+    new_games = np.array([5, 6, 7, 8])
+    # Persona 3 Reload's studio and series are Persona 4 Golden's: cosine 1 over them; the
+    # other Atlus game shares the studio alone; games without a studio or a name word, none
+    assert content.same_series(history, new_games, 4).tolist() == [5, 8]
+    assert content.same_series(history, new_games, 1).tolist() == [5]
+    assert content.same_series(np.array([7]), new_games, 3).tolist() == []
+    assert content.same_series(np.array([], dtype=np.int64), new_games, 3).tolist() == []
 
 
-def test_sharing_leaves_out_tokens_on_too_many_games(monkeypatch: object) -> None:
+def test_same_series_leaves_out_tokens_on_too_many_games(monkeypatch: pytest.MonkeyPatch) -> None:
     import gamerec.ranking.stages as stages
 
-    content = library_similarity(LIBRARY_GAMES)
-    persona_4, searched = np.array([4]), np.array([0, 1])  # RPG is on both searched games
-    assert sorted(content.sharing(persona_4, searched, 2).tolist()) == [0, 1]
-    # with "rare" meaning on at most one searched game, RPG makes no candidate
-    monkeypatch.setattr(stages, "RARE_TOKEN_GAMES", 1)  # type: ignore[attr-defined]
-    assert content.sharing(persona_4, searched, 2).tolist() == []
-    assert content.sharing(persona_4, np.array([5, 6]), 2).tolist() == [5]
+    content = library_similarity([*LIBRARY_GAMES, [3]])
+    persona_4, searched = np.array([4]), np.array([5, 8])  # Atlus is on both searched games
+    assert content.same_series(persona_4, searched, 2).tolist() == [5, 8]
+    # with "rare" meaning on at most one searched game, Atlus makes no candidate
+    monkeypatch.setattr(stages, "RARE_TOKEN_GAMES", 1)
+    assert content.same_series(persona_4, searched, 2).tolist() == [5]
 
 
 @given(
     st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=3, max_size=10),
     st.data(),
 )
-def test_sharing_ranks_by_the_share_of_a_games_rare_tokens_the_history_holds(
+def test_same_series_ranks_by_the_closest_history_game_by_studio_and_name(
     games: list[list[int]], data: st.DataObject
 ) -> None:
+    """Against a brute force: each game's largest cosine with a history game over their
+    studio and name tokens (all of them rare among so few games)."""
     content = library_similarity(games)
     n = len(games)
-    history = np.array(
-        data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n)), dtype=np.int64
-    )
-    rows = np.arange(n)
-    found = content.sharing(history, rows, n)
-    held = set(content.rows.take(history).indices.tolist()) if len(history) else set()
+    history = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n))
+    found = content.same_series(np.array(history, dtype=np.int64), np.arange(n), n)
 
-    def share(game: int) -> float:
-        mine = games[game]
-        return sum(LIBRARY_IDF[t] ** 2 for t in mine if t in held) / max(
-            sum(LIBRARY_IDF[t] ** 2 for t in mine), 1e-12
-        )
+    def identity_vector(game: int) -> np.ndarray:
+        out = np.zeros(len(LIBRARY_IDF))
+        for token in games[game]:
+            if LIBRARY_IDENTITY[token]:
+                out[token] = LIBRARY_IDF[token]
+        return out
 
-    expected = [g for g in range(n) if share(g) > 0]
-    assert sorted(found.tolist()) == expected
-    shares = [share(g) for g in found.tolist()]
-    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(shares))
+    def best(game: int) -> float:
+        mine = identity_vector(game)
+        cosines = [
+            float(mine @ theirs) / (np.linalg.norm(mine) * np.linalg.norm(theirs))
+            for theirs in (identity_vector(h) for h in history)
+            if np.linalg.norm(mine) > 0 and np.linalg.norm(theirs) > 0
+        ]
+        return max(cosines, default=0.0)
+
+    expected = {g for g in range(n) if best(g) > 1e-9}
+    assert set(found.tolist()) == expected
+    closeness = [best(g) for g in found.tolist()]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(closeness))

@@ -28,6 +28,11 @@ PERSONAS = {
     # Hades, Dead Cells, Slay the Spire, The Binding of Isaac: Rebirth, Hollow Knight
     "roguelike": [1145360, 588650, 646570, 250900, 367520],
 }
+#: Persona 4 Golden, Persona 5 Royal, Persona 5 Strikers, Metaphor: ReFantazio (Atlus): none
+#: is owned by anyone in the play data, and Persona 3 Reload has no genre or tag in the catalog
+ATLUS_FAN = [1113000, 1687950, 1382330, 2679460]
+PERSONA_3_RELOAD = 2161700
+ATLUS_SERIES = ("Persona", "Shin Megami Tensei", "Soul Hackers", "Catherine", "Etrian Odyssey")
 ROGUELIKE_TAGS = {"rogue-like", "roguelike", "rogue-lite", "roguelite", "action roguelike"}
 
 
@@ -142,3 +147,22 @@ def test_similar_to_hades_answers_with_roguelikes_and_says_why(recommender: Reco
     assert len(roguelikes) >= 6, [(g.name, g.tags) for g in answer]
     assert all(game.reason for game in answer)
     assert sum("same tags: " in game.reason for game in answer) >= 6
+
+
+def test_a_fan_of_a_series_gets_its_other_games(recommender: Recommender) -> None:
+    """Nothing in the library has players in the play data, and Persona 3 Reload is known by
+    its studio, publisher and name alone: it comes in the top 5, because of a Persona game,
+    and most of the top 10 are Atlus games (the 2017 model gave this player Football Manager
+    2024 for its publisher)."""
+    answer = recommender.recommend(played={appid: 3000.0 for appid in ATLUS_FAN}, k=10)
+    top = [game.appid for game in answer[:5]]
+    assert PERSONA_3_RELOAD in top, [game.name for game in answer]
+    reload = next(game for game in answer if game.appid == PERSONA_3_RELOAD)
+    assert "because you played Persona" in reload.reason, reload.reason
+    atlus = [game.name for game in answer if any(s in game.name for s in ATLUS_SERIES)]
+    assert len(atlus) >= 6, [game.name for game in answer]
+
+
+def test_similar_to_a_game_finds_its_series(recommender: Recommender) -> None:
+    answer = recommender.similar("Persona 5 Royal", 5)
+    assert sum("Persona" in game.name for game in answer[:3]) >= 2, [g.name for g in answer]

@@ -35,7 +35,10 @@ import numpy as np
 
 from gamerec.dataio.families import base_title, studio_names
 
-__all__ = ["TokenRows", "TokenTable", "content_tokens", "title_words"]
+__all__ = ["TokenRows", "TokenTable", "content_tokens", "identity_tokens", "title_words"]
+
+#: the kinds of token that say who made a game and which series it is of
+IDENTITY_KINDS = ("dev:", "pub:", "title:")
 
 #: words of a name that tell no series apart
 _FUNCTION_WORDS = frozenset(
@@ -78,6 +81,12 @@ def title_words(name: object) -> list[str]:
             if len(word) >= 3 and word not in _FUNCTION_WORDS and not _NUMBER.match(word)
         }
     )
+
+
+def identity_tokens(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: which of ``tokens`` say who made a game or its series (a studio, a word of
+    its name) rather than what it is (a genre, a tag)."""
+    return np.array([token.startswith(IDENTITY_KINDS) for token in tokens], dtype=bool)
 
 
 def content_tokens(

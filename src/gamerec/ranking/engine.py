@@ -39,7 +39,7 @@ from gamerec.artifacts.model import (
     NewGamePolicy,
     RerankPolicy,
 )
-from gamerec.dataio.content import TokenRows
+from gamerec.dataio.content import TokenRows, identity_tokens
 from gamerec.dataio.matrix import UserItems
 from gamerec.index.reference import ExactIndex, VectorIndex
 from gamerec.ranking.stages import (
@@ -163,7 +163,8 @@ def _content(description: ModelDescription, rows: TokenRows | None) -> ContentSi
     idf = description.content_idf
     if rows is None or not idf or len(idf) != len(description.content_tokens):
         return None
-    return ContentSimilarity(rows, np.asarray(idf, np.float32))
+    identity = identity_tokens(description.content_tokens)
+    return ContentSimilarity(rows, np.asarray(idf, np.float32), identity)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -686,8 +687,8 @@ class RankingEngine:
         found: tuple[np.ndarray, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
         """The first stage's new games and, not among them, the ``content_candidates`` new
-        games closest to each history's profile and as many sharing most of their rare tokens
-        with one of its games (a series, a studio): (first-stage scores, rows)."""
+        games closest to each history's profile and as many closest to one of its games by
+        studio and series (:meth:`ContentSimilarity.same_series`): (first-stage scores, rows)."""
         assert self.content is not None
         scores, items = found
         rows = self._rows_of(allowed)
@@ -696,11 +697,11 @@ class RankingEngine:
         for row in range(len(items)):
             history, skip = histories.row(row), len(excluded[row])
             closest = self.content.closest(profiles[row], rows, n + skip)
-            sharing = self.content.sharing(history, rows, n + skip)
+            series = self.content.same_series(history, rows, n + skip)
             extra = np.concatenate(
                 [
                     part[~np.isin(part, excluded[row]) & ~np.isin(part, items[row])][:n]
-                    for part in (closest, sharing)
+                    for part in (closest, series)
                 ]
             )
             extra = extra[np.sort(np.unique(extra, return_index=True)[1])]

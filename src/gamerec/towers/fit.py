@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from gamerec.artifacts.model import ModelArtifacts, NewGamePolicy, RerankPolicy
-from gamerec.dataio.content import TokenRows, TokenTable
+from gamerec.dataio.content import TokenRows, TokenTable, identity_tokens
 from gamerec.dataio.matrix import UserItems
 from gamerec.index.reference import ExactIndex
 from gamerec.ranking import CoPlay, Ranker, RankingEngine, RankingPolicy
@@ -185,7 +185,11 @@ class FittedModel:
         trained = parts.get("trained", np.ones(len(vectors), dtype=bool))
         content = None
         if self.token_table is not None and self.content_rows is not None:
-            content = ContentSimilarity(self.content_rows, self.token_table.idf)
+            content = ContentSimilarity(
+                self.content_rows,
+                self.token_table.idf,
+                identity_tokens(self.token_table.tokens),
+            )
         return RankingEngine(
             tower,
             vectors,

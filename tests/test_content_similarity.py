@@ -180,3 +180,42 @@ def test_same_series_ranks_by_the_closest_history_game_by_studio_and_name(
     assert set(found.tolist()) == expected
     closeness = [best(g) for g in found.tolist()]
     assert all(a >= b - 1e-6 for a, b in itertools.pairwise(closeness))
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=2, max_size=12),
+    st.data(),
+)
+def test_pairwise_against_a_brute_force_by_what_is_known_of_both(
+    games: list[list[int]], data: st.DataObject
+) -> None:
+    """Each pair's cosine over every token, or over studio and name tokens where one of the
+    two has no genre or tag; several lefts in a row (the last one is kept) answer alike."""
+    content = library_similarity(games)
+    n = len(games)
+    indices = st.lists(st.integers(0, n - 1), max_size=n)
+    lefts = data.draw(st.lists(indices, min_size=1, max_size=3))
+    right = data.draw(indices)
+
+    def vector(game: int, identity_only: bool) -> np.ndarray:
+        out = np.zeros(len(LIBRARY_IDF))
+        for token in games[game]:
+            if LIBRARY_IDENTITY[token] or not identity_only:
+                out[token] = LIBRARY_IDF[token]
+        return out
+
+    def described(game: int) -> bool:
+        return any(not LIBRARY_IDENTITY[token] for token in games[game])
+
+    def cosine(a: int, b: int) -> float:
+        only = not (described(a) and described(b))
+        x, y = vector(a, only), vector(b, only)
+        lengths = np.linalg.norm(x) * np.linalg.norm(y)
+        return float(x @ y / lengths) if lengths > 0 else 0.0
+
+    for left in [*lefts, lefts[0]]:
+        pairs = content.pairwise(np.array(left, dtype=np.int64), np.array(right, dtype=np.int64))
+        expected = np.array([[cosine(a, b) for b in right] for a in left]).reshape(
+            len(left), len(right)
+        )
+        np.testing.assert_allclose(pairs, expected, rtol=1e-5, atol=1e-6)

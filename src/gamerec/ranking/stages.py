@@ -345,6 +345,7 @@ class ContentSimilarity:
         self.described = self._row_sums((~self.identity[rows.indices]).astype(np.float32)) > 0
         self._kept: dict[int, tuple[np.ndarray, ...]] = {}
         self._kept_postings: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+        self._last_left: tuple[bytes, np.ndarray, np.ndarray] | None = None
 
     def _row_sums(self, values: np.ndarray) -> np.ndarray:
         """(n,) the square root of each row's sum of ``values`` (one per token entry)."""
@@ -479,14 +480,14 @@ class ContentSimilarity:
         nothing in common (a kept, read-only row set is gathered and weighted once)."""
         kept = self._kept.get(id(rows))
         if kept is None or kept[0] is not rows:
-            kept = (rows, *self._weighted(rows))
+            kept = (rows, *self._weighted(rows), self.described[rows])
             if not rows.flags.writeable and len(self._kept) < 16:
                 self._kept[id(rows)] = kept
-        _, tokens, weights, starts, present = kept
+        _, tokens, weights, starts, present, described = kept
         closeness = np.zeros(len(rows), dtype=np.float32)
         if len(present):
             closeness[present] = np.add.reduceat(profile[tokens] * weights, starts)
-        closeness = self._by_what_is_known(closeness, profile, self.described[rows])
+        closeness = self._by_what_is_known(closeness, profile, described)
         n = min(n, int((closeness > 0).sum()))
         if n <= 0:
             return np.empty(0, dtype=np.int64)
@@ -499,17 +500,16 @@ class ContentSimilarity:
         genre or tag (Persona 3 Reload, known by its studio, publisher and name, is close to
         Persona 4 Golden, not far from it for the twenty tags it lacks)."""
         left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
-        left_rows, right_rows = self.rows.take(left), self.rows.take(right)
-        tokens = np.union1d(left_rows.indices, right_rows.indices)  # the pairs' own vocabulary
-
-        def weighted_rows(subset: TokenRows) -> np.ndarray:
-            out = np.zeros((subset.n_rows, len(tokens)), dtype=np.float32)
-            owner = np.repeat(np.arange(subset.n_rows), np.diff(subset.indptr))
-            out[owner, np.searchsorted(tokens, subset.indices)] = self.idf[subset.indices]
-            return out
-
-        left_weights, right_weights = weighted_rows(left_rows), weighted_rows(right_rows)
-        products = left_weights @ right_weights.T
+        position, left_dense = self._dense_left(left)
+        # the right games as dense rows over the left games' own tokens (their other tokens
+        # add nothing to a product): a matrix product, whatever the vocabulary's size
+        right_rows = self.rows.take(right)
+        right_dense = np.zeros((len(right), left_dense.shape[1]), dtype=np.float32)
+        owner = np.repeat(np.arange(len(right)), np.diff(right_rows.indptr))
+        columns = position[right_rows.indices]
+        shared = columns >= 0
+        right_dense[owner[shared], columns[shared]] = self.idf[right_rows.indices[shared]]
+        products = left_dense @ right_dense.T
         cosines = products / np.maximum(np.outer(self.norms[left], self.norms[right]), 1e-12)
         both = self.described[left][:, None] & self.described[right][None, :]
         if both.all():
@@ -518,6 +518,24 @@ class ContentSimilarity:
         identity = np.outer(self.identity_norms[left], self.identity_norms[right])
         by_identity = np.where(identity > 0, products / np.maximum(identity, 1e-12), 0.0)
         return np.where(both, cosines, np.minimum(by_identity, 1.0)).astype(np.float32)
+
+    def _dense_left(self, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For :meth:`pairwise`: each token's column among the ``left`` games' own tokens (-1:
+        none of theirs), and the left games as dense rows over those columns. The last one is
+        kept: a request compares its history with its trained candidates, its new ones and its
+        answers."""
+        key, last = left.tobytes(), self._last_left  # one read: a server shares this object
+        if last is not None and last[0] == key:
+            return last[1], last[2]
+        left_rows = self.rows.take(left)
+        vocabulary = np.unique(left_rows.indices)
+        position = np.full(len(self.idf), -1, dtype=np.int64)
+        position[vocabulary] = np.arange(len(vocabulary))
+        dense = np.zeros((len(left), len(vocabulary)), dtype=np.float32)
+        owner = np.repeat(np.arange(len(left)), np.diff(left_rows.indptr))
+        dense[owner, position[left_rows.indices]] = self.idf[left_rows.indices]
+        self._last_left = (key, position, dense)
+        return position, dense
 
     def _weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``rows``' tokens, each token's idf over its row's norm, where each row with tokens

@@ -146,10 +146,25 @@ def test_same_series_leaves_out_tokens_on_too_many_games(monkeypatch: pytest.Mon
     assert content.same_series(persona_4, searched, 2).tolist() == [5]
 
 
-@given(
-    st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=3, max_size=10),
-    st.data(),
-)
+#: small catalogs over the library's seven tokens
+LIBRARIES = st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=2, max_size=12)
+
+
+def token_vector(tokens: list[int], identity_only: bool) -> np.ndarray:
+    """A game's idf-weighted tokens as a dense vector (its studio and name tokens alone)."""
+    out = np.zeros(len(LIBRARY_IDF))
+    for token in tokens:
+        if LIBRARY_IDENTITY[token] or not identity_only:
+            out[token] = LIBRARY_IDF[token]
+    return out
+
+
+def cosine(x: np.ndarray, y: np.ndarray) -> float:
+    lengths = np.linalg.norm(x) * np.linalg.norm(y)
+    return float(x @ y / lengths) if lengths > 0 else 0.0
+
+
+@given(LIBRARIES, st.data())
 def test_same_series_ranks_by_the_closest_history_game_by_studio_and_name(
     games: list[list[int]], data: st.DataObject
 ) -> None:
@@ -160,21 +175,10 @@ def test_same_series_ranks_by_the_closest_history_game_by_studio_and_name(
     history = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n))
     found = content.same_series(np.array(history, dtype=np.int64), np.arange(n), n)
 
-    def identity_vector(game: int) -> np.ndarray:
-        out = np.zeros(len(LIBRARY_IDF))
-        for token in games[game]:
-            if LIBRARY_IDENTITY[token]:
-                out[token] = LIBRARY_IDF[token]
-        return out
-
     def best(game: int) -> float:
-        mine = identity_vector(game)
-        cosines = [
-            float(mine @ theirs) / (np.linalg.norm(mine) * np.linalg.norm(theirs))
-            for theirs in (identity_vector(h) for h in history)
-            if np.linalg.norm(mine) > 0 and np.linalg.norm(theirs) > 0
-        ]
-        return max(cosines, default=0.0)
+        mine = token_vector(games[game], identity_only=True)
+        theirs = [token_vector(games[h], identity_only=True) for h in history]
+        return max((cosine(mine, other) for other in theirs), default=0.0)
 
     expected = {g for g in range(n) if best(g) > 1e-9}
     assert set(found.tolist()) == expected
@@ -182,10 +186,7 @@ def test_same_series_ranks_by_the_closest_history_game_by_studio_and_name(
     assert all(a >= b - 1e-6 for a, b in itertools.pairwise(closeness))
 
 
-@given(
-    st.lists(st.lists(st.integers(0, 6), unique=True, max_size=4), min_size=2, max_size=12),
-    st.data(),
-)
+@given(LIBRARIES, st.data())
 def test_pairwise_against_a_brute_force_by_what_is_known_of_both(
     games: list[list[int]], data: st.DataObject
 ) -> None:
@@ -197,25 +198,16 @@ def test_pairwise_against_a_brute_force_by_what_is_known_of_both(
     lefts = data.draw(st.lists(indices, min_size=1, max_size=3))
     right = data.draw(indices)
 
-    def vector(game: int, identity_only: bool) -> np.ndarray:
-        out = np.zeros(len(LIBRARY_IDF))
-        for token in games[game]:
-            if LIBRARY_IDENTITY[token] or not identity_only:
-                out[token] = LIBRARY_IDF[token]
-        return out
-
     def described(game: int) -> bool:
         return any(not LIBRARY_IDENTITY[token] for token in games[game])
 
-    def cosine(a: int, b: int) -> float:
+    def pair(a: int, b: int) -> float:
         only = not (described(a) and described(b))
-        x, y = vector(a, only), vector(b, only)
-        lengths = np.linalg.norm(x) * np.linalg.norm(y)
-        return float(x @ y / lengths) if lengths > 0 else 0.0
+        return cosine(token_vector(games[a], only), token_vector(games[b], only))
 
     for left in [*lefts, lefts[0]]:
         pairs = content.pairwise(np.array(left, dtype=np.int64), np.array(right, dtype=np.int64))
-        expected = np.array([[cosine(a, b) for b in right] for a in left]).reshape(
+        expected = np.array([[pair(a, b) for b in right] for a in left]).reshape(
             len(left), len(right)
         )
         np.testing.assert_allclose(pairs, expected, rtol=1e-5, atol=1e-6)

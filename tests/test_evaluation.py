@@ -440,6 +440,7 @@ def test_engines_of_one_model_share_a_trained_stage_without_changing_a_list(
 ) -> None:
     """Trying new-game policies ranks a batch's trained games once (``with_policy``): each
     policy's lists are those of a batch ranked afresh, whatever was ranked before."""
+    import copy
     from dataclasses import replace
 
     from gamerec.artifacts.model import NewGamePolicy
@@ -451,13 +452,22 @@ def test_engines_of_one_model_share_a_trained_stage_without_changing_a_list(
     histories = data.test.histories.take_rows(np.arange(min(60, data.test.n_users)))
     allowed = np.ones(base.n_items, dtype=bool)
     lists = {}
-    for offset in (-1.0, 0.0, 2.0):
-        engine = base.with_policy(
-            replace(base.policy, new_games=NewGamePolicy(1.0, offset, 0.0, 1.0))
-        )
-        shared = engine.rank(histories, 20, allowed)  # the stage of the first policy, reused
-        fresh = engine.rank(histories.take_rows(np.arange(histories.n_rows)), 20, allowed)
+    # offsets, then the weight of closeness and of the history's new games: the new-game
+    # candidates and their closeness are found once for the batch and weighed by each policy
+    policies = [(1.0, offset, 0.0, 1.0) for offset in (-1.0, 0.0, 2.0)]
+    policies += [(1.0, 0.0, 0.0, 0.0), (1.0, 0.0, 2.0, 2.0)]
+    alone = Recommender.from_dir(trained).engine  # ranks each batch afresh
+    for policy in policies:
+        new_games = NewGamePolicy(*policy)
+        engine = base.with_policy(replace(base.policy, new_games=new_games))
+        # the stage of the first policy, found again for a batch of the same histories
+        shared = engine.rank(histories.take_rows(np.arange(histories.n_rows)), 20, allowed)
+        fresh = copy.copy(alone)
+        fresh.policy = replace(alone.policy, new_games=new_games)
+        fresh = fresh.rank(histories, 20, allowed)
         np.testing.assert_array_equal(shared.items, fresh.items)
         np.testing.assert_allclose(shared.scores, fresh.scores, rtol=1e-6)
-        lists[offset] = shared.items
-    assert not np.array_equal(lists[-1.0], lists[2.0])  # the policies differ where it matters
+        lists[policy] = shared.items
+    # the policies differ where it matters
+    assert not np.array_equal(lists[policies[0]], lists[policies[2]])
+    assert not np.array_equal(lists[policies[1]], lists[policies[3]])

@@ -101,25 +101,50 @@ class _Stage:
     profiles: np.ndarray | None = None  # (B, T)
 
 
+def _fingerprint(batch: UserItems) -> bytes:
+    """A digest of a batch's histories: the evaluation slices a new object out of the same
+    users for every method it ranks, so a kept stage is found by what the batch holds."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (batch.indptr, batch.indices, batch.values):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()
+
+
 class _StageMemo:
-    """The last batch's trained stage, for engines that differ in their new-game policy alone:
-    kept while the batch is the same object (held, so its id is not reused)."""
+    """The last batch's trained stage, and its new-game candidates, for engines that differ in
+    their new-game policy alone: found again for a batch holding the same histories."""
 
     def __init__(self) -> None:
-        self._batch: UserItems | None = None
+        self._batch: bytes | None = None
         self._key: tuple[Any, ...] | None = None
         self._value: tuple[np.ndarray, _Stage] | None = None
+        #: the same batch's new-game candidates: (key, (scores, rows, content closeness))
+        self._new: tuple[tuple[Any, ...], tuple[np.ndarray, ...]] | None = None
 
     def get(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, _Stage] | None:
-        if self._batch is not batch or self._key != key or self._value is None:
+        if self._key != key or self._value is None or self._batch != _fingerprint(batch):
             return None
         queries, stage = self._value
-        return queries, copy.deepcopy(stage)  # later stages write into theirs
+        return queries.copy(), copy.deepcopy(stage)  # later stages write into theirs
 
     def put(
         self, batch: UserItems, key: tuple[Any, ...], queries: np.ndarray, stage: _Stage
     ) -> None:
-        self._batch, self._key, self._value = batch, key, (queries, copy.deepcopy(stage))
+        self._batch, self._key = _fingerprint(batch), key
+        self._value = (queries.copy(), copy.deepcopy(stage))
+        self._new = None
+
+    def get_new(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, ...] | None:
+        """The new-game candidates kept for this batch's trained stage and ``key``."""
+        if self._new is None or self._new[0] != key or self._batch != _fingerprint(batch):
+            return None
+        return tuple(array.copy() for array in self._new[1])
+
+    def put_new(
+        self, batch: UserItems, key: tuple[Any, ...], value: tuple[np.ndarray, ...]
+    ) -> None:
+        if self._batch == _fingerprint(batch):
+            self._new = (key, tuple(array.copy() for array in value))
 
 
 @dataclass(frozen=True)
@@ -424,7 +449,9 @@ class RankingEngine:
             memo_key = (
                 width,
                 trained_allowed.tobytes(),
-                preferences is None,
+                None
+                if preferences is None
+                else hashlib.blake2b(np.ascontiguousarray(preferences).tobytes()).digest(),
                 explain,
                 self.policy.rerank,
                 self.policy.content_weight,
@@ -444,7 +471,12 @@ class RankingEngine:
         if new_allowed.any() and (
             self.policy.new_games is not None or self.policy.new_games_share > 0
         ):
-            stage = self._with_new_games(queries, histories, excluded, new_allowed, stage, width)
+            memo = None
+            if memo_key is not None:
+                memo = (given, (*memo_key, new_allowed.tobytes()))
+            stage = self._with_new_games(
+                queries, histories, excluded, new_allowed, stage, width, memo
+            )
         if self.editions is not None:
             stage = self._one_per_game(stage, allowed, k)
         items, scores = stage.items[:, :k], stage.scores[:, :k]
@@ -609,33 +641,45 @@ class RankingEngine:
         allowed: np.ndarray,
         trained: _Stage,
         k: int,
+        memo: tuple[UserItems, tuple[Any, ...]] | None = None,
     ) -> _Stage:
         """The trained list with the games nobody in the play data owns among it: on merit
         (with their least share of places), or at fixed places for a model without the
-        policy that puts them on one scale."""
+        policy that puts them on one scale. ``memo`` (the batch and its trained stage's key):
+        engines that differ in their new-game policy alone find the candidates once."""
         policy = self.policy
         share = policy.new_games_share
         n_new = k if policy.new_games is not None else len(new_game_slots(k, share))
         if n_new == 0:
             return trained
-        new_scores, new_items = self._search(queries, n_new, excluded, allowed)
-        if (
-            policy.new_games is not None
-            and policy.content_candidates
-            and trained.profiles is not None
-        ):
-            new_scores, new_items = self._with_content_candidates(
-                queries, histories, excluded, allowed, trained.profiles, (new_scores, new_items)
+        on_merit = policy.new_games is not None
+        with_content = on_merit and self.content is not None and trained.profiles is not None
+        key = (*memo[1], n_new, on_merit, policy.content_candidates) if memo else None
+        kept = None
+        if memo is not None and key is not None and self._stage_memo is not None:
+            kept = self._stage_memo.get_new(memo[0], key)
+        if kept is not None:
+            new_scores, new_items, closeness = kept
+        else:
+            new_scores, new_items = self._search(queries, n_new, excluded, allowed)
+            if on_merit and policy.content_candidates and trained.profiles is not None:
+                new_scores, new_items = self._with_content_candidates(
+                    queries, histories, excluded, allowed, trained.profiles, (new_scores, new_items)
+                )
+            closeness = (
+                self._new_content(trained, histories, new_items)
+                if with_content
+                else np.zeros(new_items.shape, dtype=np.float32)
             )
+            if memo is not None and key is not None and self._stage_memo is not None:
+                self._stage_memo.put_new(memo[0], key, (new_scores, new_items, closeness))
         if policy.new_games is not None:
             z = (new_scores - trained.centre[:, None]) / trained.spread[:, None]
             calibrated = policy.new_games.scale * z + policy.new_games.offset
             if policy.new_games.history_weight:
                 calibrated += policy.new_games.history_weight * self._newness(histories)[:, None]
-            if self.content is not None and trained.profiles is not None:
-                calibrated += policy.new_games.content * self._new_content(
-                    trained, histories, new_items
-                )
+            if with_content:
+                calibrated += policy.new_games.content * closeness
             new_scores = np.where(new_items >= 0, calibrated, -np.inf).astype(np.float32)
             if share <= 0:  # on merit alone: one sort of both lists, row by row at once
                 return _merged(trained, new_items, new_scores, k)

@@ -115,14 +115,14 @@ class _StageMemo:
     their new-game policy alone: found again for a batch holding the same histories."""
 
     def __init__(self) -> None:
-        self._batch: bytes | None = None
+        self._digest: bytes | None = None
         self._key: tuple[Any, ...] | None = None
         self._value: tuple[np.ndarray, _Stage] | None = None
         #: the same batch's new-game candidates: (key, (scores, rows, content closeness))
         self._new: tuple[tuple[Any, ...], tuple[np.ndarray, ...]] | None = None
 
     def get(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, _Stage] | None:
-        if self._key != key or self._value is None or self._batch != _fingerprint(batch):
+        if self._key != key or self._value is None or self._digest != _fingerprint(batch):
             return None
         queries, stage = self._value
         return queries.copy(), copy.deepcopy(stage)  # later stages write into theirs
@@ -130,20 +130,20 @@ class _StageMemo:
     def put(
         self, batch: UserItems, key: tuple[Any, ...], queries: np.ndarray, stage: _Stage
     ) -> None:
-        self._batch, self._key = _fingerprint(batch), key
+        self._digest, self._key = _fingerprint(batch), key
         self._value = (queries.copy(), copy.deepcopy(stage))
         self._new = None
 
     def get_new(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, ...] | None:
         """The new-game candidates kept for this batch's trained stage and ``key``."""
-        if self._new is None or self._new[0] != key or self._batch != _fingerprint(batch):
+        if self._new is None or self._new[0] != key or self._digest != _fingerprint(batch):
             return None
         return tuple(array.copy() for array in self._new[1])
 
     def put_new(
         self, batch: UserItems, key: tuple[Any, ...], value: tuple[np.ndarray, ...]
     ) -> None:
-        if self._batch == _fingerprint(batch):
+        if self._digest == _fingerprint(batch):
             self._new = (key, tuple(array.copy() for array in value))
 
 
@@ -472,8 +472,8 @@ class RankingEngine:
             self.policy.new_games is not None or self.policy.new_games_share > 0
         ):
             memo = None
-            if memo_key is not None:
-                memo = (given, (*memo_key, new_allowed.tobytes()))
+            if memo_key is not None and self._stage_memo is not None:
+                memo = (self._stage_memo, given, (*memo_key, new_allowed.tobytes()))
             stage = self._with_new_games(
                 queries, histories, excluded, new_allowed, stage, width, memo
             )
@@ -641,12 +641,13 @@ class RankingEngine:
         allowed: np.ndarray,
         trained: _Stage,
         k: int,
-        memo: tuple[UserItems, tuple[Any, ...]] | None = None,
+        memo: tuple[_StageMemo, UserItems, tuple[Any, ...]] | None = None,
     ) -> _Stage:
         """The trained list with the games nobody in the play data owns among it: on merit
         (with their least share of places), or at fixed places for a model without the
-        policy that puts them on one scale. ``memo`` (the batch and its trained stage's key):
-        engines that differ in their new-game policy alone find the candidates once."""
+        policy that puts them on one scale. ``memo`` (the memo, the batch and its trained
+        stage's key): engines that differ in their new-game policy alone find the candidates
+        once."""
         policy = self.policy
         share = policy.new_games_share
         n_new = k if policy.new_games is not None else len(new_game_slots(k, share))
@@ -654,10 +655,11 @@ class RankingEngine:
             return trained
         on_merit = policy.new_games is not None
         with_content = on_merit and self.content is not None and trained.profiles is not None
-        key = (*memo[1], n_new, on_merit, policy.content_candidates) if memo else None
         kept = None
-        if memo is not None and key is not None and self._stage_memo is not None:
-            kept = self._stage_memo.get_new(memo[0], key)
+        if memo is not None:
+            store, batch, stage_key = memo
+            key = (*stage_key, n_new, on_merit, policy.content_candidates)
+            kept = store.get_new(batch, key)
         if kept is not None:
             new_scores, new_items, closeness = kept
         else:
@@ -671,8 +673,8 @@ class RankingEngine:
                 if with_content
                 else np.zeros(new_items.shape, dtype=np.float32)
             )
-            if memo is not None and key is not None and self._stage_memo is not None:
-                self._stage_memo.put_new(memo[0], key, (new_scores, new_items, closeness))
+            if memo is not None:
+                store.put_new(batch, key, (new_scores, new_items, closeness))
         if policy.new_games is not None:
             z = (new_scores - trained.centre[:, None]) / trained.spread[:, None]
             calibrated = policy.new_games.scale * z + policy.new_games.offset

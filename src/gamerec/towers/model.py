@@ -22,7 +22,7 @@ class TwoTowerConfig:
     n_items: int
     n_tokens: int
     n_numeric: int
-    embedding_dim: int = 128
+    embedding_dim: int = 256
     hidden_dim: int = 512
     dropout: float = 0.5
     temperature: float = 0.05

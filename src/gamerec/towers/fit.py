@@ -100,7 +100,7 @@ class NewGameSearch:
 
     scales: tuple[float, ...] = (1.0,)
     offsets: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0)
-    contents: tuple[float, ...] = (1.0, 0.0, 2.0)  # the first is tried with every offset
+    contents: tuple[float, ...] = (1.0, 0.5, 2.0)  # the first is tried with every offset
     history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)
     fraction: float = 0.1  # of the trained games, the newest, held out as new
     #: history weights this close to the best validation NDCG are taken as equal, and the
@@ -531,9 +531,9 @@ def choose_new_game_policy(
     random tenth alone when there is one. The newest tenth's games were new when the play data
     was recorded, and its players bought them in their first months (about 10 players per
     million 2025 owners against about 18 for the other games with players, bundled data):
-    early buyers of the newest games, not the player who picks among years of games by taste.
-    Judged on both sets, the closeness weight flipped between 1 and 0 from one training to the
-    next, and at 0 every list's new games were simply the most owned ones."""
+    early buyers of the newest games, not the player who picks among years of games by taste:
+    judged on both sets, the weight was 0 for one training of the bundled data, and every list's
+    new games were then the most owned ones."""
     measured: dict[NewGamePolicy, list[float]] = {}
 
     def best_of(policies: list[NewGamePolicy], sets: list[int]) -> NewGamePolicy:

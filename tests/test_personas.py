@@ -8,6 +8,7 @@ near the top for players of current games, reasons naming tags that matter to bo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,10 @@ PERSONAS = {
 ATLUS_FAN = [1113000, 1687950, 1382330, 2679460]
 PERSONA_3_RELOAD = 2161700
 ATLUS_SERIES = ("Persona", "Shin Megami Tensei", "Soul Hackers", "Catherine", "Etrian Odyssey")
+#: Supergiant Games' others, beside Hades
+SUPERGIANT_GAMES = {"Hades II", "Pyre", "Transistor", "Bastion"}
+#: a player of Hades and of two games the play data knows (The Binding of Isaac: Rebirth, Terraria)
+HADES_FAN = {1145360: 3000.0, 250900: 600.0, 105600: 600.0}
 ROGUELIKE_TAGS = {"rogue-like", "roguelike", "rogue-lite", "roguelite", "action roguelike"}
 
 
@@ -140,14 +145,35 @@ def test_similar_to_portal_2_finds_portal(recommender: Recommender) -> None:
 
 
 def test_similar_to_hades_answers_with_roguelikes_and_says_why(recommender: Recommender) -> None:
-    """Nobody in the play data owns Hades: it is asked about by what the catalog says of it."""
+    """Nobody in the play data owns Hades: it is asked about by what the catalog says of it.
+    Games like it are roguelikes and its studio's other games."""
     hades = recommender.catalog.by_appid[1145360]
     assert not recommender.engine.trained[hades]
     answer = recommender.similar(1145360, 10)
     roguelikes = [game for game in answer if {t.lower() for t in game.tags} & ROGUELIKE_TAGS]
-    assert len(roguelikes) >= 6, [(g.name, g.tags) for g in answer]
+    its_studio = [game for game in answer if game.name in SUPERGIANT_GAMES]
+    assert len(roguelikes) >= 5, [(g.name, g.tags) for g in answer]
+    assert len(set(map(id, roguelikes + its_studio))) >= 7, [g.name for g in answer]
     assert all(game.reason for game in answer)
     assert sum("same tags: " in game.reason for game in answer) >= 6
+
+
+def test_similar_does_not_weigh_how_new_a_players_games_are(recommender: Recommender) -> None:
+    """A game asked about is not a player: the new-game policy's history weight, which lifts
+    new games for players whose own games are new, leaves `similar` as it is."""
+    policy = recommender.engine.policy
+    assert policy.new_games is not None
+    similar, recommended = {}, {}
+    for weight in (0.0, 8.0):
+        changed = replace(policy, new_games=replace(policy.new_games, history_weight=weight))
+        recommender.engine = recommender.engine.with_policy(changed, share_stages=False)
+        try:
+            similar[weight] = [(g.appid, g.score) for g in recommender.similar(1145360, 10)]
+            recommended[weight] = [g.appid for g in recommender.recommend(played=HADES_FAN, k=10)]
+        finally:
+            recommender.engine = recommender.engine.with_policy(policy, share_stages=False)
+    assert recommended[0.0] != recommended[8.0]  # the weight is in force for a player
+    assert similar[0.0] == similar[8.0]
 
 
 def test_a_fan_of_a_series_gets_its_other_games(recommender: Recommender) -> None:

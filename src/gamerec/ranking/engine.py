@@ -391,14 +391,18 @@ class RankingEngine:
             ),
         )
 
-    def with_policy(self, policy: RankingPolicy) -> RankingEngine:
+    def with_policy(self, policy: RankingPolicy, share_stages: bool = True) -> RankingEngine:
         """This engine with another policy. Engines made this way share their last trained
-        stage: trying new-game policies on one batch ranks its trained games once."""
+        stage (unless ``share_stages`` is False): trying new-game policies on one batch ranks
+        its trained games once."""
         other = copy.copy(self)
         other.policy = policy
         if policy.uses_content and self.content is None:
             raise ValueError("with_policy: this engine was made without content closeness")
         other.content = self.content if policy.uses_content else None
+        if not share_stages:
+            other._stage_memo = None
+            return other
         if self._stage_memo is None:
             self._stage_memo = _StageMemo()
         other._stage_memo = self._stage_memo

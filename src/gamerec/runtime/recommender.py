@@ -811,12 +811,19 @@ class Recommender:
         )
         query = self.item_embeddings[item : item + 1]
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        ranked = self.engine.rank(
+        engine, policy = self.engine, self.engine.policy
+        if policy.new_games is not None and policy.new_games.history_weight:
+            # one game asked about is not a player: how many of a player's games are new says
+            # how far new games should rise for them, not what is like this game (with the
+            # weight, every popular new game rose above Transistor and Bastion for Hades)
+            alone = replace(policy.new_games, history_weight=0.0)
+            engine = engine.with_policy(replace(policy, new_games=alone), share_stages=False)
+        ranked = engine.rank(
             one, k, self._allowed(set(), one.indices, False), queries=query.astype(np.float32)
         )
         name = self.catalog.names[item]
         shown = ranked.items[0][ranked.items[0] >= 0]
-        coplay = self.engine.coplay
+        coplay = engine.coplay
         co_owned = (
             coplay.block(np.array([item]), shown)[0] > 0
             if coplay is not None and len(shown)

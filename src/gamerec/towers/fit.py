@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gamerec.towers.distributed import Workers
 
 __all__ = [
+    "RANDOM_TENTH",
     "ContentSearch",
     "FitConfig",
     "FitRun",
@@ -45,6 +46,7 @@ __all__ = [
     "NewGameSearch",
     "RerankSearch",
     "Validation",
+    "choose_new_game_policy",
     "fit_model",
     "fit_stages",
     "fit_towers",

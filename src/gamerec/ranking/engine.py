@@ -112,38 +112,38 @@ def _fingerprint(batch: UserItems) -> bytes:
 
 class _StageMemo:
     """The last batch's trained stage, and its new-game candidates, for engines that differ in
-    their new-game policy alone: found again for a batch holding the same histories."""
+    their new-game policy alone: found again by a key that holds a digest of the batch's
+    histories (see :func:`_fingerprint`)."""
 
     def __init__(self) -> None:
-        self._digest: bytes | None = None
         self._key: tuple[Any, ...] | None = None
         self._value: tuple[np.ndarray, _Stage] | None = None
-        #: the same batch's new-game candidates: (key, (scores, rows, content closeness))
+        #: the same stage's new-game candidates: (key, (scores, rows, content closeness))
         self._new: tuple[tuple[Any, ...], tuple[np.ndarray, ...]] | None = None
 
-    def get(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, _Stage] | None:
-        if self._key != key or self._value is None or self._digest != _fingerprint(batch):
+    def get(self, key: tuple[Any, ...]) -> tuple[np.ndarray, _Stage] | None:
+        if self._key != key or self._value is None:
             return None
         queries, stage = self._value
         return queries.copy(), copy.deepcopy(stage)  # later stages write into theirs
 
-    def put(
-        self, batch: UserItems, key: tuple[Any, ...], queries: np.ndarray, stage: _Stage
-    ) -> None:
-        self._digest, self._key = _fingerprint(batch), key
+    def put(self, key: tuple[Any, ...], queries: np.ndarray, stage: _Stage) -> None:
+        self._key = key
         self._value = (queries.copy(), copy.deepcopy(stage))
         self._new = None
 
-    def get_new(self, batch: UserItems, key: tuple[Any, ...]) -> tuple[np.ndarray, ...] | None:
-        """The new-game candidates kept for this batch's trained stage and ``key``."""
-        if self._new is None or self._new[0] != key or self._digest != _fingerprint(batch):
+    def get_new(
+        self, stage_key: tuple[Any, ...], key: tuple[Any, ...]
+    ) -> tuple[np.ndarray, ...] | None:
+        """The new-game candidates kept for the trained stage of ``stage_key`` and ``key``."""
+        if self._key != stage_key or self._new is None or self._new[0] != key:
             return None
         return tuple(array.copy() for array in self._new[1])
 
     def put_new(
-        self, batch: UserItems, key: tuple[Any, ...], value: tuple[np.ndarray, ...]
+        self, stage_key: tuple[Any, ...], key: tuple[Any, ...], value: tuple[np.ndarray, ...]
     ) -> None:
-        if self._digest == _fingerprint(batch):
+        if self._key == stage_key:
             self._new = (key, tuple(array.copy() for array in value))
 
 
@@ -451,6 +451,7 @@ class RankingEngine:
         memo_key = None
         if self._stage_memo is not None and exclude is None and queries is None:
             memo_key = (
+                _fingerprint(given),
                 width,
                 trained_allowed.tobytes(),
                 None
@@ -461,7 +462,7 @@ class RankingEngine:
                 self.policy.content_weight,
                 self.content is None,
             )
-        hit = None if memo_key is None else self._stage_memo.get(given, memo_key)  # type: ignore[union-attr]
+        hit = None if memo_key is None else self._stage_memo.get(memo_key)  # type: ignore[union-attr]
         if hit is not None:
             queries, stage = hit
         else:
@@ -471,13 +472,13 @@ class RankingEngine:
                 queries, histories, excluded, trained_allowed, width, explain=explain
             )
             if memo_key is not None:
-                self._stage_memo.put(given, memo_key, queries, stage)  # type: ignore[union-attr]
+                self._stage_memo.put(memo_key, queries, stage)  # type: ignore[union-attr]
         if new_allowed.any() and (
             self.policy.new_games is not None or self.policy.new_games_share > 0
         ):
             memo = None
             if memo_key is not None and self._stage_memo is not None:
-                memo = (self._stage_memo, given, (*memo_key, new_allowed.tobytes()))
+                memo = (self._stage_memo, memo_key, new_allowed.tobytes())
             stage = self._with_new_games(
                 queries, histories, excluded, new_allowed, stage, width, memo
             )
@@ -645,13 +646,13 @@ class RankingEngine:
         allowed: np.ndarray,
         trained: _Stage,
         k: int,
-        memo: tuple[_StageMemo, UserItems, tuple[Any, ...]] | None = None,
+        memo: tuple[_StageMemo, tuple[Any, ...], bytes] | None = None,
     ) -> _Stage:
         """The trained list with the games nobody in the play data owns among it: on merit
         (with their least share of places), or at fixed places for a model without the
-        policy that puts them on one scale. ``memo`` (the memo, the batch and its trained
-        stage's key): engines that differ in their new-game policy alone find the candidates
-        once."""
+        policy that puts them on one scale. ``memo`` (the memo, the trained stage's key and
+        the new games allowed): engines that differ in their new-game policy alone find the
+        candidates once."""
         policy = self.policy
         share = policy.new_games_share
         n_new = k if policy.new_games is not None else len(new_game_slots(k, share))
@@ -661,9 +662,9 @@ class RankingEngine:
         with_content = on_merit and self.content is not None and trained.profiles is not None
         kept = None
         if memo is not None:
-            store, batch, stage_key = memo
-            key = (*stage_key, n_new, on_merit, policy.content_candidates)
-            kept = store.get_new(batch, key)
+            store, stage_key, new_allowed = memo
+            key = (new_allowed, n_new, on_merit, policy.content_candidates)
+            kept = store.get_new(stage_key, key)
         if kept is not None:
             new_scores, new_items, closeness = kept
         else:
@@ -678,7 +679,7 @@ class RankingEngine:
                 else np.zeros(new_items.shape, dtype=np.float32)
             )
             if memo is not None:
-                store.put_new(batch, key, (new_scores, new_items, closeness))
+                store.put_new(stage_key, key, (new_scores, new_items, closeness))
         if policy.new_games is not None:
             z = (new_scores - trained.centre[:, None]) / trained.spread[:, None]
             calibrated = policy.new_games.scale * z + policy.new_games.offset

@@ -189,9 +189,9 @@ def rank_of_target(scores: np.ndarray, histories: UserItems, targets: UserItems)
     return better.sum(1)  # 0 = ranked first
 
 
-def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
+def train_checkerboard(train: Any = None, teacher: Any = None, **overrides: Any) -> tuple[Any, Any]:
     """The small two-tower model of the checkerboard, trained (``train``: other training
-    histories; ``overrides``: train options)."""
+    histories; ``teacher``: item-to-item weights to learn from; ``overrides``: train options)."""
     from gamerec.towers.features import build_item_features
     from gamerec.towers.model import TwoTowerConfig
     from gamerec.towers.train import TrainConfig, TrainRun, train_two_tower
@@ -228,9 +228,10 @@ def train_checkerboard(train: Any = None, **overrides: Any) -> tuple[Any, Any]:
     run: dict[str, Any] = {"validate": validate, "threads": 1}
     for name, value in overrides.items():
         (options if name in TrainConfig.__dataclass_fields__ else run)[name] = value
-    return train_two_tower(train, features, config, TrainConfig(**options), TrainRun(**run)), (
-        features
+    trained = train_two_tower(
+        train, features, config, TrainConfig(**options), TrainRun(**run), teacher=teacher
     )
+    return trained, features
 
 
 def terminal_screen(output: str, width: int = 100) -> list[str]:

@@ -175,6 +175,14 @@ def test_workers_share_every_batch_exactly_once() -> None:
 # --------------------------------------------------------------------------- DDP == one process
 
 
+def _checkerboard_teacher() -> np.ndarray:
+    """Co-play weights of the checkerboard's players: each worker's users learn from them."""
+    from conftest import checkerboard
+    from gamerec.towers.ease import ease_weights, gram_matrix
+
+    return ease_weights(gram_matrix(checkerboard(200)[0]), 5.0)
+
+
 def _checkerboard_worker(rank: int, port: int, out: str, sampled: bool) -> None:
     """One of two spawned workers: train the checkerboard model of test_towers together."""
     from conftest import train_checkerboard
@@ -194,7 +202,9 @@ def _checkerboard_worker(rank: int, port: int, out: str, sampled: bool) -> None:
         options: dict[str, Any] = {"epochs": 3, "threads": 1, "workers": workers}
         if sampled:
             options.update(max_full_softmax_items=5, sampled_negatives=8)
-        result, _ = train_checkerboard(**options)
+        result, _ = train_checkerboard(
+            teacher=_checkerboard_teacher(), distill_weight=1.0, **options
+        )
     finally:
         stop_workers()
     torch.save(
@@ -213,7 +223,8 @@ def _checkerboard_worker(rank: int, port: int, out: str, sampled: bool) -> None:
 def test_two_workers_take_the_same_steps_as_one_process(tmp_path: Path, sampled: bool) -> None:
     """Same batches, same hold-out split, gradients averaged by DDP (and, with sampled softmax,
     item embeddings gathered across workers): the same training as one process, up to float
-    rounding. Dropout is 0 in this model, so nothing random differs between the two runs."""
+    rounding. Dropout is 0 in this model, so nothing random differs between the two runs. Both
+    learn from a co-play teacher too, scored over each worker's own users."""
     from conftest import train_checkerboard
 
     torch.multiprocessing.spawn(
@@ -223,7 +234,7 @@ def test_two_workers_take_the_same_steps_as_one_process(tmp_path: Path, sampled:
     options: dict[str, Any] = {"epochs": 3, "threads": 1}
     if sampled:
         options.update(max_full_softmax_items=5, sampled_negatives=8)
-    single, _ = train_checkerboard(**options)
+    single, _ = train_checkerboard(teacher=_checkerboard_teacher(), distill_weight=1.0, **options)
 
     assert ranks[0]["sampled"] is sampled
     for name, value in ranks[0]["state"].items():  # DDP keeps the replicas identical

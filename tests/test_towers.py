@@ -22,8 +22,9 @@ from gamerec.towers.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from gamerec.towers.ease import check_ease_size, ease_weights
+from gamerec.towers.ease import check_ease_size, ease_weights, gram_matrix
 from gamerec.towers.features import build_item_features
+from gamerec.towers.fit import FitConfig, FitRun, ModelShape, RerankSearch, fit_towers
 from gamerec.towers.model import TwoTowerConfig
 from gamerec.towers.train import TrainConfig, TrainRun, train_two_tower, user_inputs
 
@@ -120,6 +121,69 @@ def test_sampled_softmax_with_logq_also_learns_the_checkerboard():
     assert (ranks < 3).mean() >= 0.9, np.bincount(ranks)
 
 
+def _top5_of_even_history(result, features) -> np.ndarray:
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    items = export_item_embeddings(result.model, features)
+    history = UserItems.from_pairs(np.zeros(3), np.array([0, 4, 8]), None, 1, N_ITEMS)
+    scores = tower.embed(history)[0] @ items.T
+    scores[[0, 4, 8]] = -np.inf
+    return np.argsort(-scores)[:5]
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_the_towers_learn_what_their_teacher_ranks(sampled):
+    # the play data pairs even games with even games; this teacher says each game's player
+    # goes on to the next game, of the other parity: weighed above the data, it must win
+    teacher = np.zeros((N_ITEMS, N_ITEMS), dtype=np.float32)
+    teacher[np.arange(N_ITEMS), (np.arange(N_ITEMS) + 1) % N_ITEMS] = 1.0
+    options: dict = dict(max_full_softmax_items=5, sampled_negatives=12) if sampled else {}
+    epochs = iter(range(100))
+    options["validate"] = lambda scorer: next(epochs)  # every epoch better: keep the last
+    taught, features = train_checkerboard(
+        teacher=teacher, distill_weight=20.0, distill_temperature=0.1, epochs=15, **options
+    )
+    assert taught.sampled_softmax == sampled
+    top5 = _top5_of_even_history(taught, features)
+    assert all(item % 2 == 1 for item in top5), top5
+    # the same teacher at weight 0 teaches nothing
+    epochs = iter(range(100))
+    untaught, _ = train_checkerboard(teacher=teacher, distill_weight=0.0, epochs=15, **options)
+    assert all(item % 2 == 0 for item in _top5_of_even_history(untaught, features))
+
+
+def test_a_teacher_from_the_play_data_keeps_the_checkerboard_answers():
+    histories, _ = checkerboard(200)
+    result, features = train_checkerboard(teacher=ease_weights(gram_matrix(histories), 5.0))
+    unseen, targets = checkerboard(60, offset=5000)
+    tower = NumpyUserTower(export_user_tower(result.model, features))
+    items = export_item_embeddings(result.model, features)
+    ranks = rank_of_target(tower.embed(unseen) @ items.T, unseen, targets)
+    assert (ranks < 3).mean() >= 0.95, np.bincount(ranks)
+
+
+def test_a_teacher_of_another_catalog_is_refused():
+    with pytest.raises(ValueError, match="teacher"):
+        train_checkerboard(teacher=np.zeros((3, 3), dtype=np.float32), epochs=1)
+
+
+def test_the_kept_model_is_the_moving_average_of_the_weights():
+    # an average over a billion epochs stays where it started, the weights after the first
+    # step (an Adam step moves each weight by at most the learning rate, 0.01): the model
+    # validated and kept is that average, not the weights the optimiser reached
+    frozen, _ = train_checkerboard(average_epochs=1e9, epochs=3)
+    moved, _ = train_checkerboard(average_epochs=0.0, epochs=3)
+    torch.manual_seed(0)
+    untrained = type(frozen.model)(frozen.model.config).state_dict()
+
+    def farthest(model) -> float:
+        state = model.state_dict()
+        return max(float((state[name] - value).abs().max()) for name, value in untrained.items())
+
+    assert farthest(frozen.model) <= 0.0101
+    assert farthest(moved.model) > 0.05
+    assert moved.history[-1].valid_metric > frozen.history[-1].valid_metric
+
+
 def test_training_split_without_usable_users_is_a_clear_error():
     features = build_item_features(checkerboard_items())
     lonely = UserItems.from_pairs(np.arange(5), np.arange(5), None, 5, N_ITEMS)  # 1 game each
@@ -193,3 +257,32 @@ def test_a_non_finite_loss_stops_training_with_advice(tmp_path):
     assert "last good model/ is kept" in raised.value.message
     assert "train.learning_rate" in raised.value.message
     assert not state.exists()  # no state of a broken epoch to resume from
+
+
+class _NoValidation:
+    def ndcg(self, method) -> float:
+        return 0.0
+
+    def ndcg_part(self, method, part: int, parts: int) -> tuple[float, int]:
+        return 0.0, 1
+
+
+@pytest.mark.parametrize(
+    ("weight", "rerank", "expected"),
+    [
+        (1.0, True, {"used": True, "lambda": 5.0, "weight": 1.0, "temperature": 0.02}),
+        (0.0, True, {"used": False, "why": "train.distill_weight is 0"}),
+        (1.0, False, {"used": False, "why": "train.rerank is off"}),
+    ],
+)
+def test_the_fit_says_whether_the_towers_had_a_teacher(weight, rerank, expected):
+    config = FitConfig(
+        shape=ModelShape(embedding_dim=8, hidden_dim=16),
+        train=TrainConfig(epochs=1, distill_weight=weight, distill_lambda=5.0),
+        rerank=RerankSearch(enabled=rerank),
+    )
+    histories, _ = checkerboard(200)
+    fitted = fit_towers(config, checkerboard_items(), histories, _NoValidation(), FitRun())
+    assert fitted.summary["teacher"] == expected
+    # the re-ranker reuses the teacher's XᵀX rather than counting the pairs again
+    assert (fitted.gram is not None) == expected["used"]

@@ -119,6 +119,8 @@ class TrainResult(StageResult):
     items: int
     workers: int
     history: list[dict[str, Any]]
+    #: the co-play teacher the towers learned from (or why there was none)
+    teacher: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     #: the co-play re-ranker's fit (or why it was skipped); rank 0 only
     rerank: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     content_mapping: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)

@@ -164,6 +164,8 @@ class FittedModel:
     #: the content tokens of the trained games, and their table (vocabulary and idf)
     token_table: TokenTable | None = None
     content_rows: TokenRows | None = None
+    #: XᵀX of the training matrix, when the towers' teacher needed it (the re-ranker reuses it)
+    gram: np.ndarray | None = None
 
     def description(self) -> dict[str, Any]:
         """What ``model/manifest.json`` says of how this model ranks (see
@@ -262,6 +264,7 @@ def fit_towers(
         temperature=shape.temperature,
         playtime_weight=shape.playtime_weight,
     )
+    gram, teacher, teacher_summary = _teacher(config, train_matrix, n_items)
     progress("train", f"training on {train_matrix.n_rows:,} users x {n_items:,} games", None)
     result = train_two_tower(
         train_matrix,
@@ -278,7 +281,9 @@ def fit_towers(
             workers=run.workers,
             validate_part=validation.ndcg_part if run.workers is not None else None,
         ),
+        teacher=teacher,
     )
+    del teacher
     summary = {
         "best_epoch": result.best_epoch,
         "valid_ndcg_at_20": result.best_metric,
@@ -289,9 +294,33 @@ def fit_towers(
         "users": train_matrix.n_rows,
         "items": n_items,
         "workers": 1 if run.workers is None else run.workers.world_size,
+        "teacher": teacher_summary,
         "history": [vars(report) for report in result.history],
     }
-    return FittedModel(result, features, model_config, summary)
+    return FittedModel(result, features, model_config, summary, gram=gram)
+
+
+def _teacher(
+    config: FitConfig, train_matrix: UserItems, n_items: int
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """The co-play weights the towers learn from (see :mod:`gamerec.towers.train`), with the
+    XᵀX they came from; none where the co-play stage is off or too large for this catalog."""
+    train = config.train
+    if train.distill_weight <= 0:
+        return None, None, {"used": False, "why": "train.distill_weight is 0"}
+    if not config.rerank.enabled:
+        return None, None, {"used": False, "why": "train.rerank is off"}
+    if n_items > config.rerank.max_items:
+        why = f"{n_items:,} games with players, above train.rerank_max_items"
+        return None, None, {"used": False, "why": why}
+    gram = gram_matrix(train_matrix)
+    used = {
+        "used": True,
+        "lambda": train.distill_lambda,
+        "weight": train.distill_weight,
+        "temperature": train.distill_temperature,
+    }
+    return gram, ease_weights(gram, train.distill_lambda), used
 
 
 def fit_stages(
@@ -409,7 +438,8 @@ def _fit_reranker(
 ) -> tuple[np.ndarray, RerankPolicy, dict[str, Any]]:
     """The co-play weights and blend that rank the validation users best, through the one
     ranking engine (so the choice is made on what ``recommend`` will answer)."""
-    gram = gram_matrix(train_matrix)
+    gram = fitted.gram if fitted.gram is not None else gram_matrix(train_matrix)
+    fitted.gram = None  # 8 bytes per pair of games: not kept past the choice
     tower = NumpyUserTower(fitted.user_tower, fitted.config.playtime_weight)
     embeddings = fitted.item_embeddings
     index = ExactIndex(embeddings)

@@ -10,13 +10,14 @@ With a ``teacher`` (the co-play model's item-to-item weights, :mod:`gamerec.towe
 loss also asks the towers to rank the catalog as the teacher ranks it from the same input games:
 the cross-entropy of the towers' softmax against the teacher's softmax at ``distill_temperature``,
 times ``distill_weight``. The held-out targets are a fifth of a history; the teacher speaks of
-every game, so each user teaches more than their few targets (on the bundled data this made the
-towers' validation NDCG@20 both higher and steadier across training seeds).
+every game, so each user teaches more than their few targets.
 
-The model validated and kept is an exponential moving average of the weights over about the
-last ``average_epochs`` epochs (``torch.optim.swa_utils.AveragedModel``): with a few thousand
-users an epoch is a few dozen steps, and any single step's weights are noisy; the average is
-both better and steadier on the validation users.
+With ``average_epochs``, the model validated and kept is an exponential moving average of the
+weights over about that many epochs (``torch.optim.swa_utils.AveragedModel``): with a few
+thousand users an epoch is a few dozen steps, and any one step's weights are noisy.
+
+Both lift the towers alone on the bundled data's validation users, and both are off by default:
+the towers then add less to the co-play stage they are blended with (``gamerec.settings``).
 
 Seeded per epoch (``seed``, ``epoch``), so a resumed run continues exactly where it stopped.
 

@@ -99,3 +99,44 @@ def test_a_long_name_in_a_narrow_table_is_shown_whole(
     # the name's pieces, read down the game column, make the whole name
     cells = [line.split("│")[2].strip() for line in shown.splitlines() if line.count("│") > 3]
     assert "".join(cells) == name
+
+
+@pytest.mark.parametrize(
+    ("teacher", "row"),
+    [
+        (
+            {"used": True, "lambda": 50.0, "weight": 1.0, "temperature": 0.02},
+            "teacher   co-play (EASE λ 50), weight 1, temperature 0.02",
+        ),
+        ({"used": False, "why": "train.rerank is off"}, "teacher   none: train.rerank is off"),
+        ({"used": False, "why": "train.distill_weight is 0"}, None),  # not asked for: not said
+    ],
+)
+def test_the_training_summary_names_the_teacher_when_one_was_asked_for(
+    capsys: pytest.CaptureFixture[str], teacher: dict, row: str | None
+) -> None:
+    from gamerec import render
+    from gamerec.results import TrainResult
+
+    summary = TrainResult(
+        best_epoch=3,
+        valid_ndcg_at_20=0.5,
+        epochs_run=9,
+        seconds=1.0,
+        resumed_from_epoch=None,
+        sampled_softmax=False,
+        users=10,
+        items=20,
+        workers=1,
+        history=[],
+        teacher=teacher,
+        output="model",
+    )
+    render.train_summary(summary)
+    out = capsys.readouterr().out.replace("│", " ")
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    teacher_lines = [line for line in lines if "teacher" in line]
+    if row is None:
+        assert teacher_lines == []
+    else:
+        assert teacher_lines == [" ".join(row.split())], lines

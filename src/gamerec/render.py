@@ -232,6 +232,15 @@ def train_summary(summary: TrainResult) -> None:
     table.add_row("valid NDCG@20", f"{summary.valid_ndcg_at_20:.4f} (best epoch)")
     table.add_row("users x games", f"{summary.users:,} x {summary.items:,}")
     table.add_row("softmax", "sampled (logQ)" if summary.sampled_softmax else "full catalog")
+    teacher = summary.teacher or {}
+    if teacher.get("used"):
+        table.add_row(
+            "teacher",
+            f"co-play (EASE λ {teacher['lambda']:g}), weight {teacher['weight']:g}, "
+            f"temperature {teacher['temperature']:g}",
+        )
+    elif teacher.get("why") and teacher["why"] != "train.distill_weight is 0":
+        table.add_row("teacher", _text(f"none: {teacher['why']}"))  # asked for, not given
     if summary.resumed_from_epoch is not None:
         table.add_row("resumed at epoch", str(summary.resumed_from_epoch + 1))
     table.add_row("seconds", f"{summary.seconds:.1f}")

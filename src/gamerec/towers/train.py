@@ -317,16 +317,10 @@ def train_two_tower(
             "the training split has no user with 2+ games; run `gamerec preprocess` with more "
             "data or a smaller --min-user-items"
         )
-    setup = _set_up(train, features, model_config, config, run, workers)
-    if config.average_epochs > 0:
-        steps = config.average_epochs * math.ceil(len(trainable) / config.batch_size)
-        setup.averaged = AveragedModel(
-            setup.model, multi_avg_fn=get_ema_multi_avg_fn(1.0 - 1.0 / max(steps, 1.0))
-        )
     if teacher is not None and teacher.shape != (model_config.n_items, model_config.n_items):
         raise ValueError(f"teacher is {teacher.shape}, the catalog {model_config.n_items}")
-    if teacher is not None and config.distill_weight > 0:
-        setup.teacher = torch.from_numpy(np.asarray(teacher, dtype=np.float32)).to(setup.device)
+    steps_per_epoch = math.ceil(len(trainable) / config.batch_size)
+    setup = _set_up(train, features, model_config, config, run, workers, teacher, steps_per_epoch)
     progress = _resume(setup, run)
     if workers is not None:
         with collective_errors(workers):
@@ -358,6 +352,8 @@ def _set_up(
     config: TrainConfig,
     run: TrainRun,
     workers: Workers | None,
+    teacher: np.ndarray | None,
+    steps_per_epoch: int,
 ) -> _Setup:
     device = workers.device if workers is not None else resolve_device(run.device)
     torch.manual_seed(config.seed)
@@ -381,7 +377,15 @@ def _set_up(
     popularity += 1.0
     sampling_probability = popularity**0.75 / (popularity**0.75).sum()
     log_q = torch.from_numpy(np.log(sampling_probability).astype(np.float32)).to(device)
-    return _Setup(model, optimizer, device, item_inputs, sampling_probability, log_q, sampled, None)
+    setup = _Setup(
+        model, optimizer, device, item_inputs, sampling_probability, log_q, sampled, None
+    )
+    if teacher is not None and config.distill_weight > 0:
+        setup.teacher = torch.from_numpy(np.asarray(teacher, dtype=np.float32)).to(device)
+    if config.average_epochs > 0:
+        span = max(config.average_epochs * steps_per_epoch, 1.0)  # in optimiser steps
+        setup.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(1.0 - 1.0 / span))
+    return setup
 
 
 def _resume(setup: _Setup, run: TrainRun) -> _Progress:

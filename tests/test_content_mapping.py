@@ -13,14 +13,24 @@ from hypothesis import strategies as st
 
 from gamerec import pipeline
 from gamerec.artifacts.model import read_model
+from gamerec.artifacts.processed import read_processed
+from gamerec.dataio.content import TokenRows, identity_tokens
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import ArtifactError
 from gamerec.evaluation.cold import catalog_engines
-from gamerec.ranking.stages import interleave, new_game_slots
+from gamerec.ranking.stages import ContentSimilarity, interleave, new_game_slots
 from gamerec.results import IndexResult, TrainResult
 from gamerec.runtime.recommender import Recommender
 from gamerec.settings import Settings
-from gamerec.towers.cold import CONTENT_LAYOUT, ContentMapper, ridge_path
+from gamerec.towers.cold import (
+    CONTENT_LAYOUT,
+    NEIGHBOUR_SHARE,
+    ContentMapper,
+    catalog_tokens,
+    neighbour_history,
+    ridge_path,
+    token_table,
+)
 
 STEAM_CSV_HEADER = (
     "appid,name,release_date,english,developer,publisher,platforms,required_age,categories,"
@@ -210,6 +220,66 @@ def test_index_refuses_a_model_written_with_another_content_layout(tmp_path: Pat
     )
     with pytest.raises(ArtifactError, match=r"layout .*run `gamerec train`"):
         pipeline.build_index(chosen)
+
+
+def test_a_new_games_history_row_is_half_its_nearest_trained_games_rows() -> None:
+    """Games 0-3 are trained (0 and 1 hold tokens a and b, 2 and 3 hold c and d, 3 also e);
+    game 4 is new with a and b (the twin of 0 and 1), game 5 new with c and e (closer to 3
+    than to 2), game 6 new with a token no trained game has. Their history rows: half the
+    closeness-weighted (cubed) mean of the nearest trained rows, half the mapping's row; game
+    6 keeps the mapping's row."""
+    tokens = [[0, 1], [0, 1], [2, 3], [2, 3, 4], [0, 1], [2, 4], [5]]
+    rows = TokenRows(
+        np.cumsum([0] + [len(t) for t in tokens]).astype(np.int64),
+        np.concatenate(tokens).astype(np.int32),
+    )
+    content = ContentSimilarity(rows, np.ones(6, dtype=np.float32))
+    trained = np.array([0, 1, 2, 3])
+    history = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 3.0]], dtype=np.float32)
+    mapped = np.full((3, 2), 0.5, dtype=np.float32)
+    out = neighbour_history(content, np.array([4, 5, 6]), trained, history, mapped)
+    share = NEIGHBOUR_SHARE
+    np.testing.assert_allclose(out[0], share * np.array([1.0, 0.0]) + (1 - share) * 0.5, atol=1e-6)
+    # closeness to game 2: 1/sqrt(2*2) = 0.5; to game 3: 2/sqrt(2*3)
+    to_2, to_3 = 0.5**3, (2 / np.sqrt(6)) ** 3
+    expected = (to_2 * history[2] + to_3 * history[3]) / (to_2 + to_3)
+    np.testing.assert_allclose(out[1], share * expected + (1 - share) * 0.5, atol=1e-6)
+    np.testing.assert_allclose(out[2], mapped[2])
+    np.testing.assert_allclose(mapped, 0.5)  # the mapping's rows are not written over
+
+
+def test_index_gives_new_games_rows_of_their_own_cluster(grown: dict[str, object]) -> None:
+    """The indexed history row of a new game is half the mapping's row and half its nearest
+    trained games' rows, found by the catalog's own tokens: games of its own cluster only."""
+    recommender = grown["recommender"]
+    assert isinstance(recommender, Recommender)
+    catalog = recommender.catalog
+    history = recommender.engine.user_tower.history
+    data_dir = Path(grown["data_dir"])  # type: ignore[arg-type]
+    model = read_model(data_dir / "model", content=True)
+    mapper = ContentMapper.from_arrays(model.content_vocabulary, model.content)
+    items = read_processed(data_dir / "processed", tables=("items",)).items
+    table = token_table(model.description)
+    assert table is not None
+    content = ContentSimilarity(
+        table.rows(catalog_tokens(items)), table.idf, identity_tokens(table.tokens)
+    )
+    trained = np.sort([catalog.by_appid[a] for cluster in PLAYED.values() for a in cluster])
+    mean_of = {
+        cluster: history[[catalog.by_appid[a] for a in PLAYED[cluster]]].mean(0)
+        for cluster in PLAYED
+    }
+    for cluster, other in (("A", "B"), ("B", "A")):
+        rows = np.array([catalog.by_appid[a] for a in NEW[cluster]])
+        assert list(items["appid"].iloc[rows]) == list(NEW[cluster])
+        _, mapped = mapper.map_items(items.iloc[rows])
+        expected = neighbour_history(content, rows, trained, history[trained], mapped)
+        np.testing.assert_allclose(history[rows], expected, atol=1e-5)
+        assert np.abs(history[rows] - mapped).max() > 1e-3
+        neighbours = (history[rows] - (1 - NEIGHBOUR_SHARE) * mapped) / NEIGHBOUR_SHARE
+        for row in neighbours:
+            to_mine = np.linalg.norm(row - mean_of[cluster])
+            assert to_mine < 0.5 * np.linalg.norm(row - mean_of[other]), (cluster, to_mine)
 
 
 def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty() -> None:

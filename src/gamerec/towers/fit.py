@@ -25,7 +25,13 @@ from gamerec.ranking.scorer import Scorer
 from gamerec.ranking.stages import ContentSimilarity
 from gamerec.ranking.user_tower import NumpyUserTower
 from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
-from gamerec.towers.cold import ContentMapper, HeldOutGames, catalog_tokens, fit_content_mapper
+from gamerec.towers.cold import (
+    ContentMapper,
+    HeldOutGames,
+    catalog_tokens,
+    fit_content_mapper,
+    neighbour_history,
+)
 from gamerec.towers.ease import ease_weights, gram_matrix
 from gamerec.towers.features import ItemFeatures, build_item_features
 from gamerec.towers.model import TwoTowerConfig
@@ -367,7 +373,7 @@ def fit_stages(
     )
     newest = newest_games_as_new(items, fitted, config.new_games.fraction, config.train.seed)
     held_out = [
-        (label, games)
+        (label, _with_neighbours(fitted, games))
         for label, games in ((RANDOM_TENTH, random_tenth), ("the newest tenth", newest))
         if len(games.rows)
     ]
@@ -402,6 +408,21 @@ def _as_new(fitted: FittedModel, games: HeldOutGames) -> dict[str, Any]:
         coplay_rows[rows] = -1
         parts["coplay"] = CoPlay(fitted.coplay, coplay_rows)
     return parts
+
+
+def _with_neighbours(fitted: FittedModel, games: HeldOutGames) -> HeldOutGames:
+    """``games`` with the history rows ``gamerec index`` would give them as new games: half
+    their nearest trained games' rows (:func:`~gamerec.towers.cold.neighbour_history`), those
+    games being the trained ones not held out."""
+    if fitted.token_table is None or fitted.content_rows is None:
+        return games
+    content = ContentSimilarity(
+        fitted.content_rows, fitted.token_table.idf, identity_tokens(fitted.token_table.tokens)
+    )
+    history = fitted.user_tower["history"]
+    rest = np.setdiff1d(np.arange(len(history)), games.rows)
+    rows = neighbour_history(content, games.rows, rest, history[rest], games.history)
+    return replace(games, history=rows)
 
 
 def newest_games_as_new(

@@ -68,8 +68,9 @@ _RETRAIN = "run `gamerec train` again (then `gamerec index`)"
 NEIGHBOURS = 5
 NEIGHBOUR_POWER = 3.0
 NEIGHBOUR_SHARE = 0.5
-#: new games compared with every trained game at once (a (chunk, trained) matrix)
-_NEIGHBOUR_CHUNK = 1024
+#: new games compared with every trained game at once: a (chunk, trained) matrix, and the
+#: trained games as dense rows over the chunk's own tokens (twice as fast as 1,024 here)
+_NEIGHBOUR_CHUNK = 256
 
 
 def _names(value: Any) -> list[str]:

@@ -103,6 +103,10 @@ def test_the_summary_counts_families_with_examples() -> None:
         ("Batman: Arkham City - Game of the Year Edition", "batman arkham city"),
         ("Borderlands Game of the Year Enhanced", "borderlands"),
         ("Deus Ex: Human Revolution - Director's Cut", "deus ex human revolution"),
+        # the article before the edition words goes with them, and only then
+        ("Grand Theft Auto III – The Definitive Edition", "grand theft auto iii"),
+        ("Grand Theft Auto IV: The Complete Edition", "grand theft auto iv"),
+        ("Beyond the", "beyond the"),
         ("DOOM (1993)", "doom"),
         ("STAR WARS™ Battlefront™ II", "star wars battlefront ii"),
         ("Seek Girl Ⅲ", "seek girl iii"),

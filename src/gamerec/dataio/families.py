@@ -11,7 +11,9 @@ developer or a publisher. Measured on the bundled 2025 catalog (24,082 recommend
   "Enhanced", "Director's Cut", "VR", "Rebirth", "Remake", "Classic", ...; never down to
   fewer than three characters, so "X Rebirth" stays itself): "The Elder Scrolls
   V: Skyrim Special Edition" and "The Elder Scrolls V: Skyrim VR" both become "the elder
-  scrolls v skyrim". 189 names are shared by 645 games.
+  scrolls v skyrim". An article before the edition words goes with them ("Grand Theft Auto
+  III – The Definitive Edition" is "grand theft auto iii"; 11 names of the catalog end so,
+  the three Grand Theft Auto remasters among them). 189 names are shared by 645 games.
 - **A shared studio.** The same name alone also joins strangers: "Bounce" (three studios),
   "Chaos", "Home", "Escape", "Lost". Developers and publishers are compared by name with
   corporate words set aside ("CAPCOM Co., Ltd." is "Capcom", "FromSoftware, Inc" is
@@ -121,6 +123,9 @@ def base_title(name: object) -> str:
             if text.endswith(" " + words) and len(text) - len(words) - 1 >= _SHORTEST:
                 text = text[: -len(words) - 1].rstrip()
                 stripped = True
+                # "Grand Theft Auto III - The Definitive Edition": the article goes with it
+                if text.endswith(" the") and len(text) - 4 >= _SHORTEST:
+                    text = text[:-4]
     return text
 
 

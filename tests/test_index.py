@@ -666,9 +666,20 @@ def test_the_index_keeps_the_catalog_as_processed_has_it(trained_workspace: Path
     assert kept.kinds == read.kinds == [item["kind"] for item in items]
     assert [kept.tags[i] for i in range(n)] == [list(item["tags"]) for item in items]
     assert [kept.genres[i] for i in range(n)] == [list(item["genres"]) for item in items]
-    for field in ("appids", "players", "recommendable", "base_appids", "release_years", "family"):
+    fields = ("appids", "players", "recommendable", "base_appids", "release_years", "family")
+    for field in (*fields, "reviews"):
         assert np.array_equal(getattr(kept, field), getattr(read, field)), field
+    reviews = [
+        -1
+        if item["positive"] is None and item["negative"] is None
+        else (item["positive"] or 0) + (item["negative"] or 0)
+        for item in items
+    ]
+    assert kept.reviews.tolist() == reviews and max(reviews) > 1_000_000
     assert kept.by_appid == read.by_appid
+    # an index written before it kept the reviews still loads: no reviews known
+    older = Catalog.from_arrays({k: v for k, v in columns.items() if k != "reviews"}, n)
+    assert (older.reviews == -1).all() and list(older.names) == list(kept.names)
     assert kept.names[-1] == items[-1]["name"] and kept.names[-3:] == [
         item["name"] for item in items[-3:]
     ]

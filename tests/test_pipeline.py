@@ -158,7 +158,10 @@ def test_demo_in_a_terminal_reads_well_and_ends_with_what_to_try(workdir: Path) 
     )
     assert "Shown: the median test user" in text and "hit rate@10" in text
     # (the reason may wrap inside its column)
-    assert "A new user who likes RPG" in text and "popular with players" in text
+    assert "A new user who likes RPG" in text
+    assert "among the most owned" in text and "RPG games on Steam" in text
+    # most owned on Steam today, not in the play data of 2017: today's games among them
+    assert "ELDEN RING" in text and "Baldur's Gate 3" in text
     # it ends with what to try next, each command whole on its line
     commands = said[said.index("Try next:") + 1 :]
     assert commands[-1].split()[:2] == ["gamerec", "serve"]  # the last line of all

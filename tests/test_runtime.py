@@ -103,14 +103,30 @@ def test_genre_filter_keeps_only_that_genre(recommender: Recommender) -> None:
 def test_genres_only_gets_genre_aware_popularity_and_says_so(recommender: Recommender) -> None:
     answers = recommender.recommend(genres=["Strategy"], k=5)
     assert all("Strategy" in a.genres for a in answers)
-    assert all(a.reason == "popular with players of Strategy" for a in answers)
+    assert all(a.reason == "among the most owned Strategy games on Steam" for a in answers)
     assert all(a.matched_genres == ["Strategy"] for a in answers)
     assert answers.note is not None and "no played game known" in answers.note
-    players = [recommender.catalog.players[a.item_idx] for a in answers]
-    assert players == sorted(players, reverse=True)
+    # most owned on Steam today first (SteamSpy's owners, then reviews), not most played in
+    # the play data: Baldur's Gate 3, which nobody in the play data owns, is among them
+    catalog = recommender.catalog
+    by_owners = [
+        (
+            catalog.owners_low[a.item_idx] + catalog.owners_high[a.item_idx],
+            catalog.reviews[a.item_idx],
+        )
+        for a in answers
+    ]
+    assert by_owners == sorted(by_owners, reverse=True)
+    assert "Baldur's Gate 3" in {a.name for a in answers}
+    assert [a.score for a in answers] == sorted((a.score for a in answers), reverse=True)
     nothing = recommender.recommend(k=3)
-    top3 = np.argsort(-recommender.catalog.players, kind="stable")[:3]
-    assert [a.item_idx for a in nothing] == top3.tolist()
+    assert [a.name for a in nothing] == [
+        "Dota 2",  # 200,000,000 .. 500,000,000 owners
+        "Counter-Strike: Global Offensive",  # 100,000,000 .. 200,000,000
+        "PUBG: BATTLEGROUNDS",  # 50,000,000 .. 100,000,000, the most reviewed of them
+    ]
+    # nobody in the play data owns PUBG: a list by the play data's players never showed it
+    assert not recommender.engine.trained[nothing[2].item_idx]
 
 
 def test_similar_never_returns_the_game_itself(recommender: Recommender) -> None:
@@ -291,7 +307,9 @@ def test_cli_unknown_user_gets_popular_games_and_a_note(trained_workspace: Path)
         ["--data-dir", str(trained_workspace), "recommend", "-u", "u_123", "-g", "rpg", "--json"],
     )
     answers = json.loads(as_json.stdout)["recommendations"]
-    assert answers and all(a["reason"] == "popular with players of RPG" for a in answers)
+    assert answers and all(
+        a["reason"] == "among the most owned RPG games on Steam" for a in answers
+    )
 
 
 def _copy(workspace: Path, tmp_path: Path) -> Path:

@@ -177,6 +177,9 @@ class Catalog:
     owners_high: np.ndarray
     family: np.ndarray  # (n,) int64: the row answers name for this game (its edition to buy)
     n_model: int
+    #: (n,) int64: Steam reviews (positive and negative), -1 where unknown or where the index
+    #: was written before it kept them
+    reviews: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     by_appid: dict[int, int] = field(default_factory=dict)
     _by_title: dict[str, list[int]] | None = None
     _lower_names: list[str] | None = None
@@ -234,6 +237,10 @@ class Catalog:
             owners_high=np.asarray(arrays["owners_high"], dtype=np.int64),
             family=np.asarray(arrays["family"], dtype=np.int64),
             n_model=n_model,
+            reviews=np.asarray(
+                arrays["reviews"] if "reviews" in arrays else np.full(len(appids), -1),
+                dtype=np.int64,
+            ),
         )
         catalog.by_appid = dict(
             zip(appids[appids >= 0].tolist(), np.flatnonzero(appids >= 0).tolist(), strict=True)
@@ -255,6 +262,8 @@ ITEM_COLUMNS = (
     "owners_low",
     "owners_high",
     "family",
+    "positive",
+    "negative",
 )
 #: the numeric columns, with what stands for a missing value (None: never missing)
 _NUMBERS: dict[str, tuple[type, int | bool | None]] = {
@@ -291,6 +300,11 @@ def catalog_arrays(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for name, (dtype, fill) in _NUMBERS.items():
         arrays[name] = column_to_numpy(columns[name], fill=fill).astype(dtype)
+    # optional: an index written before kept none (see Catalog.reviews)
+    positive = column_to_numpy(columns["positive"], fill=-1).astype(np.int64)
+    negative = column_to_numpy(columns["negative"], fill=-1).astype(np.int64)
+    known = (positive >= 0) | (negative >= 0)
+    arrays["reviews"] = np.where(known, np.maximum(positive, 0) + np.maximum(negative, 0), -1)
     _put_text(arrays, "name", TextColumn.encode(columns["name"].to_pylist()))
     kinds = [str(kind) for kind in columns["kind"].to_pylist()]
     kind_vocabulary = sorted(set(kinds))

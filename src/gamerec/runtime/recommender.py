@@ -239,7 +239,19 @@ class Recommender:
         self._games = catalog.recommendable[:n].copy()
         self._games.setflags(write=False)
         self._dlc = np.asarray(catalog.kinds[:n], dtype=object) == str(Kind.DLC)
-        self._popularity_order = np.argsort(-catalog.players[:n], kind="stable")
+        # a player with no known game gets what is most owned on Steam today (the catalog's
+        # SteamSpy owners, then its reviews), not what the play data's players of 2017 owned:
+        # for "RPG" that is ELDEN RING, Cyberpunk 2077 and Baldur's Gate 3, where the play data
+        # says Warframe, Skyrim and Robocraft. A catalog without owners falls back on players.
+        self._owners = np.where(
+            catalog.owners_low[:n] >= 0,
+            (catalog.owners_low[:n] + catalog.owners_high[:n]) / 2,
+            -1.0,
+        )
+        reviews = catalog.reviews[:n] if len(catalog.reviews) >= n else np.full(n, -1)
+        self._popularity_order = np.lexsort(
+            (np.arange(n), -catalog.players[:n], -reviews, -self._owners)
+        )
         #: item -> (appid, name, genres, top tags, release year, owners) as answers show them
         self._item_fields: dict[int, tuple[Any, ...]] = {}
         self._filter_masks: dict[frozenset[str], np.ndarray] = {}
@@ -661,7 +673,8 @@ class Recommender:
         return items, np.array([merged[i] for i in items], dtype=np.float32)
 
     def _fallback_note(self, unknown_user: str | None, wanted: set[str], wording: Wording) -> str:
-        what = "the most played games" + (f" of {self._genre_label(wanted)}" if wanted else "")
+        what = "the most owned " + (f"{self._genre_label(wanted)} " if wanted else "")
+        what += "games on Steam"
         if unknown_user is None:
             return f"no played game known to the model: {what}"
         return (
@@ -780,16 +793,20 @@ class Recommender:
         return [token.split(":", 1)[1] for token in sorted(wanted & has)]
 
     def _popular(self, allowed: np.ndarray, wanted: set[str], k: int) -> list[Recommendation]:
+        """The most owned games on Steam among ``allowed``; each one's score is its owners over
+        the most owned game's (its players over the most played one's without owners)."""
         order = self._popularity_order
         chosen = order[allowed[order]][:k]
         reason = (
-            f"popular with players of {self._genre_label(wanted)}"
+            f"among the most owned {self._genre_label(wanted)} games on Steam"
             if wanted
-            else "popular with gamerec's players"
+            else "among the most owned games on Steam"
         )
-        top = self.catalog.players[: self.n_items].max() or 1.0
+        by_owners = self._owners.max() > 0
+        measure = self._owners if by_owners else self.catalog.players[: self.n_items]
+        top = float(measure.max()) or 1.0
         return [
-            self._recommendation(int(i), self.catalog.players[i] / top, reason, wanted)
+            self._recommendation(int(i), max(float(measure[i]), 0.0) / top, reason, wanted)
             for i in chosen
         ]
 

@@ -156,3 +156,40 @@ def test_a_reason_names_the_edition_the_player_holds() -> None:
         [5, 2],  # of two editions held, the most played; a game with no other edition as is
         [3, 0],  # an edition held as it is stays; one not held at all stays too
     ]
+
+
+def test_a_new_edition_of_a_trained_game_is_ranked_as_that_game() -> None:
+    """Rows 0-3 were trained, 4 and 5 are new to the play data; row 4 is the edition to buy of
+    row 1's game (Grand Theft Auto IV: Complete Edition beside The Complete Edition). Its
+    guessed vector scores far above everything: as a new game of its own it would lead the
+    answer. It is row 1's game, placed where row 1's trained score puts it, named as row 4."""
+    from gamerec.artifacts.model import NewGamePolicy
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.index import ExactIndex
+    from gamerec.ranking import RankingEngine, RankingPolicy
+    from gamerec.ranking.stages import Editions
+    from gamerec.ranking.user_tower import USER_TOWER_ARRAYS, NumpyUserTower
+
+    trained = np.array([True, True, True, True, False, False])
+    first_stage = np.array([0.0, 0.2, 0.9, 0.5, 5.0, 0.3], dtype=np.float32)
+    vectors = np.stack([first_stage, np.ones(6, np.float32)], axis=1)  # query (1, 0)
+    tower = NumpyUserTower({name: np.zeros((6, 2)) for name in USER_TOWER_ARRAYS})
+    editions = Editions(np.array([0, 4, 2, 3, 4, 5]), trained, players=np.ones(6))
+    engine = RankingEngine(
+        tower,
+        vectors,
+        ExactIndex(vectors),
+        trained,
+        RankingPolicy(None, NewGamePolicy(scale=1.0, offset=0.0), new_games_share=0.0),
+        editions=editions,
+    )
+    owns_row_0 = UserItems.from_pairs(
+        np.array([0]), np.array([0]), np.array([60.0]), n_rows=1, n_items=6
+    )
+    ranked = engine.rank(
+        owns_row_0, 4, np.ones(6, dtype=bool), queries=np.array([[1.0, 0.0]], np.float32)
+    )
+    items = ranked.items[0].tolist()
+    assert items.count(4) == 1 and 1 not in items  # one place, named by the edition to buy
+    assert items.index(4) > items.index(2) and items.index(4) > items.index(3)
+    assert not ranked.new[0][items.index(4)]  # a game the model knows

@@ -5,7 +5,8 @@ re-ranker's tuning at ``gamerec train`` and every evaluation protocol (P-SG, P-L
 through :meth:`RankingEngine.rank`, so what is evaluated is what is served. The policy:
 
 1. editions (:class:`~gamerec.ranking.stages.Editions`): an owned edition counts as the
-   edition the model knows best, and no edition of an owned game may come back;
+   edition the model knows best, no edition of an owned game may come back, and a new
+   edition of a game the model knows is ranked as that game, never as a new game;
 2. the user tower embeds each history (:class:`~gamerec.ranking.user_tower.NumpyUserTower`);
 3. first stage: the index's best games among those the model was trained on, the allowed ones
    only, never an excluded (owned) one;
@@ -862,6 +863,13 @@ class RankingEngine:
         if kept is not None and kept[0] is allowed:
             return kept[1], kept[2]
         trained, new = allowed & self.trained, allowed & ~self.trained
+        if self.editions is not None:
+            # a new edition of a game the model knows (Grand Theft Auto IV: Complete Edition
+            # beside The Complete Edition) is that game, ranked by its trained edition and
+            # named by the edition to buy: as a new game of its own it would place the game
+            # a second time, by a guess from its genres and tags
+            anchor = self.editions.anchor
+            new &= ~(self.trained[anchor] & allowed[anchor])
         if not allowed.flags.writeable and len(self._parts_of_mask) < _MAX_SUBSETS:
             trained.setflags(write=False)
             new.setflags(write=False)

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from gamerec.dataio.content import TokenRows
+from gamerec.dataio.content import TokenRows, TokenTable, identity_tokens
 from gamerec.dataio.matrix import UserItems
 
 #: rows of the co-play weights gathered at once when summing histories (a bound on memory)
@@ -346,6 +346,12 @@ class ContentSimilarity:
         self._kept: dict[int, tuple[np.ndarray, ...]] = {}
         self._kept_postings: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
         self._last_left: tuple[bytes, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of_table(cls, rows: TokenRows, table: TokenTable) -> ContentSimilarity:
+        """Closeness over ``rows``, numbered by ``table``, its studio and series tokens known
+        as such."""
+        return cls(rows, table.idf, identity_tokens(table.tokens))
 
     def _row_sums(self, values: np.ndarray) -> np.ndarray:
         """(n,) the square root of each row's sum of ``values`` (one per token entry)."""

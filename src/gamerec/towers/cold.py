@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gamerec.dataio.content import TokenTable, content_tokens, identity_tokens
+from gamerec.dataio.content import TokenTable, content_tokens
 from gamerec.errors import ArtifactError
 from gamerec.ranking.stages import ContentSimilarity
 
@@ -465,7 +465,7 @@ def embed_catalog(model: ModelArtifacts, items: pd.DataFrame) -> CatalogVectors:
     mapped = np.flatnonzero(~trained)
     history = vectors.history.copy()
     history[mapped] = neighbour_history(
-        ContentSimilarity(rows, table.idf, identity_tokens(table.tokens)),
+        ContentSimilarity.of_table(rows, table),
         mapped,
         np.flatnonzero(trained),
         history[trained],

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from gamerec.artifacts.model import ModelArtifacts, NewGamePolicy, RerankPolicy
-from gamerec.dataio.content import TokenRows, TokenTable, identity_tokens
+from gamerec.dataio.content import TokenRows, TokenTable
 from gamerec.dataio.matrix import UserItems
 from gamerec.index.reference import ExactIndex
 from gamerec.ranking import CoPlay, Ranker, RankingEngine, RankingPolicy
@@ -197,13 +197,6 @@ class FittedModel:
         )
         vectors = parts.get("item_vectors", self.item_embeddings)
         trained = parts.get("trained", np.ones(len(vectors), dtype=bool))
-        content = None
-        if self.token_table is not None and self.content_rows is not None:
-            content = ContentSimilarity(
-                self.content_rows,
-                self.token_table.idf,
-                identity_tokens(self.token_table.tokens),
-            )
         return RankingEngine(
             tower,
             vectors,
@@ -211,8 +204,15 @@ class FittedModel:
             trained,
             policy,
             parts.get("coplay"),
-            content=content,
+            content=self.content_similarity(),
         )
+
+    def content_similarity(self) -> ContentSimilarity | None:
+        """Closeness in genres, tags, studios and name over the trained games, when the fit
+        has a token table."""
+        if self.token_table is None or self.content_rows is None:
+            return None
+        return ContentSimilarity.of_table(self.content_rows, self.token_table)
 
     def as_artifacts(self, item_keys: list[str]) -> ModelArtifacts:
         """This model as ``model/`` would hold it once written, without writing it (P-COLD's
@@ -414,11 +414,9 @@ def _with_neighbours(fitted: FittedModel, games: HeldOutGames) -> HeldOutGames:
     """``games`` with the history rows ``gamerec index`` would give them as new games: half
     their nearest trained games' rows (:func:`~gamerec.towers.cold.neighbour_history`), those
     games being the trained ones not held out."""
-    if fitted.token_table is None or fitted.content_rows is None:
+    content = fitted.content_similarity()
+    if content is None:
         return games
-    content = ContentSimilarity(
-        fitted.content_rows, fitted.token_table.idf, identity_tokens(fitted.token_table.tokens)
-    )
     history = fitted.user_tower["history"]
     rest = np.setdiff1d(np.arange(len(history)), games.rows)
     rows = neighbour_history(content, games.rows, rest, history[rest], games.history)

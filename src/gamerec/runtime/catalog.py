@@ -179,7 +179,7 @@ class Catalog:
     n_model: int
     #: (n,) int64: Steam reviews (positive and negative), -1 where unknown or where the index
     #: was written before it kept them
-    reviews: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    reviews: np.ndarray
     by_appid: dict[int, int] = field(default_factory=dict)
     _by_title: dict[str, list[int]] | None = None
     _lower_names: list[str] | None = None

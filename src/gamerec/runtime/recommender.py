@@ -243,15 +243,18 @@ class Recommender:
         # SteamSpy owners, then its reviews), not what the play data's players of 2017 owned:
         # for "RPG" that is ELDEN RING, Cyberpunk 2077 and Baldur's Gate 3, where the play data
         # says Warframe, Skyrim and Robocraft. A catalog without owners falls back on players.
-        self._owners = np.where(
+        owners = np.where(
             catalog.owners_low[:n] >= 0,
             (catalog.owners_low[:n] + catalog.owners_high[:n]) / 2,
             -1.0,
         )
-        reviews = catalog.reviews[:n] if len(catalog.reviews) >= n else np.full(n, -1)
         self._popularity_order = np.lexsort(
-            (np.arange(n), -catalog.players[:n], -reviews, -self._owners)
+            (np.arange(n), -catalog.players[:n], -catalog.reviews[:n], -owners)
         )
+        #: the score such an answer shows: owners over the most owned game's (players over
+        #: the most played one's where the catalog has no owners)
+        measure = np.maximum(owners, 0.0) if owners.max() > 0 else catalog.players[:n]
+        self._popularity = measure / (float(measure.max()) or 1.0)
         #: item -> (appid, name, genres, top tags, release year, owners) as answers show them
         self._item_fields: dict[int, tuple[Any, ...]] = {}
         self._filter_masks: dict[frozenset[str], np.ndarray] = {}
@@ -793,8 +796,7 @@ class Recommender:
         return [token.split(":", 1)[1] for token in sorted(wanted & has)]
 
     def _popular(self, allowed: np.ndarray, wanted: set[str], k: int) -> list[Recommendation]:
-        """The most owned games on Steam among ``allowed``; each one's score is its owners over
-        the most owned game's (its players over the most played one's without owners)."""
+        """The most owned games on Steam among ``allowed``, scored by ``_popularity``."""
         order = self._popularity_order
         chosen = order[allowed[order]][:k]
         reason = (
@@ -802,12 +804,8 @@ class Recommender:
             if wanted
             else "among the most owned games on Steam"
         )
-        by_owners = self._owners.max() > 0
-        measure = self._owners if by_owners else self.catalog.players[: self.n_items]
-        top = float(measure.max()) or 1.0
         return [
-            self._recommendation(int(i), max(float(measure[i]), 0.0) / top, reason, wanted)
-            for i in chosen
+            self._recommendation(int(i), float(self._popularity[i]), reason, wanted) for i in chosen
         ]
 
     def similar(

@@ -1,0 +1,34 @@
+"""The blend of the two stages (known answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gamerec.ranking.stages import blend
+
+
+def standard(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / values.std()
+
+
+def test_a_stage_that_varies_over_no_candidate_leaves_the_row_to_the_other() -> None:
+    first = np.array([[3.0, 1.0, 2.0, 0.0], [3.0, 1.0, 2.0, 0.0]], dtype=np.float32)
+    # row 0: the co-play stage knows none of the history's games, so every score is 0
+    second = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 4.0, 1.0, 1.0]], dtype=np.float32)
+    out = blend(first, second, 0.25)
+    np.testing.assert_allclose(out[0], standard(first[0]), rtol=1e-6)
+    np.testing.assert_allclose(
+        out[1], 0.25 * standard(first[1]) + 0.75 * standard(second[1]), rtol=1e-6
+    )
+
+
+def test_the_spread_is_judged_over_each_rows_candidates_only() -> None:
+    first = np.array([[3.0, 1.0, 2.0, 9.0]], dtype=np.float32)
+    second = np.array([[5.0, 5.0, 5.0, -7.0]], dtype=np.float32)  # the last is padding
+    where = np.array([[True, True, True, False]])
+    out = blend(first, second, 0.5, where)
+    kept = first[0, :3]
+    np.testing.assert_allclose(out[0, :3], standard(kept), rtol=1e-6)
+    # neither stage varies: both count as asked (all zero)
+    flat = blend(np.ones((1, 3)), np.ones((1, 3)), 0.5)
+    np.testing.assert_array_equal(flat, np.zeros((1, 3)))

@@ -47,6 +47,17 @@ def recommender(default_workspace: Path) -> Recommender:
     return Recommender.from_dir(default_workspace)
 
 
+def reason_parts(reason: str) -> tuple[str | None, list[str]]:
+    """A reason's supporting game ("because you played X") and the tags it cites."""
+    parts = reason.split("; ")
+    played = next((p.split("because you played ", 1)[1] for p in parts if "because you" in p), None)
+    tags = next(
+        (p.removeprefix("same tags: ").split(", ") for p in parts if p.startswith("same tags: ")),
+        [],
+    )
+    return played, tags
+
+
 def persona(recommender: Recommender, name: str, k: int = 20):
     return recommender.recommend(played={appid: 3000.0 for appid in PERSONAS[name]}, k=k)
 
@@ -69,8 +80,8 @@ def test_no_other_edition_of_an_owned_game_comes_back(recommender: Recommender, 
     # a reason names a game of the library itself, never another edition of it
     library = {catalog.names[catalog.by_appid[a]] for a in PERSONAS[name]}
     for game in answer:
-        if "because you played " in game.reason:
-            supporter = game.reason.split("because you played ", 1)[1].split("; same tags:")[0]
+        supporter, _ = reason_parts(game.reason)
+        if supporter is not None:
             assert supporter in library, (game.name, game.reason)
 
 
@@ -112,10 +123,9 @@ def test_current_games_reach_the_top_five_on_merit(recommender: Recommender, nam
 def test_reasons_name_tags_that_matter_to_both_games(recommender: Recommender, name: str) -> None:
     catalog = recommender.catalog
     for game in persona(recommender, name):
-        if "same tags: " not in game.reason:
+        played, tags = reason_parts(game.reason)
+        if not tags:
             continue
-        played = game.reason.split("because you played ", 1)[1].split("; same tags: ")[0]
-        tags = game.reason.split("; same tags: ", 1)[1].split(", ")
         cited = next(i for i, n in enumerate(catalog.names) if n == played)
         for tag in tags:
             assert tag in catalog.tags[game.item_idx][:5], (game.name, tag)
@@ -131,8 +141,9 @@ def test_a_sequel_is_recommended_because_of_its_own_series(recommender: Recommen
     assert "Hades II" in answer, list(answer)
     assert "because you played Hades;" in answer["Hades II"] + ";", answer["Hades II"]
     rpg = {game.name: game.reason for game in persona(recommender, "rpg")}
-    if "Cyberpunk 2077" in rpg:  # the studio of The Witcher 3
-        assert "because you played The Witcher 3: Wild Hunt" in rpg["Cyberpunk 2077"]
+    assert "Cyberpunk 2077" in rpg, list(rpg)
+    # by the studio of The Witcher 3, and the reason says so
+    assert "because you played The Witcher 3: Wild Hunt; same studio" in rpg["Cyberpunk 2077"]
     # the vectors alone named Isaac in 18 of 20 reasons; the library has five games
     isaac = sum("The Binding of Isaac" in reason for reason in answer.values())
     assert isaac < len(answer) // 2, answer
@@ -156,6 +167,12 @@ def test_similar_to_hades_answers_with_roguelikes_and_says_why(recommender: Reco
     assert len(set(map(id, roguelikes + its_studio))) >= 7, [g.name for g in answer]
     assert all(game.reason for game in answer)
     assert sum("same tags: " in game.reason for game in answer) >= 6
+    # its studio's games say so; and no player owns Hades, so none is "liked by its players"
+    for game in answer:  # Supergiant Games made Hades, and only its games say so
+        said = "; same studio" in game.reason
+        assert said == (game.name in SUPERGIANT_GAMES), (game.name, game.reason)
+    assert not any("players who like Hades" in game.reason for game in answer)
+    assert not any("players of Hades own it" in game.reason for game in answer)
 
 
 def test_similar_does_not_weigh_how_new_a_players_games_are(recommender: Recommender) -> None:

@@ -224,6 +224,13 @@ class Recommender:
             self._known_users, self._histories = known_users, histories
         self.genres = list(description.genres)
         self._token_position = {t: i for i, t in enumerate(description.tokens)}
+        content = engine.content
+        #: (T,) the content tokens that name a developer, when the engine knows games' tokens
+        self._studio_tokens = (
+            np.array([t.startswith("dev:") for t in description.content_tokens], dtype=bool)
+            if content is not None and len(description.content_tokens) == len(content.idf)
+            else None
+        )
         n = catalog.n_model
         #: what a filter word may name: a genre, else a tag of the catalog ("shooter", "fps",
         #: "roguelike" are tags), looked up by letters and digits alone ("rogue-like")
@@ -716,10 +723,24 @@ class Recommender:
         if because < 0:
             return prefix.rstrip("; ") or "popular with gamerec's players"
         reason = f"{prefix}because you played {self.catalog.names[because]}"
+        if self._same_studio(item, because):
+            reason += "; same studio"
         shared = self._shared_tags(item, because)
         if shared:
             reason += f"; same tags: {', '.join(shared)}"
         return reason
+
+    def _same_studio(self, item: int, other: int) -> bool:
+        """Whether two games share a developer (by the content tokens the index keeps)."""
+        if self._studio_tokens is None or self.engine.content is None:
+            return False
+        rows = self.engine.content.rows
+        if max(item, other) >= rows.n_rows:
+            return False
+        mine = rows.indices[rows.indptr[item] : rows.indptr[item + 1]]
+        theirs = rows.indices[rows.indptr[other] : rows.indptr[other + 1]]
+        mine, theirs = mine[self._studio_tokens[mine]], theirs[self._studio_tokens[theirs]]
+        return bool(len(mine) and len(theirs) and np.isin(mine, theirs).any())
 
     def _shared_tags(self, item: int, other: int) -> list[str]:
         """The tags that matter most to both games: among the top tags of each (a game's tags
@@ -839,9 +860,10 @@ class Recommender:
         name = self.catalog.names[item]
         shown = ranked.items[0][ranked.items[0] >= 0]
         coplay = engine.coplay
+        played_by_some = coplay is not None and bool(coplay.rows[item] >= 0)
         co_owned = (
             coplay.block(np.array([item]), shown)[0] > 0
-            if coplay is not None and len(shown)
+            if coplay is not None and played_by_some and len(shown)
             else np.zeros(len(shown), dtype=bool)
         )
         answers = []
@@ -850,8 +872,12 @@ class Recommender:
                 why = "new to gamerec's players"
             elif co_owned[place]:
                 why = f"players of {name} own it too"
-            else:
+            elif played_by_some or coplay is None:
                 why = f"liked by the players who like {name}"
+            else:  # nobody in the play data owns the game asked about: its vector is a guess
+                why = f"liked by the players of games like {name}"
+            if self._same_studio(other, item):
+                why += "; same studio"
             shared = self._shared_tags(other, item)
             if shared:
                 why += f"; same tags: {', '.join(shared)}"

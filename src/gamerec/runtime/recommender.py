@@ -231,6 +231,7 @@ class Recommender:
             if content is not None and len(description.content_tokens) == len(content.idf)
             else None
         )
+        self._studios_of: dict[int, frozenset[int]] = {}
         n = catalog.n_model
         #: what a filter word may name: a genre, else a tag of the catalog ("shooter", "fps",
         #: "roguelike" are tags), looked up by letters and digits alone ("rogue-like")
@@ -734,13 +735,23 @@ class Recommender:
         """Whether two games share a developer (by the content tokens the index keeps)."""
         if self._studio_tokens is None or self.engine.content is None:
             return False
-        rows = self.engine.content.rows
-        if max(item, other) >= rows.n_rows:
-            return False
-        mine = rows.indices[rows.indptr[item] : rows.indptr[item + 1]]
-        theirs = rows.indices[rows.indptr[other] : rows.indptr[other + 1]]
-        mine, theirs = mine[self._studio_tokens[mine]], theirs[self._studio_tokens[theirs]]
-        return bool(len(mine) and len(theirs) and np.isin(mine, theirs).any())
+        return not self._studios(item).isdisjoint(self._studios(other))
+
+    def _studios(self, item: int) -> frozenset[int]:
+        """A game's developer tokens (read once: an answer asks of the same games again)."""
+        studios = self._studios_of.get(item)
+        if studios is None:
+            assert self._studio_tokens is not None and self.engine.content is not None
+            rows = self.engine.content.rows
+            tokens = (
+                rows.indices[rows.indptr[item] : rows.indptr[item + 1]]
+                if item < rows.n_rows
+                else np.empty(0, dtype=np.int64)
+            )
+            studios = self._studios_of[item] = frozenset(
+                tokens[self._studio_tokens[tokens]].tolist()
+            )
+        return studios
 
     def _shared_tags(self, item: int, other: int) -> list[str]:
         """The tags that matter most to both games: among the top tags of each (a game's tags

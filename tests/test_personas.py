@@ -168,11 +168,28 @@ def test_similar_to_hades_answers_with_roguelikes_and_says_why(recommender: Reco
     assert all(game.reason for game in answer)
     assert sum("same tags: " in game.reason for game in answer) >= 6
     # its studio's games say so; and no player owns Hades, so none is "liked by its players"
+    assert its_studio, [game.name for game in answer]
     for game in answer:  # Supergiant Games made Hades, and only its games say so
         said = "; same studio" in game.reason
         assert said == (game.name in SUPERGIANT_GAMES), (game.name, game.reason)
     assert not any("players who like Hades" in game.reason for game in answer)
     assert not any("players of Hades own it" in game.reason for game in answer)
+
+
+def test_similar_never_claims_players_for_a_game_nobody_owns(default_workspace: Path) -> None:
+    """Without the co-play stage too (`rerank` off), the answers for Hades are liked by the
+    players of games like it, never by its own players; Portal 2's players are its own."""
+    plain = Recommender.from_dir(default_workspace, rerank=False)
+    assert plain.engine.coplay is None
+    hades = plain.similar(1145360, 10)
+    trained = [g for g in hades if plain.engine.trained[g.item_idx]]
+    assert trained, [g.name for g in hades]
+    for game in trained:
+        assert game.reason.startswith("liked by the players of games like Hades"), game.reason
+    portal = plain.similar("Portal 2", 5)
+    assert all(g.reason.startswith("liked by the players who like Portal 2") for g in portal[:1])
+    # the studio is known without the co-play stage: Portal is Valve's, as Portal 2 is
+    assert "; same studio" in next(g.reason for g in portal if g.name == "Portal")
 
 
 def test_similar_does_not_weigh_how_new_a_players_games_are(recommender: Recommender) -> None:

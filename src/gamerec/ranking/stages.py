@@ -20,6 +20,9 @@ import numpy as np
 from gamerec.dataio.content import TokenRows, TokenTable, identity_tokens
 from gamerec.dataio.matrix import UserItems
 
+#: a row whose spread is below this share of its mean is taken as constant (float rounding
+#: of equal values leaves a spread of about 1e-8 of them)
+_CONSTANT = 1e-6
 #: rows of the co-play weights gathered at once when summing histories (a bound on memory)
 _GATHER_ROWS = 2048
 
@@ -37,7 +40,8 @@ T = TypeVar("T")
 
 def _standardise(values: np.ndarray, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values over their mean and spread (those ``where`` is True, when given),
-    and (n_rows,) whether the row's values vary at all."""
+    and (n_rows,) whether the row's values vary at all (beyond float rounding of a constant:
+    a row that does not is all 0)."""
     if where is None:
         mean = values.mean(1, keepdims=True)
         std = values.std(1, keepdims=True)
@@ -45,7 +49,9 @@ def _standardise(values: np.ndarray, where: np.ndarray | None) -> tuple[np.ndarr
         counts = np.maximum(where.sum(1, keepdims=True), 1)
         mean = np.where(where, values, 0.0).sum(1, keepdims=True) / counts
         std = np.sqrt(np.where(where, (values - mean) ** 2, 0.0).sum(1, keepdims=True) / counts)
-    return (values - mean) / np.where(std > 0, std, 1.0), std[:, 0] > 0
+    varies = std > _CONSTANT * np.abs(mean)
+    standard = np.where(varies, (values - mean) / np.where(varies, std, 1.0), 0.0)
+    return standard, varies[:, 0]
 
 
 def blend(

@@ -32,6 +32,7 @@ from gamerec.artifacts.index import (
 from gamerec.artifacts.model import EMBEDDINGS_FILE, ModelDescription, read_model
 from gamerec.artifacts.processed import column_to_numpy, read_columns, read_processed_manifest
 from gamerec.artifacts.workspace import Workspace
+from gamerec.dataio.content import TokenRows
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.history import History
 from gamerec.dataio.ids import is_appid_text
@@ -202,10 +203,13 @@ class Recommender:
         *,
         manifests: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
         max_top_k: int = 1000,
+        content_rows: TokenRows | None = None,
     ):
         """``known_users`` maps user ids to rows of ``histories``; it may instead be a function
         returning both, called on first use (a process answering one ``--played`` request
-        never reads the users). ``manifests``: the model's and the index's, for ``/health``."""
+        never reads the users). ``manifests``: the model's and the index's, for ``/health``.
+        ``content_rows``: each catalog game's content tokens (default: the engine's, when its
+        policy weighs closeness), which say when two games share a studio."""
         self.catalog = catalog
         self.engine = engine
         self.description = description
@@ -224,11 +228,16 @@ class Recommender:
             self._known_users, self._histories = known_users, histories
         self.genres = list(description.genres)
         self._token_position = {t: i for i, t in enumerate(description.tokens)}
-        content = engine.content
-        #: (T,) the content tokens that name a developer, when the engine knows games' tokens
+        if content_rows is None and engine.content is not None:
+            content_rows = engine.content.rows
+        self._content_rows = content_rows
+        tokens = description.content_tokens
+        #: (T,) the content tokens that name a developer, when the games' tokens are known
         self._studio_tokens = (
-            np.array([t.startswith("dev:") for t in description.content_tokens], dtype=bool)
-            if content is not None and len(description.content_tokens) == len(content.idf)
+            np.array([t.startswith("dev:") for t in tokens], dtype=bool)
+            if content_rows is not None
+            and len(tokens)
+            and int(np.max(content_rows.indices, initial=-1)) < len(tokens)
             else None
         )
         self._studios_of: dict[int, frozenset[int]] = {}
@@ -339,6 +348,7 @@ class Recommender:
             load_users,
             manifests=(model.manifest, index_manifest),
             max_top_k=max_top_k,
+            content_rows=None if vectors.content is None else TokenRows(*vectors.content),
         )
 
     @property
@@ -733,7 +743,7 @@ class Recommender:
 
     def _same_studio(self, item: int, other: int) -> bool:
         """Whether two games share a developer (by the content tokens the index keeps)."""
-        if self._studio_tokens is None or self.engine.content is None:
+        if self._studio_tokens is None:
             return False
         return not self._studios(item).isdisjoint(self._studios(other))
 
@@ -741,8 +751,8 @@ class Recommender:
         """A game's developer tokens (read once: an answer asks of the same games again)."""
         studios = self._studios_of.get(item)
         if studios is None:
-            assert self._studio_tokens is not None and self.engine.content is not None
-            rows = self.engine.content.rows
+            assert self._studio_tokens is not None and self._content_rows is not None
+            rows = self._content_rows
             tokens = (
                 rows.indices[rows.indptr[item] : rows.indptr[item + 1]]
                 if item < rows.n_rows
@@ -871,7 +881,7 @@ class Recommender:
         name = self.catalog.names[item]
         shown = ranked.items[0][ranked.items[0] >= 0]
         coplay = engine.coplay
-        played_by_some = coplay is not None and bool(coplay.rows[item] >= 0)
+        played_by_some = bool(engine.trained[item])
         co_owned = (
             coplay.block(np.array([item]), shown)[0] > 0
             if coplay is not None and played_by_some and len(shown)
@@ -883,7 +893,7 @@ class Recommender:
                 why = "new to gamerec's players"
             elif co_owned[place]:
                 why = f"players of {name} own it too"
-            elif played_by_some or coplay is None:
+            elif played_by_some:
                 why = f"liked by the players who like {name}"
             else:  # nobody in the play data owns the game asked about: its vector is a guess
                 why = f"liked by the players of games like {name}"

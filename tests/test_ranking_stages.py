@@ -42,3 +42,32 @@ def test_equal_scores_are_constant_whatever_their_rounding() -> None:
     assert second.std(dtype=np.float32) > 0  # the rounding this test is about
     out = blend(first, second, 0.5, np.ones((1, 7), dtype=bool))
     np.testing.assert_allclose(out[0], standard(first[0]), rtol=1e-6)
+
+
+def test_a_history_the_co_play_model_does_not_know_is_ranked_by_the_towers_at_full_weight() -> None:
+    """Game 9 is new to the play data (no co-play row). A player of it alone gets co-play
+    scores of 0 for every candidate: the towers' standardised scores are the final ones, not
+    half of them (which put genre/tag closeness and new games at twice their weight)."""
+    from gamerec.artifacts.model import RerankPolicy
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.index import ExactIndex
+    from gamerec.ranking import RankingEngine, RankingPolicy
+    from gamerec.ranking.stages import CoPlay
+    from gamerec.ranking.user_tower import USER_TOWER_ARRAYS, NumpyUserTower
+
+    n = 10
+    first_stage = np.array([0, 8, 7, 6, 5, 4, 3, 2, 1, 0], dtype=np.float32)
+    vectors = np.stack([first_stage, np.zeros(n, np.float32)], axis=1)
+    rows = np.r_[np.arange(9), -1]
+    coplay = CoPlay(np.ones((9, 9), dtype=np.float32) - np.eye(9, dtype=np.float32), rows)
+    tower = NumpyUserTower({name: np.zeros((n, 2)) for name in USER_TOWER_ARRAYS})
+    rerank = RerankPolicy(alpha=0.5, regularisation=1.0, candidates=8, coplay_candidates=0)
+    engine = RankingEngine(
+        tower, vectors, ExactIndex(vectors), rows >= 0, RankingPolicy(rerank), coplay
+    )
+    plays_9 = UserItems.from_pairs(np.array([0]), np.array([9]), np.ones(1), n_rows=1, n_items=n)
+    allowed = np.r_[np.zeros(1, bool), np.ones(8, bool), np.zeros(1, bool)]
+    ranked = engine.rank(plays_9, 3, allowed, queries=np.array([[1.0, 0.0]], np.float32))
+    assert ranked.items[0].tolist() == [1, 2, 3]
+    expected = standard(first_stage[1:9])[:3]
+    np.testing.assert_allclose(ranked.scores[0], expected, rtol=1e-5)

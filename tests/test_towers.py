@@ -286,3 +286,47 @@ def test_the_fit_says_whether_the_towers_had_a_teacher(weight, rerank, expected)
     assert fitted.summary["teacher"] == expected
     # the re-ranker reuses the teacher's XᵀX rather than counting the pairs again
     assert (fitted.gram is not None) == expected["used"]
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_a_users_loss_counts_their_targets_to_the_power(power: float) -> None:
+    """Two users, 1 and 4 held-out targets: the batch's loss is minus the mean over users of
+    (mean log-probability of their targets) x (their targets) ** power. At 1 every target
+    counts alike (the sum over a user's targets); at 0 every user does."""
+    from gamerec.towers import train as training
+
+    features = build_item_features(checkerboard_items())
+    shape = TwoTowerConfig(
+        n_items=N_ITEMS,
+        n_tokens=len(features.tokens),
+        n_numeric=features.numeric.shape[1],
+        embedding_dim=8,
+        hidden_dim=8,
+        dropout=0.0,
+    )
+    config = TrainConfig(user_weight_power=power, holdout_fraction=0.2)
+    batch = UserItems.from_pairs(
+        np.array([0] * 5 + [1] * 20),
+        np.r_[np.arange(5), np.arange(20)],
+        np.ones(25),
+        n_rows=2,
+        n_items=N_ITEMS,
+    )
+    run = TrainRun(validate=lambda scorer: 0.0, threads=1)
+    setup = training._set_up(batch, features, shape, config, run, None, None, 1)
+    setup.model.eval()
+    loss, _ = training._batch_loss(batch, features, setup, config, np.random.default_rng(3), None)
+    # the same split and the same log-probabilities, by hand
+    inputs, rows, items = training.holdout_split(
+        batch, config.holdout_fraction, np.random.default_rng(3)
+    )
+    assert np.bincount(rows).tolist() == [1, 4]
+    with torch.no_grad():
+        users = setup.model.user_tower(
+            *user_inputs(inputs, features.token_matrix, torch.device("cpu"), 0.0)
+        )
+        logits = setup.model.logits(users, setup.model.item_tower(*setup.item_inputs))
+        logits[np.repeat([0, 1], inputs.row_lengths()), inputs.indices] = -1e9
+        log_probs = torch.log_softmax(logits, dim=1)[rows, items].numpy()
+    per_user = [log_probs[rows == u].mean() * (rows == u).sum() ** power for u in range(2)]
+    assert float(loss.detach()) == pytest.approx(-np.mean(per_user), rel=1e-5)

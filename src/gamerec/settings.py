@@ -202,6 +202,16 @@ class TrainSettings(_Section):
     holdout_fraction: Positive = Field(
         0.2, lt=1, description="share of a user's games held out as targets"
     )
+    user_weight_power: float = Field(
+        # 0.5 against 0: the towers alone +0.002 / +0.007 validation NDCG@20 (training seeds
+        # 0 / 1), the default -0.000 / -0.001; P-SG test 0.466 / 0.479 / 0.467 against 0.463 /
+        # 0.468 / 0.457 (benchmarks/README.md); 1 ranked worse (0.503 / 0.500)
+        default=0.5,
+        ge=0,
+        le=2,
+        description="a user's loss counts (held-out targets) ** this: 0 every user alike, "
+        "1 every target alike",
+    )
     max_full_softmax_items: int = Field(
         # a full softmax embeds the whole catalog every batch: an epoch costs users x games
         default=10_000,

@@ -4,7 +4,10 @@ Each epoch, every training user's games are split at random into an input part (
 tower sees) and held-out targets; the loss is the softmax cross-entropy of the targets over the
 catalog with the input games masked out — the same task the evaluation protocol poses, and the
 target never appears in the tower's input. Full softmax while the catalog is small enough,
-sampled softmax with logQ correction beyond ``max_full_softmax_items``.
+sampled softmax with logQ correction beyond ``max_full_softmax_items``. A user's loss is the
+mean over their targets times (number of targets) ** ``user_weight_power``: at 0 every user
+counts alike, at 1 every target does (a long library says more than a short one, and the towers
+had ranked long histories worse than the co-play model); 0.5 ranks best on the bundled data.
 
 With a ``teacher`` (the co-play model's item-to-item weights, :mod:`gamerec.towers.ease`) the
 loss also asks the towers to rank the catalog as the teacher ranks it from the same input games:
@@ -215,6 +218,7 @@ class TrainConfig:
     lr_decay: float = 0.5  # learning rate x this after an epoch without a validation gain
     weight_decay: float = 0.0
     holdout_fraction: float = 0.2  # share of a user's games held out as targets each epoch
+    user_weight_power: float = 0.5  # a user's loss counts (their targets) ** this
     max_full_softmax_items: int = 10_000  # above: sampled softmax with logQ correction
     sampled_negatives: int = 4096
     distill_weight: float = 0.0  # of the teacher's cross-entropy (0 or no teacher: none)
@@ -505,6 +509,8 @@ def _batch_loss(
         )
     picked = log_probs[rows_t, target_columns]
     per_user = torch.zeros(inputs.n_rows, device=device).index_add(0, rows_t, picked) / n_targets
+    if config.user_weight_power:
+        per_user = per_user * n_targets**config.user_weight_power
     if setup.teacher is not None:
         per_user = per_user + config.distill_weight * _teacher_agreement(
             log_probs, input_rows, input_items, candidates, setup.teacher, config

@@ -204,9 +204,10 @@ class TrainSettings(_Section):
     )
     user_weight_power: float = Field(
         # 0.5 against 0: the towers alone +0.002 / +0.007 validation NDCG@20 (training seeds
-        # 0 / 1), the default -0.000 / -0.001; P-SG test 0.466 / 0.479 / 0.467 against 0.463 /
-        # 0.468 / 0.457 (benchmarks/README.md); 1 ranked worse (0.503 / 0.500)
-        default=0.5,
+        # 0 / 1) and P-SG 0.466 / 0.479 / 0.467 against 0.463 / 0.468 / 0.457, but the default
+        # -0.000 / -0.001 and `similar Hades` lost Transistor and Bastion to Lost Ark and God
+        # of War (benchmarks/README.md); 1 ranked worse (0.503 / 0.500). Off.
+        default=0.0,
         ge=0,
         le=2,
         description="a user's loss counts (held-out targets) ** this: 0 every user alike, "

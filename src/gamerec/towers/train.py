@@ -5,9 +5,10 @@ tower sees) and held-out targets; the loss is the softmax cross-entropy of the t
 catalog with the input games masked out — the same task the evaluation protocol poses, and the
 target never appears in the tower's input. Full softmax while the catalog is small enough,
 sampled softmax with logQ correction beyond ``max_full_softmax_items``. A user's loss is the
-mean over their targets times (number of targets) ** ``user_weight_power``: at 0 every user
-counts alike, at 1 every target does (a long library says more than a short one, and the towers
-had ranked long histories worse than the co-play model); 0.5 ranks best on the bundled data.
+mean over their targets times (number of targets) ** ``user_weight_power``: at 0 (the
+default) every user counts alike, at 1 every target does. 0.5 lifts the towers alone on the
+bundled data, but not the default recommender, and `similar Hades` then loses its studio's games
+(benchmarks/README.md).
 
 With a ``teacher`` (the co-play model's item-to-item weights, :mod:`gamerec.towers.ease`) the
 loss also asks the towers to rank the catalog as the teacher ranks it from the same input games:
@@ -218,7 +219,7 @@ class TrainConfig:
     lr_decay: float = 0.5  # learning rate x this after an epoch without a validation gain
     weight_decay: float = 0.0
     holdout_fraction: float = 0.2  # share of a user's games held out as targets each epoch
-    user_weight_power: float = 0.5  # a user's loss counts (their targets) ** this
+    user_weight_power: float = 0.0  # a user's loss counts (their targets) ** this
     max_full_softmax_items: int = 10_000  # above: sampled softmax with logQ correction
     sampled_negatives: int = 4096
     distill_weight: float = 0.0  # of the teacher's cross-entropy (0 or no teacher: none)

@@ -13,6 +13,7 @@ not known.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -231,15 +232,6 @@ class Recommender:
         if content_rows is None and engine.content is not None:
             content_rows = engine.content.rows
         self._content_rows = content_rows
-        tokens = description.content_tokens
-        #: (T,) the content tokens that name a developer, when the games' tokens are known
-        self._studio_tokens = (
-            np.array([t.startswith("dev:") for t in tokens], dtype=bool)
-            if content_rows is not None
-            and len(tokens)
-            and int(np.max(content_rows.indices, initial=-1)) < len(tokens)
-            else None
-        )
         self._studios_of: dict[int, frozenset[int]] = {}
         n = catalog.n_model
         #: what a filter word may name: a genre, else a tag of the catalog ("shooter", "fps",
@@ -741,9 +733,15 @@ class Recommender:
             reason += f"; same tags: {', '.join(shared)}"
         return reason
 
+    @functools.cached_property
+    def _studio_tokens(self) -> np.ndarray:
+        """(T,) the model's content tokens that name a developer (made on the first reason,
+        not at load: a process that answers nothing never pays for it)."""
+        return np.array([t.startswith("dev:") for t in self.description.content_tokens], dtype=bool)
+
     def _same_studio(self, item: int, other: int) -> bool:
         """Whether two games share a developer (by the content tokens the index keeps)."""
-        if self._studio_tokens is None:
+        if self._content_rows is None:
             return False
         return not self._studios(item).isdisjoint(self._studios(other))
 
@@ -751,16 +749,15 @@ class Recommender:
         """A game's developer tokens (read once: an answer asks of the same games again)."""
         studios = self._studios_of.get(item)
         if studios is None:
-            assert self._studio_tokens is not None and self._content_rows is not None
-            rows = self._content_rows
+            assert self._content_rows is not None
+            rows, is_studio = self._content_rows, self._studio_tokens
             tokens = (
                 rows.indices[rows.indptr[item] : rows.indptr[item + 1]]
                 if item < rows.n_rows
                 else np.empty(0, dtype=np.int64)
             )
-            studios = self._studios_of[item] = frozenset(
-                tokens[self._studio_tokens[tokens]].tolist()
-            )
+            tokens = tokens[tokens < len(is_studio)]  # a token the model does not name: none
+            studios = self._studios_of[item] = frozenset(tokens[is_studio[tokens]].tolist())
         return studios
 
     def _shared_tags(self, item: int, other: int) -> list[str]:

@@ -159,6 +159,32 @@ def test_the_backend_follows_the_device() -> None:
         resolve_backend("nccl", torch.device("cpu"))
 
 
+LOST_PEER_THEN_SIGTERM = """
+import os, signal, torch
+from gamerec.errors import TrainingError
+from gamerec.towers.distributed import Workers, _group_lost, stop_on_sigterm
+
+try:
+    with stop_on_sigterm(Workers(0, 2, torch.device("cpu"), "gloo")):
+        raise _group_lost(TrainingError("training worker 0 of 2 lost the other workers"))
+except TrainingError:
+    # torchrun's SIGTERM lands as the error leaves the worker, before the CLI can print it
+    os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_a_lost_peer_is_said_before_torchruns_sigterm_can_end_the_worker() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOST_PEER_THEN_SIGTERM],
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGTERM
+    assert done.stderr.count("Error: training worker 0 of 2 lost the other workers") == 1
+
+
 def test_workers_share_every_batch_exactly_once() -> None:
     from gamerec.towers.distributed import Workers, rank_slice
 

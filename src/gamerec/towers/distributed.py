@@ -163,6 +163,13 @@ def stop_on_sigterm(workers: Workers) -> Iterator[None]:
     announcement.start()
     try:
         yield
+    except TrainingError as error:
+        # A lost peer is noticed as torchrun's SIGTERM is on its way: said here, the message
+        # is out before the default handler is back and the signal ends the process.
+        if error.exit_at_once and not error.already_reported:
+            announcement.say(error)
+            error.already_reported = True
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         announcement.close()
@@ -194,8 +201,12 @@ class _StopAnnouncement:
     def announce(self, signum: int) -> None:
         """Write the message unless the other side has; safe in a signal handler."""
         self._handled.set()
+        self.say(self._error_for(signum))
+
+    def say(self, error: Exception) -> None:
+        """Write ``error`` as the CLI would, unless a message was written already."""
         if self._claim.acquire(blocking=False):
-            os.write(2, f"Error: {self._error_for(signum)}\n".encode())
+            os.write(2, f"Error: {error}\n".encode())
 
     def _wait(self) -> None:
         while True:

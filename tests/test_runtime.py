@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from gamerec import pipeline
 from gamerec.cli import app
+from gamerec.dataio.files import normalise_title
 from gamerec.dataio.history import History
 from gamerec.errors import (
     AmbiguousNameError,
@@ -155,6 +156,27 @@ def test_names_resolve_case_insensitively_and_ambiguity_lists_candidates(
         recommender.similar(999999999)
 
 
+def test_games_given_by_name_are_owned_games(recommender: Recommender) -> None:
+    """A name or an appid in ``games`` is that game owned with no playtime: the same answer
+    as ``played`` with 0 minutes; an ambiguous name lists its candidates, and a game known by
+    its name alone (no appid) is refused with what to do."""
+    by_name = recommender.recommend(games=["PORTAL 2", "400"], k=10)
+    by_appid = recommender.recommend(played={620: 0.0, 400: 0.0}, k=10)
+    assert by_name.to_dict() == by_appid.to_dict()
+    assert by_name.history.known == 2 and {620, 400}.isdisjoint(a.appid for a in by_name)
+    with pytest.raises(AmbiguousNameError) as caught:
+        recommender.recommend(games=["half-life 2: ep"])
+    assert any("Episode One" in c for c in caught.value.candidates)
+    catalog = recommender.catalog
+    name_only = next(
+        name
+        for row, name in enumerate(catalog.names)
+        if catalog.appids[row] < 0 and len(catalog.by_title.get(normalise_title(name), [])) == 1
+    )
+    with pytest.raises(NotFoundError, match=r"no Steam appid.*leave it out"):
+        recommender.recommend(games=[name_only])
+
+
 @pytest.mark.parametrize("k", [0, -3, 10**9])
 def test_bad_top_k_is_refused(recommender: Recommender, k: int) -> None:
     with pytest.raises(InvalidRequestError, match="top-k"):
@@ -268,6 +290,16 @@ def test_cli_json_equals_the_library_call(
         app, ["--data-dir", str(trained_workspace), "similar", "portal 2", "--json"]
     )
     assert json.loads(similar.stdout) == [a.to_dict() for a in recommender.similar("portal 2")]
+    by_name = runner.invoke(
+        app,
+        [
+            *("--data-dir", str(trained_workspace), "recommend"),
+            *("--game", "Portal 2", "-G", "400", "--json"),
+        ],
+    )
+    assert by_name.exit_code == 0, by_name.output
+    expected = recommender.recommend(played={620: 0.0, 400: 0.0}).to_dict()
+    assert json.loads(by_name.stdout) == expected
 
 
 @pytest.mark.parametrize(
@@ -278,6 +310,8 @@ def test_cli_json_equals_the_library_call(
         (["recommend", "--played", "6x0"], "--played expects appid:amount", 2),
         (["recommend", "--achievements", "620:1.5"], "whole numbers", 2),
         (["similar", "half-life 2: ep"], "matches", 1),
+        (["recommend", "--game", "half-life 2: ep"], "matches", 1),
+        (["recommend", "--game", "zzzz not a game"], "no game named", 1),
         (["similar", "zzzz not a game"], "no game named", 1),
         (["recommend", "--all"], "--out", 2),
         (

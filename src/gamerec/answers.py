@@ -54,9 +54,10 @@ def recommend(
     exclude_owned: bool = True,
     include_dlc: bool = False,
     released_since: int | None = None,
+    games: list[str] | None = None,
 ) -> Recommendations:
     """Recommendations for a known user and/or a history (``played``, ``achievements``,
-    ``history``, a GetOwnedGames ``library`` file).
+    ``history``, a GetOwnedGames ``library`` file, ``games`` owned by name or appid).
 
     The answer's ``history`` says how many of the given games are known and lists the appids
     that are not (or not in the trained model); ``to_dict()`` is the JSON form.
@@ -74,6 +75,7 @@ def recommend(
         exclude_owned=exclude_owned,
         include_dlc=include_dlc,
         released_since=released_since,
+        games=games,
     )
 
 

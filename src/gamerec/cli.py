@@ -362,6 +362,14 @@ UserOption = Annotated[str | None, typer.Option("--user", "-u", help="A user id 
 PlayedOption = Annotated[
     str | None, typer.Option(help="Games played, as appid:minutes pairs: 620:1200,400:300.")
 ]
+GameOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--game",
+        "-G",
+        help="A game owned, by name or appid; repeat it: --game Hades --game 'Dead Cells'.",
+    ),
+]
 LibraryOption = Annotated[
     Path | None, typer.Option(help="A Steam Web API GetOwnedGames JSON file.")
 ]
@@ -378,6 +386,7 @@ def recommend(
     ctx: typer.Context,
     user: UserOption = None,
     played: PlayedOption = None,
+    game: GameOption = None,
     library: LibraryOption = None,
     genres: GenresOption = None,
     achievements: AchievementsOption = None,
@@ -405,6 +414,8 @@ def recommend(
     """Recommend games for a known user, a list of played games, or a Steam library.
 
     Example: gamerec recommend --user 76767 --genres rpg --top-k 5
+
+    Example: gamerec recommend --game Hades --game "Slay the Spire"
     """
     from gamerec import answers as stages
     from gamerec.dataio.history import History
@@ -428,6 +439,7 @@ def recommend(
         exclude_owned=not include_owned,
         include_dlc=include_dlc,
         released_since=since,
+        games=game,
     )
     who = f"user {user}" if user else "you"
     render.result(

@@ -84,7 +84,7 @@ class Wording:
 
 #: the command line's words (and the library's, by default)
 COMMAND_LINE = Wording(
-    give_games="pass the player's games (--played 620:1200 or --library owned.json)",
+    give_games="pass the player's games (--game Hades, --played 620:1200 or --library owned.json)",
     unknown_appid="try `gamerec similar` with a name, or search with /items?q=",
     unknown_name="give part of the name (`gamerec similar portal`) or the appid; "
     "`gamerec serve` lists matching names at GET /items?q=portal",
@@ -470,6 +470,22 @@ class Recommender:
             raise AmbiguousNameError(query, [self._label(i) for i in partial[:20]])
         raise NotFoundError(f"no game named {query!r}; {wording.unknown_name}")
 
+    def games_owned(self, games: Sequence[int | str], wording: Wording = COMMAND_LINE) -> History:
+        """``games`` (appids or names, found as :meth:`resolve_game` finds them: an ambiguous
+        name lists its candidates) as a history of owned games, with no playtime: at the
+        default settings owning a game is what counts (``train.playtime_weight`` 0)."""
+        played: dict[int, float] = {}
+        for game in games:
+            item = self.resolve_game(game, wording)
+            appid = int(self.catalog.appids[item])
+            if appid < 0:
+                raise NotFoundError(
+                    f"{self.catalog.names[item]!r} is known by its name alone (no Steam appid), "
+                    "so it cannot be given as a game owned; leave it out"
+                )
+            played[appid] = 0.0
+        return History(played)
+
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Catalog rows whose name contains ``query`` (case-insensitive), best matches first.
 
@@ -615,6 +631,7 @@ class Recommender:
         history: History | None = None,
         released_since: int | None = None,
         wording: Wording = COMMAND_LINE,
+        games: Sequence[int | str] | None = None,
     ) -> Recommendations:
         """Top-``k`` games for a known user, or for a history given as ``{appid: minutes}``.
 
@@ -622,7 +639,8 @@ class Recommender:
         ``released_since`` only games released in or after that year (a game whose year no
         source knows is left out, and the note says so when fewer than ``k`` are left);
         ``achievements`` (``{appid: unlocked}``) count as play where no playtime is given;
-        ``history`` is the same given as a :class:`~gamerec.dataio.history.History`. Owned
+        ``history`` is the same given as a :class:`~gamerec.dataio.history.History`;
+        ``games`` are owned games by name or appid (:meth:`games_owned`). Owned
         games never come back unless ``exclude_owned`` is False; DLC only with
         ``include_dlc``, and only for base games in the history. The answer's ``history`` says
         which given games were used and which are unknown. A user id gamerec does not know is
@@ -635,6 +653,8 @@ class Recommender:
         given = History.from_mappings(played, achievements)
         if history is not None:
             given = given.merged(history)
+        if games:
+            given = given.merged(self.games_owned(games, wording))
         items, values, report = self._resolve_history(given)
         unknown_user = None
         if user_id is not None:

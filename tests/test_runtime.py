@@ -156,6 +156,23 @@ def test_names_resolve_case_insensitively_and_ambiguity_lists_candidates(
         recommender.similar(999999999)
 
 
+def test_a_name_no_game_has_suggests_the_names_that_hold_its_start(
+    recommender: Recommender,
+) -> None:
+    """A game renamed since the catalog's crawl (Counter-Strike 2 is Global Offensive in the
+    2025 SteamSpy crawl) or a misspelt last word: the message names the most owned games whose
+    names hold the query's longest start that any name holds."""
+    with pytest.raises(NotFoundError) as renamed:
+        recommender.resolve_game("Counter-Strike 2")
+    message = str(renamed.value)
+    assert "names with 'counter-strike': Counter-Strike: Global Offensive (appid 730)" in message
+    with pytest.raises(NotFoundError, match=r"'hollow': Hollow Knight \(appid 367520\)"):
+        recommender.resolve_game("Hollow Knigt")
+    with pytest.raises(NotFoundError) as nothing:
+        recommender.resolve_game("qxqxq jvjvj")
+    assert "names with" not in str(nothing.value)
+
+
 def test_games_given_by_name_are_owned_games(recommender: Recommender) -> None:
     """A name or an appid in ``games`` is that game owned with no playtime: the same answer
     as ``played`` with 0 minutes; an ambiguous name lists its candidates, and a game known by

@@ -468,7 +468,26 @@ class Recommender:
         if len(partial) > 1:
             partial.sort(key=lambda i: -self.catalog.players[i])
             raise AmbiguousNameError(query, [self._label(i) for i in partial[:20]])
-        raise NotFoundError(f"no game named {query!r}; {wording.unknown_name}")
+        raise NotFoundError(
+            f"no game named {query!r}{self._near_names(lowered)}; {wording.unknown_name}"
+        )
+
+    def _near_names(self, lowered: str, limit: int = 5) -> str:
+        """`` (names with 'counter-strike': ...)``: the most owned games whose names hold the
+        longest start of ``lowered`` that any name holds, or "" (a game renamed since the
+        catalog's crawl, Counter-Strike 2 for Global Offensive, or a misspelt last word)."""
+        words = lowered.split()
+        catalog = self.catalog
+        for n in range(len(words) - 1, 0, -1):
+            start = " ".join(words[:n])
+            if len(start) < 3:
+                break
+            near = [i for i, name in enumerate(catalog.lower_names) if start in name]
+            if near:
+                owners = (catalog.owners_low + catalog.owners_high) / 2.0
+                near.sort(key=lambda i: (-owners[i], -catalog.players[i], i))
+                return f" (names with {start!r}: {', '.join(self._label(i) for i in near[:limit])})"
+        return ""
 
     def games_owned(self, games: Sequence[int | str], wording: Wording = COMMAND_LINE) -> History:
         """``games`` (appids or names, found as :meth:`resolve_game` finds them: an ambiguous

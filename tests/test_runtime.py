@@ -192,6 +192,8 @@ def test_games_given_by_name_are_owned_games(recommender: Recommender) -> None:
     )
     with pytest.raises(NotFoundError, match=r"no Steam appid.*leave it out"):
         recommender.recommend(games=[name_only])
+    with pytest.raises(InvalidRequestError, match="10,001 games given; the limit is 10,000"):
+        recommender.recommend(games=["Portal 2"] * 10_001)
 
 
 @pytest.mark.parametrize("k", [0, -3, 10**9])

@@ -35,7 +35,7 @@ from gamerec.artifacts.processed import column_to_numpy, read_columns, read_proc
 from gamerec.artifacts.workspace import Workspace
 from gamerec.dataio.content import TokenRows
 from gamerec.dataio.files import normalise_title
-from gamerec.dataio.history import History
+from gamerec.dataio.history import MAX_GAMES, History
 from gamerec.dataio.ids import is_appid_text
 from gamerec.dataio.kinds import Kind
 from gamerec.dataio.matrix import UserItems
@@ -493,6 +493,8 @@ class Recommender:
         """``games`` (appids or names, found as :meth:`resolve_game` finds them: an ambiguous
         name lists its candidates) as a history of owned games, with no playtime: at the
         default settings owning a game is what counts (``train.playtime_weight`` 0)."""
+        if len(games) > MAX_GAMES:
+            raise InvalidRequestError(f"{len(games):,} games given; the limit is {MAX_GAMES:,}")
         played: dict[int, float] = {}
         for game in games:
             item = self.resolve_game(game, wording)

@@ -190,7 +190,7 @@ def test_the_serving_examples_answer(shell: Shell) -> None:
     starts = [c for c in [*help_examples(), *documented_commands()] if "gamerec serve" in c]
     assert len(starts) >= 3
     curls = [c for c in documented_commands() if c.startswith("curl")]
-    assert len(curls) == 4
+    assert len(curls) == 5
     for start in starts:
         server = shell.start(start)
         try:

@@ -140,6 +140,7 @@ def test_health_reports_versions_and_size(server: GamerecServer, recommender: Re
             {"played": {"620": 600.5}, "genres": ["RPG"], "achievements": {"400": 3}},
         ),
         ({"genres": ["Strategy"], "top_k": 4}, {"genres": ["Strategy"], "k": 4}),
+        ({"games": ["Portal 2", 400]}, {"played": {620: 0.0, 400: 0.0}}),
         ({}, {}),
         (
             {"time_played": PLAYED, "exclude_owned": False, "top_k": 3},
@@ -304,6 +305,11 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: GamerecServer
         ({"time_played": 0}, "time_played must be an object"),
         ({"genres": ""}, "list of strings"),
         ({"achievements": False}, "achievements must be an object"),
+        ({"games": "Hades"}, "games must be a list of names or appids"),
+        ({"games": [True]}, "games must be a list of names or appids"),
+        ({"games": [["Hades"]]}, "games must be a list of names or appids"),
+        ({"games": ["Hades"] * 101}, "at most 100 names"),
+        ({"games": [""]}, "an empty game name"),
     ],
 )
 def test_bad_values_are_422(server: GamerecServer, payload: Any, fragment: str) -> None:
@@ -369,6 +375,9 @@ def test_an_unknown_user_is_answered_and_an_unknown_genre_is_404(server: Gamerec
 
 def test_an_ambiguous_name_is_422_with_candidates(server: GamerecServer) -> None:
     status, _, body = call(server, "GET", "/similar/counter")
+    assert_error(status, body, 422, "ambiguous_name")
+    assert any("Counter-Strike" in c for c in body["error"]["candidates"])
+    status, _, body = call(server, "POST", "/recommend", {"games": ["Portal 2", "counter"]})
     assert_error(status, body, 422, "ambiguous_name")
     assert any("Counter-Strike" in c for c in body["error"]["candidates"])
 

@@ -91,8 +91,8 @@ COMMAND_LINE = Wording(
 )
 #: ``gamerec serve``'s words: the fields of a /recommend body, the paths of the endpoints
 HTTP = Wording(
-    give_games='send the player\'s games as time_played ({"620": 1200}, minutes) or '
-    'achievements ({"620": 12}, unlocked)',
+    give_games='send the player\'s games as time_played ({"620": 1200}, minutes), '
+    'games (["Hades", 620], owned) or achievements ({"620": 12}, unlocked)',
     unknown_appid="try /similar/ with part of the name, or look the game up with GET /items?q=",
     unknown_name="give part of the name (/similar/portal) or the appid; GET /items?q=portal "
     "lists matching names",

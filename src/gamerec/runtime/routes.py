@@ -366,6 +366,7 @@ class RoutesHandler(RequestHandler):
                 include_dlc=request.include_dlc,
                 released_since=request.released_since,
                 wording=HTTP,
+                games=request.games,
             )
             answer = answers.to_dict()
             if request.left_out:  # the least played, past serve.max_history

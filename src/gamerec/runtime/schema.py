@@ -31,11 +31,14 @@ __all__ = [
 #: limits of a /recommend payload, beyond max_body_bytes
 MAX_HISTORY = MAX_GAMES
 MAX_GENRES = 64
+#: games given by name are found among every catalog name, one by one: a few per request
+MAX_NAMED_GAMES = 100
 MAX_TEXT = 256
 MAX_ITEMS_LIMIT = 100
 _FIELDS = (
     "user_id",
     "time_played",
+    "games",
     "genres",
     "achievements",
     "top_k",
@@ -51,6 +54,8 @@ class RecommendRequest:
 
     user_id: str | None = None
     history: History = field(default_factory=History)
+    #: games owned, by name or appid (no playtime)
+    games: list[str | int] = field(default_factory=list)
     genres: list[str] = field(default_factory=list)
     top_k: int = 10
     exclude_owned: bool = True
@@ -110,6 +115,16 @@ def parse_recommend_request(
     history, left_out = parse_history(
         _given(payload, "time_played", {}), _given(payload, "achievements", {}), max_history
     )
+    games = _given(payload, "games", [])
+    if not isinstance(games, list) or not all(
+        isinstance(g, str) or (isinstance(g, int) and not isinstance(g, bool)) for g in games
+    ):
+        raise InvalidRequestError(f"games must be a list of names or appids; got {games!r:.60}")
+    if len(games) > MAX_NAMED_GAMES or any(isinstance(g, str) and len(g) > MAX_TEXT for g in games):
+        raise InvalidRequestError(
+            f"games: at most {MAX_NAMED_GAMES} names of {MAX_TEXT} characters (give more "
+            "games by appid in time_played)"
+        )
     genres = _given(payload, "genres", [])
     if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
         raise InvalidRequestError(f"genres must be a list of strings; got {genres!r:.60}")
@@ -133,6 +148,7 @@ def parse_recommend_request(
     return RecommendRequest(
         user_id=user_id,
         history=history,
+        games=list(games),
         genres=list(genres),
         top_k=top_k,
         released_since=since,

@@ -58,9 +58,13 @@ def test_next_steps_run_on_this_workspace(trained_workspace: Path) -> None:
         "recommend",
         "recommend",
         "recommend",
+        "recommend",
         "similar",
         "serve",
     ]
     user = next(c for c in commands if "--user" in c).split()[-1]
     assert user in recommender.known_users
-    assert showcase.next_steps(recommender)[0].command.startswith("gamerec recommend --played")
+    assert showcase.next_steps(recommender)[0].command.startswith("gamerec recommend --game")
+    named = shlex.split(commands[0])[4:]  # the games it names are this catalog's
+    assert named == ["--game", "Hades", "--game", "Slay the Spire"]
+    assert recommender.games_owned(named[1::2]).appids == [1145360, 646570]

@@ -105,8 +105,12 @@ def next_steps(recommender: Recommender, data_dir: Path | None = None) -> list[N
     gamerec = "gamerec" if data_dir is None else f"gamerec --data-dir {shlex.quote(str(data_dir))}"
     steps = [
         NextStep(
+            f'{gamerec} recommend --game Hades --game "Slay the Spire"',
+            "your own games, by name (or appid)",
+        ),
+        NextStep(
             f"{gamerec} recommend --played 620:1200,400:300",
-            "your own games as appid:minutes (the appid is in a game's store URL)",
+            "with playtime, as appid:minutes (the appid is in a game's store URL)",
         ),
         NextStep(
             f"{gamerec} recommend --library owned.json",

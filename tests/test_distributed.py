@@ -167,7 +167,9 @@ from gamerec.towers.distributed import Workers, _group_lost, stop_on_sigterm
 try:
     with stop_on_sigterm(Workers(0, 2, torch.device("cpu"), "gloo")):
         raise _group_lost(TrainingError("training worker 0 of 2 lost the other workers"))
-except TrainingError:
+except TrainingError as error:
+    # the CLI prints what is not reported yet: it must not say it twice
+    print("reported" if error.already_reported else "not reported", flush=True)
     # torchrun's SIGTERM lands as the error leaves the worker, before the CLI can print it
     os.kill(os.getpid(), signal.SIGTERM)
 """
@@ -183,6 +185,7 @@ def test_a_lost_peer_is_said_before_torchruns_sigterm_can_end_the_worker() -> No
     )
     assert done.returncode == -signal.SIGTERM
     assert done.stderr.count("Error: training worker 0 of 2 lost the other workers") == 1
+    assert done.stdout == "reported\n"
 
 
 def test_workers_share_every_batch_exactly_once() -> None:

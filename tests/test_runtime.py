@@ -166,8 +166,13 @@ def test_a_name_no_game_has_suggests_the_names_that_hold_its_start(
         recommender.resolve_game("Counter-Strike 2")
     message = str(renamed.value)
     assert "names with 'counter-strike': Counter-Strike: Global Offensive (appid 730)" in message
-    with pytest.raises(NotFoundError, match=r"'hollow': Hollow Knight \(appid 367520\)"):
+    with pytest.raises(NotFoundError, match=r"'hollow knig': Hollow Knight \(appid 367520\)"):
         recommender.resolve_game("Hollow Knigt")
+    # a misspelt word is cut a letter at a time: not "the", which every third name holds
+    with pytest.raises(NotFoundError, match=r"'the witcher': The Witcher 3: Wild Hunt"):
+        recommender.resolve_game("The Witcherr 3")
+    with pytest.raises(NotFoundError, match=r"'hollow': Hollow Knight"):
+        recommender.resolve_game("Hollowknigt")
     with pytest.raises(NotFoundError) as nothing:
         recommender.resolve_game("qxqxq jvjvj")
     assert "names with" not in str(nothing.value)
@@ -194,6 +199,31 @@ def test_games_given_by_name_are_owned_games(recommender: Recommender) -> None:
         recommender.recommend(games=[name_only])
     with pytest.raises(InvalidRequestError, match="10,001 games given; the limit is 10,000"):
         recommender.recommend(games=["Portal 2"] * 10_001)
+    # an appid no catalog has is reported as unknown, as played= reports it; numpy's ints count
+    unknown = recommender.recommend(games=[np.int64(620), 999999999, "999999998"], k=10)
+    assert unknown.history.unknown == [999999998, 999999999]
+    assert [a.appid for a in unknown] == [a.appid for a in recommender.recommend(played={620: 0})]
+    for bad, message in (([-1], "-1 is not an appid"), ([True], "a name or an appid")):
+        with pytest.raises(InvalidRequestError, match=message):
+            recommender.recommend(games=bad)
+    with pytest.raises(InvalidRequestError, match="not one string"):
+        recommender.recommend(games="Portal 2")  # type: ignore[arg-type]
+
+
+def test_a_name_in_other_letters_is_found_by_its_exact_name(recommender: Recommender) -> None:
+    """The title key keeps ASCII letters and digits alone: every name in Chinese letters shares
+    the key "" and a Russian one keeps its digits alone; the exact name finds the game."""
+    catalog = recommender.catalog
+    foreign = [
+        row
+        for row, name in enumerate(catalog.names)
+        if name
+        and not any(c.isascii() and c.isalnum() for c in name)
+        and catalog.lower_names.count(name.lower()) == 1
+    ]
+    assert len(foreign) > 10
+    for row in foreign[:10]:
+        assert recommender.resolve_game(catalog.names[row]) == row
 
 
 @pytest.mark.parametrize("k", [0, -3, 10**9])

@@ -310,6 +310,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: GamerecServer
         ({"games": [["Hades"]]}, "games must be a list of names or appids"),
         ({"games": ["Hades"] * 101}, "at most 100 names"),
         ({"games": [""]}, "an empty game name"),
+        ({"games": [-1]}, "-1 is not an appid"),
+        ({"games": [10**400]}, "is not an appid"),
     ],
 )
 def test_bad_values_are_422(server: GamerecServer, payload: Any, fragment: str) -> None:
@@ -440,7 +442,10 @@ def test_http_messages_name_request_fields_and_the_command_line_its_options(
         app, ["--data-dir", str(trained_workspace), "recommend", "--user", "nobody", "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert "(--played 620:1200 or --library owned.json)" in json.loads(result.stdout)["note"]
+    assert (
+        "(--game Hades, --played 620:1200 or --library owned.json)"
+        in json.loads(result.stdout)["note"]
+    )
     assert "--played 620:1200" in str(recommender.recommend(user_id="nobody-at-all").note)
     with pytest.raises(NotFoundError, match="`gamerec similar portal`"):
         recommender.similar("no such game xyz")

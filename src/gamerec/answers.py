@@ -10,6 +10,7 @@ pandas.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,7 @@ def recommend(
     exclude_owned: bool = True,
     include_dlc: bool = False,
     released_since: int | None = None,
-    games: list[str] | None = None,
+    games: Sequence[int | str] | None = None,
 ) -> Recommendations:
     """Recommendations for a known user and/or a history (``played``, ``achievements``,
     ``history``, a GetOwnedGames ``library`` file, ``games`` owned by name or appid).

@@ -411,7 +411,8 @@ def recommend(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Recommend games for a known user, a list of played games, or a Steam library.
+    """Recommend games for a known user, the games a player owns (by name, or appid:minutes),
+    or a Steam library.
 
     Example: gamerec recommend --user 76767 --genres rpg --top-k 5
 

@@ -14,6 +14,8 @@ not known.
 from __future__ import annotations
 
 import functools
+import itertools
+import numbers
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,7 +38,7 @@ from gamerec.artifacts.workspace import Workspace
 from gamerec.dataio.content import TokenRows
 from gamerec.dataio.files import normalise_title
 from gamerec.dataio.history import MAX_GAMES, History
-from gamerec.dataio.ids import is_appid_text
+from gamerec.dataio.ids import MAX_APPID, appid_or_none, is_appid_text
 from gamerec.dataio.kinds import Kind
 from gamerec.dataio.matrix import UserItems
 from gamerec.errors import (
@@ -456,12 +458,19 @@ class Recommender:
         query = str(game).strip()
         if not query:
             raise InvalidRequestError("an empty game name; give a name or an appid")
-        exact = self.catalog.by_title.get(normalise_title(query), [])
+        lowered = query.lower()
+        same = [i for i, name in enumerate(self.catalog.lower_names) if name == lowered]
+        if len(same) == 1:
+            return same[0]
+        # the title key keeps ASCII letters and digits alone: a name written in other letters
+        # (封灵档案, История бомжа 2) would meet every name of its script, or the digits alone
+        key = normalise_title(query)
+        lost = any(char.isalnum() and not char.isascii() for char in query)
+        exact = self.catalog.by_title.get(key, []) if key and not lost else same
         if len(exact) == 1:
             return exact[0]
         if len(exact) > 1:
             raise AmbiguousNameError(query, [self._label(i) for i in exact])
-        lowered = query.lower()
         partial = [i for i, name in enumerate(self.catalog.lower_names) if lowered in name]
         if len(partial) == 1:
             return partial[0]
@@ -472,16 +481,16 @@ class Recommender:
             f"no game named {query!r}{self._near_names(lowered)}; {wording.unknown_name}"
         )
 
-    def _near_names(self, lowered: str, limit: int = 5) -> str:
+    def _near_names(self, lowered: str, limit: int = 5, tries: int = 12) -> str:
         """`` (names with 'counter-strike': ...)``: the most owned games whose names hold the
         longest start of ``lowered`` that any name holds, or "" (a game renamed since the
-        catalog's crawl, Counter-Strike 2 for Global Offensive, or a misspelt last word)."""
-        words = lowered.split()
+        catalog's crawl, Counter-Strike 2 for Global Offensive, or a misspelt word: "the
+        witcherr 3" meets "the witcher", "hollowknigt" "hollowkn"... "hollow"). A start is cut
+        at a word's end or a letter at a time from its last word, down to 4 characters; each
+        is a scan of every name, so at most ``tries`` are scanned (an HTTP request may send
+        256 characters of nonsense)."""
         catalog = self.catalog
-        for n in range(len(words) - 1, 0, -1):
-            start = " ".join(words[:n])
-            if len(start) < 3:
-                break
+        for start in itertools.islice(_starts(lowered.split()), tries):
             near = [i for i, name in enumerate(catalog.lower_names) if start in name]
             if near:
                 owners = (catalog.owners_low + catalog.owners_high) / 2.0
@@ -492,12 +501,32 @@ class Recommender:
     def games_owned(self, games: Sequence[int | str], wording: Wording = COMMAND_LINE) -> History:
         """``games`` (appids or names, found as :meth:`resolve_game` finds them: an ambiguous
         name lists its candidates) as a history of owned games, with no playtime: at the
-        default settings owning a game is what counts (``train.playtime_weight`` 0)."""
+        default settings owning a game is what counts (``train.playtime_weight`` 0). An appid
+        no catalog has is kept, and the answer reports it as unknown, as for ``played``."""
+        if isinstance(games, str | bytes):
+            raise InvalidRequestError("games must be a list of names or appids, not one string")
         if len(games) > MAX_GAMES:
             raise InvalidRequestError(f"{len(games):,} games given; the limit is {MAX_GAMES:,}")
         played: dict[int, float] = {}
         for game in games:
-            item = self.resolve_game(game, wording)
+            if isinstance(game, numbers.Integral) and not isinstance(game, bool):
+                game = int(game)  # numpy's integers too
+            elif not isinstance(game, str):
+                raise InvalidRequestError(f"a game is a name or an appid; got {game!r:.40}")
+            appid = appid_or_none(game.strip() if isinstance(game, str) else game)
+            if isinstance(game, int) and appid is None:
+                raise InvalidRequestError(
+                    f"{str(game)[:40]} is not an appid (a whole number from 1 to {MAX_APPID:,})"
+                )
+            if appid is not None and appid not in self.catalog.by_appid:
+                # digits may be a name too ("1942"); else an appid no catalog has, reported
+                found = None if isinstance(game, int) else self._named(game, wording)
+                if found is None:
+                    played[appid] = 0.0
+                    continue
+                item = found
+            else:
+                item = self.resolve_game(game, wording)
             appid = int(self.catalog.appids[item])
             if appid < 0:
                 raise NotFoundError(
@@ -506,6 +535,15 @@ class Recommender:
                 )
             played[appid] = 0.0
         return History(played)
+
+    def _named(self, name: str, wording: Wording) -> int | None:
+        """The game ``name`` names, or None where none does (an ambiguous name still raises)."""
+        try:
+            return self.resolve_game(name, wording)
+        except AmbiguousNameError:
+            raise
+        except NotFoundError:
+            return None
 
     def search_items(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Catalog rows whose name contains ``query`` (case-insensitive), best matches first.
@@ -970,3 +1008,16 @@ class Recommender:
             start += len(rows)
             ranked = self.engine.rank(self.histories.take_rows(rows), k, allowed)
             yield [user_ids[r] for r in rows], ranked.items, ranked.scores
+
+
+def _starts(words: list[str]) -> Iterator[str]:
+    """The starts of a name to look for, longest first (see ``Recommender._near_names``)."""
+    for n in range(len(words), 0, -1):
+        head, last = words[: n - 1], words[n - 1]
+        # the whole query failed: its last word is cut by a letter at least
+        longest = len(last) - 1 if n == len(words) else len(last)
+        for cut in range(longest, 0, -1):
+            start = " ".join([*head, last[:cut]])
+            if len(start) < 4:
+                break
+            yield start

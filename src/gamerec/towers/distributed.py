@@ -140,7 +140,9 @@ def stop_workers() -> None:
 @contextmanager
 def stop_on_sigterm(workers: Workers) -> Iterator[None]:
     """SIGTERM (torchrun stopping the workers after one failed, or a cancelled run) becomes a
-    TrainingError, announced on stderr at once; outside the main thread nothing is installed."""
+    TrainingError, announced on stderr at once; outside the main thread nothing is installed.
+    A lost peer's TrainingError leaving the block is written on stderr here too, and marked
+    reported, called from the library as from the CLI: torchrun's SIGTERM follows it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

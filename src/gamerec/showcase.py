@@ -105,16 +105,16 @@ def next_steps(recommender: Recommender, data_dir: Path | None = None) -> list[N
     gamerec = "gamerec" if data_dir is None else f"gamerec --data-dir {shlex.quote(str(data_dir))}"
     steps = [
         NextStep(
-            f'{gamerec} recommend --game Hades --game "Slay the Spire"',
-            "your own games, by name (or appid)",
+            f"{gamerec} recommend --game Hades --game Celeste",
+            "your own games, by name or appid",
         ),
         NextStep(
             f"{gamerec} recommend --played 620:1200,400:300",
-            "with playtime, as appid:minutes (the appid is in a game's store URL)",
+            "with minutes played (appids are in store URLs)",
         ),
         NextStep(
             f"{gamerec} recommend --library owned.json",
-            "a Steam library (GetOwnedGames JSON; `gamerec fetch owned --steamid ID` saves one)",
+            "a Steam library (`gamerec fetch owned --steamid ID` saves one)",
         ),
     ]
     known = recommender.users(1)
@@ -127,6 +127,6 @@ def next_steps(recommender: Recommender, data_dir: Path | None = None) -> list[N
         )
     steps += [
         NextStep(f'{gamerec} similar "Portal 2"', "the games closest to one game"),
-        NextStep(f"{gamerec} serve", "a small web page to explore recommendations"),
+        NextStep(f"{gamerec} serve", "a small web page to explore them"),
     ]
     return steps

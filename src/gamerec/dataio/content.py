@@ -1,4 +1,4 @@
-"""What a game is made of, as tokens: its genres, tags, studios and the words of its name.
+"""What a game is made of, as tokens: its genres, tags, studios and the start of its name.
 
 ``genre:rpg``, ``tag:open world``, ``dev:larian studios``, ``pub:bandai namco``,
 ``title:persona``: one list per game (lower case, each token once). The content baseline ranks
@@ -14,12 +14,12 @@ Reload among them. Their studios and their names are all that ties them to a pla
 - **Studios** are compared as :func:`~gamerec.dataio.families.studio_names` compares them
   ("FromSoftware, Inc." is ``dev:fromsoftware``, not ``dev:fromsoftware`` and ``dev:inc.``;
   "CAPCOM Co., Ltd." is ``dev:capcom``).
-- **The words of a name** (``title:``) tell a series: the name's edition words aside
-  (:func:`~gamerec.dataio.families.base_title`), words of three letters or more that are not
-  numbers, roman numerals or a few function words. "Persona 3 Reload" is ``title:persona``
-  and ``title:reload``; with ``dev:atlus`` and ``pub:sega`` its closest games are Persona 4
-  Golden's and Persona 5 Royal's series. Common words ("simulator", "online") weigh little,
-  as every common token does.
+- **The start of a name** (``title:``) tells a series: the name's first word and its first
+  two (:func:`title_words`: edition words aside, words of three letters or more, up to a
+  number or a roman numeral). "Persona 3 Reload" is ``title:persona``; with ``dev:atlus`` and
+  ``pub:sega`` its closest games are Persona 4 Golden's and Persona 5 Royal's series. "Dark
+  Souls III" is ``title:dark`` and ``title:dark souls``: Dark Souls: Remastered shares both,
+  Dark Messiah only the common first word, which weighs little, as every common token does.
 """
 
 from __future__ import annotations
@@ -72,15 +72,19 @@ def _studios(value: Any) -> set[str]:
 
 
 def title_words(name: object) -> list[str]:
-    """The words of a game's name that can tell its series: its edition words aside, three
-    letters or more, no number or roman numeral, no function word ("the", "for")."""
-    return sorted(
-        {
-            word
-            for word in base_title(name).split()
-            if len(word) >= 3 and word not in _FUNCTION_WORDS and not _NUMBER.match(word)
-        }
-    )
+    """The starts of a game's name that can tell its series: its first word and its first two
+    (its edition words aside; words of three letters or more and no function word such as
+    "the"; none after a number or a roman numeral). A series leads its name ("Dark Souls
+    III", "Persona 3 Reload", "The Witcher 2"); a word further on tells none: every word
+    once made Stardew Valley a game of Everdream Valley's and Rogue Valley's series, and
+    Hollow Knight one of Grimm's Hollow's."""
+    words: list[str] = []
+    for word in base_title(name).split():
+        if _NUMBER.match(word) or len(words) == 2:
+            break
+        if len(word) >= 3 and word not in _FUNCTION_WORDS:
+            words.append(word)
+    return sorted({" ".join(words[:n]) for n in range(1, len(words) + 1)})
 
 
 def identity_tokens(tokens: Sequence[str]) -> np.ndarray:

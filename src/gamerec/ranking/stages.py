@@ -331,7 +331,7 @@ RARE_TOKEN_GAMES = 500
 
 
 class ContentSimilarity:
-    """How close a game is to a history in genres, tags, studios and the words of its name:
+    """How close a game is to a history in genres, tags, studios and the start of its name:
     the cosine of their idf-weighted token vectors (:mod:`gamerec.dataio.content`; rare tokens
     such as "Roguelike", a studio or "persona" say more than "Indie" or "Action").
 
@@ -442,7 +442,7 @@ class ContentSimilarity:
 
     def same_series(self, history: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
         """The (at most) ``n`` of ``rows`` closest to one of a history's games by their studios
-        and the words of their names alone (the cosine over those tokens, through the rare
+        and the starts of their names alone (the cosine over those tokens, through the rare
         ones: on at most :data:`RARE_TOKEN_GAMES` of ``rows``), closest first: the other games
         of a series the player owns, which a profile dilutes among a large library and which
         often have no genre or tag to be found by (a kept, read-only row set is indexed once).

@@ -484,7 +484,7 @@ def token_table(description: ModelDescription) -> TokenTable | None:
 
 
 def catalog_tokens(items: pd.DataFrame) -> list[list[str]]:
-    """Each catalog row's content tokens (genres, tags, studios, the words of its name)."""
+    """Each catalog row's content tokens (genres, tags, studios, the start of its name)."""
     return content_tokens(
         [list(g) if g is not None else [] for g in items["genres"]],
         [list(t) if t is not None else [] for t in items["tags"]],

@@ -183,6 +183,7 @@ class Catalog:
     by_appid: dict[int, int] = field(default_factory=dict)
     _by_title: dict[str, list[int]] | None = None
     _lower_names: list[str] | None = None
+    _by_lower_name: dict[str, list[int]] | None = None
 
     def owners(self, item: int) -> str | None:
         low, high = int(self.owners_low[item]), int(self.owners_high[item])
@@ -193,6 +194,16 @@ class Catalog:
         if self._lower_names is None:
             self._lower_names = [n.lower() for n in self.names]
         return self._lower_names
+
+    @property
+    def by_lower_name(self) -> dict[str, list[int]]:
+        """Lower-case name -> positions (built on first use: only name lookups need it)."""
+        if self._by_lower_name is None:
+            by_name: dict[str, list[int]] = {}
+            for position, name in enumerate(self.lower_names):
+                by_name.setdefault(name, []).append(position)
+            self._by_lower_name = by_name
+        return self._by_lower_name
 
     @property
     def by_title(self) -> dict[str, list[int]]:

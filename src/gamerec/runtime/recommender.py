@@ -459,7 +459,7 @@ class Recommender:
         if not query:
             raise InvalidRequestError("an empty game name; give a name or an appid")
         lowered = query.lower()
-        same = [i for i, name in enumerate(self.catalog.lower_names) if name == lowered]
+        same = self.catalog.by_lower_name.get(lowered, [])
         if len(same) == 1:
             return same[0]
         # the title key keeps ASCII letters and digits alone: a name written in other letters

@@ -211,3 +211,94 @@ def test_pairwise_against_a_brute_force_by_what_is_known_of_both(
             len(left), len(right)
         )
         np.testing.assert_allclose(pairs, expected, rtol=1e-5, atol=1e-6)
+
+
+#: a vocabulary of 60 tokens (every fifth one a studio or name) and catalogs whose games hold
+#: from none to 40 of them: the row lengths :meth:`ContentSimilarity.closest` sums in blocks
+WIDE_IDF = np.linspace(1.0, 5.0, 60).astype(np.float32)
+WIDE_IDENTITY = np.arange(60) % 5 == 0
+WIDE_CATALOGS = st.lists(
+    st.one_of(
+        st.lists(st.integers(0, 59), unique=True, max_size=8),
+        st.lists(st.integers(0, 59), unique=True, min_size=20, max_size=40),
+    ),
+    min_size=2,
+    max_size=30,
+)
+
+
+def wide_similarity(games: list[list[int]]) -> ContentSimilarity:
+    indptr = np.zeros(len(games) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(tokens) for tokens in games])
+    indices = np.array([t for tokens in games for t in tokens], dtype=np.int32)
+    return ContentSimilarity(TokenRows(indptr, indices), WIDE_IDF, WIDE_IDENTITY)
+
+
+def wide_vector(tokens: list[int], identity_only: bool = False) -> np.ndarray:
+    out = np.zeros(len(WIDE_IDF))
+    for token in tokens:
+        if WIDE_IDENTITY[token] or not identity_only:
+            out[token] = WIDE_IDF[token]
+    return out
+
+
+@given(WIDE_CATALOGS, st.data())
+def test_closest_against_a_brute_force_of_profile_cosines(
+    games: list[list[int]], data: st.DataObject
+) -> None:
+    """The games of highest cosine with a history's profile (with its studio and name part
+    for a game that has nothing else), closest first, none with nothing in common; a kept
+    (read-only) row set answers the same the second time."""
+    content = wide_similarity(games)
+    n = len(games)
+    history = data.draw(st.lists(st.integers(0, n - 1), unique=True, min_size=1, max_size=n))
+    rows = np.array(data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n)))
+    rows = rows.astype(np.int64)
+    rows.setflags(write=False)
+    weights = np.array(
+        data.draw(st.lists(st.floats(0.5, 3.0), min_size=len(history), max_size=len(history))),
+        dtype=np.float32,
+    )
+    profile = content.profile(np.array(history), weights)
+    dense_profile = sum(
+        w * wide_vector(games[h]) / max(np.linalg.norm(wide_vector(games[h])), 1e-12)
+        for h, w in zip(history, weights, strict=True)
+    )
+
+    def expected(game: int) -> float:
+        described = any(not WIDE_IDENTITY[t] for t in games[game])
+        if described:
+            return cosine(wide_vector(games[game]), dense_profile)
+        identity = np.where(WIDE_IDENTITY, dense_profile, 0.0)
+        return cosine(wide_vector(games[game], identity_only=True), identity)
+
+    truth = {int(g): expected(int(g)) for g in rows}
+    for _ in range(2):
+        found = content.closest(profile, rows, len(rows)).tolist()
+        assert set(found) == {g for g, value in truth.items() if value > 1e-6}
+        values = [truth[g] for g in found]
+        assert all(a >= b - 1e-5 for a, b in itertools.pairwise(values))
+        np.testing.assert_allclose(
+            content.scores(profile, np.array(found, dtype=np.int64)), values, rtol=1e-4, atol=1e-6
+        )
+
+
+@given(WIDE_CATALOGS, st.data())
+def test_closeness_blends_the_profile_and_the_closest_history_game(
+    games: list[list[int]], data: st.DataObject
+) -> None:
+    """:meth:`ContentSimilarity.closeness` (one product over the history's tokens) is half the
+    cosine with the profile and half the largest cosine with one history game."""
+    content = wide_similarity(games)
+    n = len(games)
+    history = np.array(
+        data.draw(st.lists(st.integers(0, n - 1), unique=True, min_size=1, max_size=n)),
+        dtype=np.int64,
+    )
+    candidates = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=n)), dtype=np.int64)
+    profile = content.profile(history, np.ones(len(history), dtype=np.float32))
+    blended = content.closeness(profile, history, candidates)
+    expected = 0.5 * content.scores(profile, candidates)
+    if len(candidates):
+        expected += 0.5 * content.pairwise(history, candidates).max(axis=0)
+    np.testing.assert_allclose(blended, expected, rtol=1e-5, atol=1e-6)

@@ -750,12 +750,10 @@ class RankingEngine:
             history, skip = histories.row(row), len(excluded[row])
             closest = self.content.closest(profiles[row], rows, n + skip)
             series = self.content.same_series(history, rows, n + skip)
-            extra = np.concatenate(
-                [
-                    part[~np.isin(part, excluded[row]) & ~np.isin(part, items[row])][:n]
-                    for part in (closest, series)
-                ]
-            )
+            taken = np.zeros(len(self.trained) + 1, dtype=bool)  # the last one: -1, a pad
+            taken[excluded[row]] = True
+            taken[items[row]] = True
+            extra = np.concatenate([part[~taken[part]][:n] for part in (closest, series)])
             extra = extra[np.sort(np.unique(extra, return_index=True)[1])]
             kept = items[row] >= 0
             out_items.append(np.concatenate([items[row][kept], extra]))

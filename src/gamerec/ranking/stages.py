@@ -12,6 +12,7 @@ alone the blend trailed EASE).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -328,6 +329,10 @@ class Editions:
 NEAREST_SHARE = 0.5
 #: a studio or name token on more of the searched games than this makes no candidate
 RARE_TOKEN_GAMES = 500
+#: the bounds of the token counts of the rows :meth:`ContentSimilarity.closest` sums together
+_BLOCK_LENGTHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 1 << 62)
+#: rows of about the same number of tokens: (positions (m,), tokens (m, w), weights (m, w))
+_Block = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class ContentSimilarity:
@@ -359,9 +364,9 @@ class ContentSimilarity:
         #: (n,) bool: the games with a genre or a tag (most games nobody in the play data owns
         #: have neither: their studio and name are all that is known of them)
         self.described = self._row_sums((~self.identity[rows.indices]).astype(np.float32)) > 0
-        self._kept: dict[int, tuple[np.ndarray, ...]] = {}
+        self._kept: dict[int, tuple[np.ndarray, list[_Block], np.ndarray]] = {}
         self._kept_postings: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
-        self._last_left: tuple[bytes, np.ndarray, np.ndarray] | None = None
+        self._last_left: tuple[bytes, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of_table(cls, rows: TokenRows, table: TokenTable) -> ContentSimilarity:
@@ -418,14 +423,21 @@ class ContentSimilarity:
     def closeness(
         self, profile: np.ndarray, history: np.ndarray, candidates: np.ndarray
     ) -> np.ndarray:
-        """(c,) each candidate's closeness to a history (its profile and its games' rows):
-        the cosine with the profile and the largest with one of its games, blended by
-        :data:`NEAREST_SHARE`."""
+        """(c,) each candidate's closeness to a history (``profile``, its :meth:`profile`,
+        and its games' rows): the cosine with the profile and the largest with one of its
+        games, blended by :data:`NEAREST_SHARE`."""
         candidates = np.asarray(candidates, dtype=np.int64)
-        to_profile = self.scores(profile, candidates)
+        history = np.asarray(history, dtype=np.int64)
         if not len(history) or not len(candidates):
-            return (1.0 - NEAREST_SHARE) * to_profile
-        nearest = self.pairwise(history, candidates).max(axis=0)
+            return (1.0 - NEAREST_SHARE) * self.scores(profile, candidates)
+        # the profile is a sum of the history's rows, so it lives on the history's tokens: one
+        # product with the candidates' rows over those tokens gives both cosines
+        vocabulary, position, left_dense = self._dense_left(history)
+        right_dense = self._dense_right(position, len(vocabulary), candidates)
+        products = np.vstack([left_dense, profile[vocabulary][None]]) @ right_dense.T
+        to_profile = products[-1] / np.maximum(self.norms[candidates], 1e-12)
+        to_profile = self._by_what_is_known(to_profile, profile, self.described[candidates])
+        nearest = self._cosines(products[:-1], history, candidates).max(axis=0)
         return ((1.0 - NEAREST_SHARE) * to_profile + NEAREST_SHARE * nearest).astype(np.float32)
 
     def batch_closeness(
@@ -501,16 +513,21 @@ class ContentSimilarity:
         """The (at most) ``n`` of ``rows`` closest to ``profile``, closest first, none with
         nothing in common (a kept, read-only row set is gathered and weighted once)."""
         kept = self._kept.get(id(rows))
-        if kept is None or kept[0] is not rows:
-            kept = (rows, *self._weighted(rows), self.described[rows])
+        if kept is not None and kept[0] is rows:
+            _, blocks, undescribed = kept
+        else:
+            blocks, undescribed = self._weighted(rows), np.flatnonzero(~self.described[rows])
             if not rows.flags.writeable and len(self._kept) < 16:
-                self._kept[id(rows)] = kept
-        _, tokens, weights, starts, present, described = kept
+                self._kept[id(rows)] = (rows, blocks, undescribed)
         closeness = np.zeros(len(rows), dtype=np.float32)
-        if len(present):
-            closeness[present] = np.add.reduceat(profile[tokens] * weights, starts)
-        closeness = self._by_what_is_known(closeness, profile, described)
-        n = min(n, int((closeness > 0).sum()))
+        for positions, tokens, weights in blocks:
+            closeness[positions] = np.einsum("ij,ij->i", np.take(profile, tokens), weights)
+        if len(undescribed):
+            # as :meth:`_by_what_is_known`, on the undescribed rows alone
+            length = self._identity_length(profile)
+            if length > 0:
+                closeness[undescribed] = np.minimum(closeness[undescribed] / length, 1.0)
+        n = min(n, int(np.count_nonzero(closeness > 0)))
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         top = np.argpartition(-closeness, n - 1)[:n]
@@ -522,16 +539,24 @@ class ContentSimilarity:
         genre or tag (Persona 3 Reload, known by its studio, publisher and name, is close to
         Persona 4 Golden, not far from it for the twenty tags it lacks)."""
         left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
-        position, left_dense = self._dense_left(left)
-        # the right games as dense rows over the left games' own tokens (their other tokens
-        # add nothing to a product): a matrix product, whatever the vocabulary's size
+        vocabulary, position, left_dense = self._dense_left(left)
+        products = left_dense @ self._dense_right(position, len(vocabulary), right).T
+        return self._cosines(products, left, right)
+
+    def _dense_right(self, position: np.ndarray, width: int, right: np.ndarray) -> np.ndarray:
+        """(len(right), width) the ``right`` games as dense rows over the left games' own
+        tokens (``position``: each token's column, -1 for none), their other tokens dropped:
+        they add nothing to a product with the left games, whatever the vocabulary's size."""
         right_rows = self.rows.take(right)
-        right_dense = np.zeros((len(right), left_dense.shape[1]), dtype=np.float32)
+        right_dense = np.zeros((len(right), width), dtype=np.float32)
         owner = np.repeat(np.arange(len(right)), np.diff(right_rows.indptr))
         columns = position[right_rows.indices]
         shared = columns >= 0
         right_dense[owner[shared], columns[shared]] = self.idf[right_rows.indices[shared]]
-        products = left_dense @ right_dense.T
+        return right_dense
+
+    def _cosines(self, products: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """:meth:`pairwise` from the pairs' token-vector products."""
         cosines = products / np.maximum(np.outer(self.norms[left], self.norms[right]), 1e-12)
         both = self.described[left][:, None] & self.described[right][None, :]
         if both.all():
@@ -541,14 +566,14 @@ class ContentSimilarity:
         by_identity = np.where(identity > 0, products / np.maximum(identity, 1e-12), 0.0)
         return np.where(both, cosines, np.minimum(by_identity, 1.0)).astype(np.float32)
 
-    def _dense_left(self, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For :meth:`pairwise`: each token's column among the ``left`` games' own tokens (-1:
-        none of theirs), and the left games as dense rows over those columns. The last one is
-        kept: a request compares its history with its trained candidates, its new ones and its
-        answers."""
+    def _dense_left(self, left: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For :meth:`pairwise`: the ``left`` games' own tokens, each token's column among them
+        (-1: none of theirs), and the left games as dense rows over those columns. The last one
+        is kept: a request compares its history with its trained candidates, its new ones and
+        its answers."""
         key, last = left.tobytes(), self._last_left  # one read: a server shares this object
         if last is not None and last[0] == key:
-            return last[1], last[2]
+            return last[1], last[2], last[3]
         left_rows = self.rows.take(left)
         vocabulary = np.unique(left_rows.indices)
         position = np.full(len(self.idf), -1, dtype=np.int64)
@@ -556,18 +581,37 @@ class ContentSimilarity:
         dense = np.zeros((len(left), len(vocabulary)), dtype=np.float32)
         owner = np.repeat(np.arange(len(left)), np.diff(left_rows.indptr))
         dense[owner, position[left_rows.indices]] = self.idf[left_rows.indices]
-        self._last_left = (key, position, dense)
-        return position, dense
+        self._last_left = (key, vocabulary, position, dense)
+        return vocabulary, position, dense
 
-    def _weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``rows``' tokens, each token's idf over its row's norm, where each row with tokens
-        starts, and those rows' positions: what :meth:`closest` multiplies a profile by."""
+    def _weighted(self, rows: np.ndarray) -> list[_Block]:
+        """``rows``' tokens with each token's idf over its row's norm, what :meth:`closest`
+        multiplies a profile by: in blocks of rows of about the same number of tokens, each
+        (positions in ``rows``, (m, width) tokens, (m, width) weights), short rows padded
+        with weight 0. A sum over a block's rows is one call, where a sum per row of 20,000
+        rows was the larger part of a request."""
         subset = self.rows.take(rows)
         lengths = np.diff(subset.indptr)
-        present = np.flatnonzero(lengths > 0)
-        owner_norms = np.repeat(np.maximum(self.norms[rows], 1e-12), lengths)
-        weights = (self.idf[subset.indices] / owner_norms).astype(np.float32)
-        return subset.indices, weights, subset.indptr[present], present
+        weights = (
+            self.idf[subset.indices] / np.repeat(np.maximum(self.norms[rows], 1e-12), lengths)
+        ).astype(np.float32)
+        blocks = []
+        for low, high in itertools.pairwise(_BLOCK_LENGTHS):
+            positions = np.flatnonzero((lengths >= low) & (lengths < high))
+            if not len(positions):
+                continue
+            width = int(lengths[positions].max())
+            entry = subset.indptr[positions][:, None] + np.arange(width)[None, :]
+            inside = np.arange(width)[None, :] < lengths[positions][:, None]
+            entry = np.where(inside, entry, 0)
+            blocks.append(
+                (
+                    positions,
+                    np.where(inside, subset.indices[entry], 0),
+                    np.where(inside, weights[entry], 0.0).astype(np.float32),
+                )
+            )
+        return blocks
 
     def _scores(self, profile: np.ndarray, subset: TokenRows, norms: np.ndarray) -> np.ndarray:
         products = profile[subset.indices] * self.idf[subset.indices]

@@ -129,6 +129,81 @@ def test_exact_search_matches_a_full_sort() -> None:
     assert np.all(np.diff(scores, axis=1) <= 0)
 
 
+def low_rank_vectors(n: int, dim: int, rank: int, noise: float, seed: int) -> np.ndarray:
+    """Vectors near a ``rank``-dimensional subspace, as a linear map of content gives them,
+    with ties (repeated rows), as games with the same genres and tags have."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((rank, dim))
+    vectors = rng.standard_normal((n, rank)) @ basis + noise * rng.standard_normal((n, dim))
+    vectors[1::7] = vectors[::7][: len(vectors[1::7])]
+    return (0.3 * vectors / np.sqrt(dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("rank", "noise", "narrow"), [(8, 0.02, True), (256, 1.0, False)])
+def test_one_query_on_a_large_exact_index_answers_as_the_full_scan(
+    rank: int, noise: float, narrow: bool
+) -> None:
+    """Past its first search, one query on a large exact index scans the vectors' leading
+    directions and scores in full only the rows its bounds cannot rule out: the answer is the
+    full scan's, with filters, exclusions, ties and short rows, whether the vectors lie near
+    a few directions (most rows ruled out) or not (too few ruled out: the full scan)."""
+    import gamerec.index.reference as reference
+
+    vectors = low_rank_vectors(reference.PRUNE_MIN_ROWS + 500, 64, rank, noise, seed=rank)
+    index = ExactIndex(vectors)
+    rng = np.random.default_rng(1)
+    scored = []
+    real_search = reference._Projection.search
+
+    def counting(self, *args):  # type: ignore[no-untyped-def]
+        found = real_search(self, *args)
+        scored.append(found is not None)
+        return found
+
+    for trial in range(40):
+        query = vectors[rng.integers(len(vectors))] + 0.01 * rng.standard_normal(64)
+        query = query.astype(np.float32)
+        k = int(rng.choice([1, 10, 20, 200]))
+        allowed = rng.random(len(vectors)) < (0.002 if trial % 10 == 9 else 0.8)
+        exclude = [rng.integers(0, len(vectors), 50)]
+        full = (query[None] @ vectors.T)[0].astype(np.float64)
+        full[~allowed] = -np.inf
+        full[exclude[0]] = -np.inf
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(reference._Projection, "search", counting)
+            scores, ids = index.search(query[None], k, exclude, allowed)
+        width = min(k, len(vectors) - len(np.unique(exclude[0])))
+        assert ids.shape == scores.shape == (1, width)
+        expected = sorted(np.flatnonzero(np.isfinite(full)), key=lambda i: (-full[i], i))[:width]
+        found = ids[0][ids[0] >= 0]
+        assert len(found) == len(expected)
+        # the same games; where two differ in order or identity, their true scores tie
+        np.testing.assert_allclose(full[found], full[expected], rtol=1e-5, atol=1e-7)
+        assert set(found.tolist()) <= set(np.flatnonzero(np.isfinite(full)).tolist())
+        assert (ids[0][len(found) :] == -1).all() and np.isneginf(scores[0][len(found) :]).all()
+        np.testing.assert_allclose(scores[0][: len(found)], full[found], rtol=1e-5, atol=1e-6)
+    assert index._projection is not None  # made at the second search
+    assert len(scored) == 39
+    # under a wide filter: always narrowly near a few directions; otherwise the bounds rule
+    # out too few rows for most queries, and the full scan answers
+    wide = [used for trial, used in enumerate(scored, start=1) if trial % 10 != 9]
+    assert all(wide) if narrow else sum(wide) < len(wide) / 2
+
+
+def test_a_small_or_one_shot_exact_index_scans_in_full() -> None:
+    import gamerec.index.reference as reference
+
+    vectors = low_rank_vectors(reference.PRUNE_MIN_ROWS + 10, 64, 8, 0.02, seed=3)
+    large, small = ExactIndex(vectors), ExactIndex(vectors[:500])
+    large.search(vectors[:1], 10, [np.empty(0, np.int64)])
+    assert large._projection is None  # one search: a one-shot command pays nothing for it
+    large.search(vectors[:1], 10, [np.empty(0, np.int64)])
+    assert large._projection is not None
+    for _ in range(3):
+        small.search(vectors[:1], 10, [np.empty(0, np.int64)])
+    assert small._projection is None
+
+
 def test_recall_at_k_counts_overlap() -> None:
     truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = np.array([[4, 3, 2, 1], [5, 6, -1, 9]])

@@ -30,6 +30,11 @@ __all__ = [
 
 #: bound on the (queries x items) score block computed at once, in float32 cells
 _BLOCK_CELLS = 1 << 25
+#: an exact index of at least this many rows answers one query through a narrow scan first
+#: (:class:`_Projection`)
+PRUNE_MIN_ROWS = 4096
+#: the leading directions that scan covers
+_PRUNE_DIRECTIONS = 32
 
 
 def exact_search(
@@ -167,6 +172,8 @@ class ExactIndex:
     def __init__(self, item_embeddings: npt.ArrayLike):
         self.vectors = np.ascontiguousarray(item_embeddings, dtype=np.float32)
         self.ntotal, self.d = self.vectors.shape
+        self._single_searches = 0
+        self._projection: _Projection | None = None
 
     def search(
         self, queries: npt.ArrayLike, k: int, exclude: Exclusions = None, allowed: Mask = None
@@ -177,6 +184,11 @@ class ExactIndex:
         if mask is None and excluded is None:
             return exact_search(self.vectors, q, width) if width else _empty(q.shape[0])
         if q.shape[0] == 1 and width:  # one request: 1-D arrays, a third of the numpy calls
+            projection = self._projection_for_one_query()
+            if projection is not None:
+                found = projection.search(self.vectors, q[0], width, mask, excluded)
+                if found is not None:
+                    return found
             scores = (q @ self.vectors.T)[0]
             if mask is not None:
                 scores[~mask] = -np.inf
@@ -207,6 +219,81 @@ class ExactIndex:
             ids_out[start : start + block] = np.where(np.isneginf(top_scores), -1, top)
             scores_out[start : start + block] = top_scores
         return scores_out, ids_out
+
+    def _projection_for_one_query(self) -> _Projection | None:
+        """The narrow scan of a large index, made at its second single-query search (a
+        one-shot command searches once, and making it costs several full scans)."""
+        if self._projection is not None or self.ntotal < PRUNE_MIN_ROWS:
+            return self._projection
+        self._single_searches += 1
+        if self._single_searches >= 2 and self.d > _PRUNE_DIRECTIONS:
+            self._projection = _Projection(self.vectors, _PRUNE_DIRECTIONS)
+        return self._projection
+
+
+class _Projection:
+    """An exact single-query search that reads a fraction of the vectors.
+
+    Each vector ``v`` is split along an orthonormal basis ``B`` of the vectors' leading
+    directions (of their uncentred second moment): ``v = B(Bᵀv) + r``. Then
+    ``q·v = (Bᵀq)·(Bᵀv) + q·r`` and ``|q·r| <= |q - BBᵀq| |r|``: a scan of the ``(n, h)``
+    leading coordinates bounds every score from above and below. Only the rows whose upper
+    bound reaches the k-th best lower bound can be in the top k, and those alone are scored
+    in full, so the answer is the full scan's. The vectors of games nobody in the play data
+    owns come from a linear map of their content and lie close to a few directions: on the
+    bundled catalog 32 of 256 hold 99.6% of their second moment, 21,194 rows scan as 32
+    columns and about 150 rows are scored in full, where the full scan reads 22 MB.
+    """
+
+    def __init__(self, vectors: npt.NDArray[np.float32], directions: int):
+        second_moment = (vectors.T @ vectors).astype(np.float64)  # (d, d)
+        _, eigenvectors = np.linalg.eigh(second_moment)  # ascending
+        self.basis = np.ascontiguousarray(eigenvectors[:, ::-1][:, :directions], np.float32)
+        self.head = np.ascontiguousarray(vectors @ self.basis)  # (n, h)
+        residual = vectors - self.head @ self.basis.T
+        self.rest = np.linalg.norm(residual.astype(np.float64), axis=1).astype(np.float32)
+        #: room for float32 rounding in the bounds, per row (the vectors' lengths)
+        self.rounding = (1e-5 * np.linalg.norm(vectors, axis=1) + 1e-30).astype(np.float32)
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        query: npt.NDArray[np.float32],
+        width: int,
+        mask: npt.NDArray[np.bool_] | None,
+        excluded: list[npt.NDArray[np.int64]] | None,
+    ) -> SearchResult | None:
+        """The top ``width`` as a full scan finds them, or None where the bounds leave more
+        than a quarter of the rows to score in full."""
+        leading = query @ self.basis  # (h,)
+        query_rest = float(np.linalg.norm(query - self.basis @ leading))
+        query_length = float(np.linalg.norm(query))
+        approximate = self.head @ leading
+        slack = query_rest * self.rest + query_length * self.rounding
+        lower = approximate - slack
+        if mask is not None:
+            lower[~mask] = -np.inf
+        if excluded is not None:
+            lower[excluded[0]] = -np.inf
+        eligible = np.isfinite(lower)
+        n_eligible = int(np.count_nonzero(eligible))
+        if n_eligible <= width:
+            rows = np.flatnonzero(eligible)
+        else:
+            threshold = np.partition(lower, len(lower) - width)[len(lower) - width]
+            rows = np.flatnonzero(eligible & (approximate + slack >= threshold))
+        if len(rows) > len(lower) // 4:
+            return None
+        scores = (query[None] @ vectors[rows].T)[0]
+        keep = min(width, len(rows))
+        if keep < len(rows):
+            top = np.argpartition(-scores, keep - 1)[:keep]
+            rows, scores = rows[top], scores[top]
+        order = np.lexsort((rows, -scores))
+        out_scores = np.full(width, -np.inf, dtype=np.float32)
+        out_ids = np.full(width, -1, dtype=np.int64)
+        out_scores[:keep], out_ids[:keep] = scores[order], rows[order]
+        return out_scores[None], out_ids[None]
 
 
 def _empty(n_queries: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:

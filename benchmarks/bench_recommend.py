@@ -1,6 +1,7 @@
 """Recommending on the bundled catalog: in-process latency, whole-process time, --all.
 
     python benchmarks/bench_recommend.py
+    python benchmarks/bench_recommend.py --threads 1   (numpy on one BLAS thread, as `serve` runs)
 
 References (issue), each measured in the same run where it is a process:
 - in-process `recommend` p50 <= 1 ms and p99 <= 5 ms;
@@ -44,7 +45,18 @@ def timed_process(command: list[str], runs: int) -> list[float]:
 
 
 def main() -> None:
+    import argparse
+
+    from gamerec.runtime.blas import set_blas_threads
     from gamerec.runtime.recommender import Recommender
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads", type=int, help="numpy's BLAS threads in process (default: numpy's own)"
+    )
+    args = parser.parse_args()
+    if args.threads is not None:
+        set_blas_threads(args.threads)
 
     root = trained_workspace()
     recommender = Recommender.from_dir(root)
@@ -80,7 +92,8 @@ def main() -> None:
 
     print(
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-        f"{recommender.n_items:,} games, {len(users):,} users, 2,000 requests"
+        f"{recommender.n_items:,} games, {len(users):,} users, 2,000 requests; "
+        f"BLAS threads in process: {args.threads or 'numpy default'}"
     )
     print(
         f"in-process recommend: p50 {p50:.3f} ms ({p50 / 1.0:.2f}x the 1 ms reference), "

@@ -151,6 +151,7 @@ def test_one_query_on_a_large_exact_index_answers_as_the_full_scan(
 
     vectors = low_rank_vectors(reference.PRUNE_MIN_ROWS + 500, 64, rank, noise, seed=rank)
     index = ExactIndex(vectors)
+    index.narrow_single_queries()
     rng = np.random.default_rng(1)
     scored = []
     real_search = reference._Projection.search
@@ -182,26 +183,71 @@ def test_one_query_on_a_large_exact_index_answers_as_the_full_scan(
         assert set(found.tolist()) <= set(np.flatnonzero(np.isfinite(full)).tolist())
         assert (ids[0][len(found) :] == -1).all() and np.isneginf(scores[0][len(found) :]).all()
         np.testing.assert_allclose(scores[0][: len(found)], full[found], rtol=1e-5, atol=1e-6)
-    assert index._projection is not None  # made at the second search
-    assert len(scored) == 39
+    assert len(scored) == 40
     # under a wide filter: always narrowly near a few directions; otherwise the bounds rule
     # out too few rows for most queries, and the full scan answers
-    wide = [used for trial, used in enumerate(scored, start=1) if trial % 10 != 9]
+    wide = [used for trial, used in enumerate(scored) if trial % 10 != 9]
     assert all(wide) if narrow else sum(wide) < len(wide) / 2
 
 
-def test_a_small_or_one_shot_exact_index_scans_in_full() -> None:
+def test_only_a_large_index_asked_to_answers_narrowly() -> None:
+    """A small index, or one not asked (a one-shot command's: making the narrow scan costs a
+    few full scans), scans in full."""
     import gamerec.index.reference as reference
 
     vectors = low_rank_vectors(reference.PRUNE_MIN_ROWS + 10, 64, 8, 0.02, seed=3)
     large, small = ExactIndex(vectors), ExactIndex(vectors[:500])
-    large.search(vectors[:1], 10, [np.empty(0, np.int64)])
-    assert large._projection is None  # one search: a one-shot command pays nothing for it
-    large.search(vectors[:1], 10, [np.empty(0, np.int64)])
-    assert large._projection is not None
     for _ in range(3):
-        small.search(vectors[:1], 10, [np.empty(0, np.int64)])
-    assert small._projection is None
+        large.search(vectors[:1], 10, [np.empty(0, np.int64)])
+    assert large._projection is None
+    large.narrow_single_queries()
+    small.narrow_single_queries()
+    assert large._projection is not None and small._projection is None
+
+
+def test_the_engine_answers_a_repeated_filter_narrowly_and_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ranking engine's kept sub-index of a filter searched again (a server's requests)
+    answers narrowly, and every answer is what an engine that always scans in full gives."""
+    import gamerec.index.reference as reference
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.ranking import RankingEngine, RankingPolicy
+    from gamerec.ranking.user_tower import USER_TOWER_ARRAYS, NumpyUserTower
+
+    vectors = low_rank_vectors(3000, 64, 6, 0.15, seed=4)
+    n = len(vectors)
+    trained = np.arange(n) < 400
+    tower = NumpyUserTower({name: np.zeros((n, 2)) for name in USER_TOWER_ARRAYS})
+    policy = RankingPolicy(new_games_share=0.5)
+
+    allowed = np.ones(n, dtype=bool)
+    allowed[::5] = False
+    allowed.setflags(write=False)
+    rng = np.random.default_rng(5)
+    requests = []
+    for _ in range(6):
+        owned = rng.choice(n, 12, replace=False)
+        history = UserItems.from_pairs(
+            np.zeros(12, np.int64), owned, np.ones(12), n_rows=1, n_items=n
+        )
+        query = (vectors[owned].sum(0) + 0.01 * rng.standard_normal(64))[None]
+        requests.append((history, query.astype(np.float32)))
+
+    def answers(prune_min_rows: int) -> tuple[RankingEngine, list]:
+        monkeypatch.setattr(reference, "PRUNE_MIN_ROWS", prune_min_rows)
+        engine = RankingEngine(tower, vectors, ExactIndex(vectors), trained, policy)
+        return engine, [engine.rank(h, 20, allowed, queries=q) for h, q in requests]
+
+    full, in_full = answers(10**9)
+    narrow, narrowly = answers(1000)
+    for one, other in zip(in_full, narrowly, strict=True):
+        assert one.items.tolist() == other.items.tolist()
+        np.testing.assert_allclose(one.scores, other.scores, rtol=1e-5)
+        assert other.new[0].sum() == 10
+    new_index = [index for _, index in narrow._subsets.values() if index.ntotal > 1000]
+    assert new_index and all(index._projection is not None for index in new_index)
+    assert not any(index._projection is not None for _, index in full._subsets.values())
 
 
 def test_recall_at_k_counts_overlap() -> None:

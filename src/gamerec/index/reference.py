@@ -35,6 +35,8 @@ _BLOCK_CELLS = 1 << 25
 PRUNE_MIN_ROWS = 4096
 #: the leading directions that scan covers
 _PRUNE_DIRECTIONS = 32
+#: the rows the directions are found from
+_PRUNE_SAMPLE_ROWS = 4096
 
 
 def exact_search(
@@ -172,7 +174,6 @@ class ExactIndex:
     def __init__(self, item_embeddings: npt.ArrayLike):
         self.vectors = np.ascontiguousarray(item_embeddings, dtype=np.float32)
         self.ntotal, self.d = self.vectors.shape
-        self._single_searches = 0
         self._projection: _Projection | None = None
 
     def search(
@@ -184,7 +185,7 @@ class ExactIndex:
         if mask is None and excluded is None:
             return exact_search(self.vectors, q, width) if width else _empty(q.shape[0])
         if q.shape[0] == 1 and width:  # one request: 1-D arrays, a third of the numpy calls
-            projection = self._projection_for_one_query()
+            projection = self._projection
             if projection is not None:
                 found = projection.search(self.vectors, q[0], width, mask, excluded)
                 if found is not None:
@@ -220,15 +221,13 @@ class ExactIndex:
             scores_out[start : start + block] = top_scores
         return scores_out, ids_out
 
-    def _projection_for_one_query(self) -> _Projection | None:
-        """The narrow scan of a large index, made at its second single-query search (a
-        one-shot command searches once, and making it costs several full scans)."""
-        if self._projection is not None or self.ntotal < PRUNE_MIN_ROWS:
-            return self._projection
-        self._single_searches += 1
-        if self._single_searches >= 2 and self.d > _PRUNE_DIRECTIONS:
+    def narrow_single_queries(self) -> None:
+        """Answer each later single query through a narrow scan first (:class:`_Projection`),
+        for an index of at least :data:`PRUNE_MIN_ROWS` rows: an index that will be searched
+        many times (a server's), as making it costs a few full scans."""
+        wide = self.ntotal >= PRUNE_MIN_ROWS and self.d > _PRUNE_DIRECTIONS
+        if self._projection is None and wide:
             self._projection = _Projection(self.vectors, _PRUNE_DIRECTIONS)
-        return self._projection
 
 
 class _Projection:
@@ -246,14 +245,19 @@ class _Projection:
     """
 
     def __init__(self, vectors: npt.NDArray[np.float32], directions: int):
-        second_moment = (vectors.T @ vectors).astype(np.float64)  # (d, d)
+        # the directions from a sample of the rows: any orthonormal basis keeps the bounds
+        # exact, a good one keeps them tight
+        step = max(1, len(vectors) // _PRUNE_SAMPLE_ROWS)
+        sample = vectors[::step]
+        second_moment = (sample.T @ sample).astype(np.float64)  # (d, d)
         _, eigenvectors = np.linalg.eigh(second_moment)  # ascending
         self.basis = np.ascontiguousarray(eigenvectors[:, ::-1][:, :directions], np.float32)
         self.head = np.ascontiguousarray(vectors @ self.basis)  # (n, h)
         residual = vectors - self.head @ self.basis.T
-        self.rest = np.linalg.norm(residual.astype(np.float64), axis=1).astype(np.float32)
+        self.rest = np.sqrt(np.einsum("nd,nd->n", residual, residual))  # (n,)
         #: room for float32 rounding in the bounds, per row (the vectors' lengths)
-        self.rounding = (1e-5 * np.linalg.norm(vectors, axis=1) + 1e-30).astype(np.float32)
+        lengths = np.sqrt(np.einsum("nd,nd->n", vectors, vectors))
+        self.rounding = (1e-5 * lengths + 1e-30).astype(np.float32)
 
     def search(
         self,

@@ -932,7 +932,10 @@ class RankingEngine:
                 self._searched_once.add(key)
                 return None
             members = np.flatnonzero(allowed)
-            subset = self._subsets[key] = (members, ExactIndex(self.item_vectors[members]))
+            index = ExactIndex(self.item_vectors[members])
+            if not at_once:  # a request's filter, searched again: a server's
+                index.narrow_single_queries()
+            subset = self._subsets[key] = (members, index)
         if not allowed.flags.writeable:  # a kept filter mask: found by identity next time
             self._subset_of_mask[id(allowed)] = (allowed, subset)
         return subset

@@ -190,6 +190,43 @@ def test_one_query_on_a_large_exact_index_answers_as_the_full_scan(
     assert all(wide) if narrow else sum(wide) < len(wide) / 2
 
 
+def test_one_query_breaks_ties_by_the_smaller_id_on_either_scan() -> None:
+    """Rows that tie exactly (here every row, for a zero query) come back smallest id first,
+    from the full scan and from the narrow one alike."""
+    rng = np.random.default_rng(0)
+    vectors = (rng.standard_normal((5000, 8)) @ rng.standard_normal((8, 64))).astype(np.float32)
+    full, narrow = ExactIndex(vectors), ExactIndex(vectors)
+    narrow.narrow_single_queries()
+    assert narrow._projection is not None
+    allowed = np.zeros(5000, dtype=bool)
+    allowed[300:1300] = True
+    for index in (full, narrow):
+        _, ids = index.search(np.zeros((1, 64), np.float32), 5, [np.array([301])], allowed)
+        assert ids.tolist() == [[300, 302, 303, 304, 305]]
+
+
+def test_the_narrow_scan_allows_for_rounding_among_near_duplicate_rows() -> None:
+    """Sixty vectors, each a hundred times with a relative jitter of 1e-7 (the same game's
+    vector under several editions, rounded apart): the narrow scan answers exactly as the full
+    scan, ids and scores to the last bit, which holds only if its bounds leave room for float32
+    rounding and both scans score their finalists alike."""
+    rng = np.random.default_rng(7)
+    basis = np.linalg.qr(rng.standard_normal((256, 32)))[0]
+    distinct = rng.standard_normal((60, 32)) @ basis.T
+    vectors = np.repeat(distinct, 100, axis=0) * (1 + 1e-7 * rng.standard_normal((6000, 1)))
+    vectors = vectors.astype(np.float32)
+    full, narrow = ExactIndex(vectors), ExactIndex(vectors)
+    narrow.narrow_single_queries()
+    for _ in range(200):
+        query = (vectors[rng.integers(6000)] + 1e-3 * rng.standard_normal(256)).astype(np.float32)
+        k = int(rng.choice([1, 5, 20, 100]))
+        exclude = [rng.integers(0, 6000, 10)]
+        expected_scores, expected_ids = full.search(query[None], k, exclude)
+        scores, ids = narrow.search(query[None], k, exclude)
+        assert ids.tolist() == expected_ids.tolist()
+        assert scores.tobytes() == expected_scores.tobytes()
+
+
 def test_only_a_large_index_asked_to_answers_narrowly() -> None:
     """A small index, or one not asked (a one-shot command's: making the narrow scan costs a
     few full scans), scans in full."""

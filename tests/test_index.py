@@ -9,6 +9,8 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gamerec.artifacts import read_manifest, write_manifest
@@ -32,6 +34,7 @@ from gamerec.index import (
     search,
     set_threads,
 )
+from gamerec.index.reference import best_columns
 
 KINDS = ["flat", "hnsw", "ivf"]
 N_ITEMS, DIM, K = 4000, 128, 20
@@ -127,6 +130,31 @@ def test_exact_search_matches_a_full_sort() -> None:
     scores, ids = exact_search(items, queries[:2], 1000)
     assert ids.shape == (2, 300)
     assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda rows: st.integers(1, 40).flatmap(
+            lambda columns: st.tuples(
+                st.lists(
+                    st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 1.0, 2.0]),
+                    min_size=rows * columns,
+                    max_size=rows * columns,
+                ).map(lambda cells: np.array(cells, np.float32).reshape(rows, columns)),
+                st.integers(0, columns + 3),
+            )
+        )
+    )
+)
+def test_best_columns_against_a_full_sort(drawn: tuple[np.ndarray, int]) -> None:
+    """Each row's best columns, best first, ties (here most scores tie) to the smaller column,
+    as a full stable sort of the row gives them; at most as many as the row has."""
+    scores, width = drawn
+    top_scores, columns = best_columns(scores, width)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, : min(width, scores.shape[1])]
+    assert columns.tolist() == expected.tolist()
+    assert top_scores.tolist() == np.take_along_axis(scores, expected, axis=1).tolist()
+    assert top_scores.dtype == np.float32 and columns.dtype == np.int64
 
 
 def low_rank_vectors(n: int, dim: int, rank: int, noise: float, seed: int) -> np.ndarray:

@@ -91,11 +91,12 @@ def best_columns(
         rows, columns = np.divmod(np.arange(scores.size), n_columns)
     values = scores[rows, columns]
     if len(rows) == n_rows * width:  # no tie at any cut-off: each row's own sort
-        values, columns = values.reshape(n_rows, width), columns.reshape(n_rows, width)
-        order = np.lexsort((columns, -values), axis=1)
+        row_values = values.reshape(n_rows, width)
+        row_columns = columns.reshape(n_rows, width)
+        order = np.lexsort((row_columns, -row_values), axis=1)
         return (
-            np.take_along_axis(values, order, axis=1).astype(np.float32, copy=False),
-            np.take_along_axis(columns, order, axis=1).astype(np.int64),
+            np.take_along_axis(row_values, order, axis=1).astype(np.float32, copy=False),
+            np.take_along_axis(row_columns, order, axis=1).astype(np.int64),
         )
     # stable: entries come by row, then column, so a tie keeps the smaller column first
     order = np.lexsort((-values, rows))

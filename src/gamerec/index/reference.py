@@ -251,7 +251,7 @@ class ExactIndex:
         return scores_out, ids_out
 
     def _rounding(self, query: npt.NDArray[np.float32]) -> float:
-        """How far rounding may move a score of ``query`` (see :data:`_ROUNDING_UNITS`)."""
+        """How far rounding may move a score of ``query`` (see :func:`_rounding_unit`)."""
         if self._longest is None:
             self._longest = float(np.sqrt(np.einsum("nd,nd->n", self.vectors, self.vectors).max()))
         return _rounding_unit(self.d) * float(np.linalg.norm(query)) * self._longest

@@ -493,8 +493,9 @@ class Recommender:
         for start in itertools.islice(_starts(lowered.split()), tries):
             near = [i for i, name in enumerate(catalog.lower_names) if start in name]
             if near:
-                owners = (catalog.owners_low + catalog.owners_high) / 2.0
-                near.sort(key=lambda i: (-owners[i], -catalog.players[i], i))
+                rank = np.empty(len(self._popularity_order), dtype=np.int64)
+                rank[self._popularity_order] = np.arange(len(rank))
+                near.sort(key=lambda i: rank[i])  # the most owned first, as `_popular` orders
                 return f" (names with {start!r}: {', '.join(self._label(i) for i in near[:limit])})"
         return ""
 

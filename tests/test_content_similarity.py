@@ -302,3 +302,22 @@ def test_closeness_blends_the_profile_and_the_closest_history_game(
     if len(candidates):
         expected += 0.5 * content.pairwise(history, candidates).max(axis=0)
     np.testing.assert_allclose(blended, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_equally_close_games_are_taken_in_the_order_of_the_rows_searched() -> None:
+    """Where games tie at the cut, the earlier ones in ``rows`` (the catalog's order: most
+    owned first) are taken, best first and then in that order, by :meth:`closest` and
+    :meth:`same_series` alike, not wherever a partition happens to leave them."""
+    # game 0 is the history (a studio and a tag); games 1-300 are copies of it, so each is
+    # exactly as close; game 301 has one more tag, so it is less close by its tags and as
+    # close by its studio
+    games = [[0, 7]] * 301 + [[0, 7, 12]]
+    content = wide_similarity(games)
+    history = np.array([0], dtype=np.int64)
+    rows = np.concatenate([[301], np.random.default_rng(0).permutation(np.arange(1, 301))])
+    profile = content.profile(history, np.ones(1, dtype=np.float32))
+    assert content.closest(profile, rows, 7).tolist() == rows[1:8].tolist()
+    assert content.closest(profile, rows, 301).tolist() == [*rows[1:], 301]
+    # by studio and name alone, game 301 is as close as the copies, and searched first
+    assert content.same_series(history, rows, 7).tolist() == rows[:7].tolist()
+    assert content.same_series(history, rows, 400).tolist() == rows.tolist()

@@ -20,6 +20,7 @@ import numpy as np
 
 from gamerec.dataio.content import TokenRows, TokenTable, identity_tokens
 from gamerec.dataio.matrix import UserItems
+from gamerec.index.reference import best_columns
 
 #: a row whose spread is below this share of its mean is taken as constant (float rounding
 #: of equal values leaves a spread of about 1e-8 of them)
@@ -458,6 +459,7 @@ class ContentSimilarity:
         ones: on at most :data:`RARE_TOKEN_GAMES` of ``rows``), closest first: the other games
         of a series the player owns, which a profile dilutes among a large library and which
         often have no genre or tag to be found by (a kept, read-only row set is indexed once).
+        Equally close games come in the order of ``rows`` (the catalog's: most owned first).
         """
         starts, owners = self._postings(rows)
         history = np.asarray(history, dtype=np.int64)
@@ -484,11 +486,11 @@ class ContentSimilarity:
         cosines = shared / np.maximum(lengths_of_pairs, 1e-12)
         best = np.zeros(len(rows))
         np.maximum.at(best, position, cosines)
-        n = min(n, int((best > 0).sum()))
-        if n <= 0:
+        found = np.flatnonzero(best > 0)  # few: the games sharing a rare studio or name token
+        if n <= 0 or not len(found):
             return np.empty(0, dtype=np.int64)
-        top = np.argpartition(-best, n - 1)[:n]
-        return np.asarray(rows)[top[np.argsort(-best[top], kind="stable")]]
+        order = np.lexsort((found, -best[found]))[:n]  # ties to the earlier row
+        return np.asarray(rows)[found[order]]
 
     def _postings(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each studio or name token, the positions in ``rows`` of the games holding it,
@@ -510,8 +512,9 @@ class ContentSimilarity:
         return postings
 
     def closest(self, profile: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-        """The (at most) ``n`` of ``rows`` closest to ``profile``, closest first, none with
-        nothing in common (a kept, read-only row set is gathered and weighted once)."""
+        """The (at most) ``n`` of ``rows`` closest to ``profile``, closest first (equally close
+        ones in the order of ``rows``), none with nothing in common (a kept, read-only row set
+        is gathered and weighted once)."""
         kept = self._kept.get(id(rows))
         if kept is not None and kept[0] is rows:
             _, blocks, undescribed = kept
@@ -527,11 +530,13 @@ class ContentSimilarity:
             length = self._identity_length(profile)
             if length > 0:
                 closeness[undescribed] = np.minimum(closeness[undescribed] / length, 1.0)
-        n = min(n, int(np.count_nonzero(closeness > 0)))
-        if n <= 0:
+        # about half the rows share nothing with the profile: a partition of the others
+        # costs half of an argpartition of every row (0.12 against 0.25 ms on the bundled
+        # catalog's 21,000 new games), and equal values go in the order of ``rows``
+        found = np.flatnonzero(closeness > 0)
+        if n <= 0 or not len(found):
             return np.empty(0, dtype=np.int64)
-        top = np.argpartition(-closeness, n - 1)[:n]
-        return rows[top[np.argsort(-closeness[top], kind="stable")]]
+        return rows[found[best_columns(closeness[found][None], n)[1][0]]]
 
     def pairwise(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(len(left), len(right)) the cosine of each pair of games' token vectors, compared

@@ -2,14 +2,15 @@
 
     python benchmarks/real_libraries.py [DATA_DIR] [LIBRARY.json ...] [--seeds 5] [--json]
 
-Each library is a Steam Web API GetOwnedGames answer (the 129-game library in the test fixtures
-by default, and any others given). Of the games the catalog knows, a seeded fifth is hidden and
-the rest is the history; gamerec's top 20 for that history is compared with the 2025 crawl's
-most-owned games (SteamSpy's owners, minus the history's games): how many hidden games each
-finds (Recall@20: found / min(20, hidden), averaged over libraries and seeds), and how many
-hidden *current* games (appid above 1,000,000: store pages from about 2019 on) each finds.
-The ratios gamerec / most-owned are printed; DATA_DIR is a trained workspace with an index
-(default ./gamerec-data, as `gamerec demo` leaves it).
+Each library is a Steam Web API GetOwnedGames answer: by default the two in the test fixtures
+(129 games with names, and 69 games of another player with appids and playtime only), else the
+ones given. Of the games the catalog knows, a seeded fifth is hidden and the rest is the
+history; gamerec's top 20 for that history is compared with the 2025 crawl's most-owned games
+(SteamSpy's owners, minus the history's games): how many hidden games each finds (Recall@20:
+found / min(20, hidden), averaged over libraries and seeds), and how many hidden *current*
+games (appid above 1,000,000: store pages from about 2019 on) each finds. The ratios gamerec /
+most-owned are printed; DATA_DIR is a trained workspace with an index (default ./gamerec-data,
+as `gamerec demo` leaves it).
 """
 
 from __future__ import annotations
@@ -24,13 +25,10 @@ import numpy as np
 from gamerec.dataio.history import History
 from gamerec.runtime.recommender import Recommender
 
-FIXTURE = (
-    Path(__file__).parent.parent
-    / "tests"
-    / "fixtures"
-    / "steam-webapi"
-    / "GetOwnedGames_include_appinfo.json"
-)
+FIXTURES = [
+    Path(__file__).parent.parent / "tests" / "fixtures" / "steam-webapi" / name
+    for name in ("GetOwnedGames_include_appinfo.json", "GetOwnedGames_basic.json")
+]
 #: store pages above this appid are from about 2019 on
 CURRENT_APPID = 1_000_000
 K = 20
@@ -107,7 +105,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.data_dir, args.libraries or [FIXTURE], args.seeds)
+    result = run(args.data_dir, args.libraries or FIXTURES, args.seeds)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -71,3 +71,37 @@ def test_a_history_the_co_play_model_does_not_know_is_ranked_by_the_towers_at_fu
     assert ranked.items[0].tolist() == [1, 2, 3]
     expected = standard(first_stage[1:9])[:3]
     np.testing.assert_allclose(ranked.scores[0], expected, rtol=1e-5)
+
+
+def test_a_history_the_co_play_model_does_not_know_draws_an_even_sample_of_its_games() -> None:
+    """With every co-play score 0 there are no best games to draw: the co-play candidates are
+    the eligible games evenly spaced in the catalog's order, not whichever a partition of equal
+    values left first. A history the model knows draws its best games, as before."""
+    from gamerec.dataio.matrix import UserItems
+    from gamerec.ranking.stages import CoPlay
+
+    n_games = 13  # games 0-11 have co-play rows (in reverse order), game 12 has none
+    rows = np.r_[np.arange(11, -1, -1), -1]
+    weights = np.arange(144, dtype=np.float32).reshape(12, 12) % 7 + 1.0
+    coplay = CoPlay(weights, rows)
+    histories = UserItems.from_pairs(
+        np.array([0, 1]), np.array([12, 0]), np.ones(2), n_rows=2, n_items=n_games
+    )
+    sums = coplay.sums(histories)
+    allowed = np.ones(n_games, dtype=bool)
+    allowed[5] = False
+    blocked = np.full((2, 1), -1, dtype=np.int64)
+    excluded = [np.array([12]), np.array([0, 3])]
+    drawn = coplay.top_of(sums, 4, allowed, blocked, excluded)
+    # the 11 eligible weights rows (all but game 5's, row 6), evenly spaced: the 1st, 4th,
+    # 7th and 11th, rows 0, 3, 7 and 11, which are games 11, 8, 4 and 0
+    assert drawn[0].tolist() == [11, 8, 4, 0]
+    # game 0's own weights row (row 11) ranks the rest: highest first
+    eligible = [g for g in range(12) if g not in (0, 3, 5)]
+    expected = sorted(eligible, key=lambda g: -weights[11, rows[g]])[:4]
+    assert sorted(weights[11, rows[drawn[1]]].tolist()) == sorted(
+        weights[11, rows[expected]].tolist()
+    )
+    # fewer eligible games than asked: every one, then -1
+    every = coplay.top_of(sums[:1], 12, allowed, blocked[:1], excluded[:1])[0]
+    assert every.tolist() == [11, 10, 9, 8, 7, 6, 4, 3, 2, 1, 0, -1]

@@ -159,7 +159,38 @@ class CoPlay:
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         found = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
-        return np.where(found, self.item_of_row[top], -1)
+        out = np.where(found, self.item_of_row[top], -1)
+        for row in np.flatnonzero(self._alike(scores)):
+            out[row] = self._spread_sample(scores[row], n)
+        return out
+
+    @staticmethod
+    def _alike(scores: np.ndarray) -> np.ndarray:
+        """(n_rows,) bool: the rows whose eligible (finite) scores are all one value, as for a
+        history the co-play model knows none of."""
+        finite = np.isfinite(scores)
+        high = np.where(finite, scores, -np.inf).max(axis=1)
+        low = np.where(finite, scores, np.inf).min(axis=1)
+        return finite.any(axis=1) & (high == low)
+
+    def _spread_sample(self, scores: np.ndarray, n: int) -> np.ndarray:
+        """(n,) catalog games: ``n`` of the eligible games of a row that names no best ones,
+        evenly spaced in the weights' order (the catalog's: most played first); -1 past them.
+
+        A history the co-play model knows none of scores every game 0, and which games a
+        partition of equal values leaves first is an accident; yet these candidates set the
+        centre and spread of the trained candidates' scores, which new games are put on the
+        scale by. An even sample gives that scale the whole catalog's spread, the same for every
+        such history: `similar Hades` answers Hades II, Noita, Dead Cells, Transistor, Bastion,
+        Children of Morta, Pyre; the 100 most played in their place gave it Lost Ark and ELDEN
+        RING, no candidates at all Lost Ark, Apex Legends and PUBG before Hades II."""
+        eligible = np.flatnonzero(np.isfinite(scores))
+        taken = min(n, len(eligible))
+        out = np.full(n, -1, dtype=np.int64)
+        if taken:
+            spaced = np.linspace(0, len(eligible) - 1, taken).astype(np.int64)
+            out[:taken] = self.item_of_row[eligible[spaced]]
+        return out
 
     def top(
         self, owned: np.ndarray, n: int, allowed: np.ndarray, blocked: Sequence[np.ndarray]

@@ -160,7 +160,7 @@ class CoPlay:
         top = np.take_along_axis(top, order, axis=1)
         found = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
         out = np.where(found, self.item_of_row[top], -1)
-        for row in np.flatnonzero(self._alike(scores)):
+        for row in np.flatnonzero(self._alike(scores)).tolist():
             out[row] = self._spread_sample(scores[row], n)
         return out
 

@@ -192,30 +192,6 @@ class CoPlay:
             out[:taken] = self.item_of_row[eligible[spaced]]
         return out
 
-    def top(
-        self, owned: np.ndarray, n: int, allowed: np.ndarray, blocked: Sequence[np.ndarray]
-    ) -> np.ndarray:
-        """The ``n`` catalog games of highest co-play score for the history ``owned`` among
-        ``allowed`` (a catalog mask), none of ``blocked`` (catalog rows), best first."""
-        owned_rows = self.rows[owned]
-        owned_rows = owned_rows[owned_rows >= 0]
-        if n <= 0 or len(owned_rows) == 0:
-            return np.empty(0, dtype=np.int64)
-        eligible = np.zeros(self.weights.shape[0], dtype=bool)
-        with_item = self._rows_with_item
-        eligible[with_item] = allowed[self.item_of_row[with_item]]
-        for ids in blocked:
-            blocked_rows = self.rows[ids]
-            eligible[blocked_rows[blocked_rows >= 0]] = False
-        if not eligible.any():
-            return np.empty(0, dtype=np.int64)
-        scores = np.asarray(self.weights[owned_rows]).sum(0)
-        scores = np.where(eligible, scores, -np.inf)
-        n = min(n, int(eligible.sum()))
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return self.item_of_row[top]
-
 
 def new_game_slots(k: int, share: float) -> np.ndarray:
     """The places (0-based) of an answer of ``k`` that go to games nobody in the play data owns:

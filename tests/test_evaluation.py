@@ -452,10 +452,11 @@ def test_engines_of_one_model_share_a_trained_stage_without_changing_a_list(
     histories = data.test.histories.take_rows(np.arange(min(60, data.test.n_users)))
     allowed = np.ones(base.n_items, dtype=bool)
     lists = {}
-    # offsets, then the weight of closeness and of the history's new games: the new-game
-    # candidates and their closeness are found once for the batch and weighed by each policy
-    policies = [(1.0, offset, 0.0, 1.0) for offset in (-1.0, 0.0, 2.0)]
-    policies += [(1.0, 0.0, 0.0, 0.0), (1.0, 0.0, 2.0, 2.0)]
+    # offsets, then the weight of closeness, of the history's new games and of a game older
+    # than the history's: the new-game candidates and their closeness are found once for the
+    # batch and weighed by each policy
+    policies = [(1.0, offset, 0.0, 1.0, 0.0) for offset in (-1.0, 0.0, 2.0)]
+    policies += [(1.0, 0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 2.0, 2.0, 0.0), (1.0, 0.0, 2.0, 2.0, 0.5)]
     alone = Recommender.from_dir(trained).engine  # ranks each batch afresh
     for policy in policies:
         new_games = NewGamePolicy(*policy)
@@ -471,3 +472,4 @@ def test_engines_of_one_model_share_a_trained_stage_without_changing_a_list(
     # the policies differ where it matters
     assert not np.array_equal(lists[policies[0]], lists[policies[2]])
     assert not np.array_equal(lists[policies[1]], lists[policies[3]])
+    assert not np.array_equal(lists[policies[4]], lists[policies[5]])

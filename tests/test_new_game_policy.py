@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from gamerec.artifacts.model import NewGamePolicy
 from gamerec.towers.fit import RANDOM_TENTH, NewGameSearch, choose_new_game_policy
@@ -13,6 +14,7 @@ SEARCH = NewGameSearch(
     offsets=(-0.5, 0.0, 0.5),
     contents=(1.0, 0.0),
     history_weights=(0.0, 2.0, 4.0),
+    older_weights=(0.0,),
     history_tie=0.002,
 )
 
@@ -84,3 +86,25 @@ def test_a_model_without_a_token_table_tries_no_closeness() -> None:
     )
     assert choice == NewGamePolicy(1.0, 0.0, 0.0, 0.0)
     assert {policy.content for policy in measured} == {0.0}
+
+
+def test_the_weight_of_an_older_game_is_chosen_last_and_within_the_tie_takes_the_largest() -> None:
+    search = replace(SEARCH, older_weights=(0.0, 0.1, 0.2))
+
+    def measure_with(older: dict[float, float]) -> Callable[[NewGamePolicy], list[float]]:
+        parts = by_parts(
+            offset={-0.5: 0.01, 0.0: 0.0, 0.5: 0.0},
+            content={1.0: (0.0, 0.0), 0.0: (-0.01, -0.01)},
+            history={0.0: 0.0, 2.0: 0.01, 4.0: 0.0},
+        )
+        return lambda policy: [v + older[policy.older] for v in parts(policy)]
+
+    # 0.2 is 0.003 below the best: too far; 0.1 is within the tie
+    choice, measured = choose_new_game_policy(
+        search, [RANDOM_TENTH, NEWEST], measure_with({0.0: 0.003, 0.1: 0.0015, 0.2: 0.0})
+    )
+    assert choice == NewGamePolicy(1.0, -0.5, 2.0, 1.0, older=0.1)
+    # the earlier coordinates were searched without it
+    assert {p.older for p in measured if p.history_weight != 2.0} == {0.0}
+    clear = measure_with({0.0: 0.01, 0.1: 0.0, 0.2: 0.0})
+    assert choose_new_game_policy(search, [RANDOM_TENTH, NEWEST], clear)[0].older == 0.0

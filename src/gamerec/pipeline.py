@@ -302,6 +302,7 @@ def _fit_config(settings: Settings) -> Any:
             offsets=tuple(options.new_game_offsets),
             contents=tuple(options.new_game_contents),
             history_weights=tuple(options.new_game_history_weights),
+            older_weights=tuple(options.new_game_older_weights),
         ),
         shape=_plain(ModelShape, options),
         train=_plain(TrainConfig, options),

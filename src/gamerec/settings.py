@@ -278,6 +278,12 @@ class TrainSettings(_Section):
         min_length=1,
         description="how much a history of new games favours new games, tried on validation users",
     )
+    new_game_older_weights: list[float] = Field(
+        default_factory=lambda: [0.0, 0.1, 0.2],
+        min_length=1,
+        description="points a new game loses per year older than a history's games, tried on "
+        "validation users",
+    )
     rerank_coplay_candidates: int = Field(
         100, ge=0, description="co-play model's own top games added to the re-ranked candidates"
     )

@@ -91,15 +91,19 @@ class NewGamePolicy:
     mapping stand in for new ones): a new game's score is ``scale`` times its first-stage score
     and ``content`` times its genre/tag closeness, each standardised as the trained candidates'
     are, plus ``offset``, plus ``history_weight`` times the share of the history's games that
-    are new themselves (a player of new games is one for new games); it is then on the scale
-    of the trained games' final scores. A mapped vector says little more than how popular a
-    game is (it points where the average game does), so closeness in genres and tags is what
-    tells new games apart for a player."""
+    are new themselves (a player of new games is one for new games), less ``older`` times the
+    years the game was released before the history's games on average; it is then on the
+    scale of the trained games' final scores. A mapped vector says little more than how
+    popular a game is (it points where the average game does), so closeness in genres and tags
+    is what tells new games apart for a player. That closeness does not know which way time
+    runs: The Elder Scrolls III is as close to Skyrim as a game made after it, and the play
+    data's co-play, which knows what players went on to own, knows none of these games."""
 
     scale: float
     offset: float
     history_weight: float = 0.0
     content: float = 0.0
+    older: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +115,7 @@ class NewGamePolicy:
             offset=float(value["offset"]),
             history_weight=float(value.get("history_weight", 0.0)),
             content=float(value.get("content", 0.0)),
+            older=float(value.get("older", 0.0)),
         )
 
 

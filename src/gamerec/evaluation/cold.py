@@ -23,7 +23,7 @@ from gamerec.evaluation.protocol import ProtocolData, ValidationUsers
 from gamerec.index.reference import ExactIndex
 from gamerec.ranking import RankingEngine
 from gamerec.ranking.stages import Editions
-from gamerec.towers.cold import embed_catalog
+from gamerec.towers.cold import catalog_release_years, embed_catalog
 from gamerec.towers.fit import FitConfig, fit_model
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ def catalog_engines(
         vectors.model_rows >= 0,
         items["n_users"].to_numpy(dtype=np.float64),
     )
+    years = catalog_release_years(items)
     reranks = [False, True] if model.coplay is not None and model.description.rerank else [False]
     engines = [
         RankingEngine.over_catalog(
@@ -112,6 +113,7 @@ def catalog_engines(
             rerank=rerank,
             new_games_share=new_games_share,
             editions=editions,
+            release_years=years,
         )
         for rerank in reranks
     ]
@@ -119,7 +121,13 @@ def catalog_engines(
     if default.policy.new_games is not None:
         # the policy of old beside the merit ranking: new games at fixed places, a fifth
         fixed = RankingEngine.over_catalog(
-            model, vectors, index, rerank=reranks[-1], new_games_share=0.2, editions=editions
+            model,
+            vectors,
+            index,
+            rerank=reranks[-1],
+            new_games_share=0.2,
+            editions=editions,
+            release_years=years,
         )
         fixed.policy = replace(fixed.policy, new_games=None)
         fixed.name = f"{default.name}, fixed places"

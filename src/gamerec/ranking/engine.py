@@ -50,6 +50,7 @@ from gamerec.ranking.stages import (
     blend,
     interleave,
     new_game_slots,
+    years_older,
 )
 from gamerec.ranking.user_tower import NumpyUserTower, history_weights
 
@@ -283,6 +284,9 @@ class RankingEngine:
     ``trained`` flags the games the model was trained on; the others' vectors come from the
     content mapping. ``coplay`` covers trained games only and is used when ``policy.rerank``
     says so. ``editions`` groups the editions of one game (None: every row is its own game).
+    ``release_years`` ((n,) float, NaN unknown: :func:`~gamerec.ranking.stages.release_years`)
+    lets the new-game policy weigh how much older than a history a new game is (None: it
+    cannot, and does not).
     """
 
     def __init__(
@@ -296,6 +300,7 @@ class RankingEngine:
         name: str = "two-tower",
         editions: Editions | None = None,
         content: ContentSimilarity | None = None,
+        release_years: np.ndarray | None = None,
     ):
         self.user_tower = user_tower
         self.item_vectors = item_vectors  # (n, D)
@@ -306,6 +311,7 @@ class RankingEngine:
         self.name = name
         self.editions = editions if editions is not None and editions.any else None
         self.content = content if policy.uses_content else None
+        self.release_years = release_years
         self._subsets: dict[bytes, tuple[np.ndarray, ExactIndex]] = {}
         self._searched_once: set[bytes] = set()
         #: id of a kept (read-only) mask -> (the mask, its sub-index): no hashing next time
@@ -324,6 +330,7 @@ class RankingEngine:
         new_games_share: float = 0.0,
         editions: Editions | None = None,
         content_rows: TokenRows | None = None,
+        release_years: np.ndarray | None = None,
     ) -> RankingEngine:
         """The engine over the games a model was trained on, as ``model/`` holds them (exact
         search over its item embeddings; the second stage when ``rerank`` and the model has
@@ -347,6 +354,7 @@ class RankingEngine:
             name="two-tower + re-rank" if coplay is not None else "two-tower",
             editions=editions,
             content=_content(description, content_rows),
+            release_years=release_years,
         )
 
     @classmethod
@@ -359,10 +367,12 @@ class RankingEngine:
         rerank: bool = True,
         new_games_share: float = 0.2,
         editions: Editions | None = None,
+        release_years: np.ndarray | None = None,
     ) -> RankingEngine:
         """The engine over every game of a catalog, as ``gamerec index`` embedded it
         (``vectors``: trained games keep the model's vectors, the others are mapped) and
-        ``index`` searches it: what ``recommend`` ranks with, and P-COLD's evaluation."""
+        ``index`` searches it: what ``recommend`` ranks with, and P-COLD's evaluation.
+        ``release_years``: the catalog's (see :class:`RankingEngine`)."""
         description = model.description
         coplay = (
             CoPlay(model.coplay, vectors.model_rows)
@@ -390,6 +400,7 @@ class RankingEngine:
                 description,
                 None if vectors.content is None else TokenRows(*vectors.content),
             ),
+            release_years=release_years,
         )
 
     def with_policy(self, policy: RankingPolicy, share_stages: bool = True) -> RankingEngine:
@@ -688,6 +699,10 @@ class RankingEngine:
                 calibrated += policy.new_games.history_weight * self._newness(histories)[:, None]
             if with_content:
                 calibrated += policy.new_games.content * closeness
+            if policy.new_games.older and self.release_years is not None:
+                calibrated -= policy.new_games.older * years_older(
+                    self.release_years, histories, new_items
+                )
             new_scores = np.where(new_items >= 0, calibrated, -np.inf).astype(np.float32)
             if share <= 0:  # on merit alone: one sort of both lists, row by row at once
                 return _merged(trained, new_items, new_scores, k)

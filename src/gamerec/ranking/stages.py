@@ -35,6 +35,8 @@ __all__ = [
     "blend",
     "interleave",
     "new_game_slots",
+    "release_years",
+    "years_older",
 ]
 
 T = TypeVar("T")
@@ -191,6 +193,52 @@ class CoPlay:
             spaced = np.linspace(0, len(eligible) - 1, taken).astype(np.int64)
             out[:taken] = self.item_of_row[eligible[spaced]]
         return out
+
+
+#: dated games on each side of an undated one whose median year it is given
+_YEAR_NEIGHBOURS = 25
+
+
+def release_years(appids: np.ndarray, years: np.ndarray) -> np.ndarray:
+    """(n,) float32 each game's release year, estimated where the catalog has none from the
+    games of nearby appids (Steam numbers its store pages in order of creation): the median
+    year of the dated games around it in appid order. NaN where there is no appid (a title
+    the play data alone knows) or no dated game at all.
+
+    On the bundled catalog half the games (12,317 of 25,385) have a year; estimated this
+    way from the others with a twentieth of them hidden at a time, the year is right for
+    65% of them and within a year for 92%."""
+    appids = np.asarray(appids, dtype=np.int64)
+    years = np.asarray(years, dtype=np.float64)
+    out = np.where(years > 0, years, np.nan).astype(np.float32)
+    dated = (appids >= 0) & (years > 0)
+    undated = (appids >= 0) & ~dated
+    if not dated.any() or not undated.any():
+        return out
+    order = np.argsort(appids[dated], kind="stable")
+    dated_appids, dated_years = appids[dated][order], years[dated][order]
+    width = 2 * _YEAR_NEIGHBOURS + 1
+    padded = np.pad(dated_years, _YEAR_NEIGHBOURS, mode="edge")
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
+    # each undated game takes the running median at the dated game just above it in appid
+    above = np.minimum(np.searchsorted(dated_appids, appids[undated]), len(dated_appids) - 1)
+    out[undated] = medians[above]
+    return out
+
+
+def years_older(years: np.ndarray, histories: UserItems, candidates: np.ndarray) -> np.ndarray:
+    """(B, c) how many years each candidate was released before its history's games, on
+    average (0 for a newer one, and where either year is unknown). ``years``: (n,) from
+    :func:`release_years`; ``candidates``: (B, c) rows, -1 for none."""
+    known = np.isfinite(years[histories.indices])
+    year_sums = histories.row_sums(np.where(known, years[histories.indices], 0.0))
+    counts = histories.row_sums(known.astype(np.float32))
+    history_year = np.divide(
+        year_sums, counts, out=np.full(len(counts), np.nan, np.float32), where=counts > 0
+    )
+    candidate_years = np.where(candidates >= 0, years[np.maximum(candidates, 0)], np.nan)
+    older = history_year[:, None] - candidate_years
+    return np.where(np.isfinite(older), np.maximum(older, 0.0), 0.0).astype(np.float32)
 
 
 def new_game_slots(k: int, share: float) -> np.ndarray:

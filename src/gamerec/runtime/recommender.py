@@ -48,7 +48,7 @@ from gamerec.errors import (
     NotFoundError,
 )
 from gamerec.ranking import Ranked, RankingEngine
-from gamerec.ranking.stages import Editions
+from gamerec.ranking.stages import Editions, release_years
 from gamerec.runtime.catalog import Catalog
 
 __all__ = [
@@ -318,6 +318,7 @@ class Recommender:
             rerank=rerank,
             new_games_share=new_games_share,
             editions=Editions(catalog.family, np.asarray(vectors.model_rows) >= 0, catalog.players),
+            release_years=release_years(catalog.appids, catalog.release_years),
         )
 
         def load_users() -> tuple[dict[str, int], UserItems]:
@@ -946,11 +947,14 @@ class Recommender:
         query = self.item_embeddings[item : item + 1]
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         engine, policy = self.engine, self.engine.policy
-        if policy.new_games is not None and policy.new_games.history_weight:
+        if policy.new_games is not None and (
+            policy.new_games.history_weight or policy.new_games.older
+        ):
             # one game asked about is not a player: how many of a player's games are new says
             # how far new games should rise for them, not what is like this game (with the
-            # weight, every popular new game rose above Transistor and Bastion for Hades)
-            alone = replace(policy.new_games, history_weight=0.0)
+            # weight, every popular new game rose above Transistor and Bastion for Hades), and
+            # what came before the game is as like it as what came after (Dead Cells for Hades)
+            alone = replace(policy.new_games, history_weight=0.0, older=0.0)
             engine = engine.with_policy(replace(policy, new_games=alone), share_stages=False)
         ranked = engine.rank(
             one, k, self._allowed(set(), one.indices, False), queries=query.astype(np.float32)

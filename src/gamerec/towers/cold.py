@@ -28,7 +28,7 @@ import numpy as np
 
 from gamerec.dataio.content import TokenTable, content_tokens
 from gamerec.errors import ArtifactError
-from gamerec.ranking.stages import ContentSimilarity
+from gamerec.ranking.stages import ContentSimilarity, release_years
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +41,7 @@ __all__ = [
     "ContentMapper",
     "ContentVocabulary",
     "HeldOutGames",
+    "catalog_release_years",
     "catalog_tokens",
     "content_features",
     "embed_catalog",
@@ -491,6 +492,15 @@ def catalog_tokens(items: pd.DataFrame) -> list[list[str]]:
         list(items["developer"]),
         list(items["publisher"]),
         list(items["name"]) if "name" in items else None,
+    )
+
+
+def catalog_release_years(items: pd.DataFrame) -> np.ndarray:
+    """(n,) float32 each catalog row's release year, estimated from its appid where the
+    catalog has none (:func:`~gamerec.ranking.stages.release_years`)."""
+    return release_years(
+        items["appid"].to_numpy(dtype=np.float64, na_value=-1).astype(np.int64),
+        items["release_year"].to_numpy(dtype=np.float64, na_value=-1),
     )
 
 

@@ -28,6 +28,7 @@ from gamerec.towers.checkpoint import export_item_embeddings, export_user_tower
 from gamerec.towers.cold import (
     ContentMapper,
     HeldOutGames,
+    catalog_release_years,
     catalog_tokens,
     fit_content_mapper,
     neighbour_history,
@@ -110,11 +111,17 @@ class NewGameSearch:
     offsets: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0)
     contents: tuple[float, ...] = (1.0, 0.5, 2.0)  # the first is tried with every offset
     history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)
+    #: points a new game loses per year it was released before the history's games
+    older_weights: tuple[float, ...] = (0.0, 0.1, 0.2)
     fraction: float = 0.1  # of the trained games, the newest, held out as new
     #: history weights this close to the best validation NDCG are taken as equal, and the
     #: largest of them wins: the validation users are the play data's players, whose
     #: histories are a tenth new at most, so validation barely sees what the weight does for a
-    #: player whose games are mostly new, the player it is there for
+    #: player whose games are mostly new, the player it is there for. The weight of how much
+    #: older than a history a new game is is chosen the same way: the play data's players
+    #: are 2017's, whose "new" games (new to the play data) are as often a 2008 classic as a
+    #: 2017 release, so they tell whether the weight costs them, not what it gives a player
+    #: of today's games
     history_tie: float = 0.002
 
 
@@ -172,6 +179,8 @@ class FittedModel:
     content_rows: TokenRows | None = None
     #: XᵀX of the training matrix, when the towers' teacher needed it (the re-ranker reuses it)
     gram: np.ndarray | None = None
+    #: (n,) the trained games' release years, estimated where unknown (NaN: no appid)
+    release_years: np.ndarray | None = None
 
     def description(self) -> dict[str, Any]:
         """What ``model/manifest.json`` says of how this model ranks (see
@@ -205,6 +214,7 @@ class FittedModel:
             policy,
             parts.get("coplay"),
             content=self.content_similarity(),
+            release_years=self.release_years,
         )
 
     def content_similarity(self) -> ContentSimilarity | None:
@@ -363,6 +373,7 @@ def fit_stages(
     tokens = catalog_tokens(items)
     fitted.token_table = TokenTable.build(tokens if catalog is None else catalog_tokens(catalog))
     fitted.content_rows = fitted.token_table.rows(tokens)
+    fitted.release_years = catalog_release_years(items)
     progress("train", "weighing genre/tag closeness on the validation users", None)
     fitted.content_weight, summary["content_similarity"] = _fit_content_weight(
         config.content, validation, fitted
@@ -575,7 +586,8 @@ def choose_new_game_policy(
     """The new-game policy ``search`` finds, one coordinate at a time (each try ranks every
     validation user once per held-out set): the scale and offset first, then the weight of
     genre/tag closeness (``with_content``), then how much a history of new games tips the
-    balance. ``measure`` gives a policy's validation NDCG on each held-out set (``labels``);
+    balance, then how much a game older than the history's games loses. ``measure`` gives a
+    policy's validation NDCG on each held-out set (``labels``);
     returns the choice and every policy measured.
 
     A policy is judged by its mean over the sets, except the closeness weight, judged on the
@@ -612,4 +624,8 @@ def choose_new_game_policy(
     weights = [replace(chosen, history_weight=weight) for weight in search.history_weights]
     top = float(np.mean(measured[best_of(weights, every_set)]))
     near = [p for p in weights if float(np.mean(measured[p])) >= top - search.history_tie]
-    return max(near, key=lambda policy: policy.history_weight), measured
+    chosen = max(near, key=lambda policy: policy.history_weight)
+    olders = [replace(chosen, older=weight) for weight in search.older_weights]
+    top = float(np.mean(measured[best_of(olders, every_set)]))
+    near = [p for p in olders if float(np.mean(measured[p])) >= top - search.history_tie]
+    return max(near, key=lambda policy: policy.older), measured

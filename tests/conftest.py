@@ -54,7 +54,7 @@ QUICK_SEARCH: dict[str, list[float]] = {
     "train.new_game_offsets": [-0.5],
     "train.new_game_contents": [1.0],
     "train.new_game_history_weights": [2.0],
-    "train.new_game_older_weights": [0.2],
+    "train.new_game_older_weights": [0.1],
 }
 #: the same as GAMEREC_* environment variables, for commands run as a user runs them
 QUICK_SEARCH_ENV = {

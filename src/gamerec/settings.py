@@ -279,7 +279,7 @@ class TrainSettings(_Section):
         description="how much a history of new games favours new games, tried on validation users",
     )
     new_game_older_weights: list[float] = Field(
-        default_factory=lambda: [0.0, 0.1, 0.2],
+        default_factory=lambda: [0.0, 0.05, 0.1],
         min_length=1,
         description="points a new game loses per year older than a history's games, tried on "
         "validation users",

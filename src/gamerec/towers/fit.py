@@ -112,15 +112,15 @@ class NewGameSearch:
     contents: tuple[float, ...] = (1.0, 0.5, 2.0)  # the first is tried with every offset
     history_weights: tuple[float, ...] = (0.0, 2.0, 4.0)
     #: points a new game loses per year it was released before the history's games
-    older_weights: tuple[float, ...] = (0.0, 0.1, 0.2)
+    older_weights: tuple[float, ...] = (0.0, 0.05, 0.1)
     fraction: float = 0.1  # of the trained games, the newest, held out as new
     #: history weights this close to the best validation NDCG are taken as equal, and the
     #: largest of them wins: the validation users are the play data's players, whose
     #: histories are a tenth new at most, so validation barely sees what the weight does for a
     #: player whose games are mostly new, the player it is there for. The weight of how much
     #: older than a history a new game is is chosen the same way: the play data's players
-    #: are 2017's, whose "new" games (new to the play data) are as often a 2008 classic as a
-    #: 2017 release, so they tell whether the weight costs them, not what it gives a player
+    #: are 2017's, whose games new to the play data are as often older classics as that
+    #: year's releases, so they tell what the weight costs them, not what it gives a player
     #: of today's games
     history_tie: float = 0.002
 

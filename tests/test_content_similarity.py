@@ -264,6 +264,10 @@ def test_closest_against_a_brute_force_of_profile_cosines(
         w * wide_vector(games[h]) / max(np.linalg.norm(wide_vector(games[h])), 1e-12)
         for h, w in zip(history, weights, strict=True)
     )
+    length = np.linalg.norm(dense_profile)
+    np.testing.assert_allclose(
+        profile, dense_profile / length if length > 0 else dense_profile, rtol=1e-5, atol=1e-6
+    )
 
     def expected(game: int) -> float:
         described = any(not WIDE_IDENTITY[t] for t in games[game])

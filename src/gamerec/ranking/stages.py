@@ -447,13 +447,19 @@ class ContentSimilarity:
     def profile(self, history: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(T,) the history's weighted token profile (each game's unit vector, weighted),
         idf-weighted and of unit length; 0 when no history game has a token."""
-        profile = np.zeros(len(self.idf), dtype=np.float32)
-        for row, weight in zip(
-            np.asarray(history).tolist(), np.asarray(weights).tolist(), strict=True
-        ):
-            if self.norms[row] > 0:
-                tokens = self.rows.indices[self.rows.indptr[row] : self.rows.indptr[row + 1]]
-                profile[tokens] += weight * self.idf[tokens] / self.norms[row]
+        history = np.asarray(history, dtype=np.int64)
+        held = self.rows.take(history)
+        norms = self.norms[history]
+        per_game = np.divide(
+            np.asarray(weights, dtype=np.float32),
+            norms,
+            out=np.zeros(len(history), dtype=np.float32),
+            where=norms > 0,
+        )
+        entries = np.repeat(per_game, np.diff(held.indptr)) * self.idf[held.indices]
+        profile = np.bincount(held.indices, weights=entries, minlength=len(self.idf)).astype(
+            np.float32
+        )
         norm = float(np.sqrt(profile @ profile))
         return profile / norm if norm > 0 else profile
 

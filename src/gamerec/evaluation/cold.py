@@ -121,13 +121,7 @@ def catalog_engines(
     if default.policy.new_games is not None:
         # the policy of old beside the merit ranking: new games at fixed places, a fifth
         fixed = RankingEngine.over_catalog(
-            model,
-            vectors,
-            index,
-            rerank=reranks[-1],
-            new_games_share=0.2,
-            editions=editions,
-            release_years=years,
+            model, vectors, index, rerank=reranks[-1], new_games_share=0.2, editions=editions
         )
         fixed.policy = replace(fixed.policy, new_games=None)
         fixed.name = f"{default.name}, fixed places"

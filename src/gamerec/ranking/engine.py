@@ -330,7 +330,6 @@ class RankingEngine:
         new_games_share: float = 0.0,
         editions: Editions | None = None,
         content_rows: TokenRows | None = None,
-        release_years: np.ndarray | None = None,
     ) -> RankingEngine:
         """The engine over the games a model was trained on, as ``model/`` holds them (exact
         search over its item embeddings; the second stage when ``rerank`` and the model has
@@ -354,7 +353,6 @@ class RankingEngine:
             name="two-tower + re-rank" if coplay is not None else "two-tower",
             editions=editions,
             content=_content(description, content_rows),
-            release_years=release_years,
         )
 
     @classmethod
